@@ -1,0 +1,2 @@
+#![forbid(unsafe_code)]
+//! Domain core of res_deviceuser.
