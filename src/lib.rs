@@ -1,1 +1,13 @@
+//! res_deviceuser: hot-desking ("Device & User" mode) for Asterisk.
+//!
+//! Layers: `sys` (generated bindings), `host` (every `unsafe`: safe wrappers over Asterisk
+//! and the entry points the C shim calls), feature adapters (`apps`, `functions`, `cli`),
+//! `runtime` (the live state and commit path), and the pure `deviceuser_core` crate.
+#![deny(unsafe_op_in_unsafe_fn)]
 
+mod apps;
+mod cli;
+mod functions;
+mod host;
+mod runtime;
+mod sys;

@@ -1,0 +1,815 @@
+//! Validated model of `res_deviceuser.conf`.
+//!
+//! The host reads the file with Asterisk's config engine and hands it over as a [`RawConfig`]
+//! (sections and variables in file order, with line numbers). [`Config::from_raw`] checks the
+//! whole file and reports every problem at once, so an administrator fixes a broken file in one
+//! pass instead of one error per reload.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One `key = value` line as read by the config engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawVar {
+    pub key: String,
+    pub value: String,
+    /// Line in the file; 0 when the config engine did not know it.
+    pub line: u32,
+}
+
+/// One `[name]` section with its variables in file order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawSection {
+    pub name: String,
+    /// Line of the section header; 0 when unknown.
+    pub line: u32,
+    pub vars: Vec<RawVar>,
+}
+
+/// A whole file as read by the config engine, before any validation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawConfig {
+    /// File name used in messages, e.g. `res_deviceuser.conf`.
+    pub file: String,
+    pub sections: Vec<RawSection>,
+}
+
+/// What happens when a user who is already logged in somewhere logs in on another device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MultipleLogins {
+    /// The user may be on several devices at once; calls ring all of them.
+    #[default]
+    Yes,
+    /// The second login is refused.
+    No,
+    /// The new login logs the user off the other devices.
+    Replace,
+}
+
+/// Whether a device is shared (hot desk) or permanently owned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceMode {
+    /// Nobody is bound until someone logs in (or its `default_user`, if set).
+    #[default]
+    Adhoc,
+    /// Permanently bound to its `default_user`; logins are refused.
+    Fixed,
+}
+
+impl fmt::Display for DeviceMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeviceMode::Adhoc => "adhoc",
+            DeviceMode::Fixed => "fixed",
+        })
+    }
+}
+
+impl fmt::Display for MultipleLogins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MultipleLogins::Yes => "yes",
+            MultipleLogins::No => "no",
+            MultipleLogins::Replace => "replace",
+        })
+    }
+}
+
+/// Options of the `[general]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct General {
+    pub multiple_logins: MultipleLogins,
+    /// Context in which the host publishes `hint` extensions for users, if any.
+    pub hint_context: Option<String>,
+    /// Numbers a logged-out adhoc device may still call (emergency numbers).
+    pub allowed_numbers: Vec<String>,
+    /// Login attempts before the dialplan application gives up (1..=10).
+    pub max_attempts: u32,
+    /// Sound file asking for the user id.
+    pub user_prompt: String,
+    /// Sound file asking for the PIN.
+    pub password_prompt: String,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        General {
+            multiple_logins: MultipleLogins::Yes,
+            hint_context: None,
+            allowed_numbers: Vec::new(),
+            max_attempts: 3,
+            user_prompt: "agent-user".into(),
+            password_prompt: "agent-pass".into(),
+        }
+    }
+}
+
+/// A phone, identified by its section name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub id: String,
+    pub description: String,
+    pub mode: DeviceMode,
+    /// Dial string reaching this phone, e.g. `PJSIP/1000`; also how its channels are recognised.
+    pub dial: String,
+    /// User bound to the device when nobody else is (always, for a fixed device).
+    pub default_user: Option<String>,
+}
+
+/// A person who can log in, identified by their extension.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub fullname: String,
+    /// PIN; `None` means interactive login is impossible (admin login still works).
+    pub password: Option<String>,
+    pub language: Option<String>,
+    pub cid_number: String,
+}
+
+impl User {
+    /// Compares the PIN in constant time with respect to its content, so response timing does
+    /// not reveal how many leading digits were right. The loop always runs over the whole
+    /// input, and a length mismatch is folded into the result instead of returning early.
+    pub fn password_matches(&self, given: &str) -> bool {
+        let Some(pw) = self.password.as_deref() else {
+            return false;
+        };
+        let (want, got) = (pw.as_bytes(), given.as_bytes());
+        if want.is_empty() {
+            return false;
+        }
+        let mut diff = u8::from(want.len() != got.len());
+        for (i, &b) in got.iter().enumerate() {
+            diff |= b ^ want[i % want.len()];
+        }
+        std::hint::black_box(diff) == 0
+    }
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub file: String,
+    pub general: General,
+    pub devices: BTreeMap<String, Device>,
+    pub users: BTreeMap<String, User>,
+    /// Lowercased dial string -> device id, to recognise the device behind a channel quickly.
+    dial_index: BTreeMap<String, String>,
+}
+
+/// Result of a successful parse: the config plus non-fatal findings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    pub config: Config,
+    pub warnings: Vec<ConfigError>,
+}
+
+/// A problem in the file, located as precisely as the config engine allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub section: Option<String>,
+    pub key: Option<String>,
+    /// 0 when unknown.
+    pub line: u32,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if self.line > 0 {
+            write!(f, " line {}", self.line)?;
+        }
+        f.write_str(": ")?;
+        if let Some(s) = &self.section {
+            write!(f, "[{s}] ")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, "{k}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Longest accepted device or user id; keeps AstDB keys and CLI columns sane.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Why `id` cannot be a device or user id, if it cannot. `/` would break AstDB keys and
+/// `&`/`,` would break dial strings and dialplan arguments.
+pub fn id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        Some("empty id".into())
+    } else if id.chars().count() > MAX_ID_LEN {
+        Some(format!("id longer than {MAX_ID_LEN} characters"))
+    } else {
+        id.chars()
+            .find(|c| matches!(c, '/' | '&' | ',') || c.is_whitespace())
+            .map(|c| format!("id '{id}' contains forbidden character {c:?}"))
+    }
+}
+
+/// Collects findings with the file name filled in.
+struct Report<'a> {
+    file: &'a str,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+}
+
+impl Report<'_> {
+    fn make(&self, section: &str, key: Option<&str>, line: u32, msg: String) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            section: Some(section.to_string()),
+            key: key.map(str::to_string),
+            line,
+            message: msg,
+        }
+    }
+    fn error(&mut self, section: &str, key: Option<&str>, line: u32, msg: String) {
+        let e = self.make(section, key, line, msg);
+        self.errors.push(e);
+    }
+    fn warn(&mut self, section: &str, key: Option<&str>, line: u32, msg: String) {
+        let e = self.make(section, key, line, msg);
+        self.warnings.push(e);
+    }
+}
+
+fn non_empty(v: &str) -> Option<String> {
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+/// Accepts the spellings of Asterisk's `ast_true`/`ast_false` plus `replace`.
+fn parse_multiple_logins(v: &str) -> Option<MultipleLogins> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" | "y" | "t" | "1" | "on" => Some(MultipleLogins::Yes),
+        "no" | "false" | "n" | "f" | "0" | "off" => Some(MultipleLogins::No),
+        "replace" => Some(MultipleLogins::Replace),
+        _ => None,
+    }
+}
+
+fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
+    for var in &sec.vars {
+        let key = var.key.trim().to_ascii_lowercase();
+        let (v, line) = (var.value.trim(), var.line);
+        match key.as_str() {
+            "multiple_logins" => match parse_multiple_logins(v) {
+                Some(m) => g.multiple_logins = m,
+                None => r.error(
+                    &sec.name,
+                    Some(&key),
+                    line,
+                    format!("bad value '{v}' (expected yes, no or replace)"),
+                ),
+            },
+            "hint_context" => g.hint_context = non_empty(v),
+            "allowed_numbers" => {
+                g.allowed_numbers.clear();
+                for n in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    if n.chars().all(|c| c.is_ascii_digit() || "*#+".contains(c)) {
+                        g.allowed_numbers.push(n.to_string());
+                    } else {
+                        r.error(&sec.name, Some(&key), line, format!("bad number '{n}'"));
+                    }
+                }
+            }
+            "max_attempts" => match v.parse::<u32>() {
+                Ok(n) if (1..=10).contains(&n) => g.max_attempts = n,
+                _ => r.error(
+                    &sec.name,
+                    Some(&key),
+                    line,
+                    format!("bad value '{v}' (expected a number from 1 to 10)"),
+                ),
+            },
+            "user_prompt" => g.user_prompt = non_empty(v).unwrap_or_else(|| "agent-user".into()),
+            "password_prompt" => {
+                g.password_prompt = non_empty(v).unwrap_or_else(|| "agent-pass".into())
+            }
+            _ => r.warn(
+                &sec.name,
+                Some(&key),
+                line,
+                format!("unknown option '{key}'"),
+            ),
+        }
+    }
+}
+
+/// A device section, with the line of each option kept for later cross-checks.
+struct DeviceDraft {
+    device: Device,
+    line: u32,
+    dial_line: u32,
+    default_user_line: u32,
+}
+
+fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
+    let id = sec.name.clone();
+    let mut d = DeviceDraft {
+        device: Device {
+            id: id.clone(),
+            description: id.clone(),
+            mode: DeviceMode::Adhoc,
+            dial: format!("PJSIP/{id}"),
+            default_user: None,
+        },
+        line: sec.line,
+        dial_line: sec.line,
+        default_user_line: sec.line,
+    };
+    for var in &sec.vars {
+        let key = var.key.trim().to_ascii_lowercase();
+        let (v, line) = (var.value.trim(), var.line);
+        match key.as_str() {
+            "type" => {}
+            "mode" => match v.to_ascii_lowercase().as_str() {
+                "adhoc" => d.device.mode = DeviceMode::Adhoc,
+                "fixed" => d.device.mode = DeviceMode::Fixed,
+                _ => r.error(
+                    &id,
+                    Some(&key),
+                    line,
+                    format!("unknown mode '{v}' (expected adhoc or fixed)"),
+                ),
+            },
+            "dial" => {
+                if let Some(dial) = non_empty(v) {
+                    d.device.dial = dial;
+                }
+                d.dial_line = line;
+            }
+            "description" => d.device.description = non_empty(v).unwrap_or_else(|| id.clone()),
+            "default_user" => {
+                d.device.default_user = non_empty(v);
+                d.default_user_line = line;
+            }
+            _ => r.warn(&id, Some(&key), line, format!("unknown option '{key}'")),
+        }
+    }
+    let dial = &d.device.dial;
+    if !dial.contains('/') {
+        r.error(
+            &id,
+            Some("dial"),
+            d.dial_line,
+            format!("dial string '{dial}' has no technology (expected e.g. PJSIP/{id})"),
+        );
+    } else if dial.contains('&') {
+        r.error(
+            &id,
+            Some("dial"),
+            d.dial_line,
+            format!("dial string '{dial}' must name a single device (no '&')"),
+        );
+    }
+    if d.device.mode == DeviceMode::Fixed && d.device.default_user.is_none() {
+        r.error(
+            &id,
+            Some("default_user"),
+            d.default_user_line,
+            "a fixed device needs a default_user".into(),
+        );
+    }
+    d
+}
+
+fn parse_user(sec: &RawSection, r: &mut Report) -> User {
+    let id = sec.name.clone();
+    let mut u = User {
+        id: id.clone(),
+        fullname: id.clone(),
+        password: None,
+        language: None,
+        cid_number: id.clone(),
+    };
+    for var in &sec.vars {
+        let key = var.key.trim().to_ascii_lowercase();
+        let v = var.value.trim();
+        match key.as_str() {
+            "type" => {}
+            "password" => u.password = non_empty(v),
+            "fullname" => u.fullname = non_empty(v).unwrap_or_else(|| id.clone()),
+            "language" => u.language = non_empty(v),
+            "cid_number" => u.cid_number = non_empty(v).unwrap_or_else(|| id.clone()),
+            _ => r.warn(&id, Some(&key), var.line, format!("unknown option '{key}'")),
+        }
+    }
+    u
+}
+
+impl Config {
+    /// Validates a whole file. On failure every error found is returned, not just the first.
+    pub fn from_raw(raw: &RawConfig) -> Result<Parsed, Vec<ConfigError>> {
+        let mut r = Report {
+            file: &raw.file,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let mut general = General::default();
+        let mut devices: BTreeMap<String, DeviceDraft> = BTreeMap::new();
+        let mut users: BTreeMap<String, (User, u32)> = BTreeMap::new();
+
+        for sec in &raw.sections {
+            if sec.name.trim().eq_ignore_ascii_case("general") {
+                parse_general(sec, &mut general, &mut r);
+                continue;
+            }
+            // The last `type` wins, as with any repeated option.
+            let ty = sec
+                .vars
+                .iter()
+                .rev()
+                .find(|v| v.key.trim().eq_ignore_ascii_case("type"));
+            let (ty_value, ty_line) = match ty {
+                Some(v) => (v.value.trim().to_ascii_lowercase(), v.line),
+                None => {
+                    r.error(
+                        &sec.name,
+                        Some("type"),
+                        sec.line,
+                        "missing type (expected device or user)".into(),
+                    );
+                    continue;
+                }
+            };
+            if ty_value != "device" && ty_value != "user" {
+                r.error(
+                    &sec.name,
+                    Some("type"),
+                    ty_line,
+                    format!("unknown type '{ty_value}' (expected device or user)"),
+                );
+                continue;
+            }
+            if let Some(p) = id_problem(&sec.name) {
+                r.error(&sec.name, None, sec.line, p);
+                continue;
+            }
+            if ty_value == "device" {
+                let d = parse_device(sec, &mut r);
+                if let Some(first) = devices.get(&sec.name) {
+                    let msg = format!("duplicate device (first defined at line {})", first.line);
+                    r.error(&sec.name, None, sec.line, msg);
+                } else {
+                    devices.insert(sec.name.clone(), d);
+                }
+            } else {
+                let u = parse_user(sec, &mut r);
+                if let Some((_, first)) = users.get(&sec.name) {
+                    let msg = format!("duplicate user (first defined at line {first})");
+                    r.error(&sec.name, None, sec.line, msg);
+                } else {
+                    users.insert(sec.name.clone(), (u, sec.line));
+                }
+            }
+        }
+
+        let mut dial_index: BTreeMap<String, String> = BTreeMap::new();
+        for (id, d) in &devices {
+            if let Some(du) = &d.device.default_user {
+                if !users.contains_key(du) {
+                    r.error(
+                        id,
+                        Some("default_user"),
+                        d.default_user_line,
+                        format!("default_user '{du}' is not a configured user"),
+                    );
+                }
+            }
+            let key = d.device.dial.to_ascii_lowercase();
+            if let Some(other) = dial_index.get(&key) {
+                let msg = format!(
+                    "dial string '{}' is already used by device {other}",
+                    d.device.dial
+                );
+                r.error(id, Some("dial"), d.dial_line, msg);
+            } else {
+                dial_index.insert(key, id.clone());
+            }
+        }
+
+        if !r.errors.is_empty() {
+            return Err(r.errors);
+        }
+        Ok(Parsed {
+            config: Config {
+                file: raw.file.clone(),
+                general,
+                devices: devices.into_iter().map(|(k, d)| (k, d.device)).collect(),
+                users: users.into_iter().map(|(k, (u, _))| (k, u)).collect(),
+                dial_index,
+            },
+            warnings: r.warnings,
+        })
+    }
+
+    pub fn device(&self, id: &str) -> Option<&Device> {
+        self.devices.get(id)
+    }
+
+    pub fn user(&self, id: &str) -> Option<&User> {
+        self.users.get(id)
+    }
+
+    /// Finds the device a channel belongs to, from the channel name (`PJSIP/1000-00000007`).
+    /// The channel name is set by the channel driver, unlike CALLERID, which the phone
+    /// controls; so this is the only safe way to tell which device is calling. A name equal to
+    /// a dial string (no unique suffix) is accepted too, for callers that pass a device name.
+    pub fn device_for_channel(&self, channel_name: &str) -> Option<&Device> {
+        self.device_for_dial(channel_name).or_else(|| {
+            let (base, _suffix) = channel_name.rsplit_once('-')?;
+            // The suffix must follow the resource, never cut into the technology.
+            base.contains('/').then(|| self.device_for_dial(base))?
+        })
+    }
+
+    /// Device with exactly this dial string; the technology (and the rest) compare
+    /// case-insensitively, as Asterisk matches channel technologies.
+    pub fn device_for_dial(&self, dial: &str) -> Option<&Device> {
+        let id = self.dial_index.get(&dial.to_ascii_lowercase())?;
+        self.devices.get(id)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds a RawConfig from `(section, [(key, value)])`, numbering lines like a real file.
+    pub(crate) fn raw(sections: &[(&str, &[(&str, &str)])]) -> RawConfig {
+        let mut line = 1;
+        let sections = sections
+            .iter()
+            .map(|(name, vars)| {
+                let sec_line = line;
+                line += 1;
+                let vars = vars
+                    .iter()
+                    .map(|(k, v)| {
+                        line += 1;
+                        RawVar {
+                            key: k.to_string(),
+                            value: v.to_string(),
+                            line: line - 1,
+                        }
+                    })
+                    .collect();
+                RawSection {
+                    name: name.to_string(),
+                    line: sec_line,
+                    vars,
+                }
+            })
+            .collect();
+        RawConfig {
+            file: "res_deviceuser.conf".into(),
+            sections,
+        }
+    }
+
+    pub(crate) fn sample() -> Config {
+        Config::from_raw(&raw(&[
+            ("general", &[("multiple_logins", "yes")]),
+            ("1000", &[("type", "device")]),
+            ("1001", &[("type", "device"), ("dial", "SIP/phone1001")]),
+            (
+                "2010",
+                &[
+                    ("type", "device"),
+                    ("mode", "fixed"),
+                    ("default_user", "2010"),
+                ],
+            ),
+            ("lobby", &[("type", "device"), ("default_user", "100")]),
+            ("100", &[("type", "user"), ("password", "1234")]),
+            ("101", &[("type", "user"), ("password", "4321")]),
+            ("2010", &[("type", "user")]),
+        ]))
+        .unwrap()
+        .config
+    }
+
+    fn errors(r: RawConfig) -> Vec<ConfigError> {
+        Config::from_raw(&r).unwrap_err()
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let c = sample();
+        let d = c.device("1000").unwrap();
+        assert_eq!(d.description, "1000");
+        assert_eq!(d.mode, DeviceMode::Adhoc);
+        assert_eq!(d.dial, "PJSIP/1000");
+        assert_eq!(d.default_user, None);
+        let u = c.user("2010").unwrap();
+        assert_eq!(
+            (u.fullname.as_str(), u.cid_number.as_str()),
+            ("2010", "2010")
+        );
+        assert_eq!(u.password, None);
+        assert_eq!(c.general, General::default());
+        assert_eq!(c.general.max_attempts, 3);
+        assert_eq!(c.general.user_prompt, "agent-user");
+    }
+
+    #[test]
+    fn general_options_parse() {
+        let p = Config::from_raw(&raw(&[(
+            "general",
+            &[
+                ("multiple_logins", "Replace"),
+                ("hint_context", "hints"),
+                ("allowed_numbers", "112, 911,,"),
+                ("max_attempts", "5"),
+                ("user_prompt", "who"),
+                ("password_prompt", "pin"),
+                ("colour", "blue"),
+            ],
+        )]))
+        .unwrap();
+        let g = &p.config.general;
+        assert_eq!(g.multiple_logins, MultipleLogins::Replace);
+        assert_eq!(g.hint_context.as_deref(), Some("hints"));
+        assert_eq!(g.allowed_numbers, vec!["112", "911"]);
+        assert_eq!(g.max_attempts, 5);
+        assert_eq!(
+            (g.user_prompt.as_str(), g.password_prompt.as_str()),
+            ("who", "pin")
+        );
+        assert_eq!(p.warnings.len(), 1);
+        assert_eq!(p.warnings[0].key.as_deref(), Some("colour"));
+    }
+
+    #[test]
+    fn all_errors_are_collected() {
+        let e = errors(raw(&[
+            (
+                "general",
+                &[("multiple_logins", "maybe"), ("max_attempts", "11")],
+            ),
+            ("nosuch", &[("fullname", "x")]),
+            ("weird", &[("type", "phone")]),
+            ("2010", &[("type", "device"), ("mode", "fixed")]),
+            ("2011", &[("type", "device"), ("mode", "sometimes")]),
+            ("2012", &[("type", "device"), ("default_user", "ghost")]),
+            ("a b", &[("type", "user")]),
+            ("x/y", &[("type", "device")]),
+            ("2013", &[("type", "device"), ("dial", "nodial")]),
+            ("2014", &[("type", "device"), ("dial", "PJSIP/a&PJSIP/b")]),
+            ("2015", &[("type", "device"), ("dial", "pjsip/2012")]),
+        ]));
+        let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        let has = |s: &str| msgs.iter().any(|m| m.contains(s));
+        assert!(
+            has("[general] multiple_logins: bad value 'maybe'"),
+            "{msgs:#?}"
+        );
+        assert!(has("[general] max_attempts: bad value '11'"));
+        assert!(has("[nosuch] type: missing type"));
+        assert!(has("[weird] type: unknown type 'phone'"));
+        assert!(has(
+            "[2010] default_user: a fixed device needs a default_user"
+        ));
+        assert!(has(
+            "[2011] mode: unknown mode 'sometimes' (expected adhoc or fixed)"
+        ));
+        assert!(has(
+            "[2012] default_user: default_user 'ghost' is not a configured user"
+        ));
+        assert!(has("[a b] id 'a b' contains forbidden character"));
+        assert!(has("[x/y] id 'x/y' contains forbidden character '/'"));
+        assert!(has("[2013] dial: dial string 'nodial' has no technology"));
+        assert!(has(
+            "[2014] dial: dial string 'PJSIP/a&PJSIP/b' must name a single device"
+        ));
+        assert!(has(
+            "[2015] dial: dial string 'pjsip/2012' is already used by device 2012"
+        ));
+        assert_eq!(e.len(), 12);
+    }
+
+    #[test]
+    fn duplicates_and_shared_ids() {
+        let e = errors(raw(&[
+            ("1000", &[("type", "device")]),
+            ("1000", &[("type", "device")]),
+            ("100", &[("type", "user")]),
+            ("100", &[("type", "user")]),
+        ]));
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            e[0].to_string(),
+            "res_deviceuser.conf line 3: [1000] duplicate device (first defined at line 1)"
+        );
+        assert!(e[1].message.contains("duplicate user"));
+        // A device and a user may share an id.
+        let c = sample();
+        assert!(c.device("2010").is_some() && c.user("2010").is_some());
+    }
+
+    #[test]
+    fn id_rules() {
+        assert!(id_problem("").is_some());
+        assert!(id_problem(&"x".repeat(65)).is_some());
+        assert!(id_problem(&"x".repeat(64)).is_none());
+        for bad in ["a,b", "a&b", "a/b", "a\tb"] {
+            assert!(id_problem(bad).is_some(), "{bad}");
+        }
+        assert!(id_problem("front_desk%1").is_none());
+    }
+
+    #[test]
+    fn error_display_omits_missing_parts() {
+        let e = ConfigError {
+            file: "f.conf".into(),
+            section: None,
+            key: None,
+            line: 0,
+            message: "boom".into(),
+        };
+        assert_eq!(e.to_string(), "f.conf: boom");
+    }
+
+    #[test]
+    fn channel_lookup() {
+        let c = sample();
+        assert_eq!(
+            c.device_for_channel("PJSIP/1000-00000007").unwrap().id,
+            "1000"
+        );
+        assert_eq!(
+            c.device_for_channel("pjsip/1000-0000000a").unwrap().id,
+            "1000"
+        );
+        assert_eq!(c.device_for_channel("PJSIP/1000").unwrap().id, "1000");
+        assert_eq!(c.device_for_channel("SIP/phone1001-1").unwrap().id, "1001");
+        assert!(c.device_for_channel("PJSIP/10000-00000001").is_none());
+        assert!(c.device_for_channel("PJSIP/100").is_none());
+        assert!(c.device_for_channel("Local/1000@x-0001;1").is_none());
+        assert!(c.device_for_channel("-").is_none());
+        assert_eq!(c.device_for_dial("PJSIP/lobby").unwrap().id, "lobby");
+    }
+
+    #[test]
+    fn channel_lookup_with_dash_in_resource() {
+        let c = Config::from_raw(&raw(&[
+            ("desk", &[("type", "device"), ("dial", "PJSIP/front-desk")]),
+            ("front", &[("type", "device"), ("dial", "PJSIP/front")]),
+        ]))
+        .unwrap()
+        .config;
+        assert_eq!(
+            c.device_for_channel("PJSIP/front-desk-0000002").unwrap().id,
+            "desk"
+        );
+        assert_eq!(
+            c.device_for_channel("PJSIP/front-0000002").unwrap().id,
+            "front"
+        );
+        assert_eq!(c.device_for_channel("PJSIP/front-desk").unwrap().id, "desk");
+    }
+
+    #[test]
+    fn password_compare() {
+        let mut u = sample().user("100").unwrap().clone();
+        assert!(u.password_matches("1234"));
+        for wrong in ["", "123", "12345", "1235", "4321", "12341234"] {
+            assert!(!u.password_matches(wrong), "{wrong}");
+        }
+        u.password = None;
+        assert!(!u.password_matches(""));
+        u.password = Some(String::new());
+        assert!(!u.password_matches(""));
+    }
+
+    #[test]
+    fn empty_values_mean_defaults() {
+        let c = Config::from_raw(&raw(&[
+            (
+                "1000",
+                &[("type", "device"), ("dial", " "), ("description", "")],
+            ),
+            ("u", &[("type", "user"), ("password", ""), ("fullname", "")]),
+        ]))
+        .unwrap()
+        .config;
+        assert_eq!(c.device("1000").unwrap().dial, "PJSIP/1000");
+        assert_eq!(c.device("1000").unwrap().description, "1000");
+        assert_eq!(c.user("u").unwrap().password, None);
+        assert_eq!(c.user("u").unwrap().fullname, "u");
+    }
+
+    #[test]
+    fn display_of_modes() {
+        assert_eq!(DeviceMode::Adhoc.to_string(), "adhoc");
+        assert_eq!(DeviceMode::Fixed.to_string(), "fixed");
+        assert_eq!(MultipleLogins::Replace.to_string(), "replace");
+    }
+}

@@ -1,0 +1,262 @@
+//! Text for the Asterisk CLI: a header line, columns as wide as their widest cell (ids are
+//! never truncated, since an administrator copies them into other commands), and a count
+//! line last, like Asterisk's own "N objects found".
+
+use crate::table::{Binding, Snapshot};
+
+/// Which bindings `bindings` shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindingFilter {
+    All,
+    User(String),
+    Device(String),
+}
+
+fn cell(v: Option<&str>) -> String {
+    match v {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => "-".to_string(),
+    }
+}
+
+/// Lays out `rows` under `headers`, columns separated by two spaces, trailing blanks
+/// trimmed, then "`n` `noun`(s) found".
+fn table(headers: &[&str], rows: &[Vec<String>], noun: &str) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::new();
+        for (c, w) in cells.zip(&widths) {
+            s.push_str(c);
+            s.extend(std::iter::repeat_n(' ', w - c.chars().count() + 2));
+        }
+        let mut s = s.trim_end().to_string();
+        s.push('\n');
+        s
+    };
+    let mut out = line(&mut headers.iter().copied());
+    for row in rows {
+        out += &line(&mut row.iter().map(String::as_str));
+    }
+    let plural = if rows.len() == 1 { "" } else { "s" };
+    out += &format!("{} {noun}{plural} found\n", rows.len());
+    out
+}
+
+/// `core show`-style list of all configured devices and who is on them.
+pub fn devices(s: &Snapshot) -> String {
+    let rows: Vec<Vec<String>> = s
+        .config()
+        .devices
+        .values()
+        .map(|d| {
+            vec![
+                d.id.clone(),
+                cell(Some(&d.description)),
+                d.mode.to_string(),
+                cell(d.default_user.as_deref()),
+                cell(s.user_on(&d.id).map(|b| b.user.as_str())),
+                cell(Some(&d.dial)),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "Device",
+            "Description",
+            "Mode",
+            "Default user",
+            "Current user",
+            "Dial",
+        ],
+        &rows,
+        "device",
+    )
+}
+
+/// All configured users and the devices they are on.
+pub fn users(s: &Snapshot) -> String {
+    let rows: Vec<Vec<String>> = s
+        .config()
+        .users
+        .values()
+        .map(|u| {
+            vec![
+                u.id.clone(),
+                cell(Some(&u.fullname)),
+                cell(u.language.as_deref()),
+                cell(Some(&s.devices_of(&u.id).join(","))),
+            ]
+        })
+        .collect();
+    table(&["User", "Name", "Language", "Devices"], &rows, "user")
+}
+
+/// Current bindings, optionally only those of one user or one device.
+pub fn bindings(s: &Snapshot, now: u64, filter: BindingFilter) -> String {
+    let keep = |b: &Binding| match &filter {
+        BindingFilter::All => true,
+        BindingFilter::User(u) => b.user == *u,
+        BindingFilter::Device(d) => b.device == *d,
+    };
+    let rows: Vec<Vec<String>> = s
+        .bindings()
+        .into_iter()
+        .filter(|b| keep(b))
+        .map(|b| {
+            vec![
+                b.user.clone(),
+                b.device.clone(),
+                format_utc(b.since),
+                format_duration(now.saturating_sub(b.since)),
+            ]
+        })
+        .collect();
+    table(
+        &["User", "Device", "Logged in since", "Duration"],
+        &rows,
+        "binding",
+    )
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC. Uses Howard Hinnant's days-to-civil algorithm, so no
+/// date crate and no time zone database are needed.
+pub fn format_utc(unix: u64) -> String {
+    let days = unix / 86_400;
+    let rem = unix % 86_400;
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Compact duration: `45s`, `3m07s`, `1h02m03s`, `2d04h00m09s`.
+pub fn format_duration(secs: u64) -> String {
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m{s:02}s"),
+        _ => format!("{d}d{h:02}h{m:02}m{s:02}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::sample;
+    use crate::table::{BindingTable, LoginMode};
+
+    fn table_with_login() -> BindingTable {
+        let t = BindingTable::new(sample(), 1_700_000_000);
+        t.login("101", "1000", LoginMode::Admin, 1_700_000_100, |_| {})
+            .unwrap();
+        t
+    }
+
+    #[test]
+    fn utc() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(format_utc(1_700_000_000), "2023-11-14 22:13:20");
+        assert_eq!(format_utc(4_102_444_799), "2099-12-31 23:59:59");
+        assert_eq!(format_utc(1_709_251_199), "2024-02-29 23:59:59");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(format_duration(0), "0s");
+        assert_eq!(format_duration(187), "3m07s");
+        assert_eq!(format_duration(3723), "1h02m03s");
+        assert_eq!(format_duration(2 * 86_400 + 4 * 3600 + 9), "2d04h00m09s");
+    }
+
+    #[test]
+    fn devices_table() {
+        let t = table_with_login();
+        let out = devices(&t.snapshot());
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "Device  Description  Mode   Default user  Current user  Dial"
+        );
+        assert_eq!(
+            lines[1],
+            "1000    1000         adhoc  -             101           PJSIP/1000"
+        );
+        assert_eq!(
+            lines[3],
+            "2010    2010         fixed  2010          2010          PJSIP/2010"
+        );
+        assert_eq!(*lines.last().unwrap(), "4 devices found");
+        assert!(out.ends_with('\n'));
+    }
+
+    #[test]
+    fn users_table() {
+        let t = table_with_login();
+        let out = users(&t.snapshot());
+        assert_eq!(
+            out,
+            "User  Name  Language  Devices\n\
+             100   100   -         lobby\n\
+             101   101   -         1000\n\
+             2010  2010  -         2010\n\
+             3 users found\n"
+        );
+    }
+
+    #[test]
+    fn bindings_table_and_filters() {
+        let t = table_with_login();
+        let s = t.snapshot();
+        let now = 1_700_003_823;
+        let out = bindings(&s, now, BindingFilter::User("101".into()));
+        assert_eq!(
+            out,
+            "User  Device  Logged in since      Duration\n\
+             101   1000    2023-11-14 22:15:00  1h02m03s\n\
+             1 binding found\n"
+        );
+        assert!(bindings(&s, now, BindingFilter::All).ends_with("3 bindings found\n"));
+        assert!(bindings(&s, now, BindingFilter::Device("lobby".into())).contains("\n100 "));
+        assert_eq!(
+            bindings(&s, now, BindingFilter::Device("none".into())),
+            "User  Device  Logged in since  Duration\n0 bindings found\n"
+        );
+    }
+
+    #[test]
+    fn long_ids_widen_columns() {
+        let rows = vec![
+            vec!["a".repeat(70), "x".into()],
+            vec!["b".into(), "".into()],
+        ];
+        let out = table(&["Id", "V"], &rows, "thing");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], format!("Id{}V", " ".repeat(70)));
+        assert_eq!(lines[1], format!("{}  x", "a".repeat(70)));
+        assert_eq!(lines[3], "2 things found");
+        assert_eq!(cell(Some("")), "-");
+    }
+}

@@ -1,0 +1,146 @@
+//! A cell holding the current `Arc<T>` snapshot, read wait-free from any thread.
+//!
+//! Why not `arc-swap` or an epoch crate: they keep per-thread state in thread-local storage
+//! with destructors. In a module loaded into a host process (Asterisk), touching such a value
+//! on a host thread makes glibc pin the shared object, so `dlclose` after `module unload`
+//! silently leaves the old image mapped. This cell uses no thread-local storage at all.
+//!
+//! Readers announce themselves in one atomic counter for the few instructions it takes to
+//! load the pointer and take a reference. A writer swaps the pointer, then waits until no
+//! reader is inside that window before it releases its reference to the old value. Readers
+//! never wait; writers wait only for readers inside that window.
+
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+pub struct SnapshotCell<T> {
+    current: AtomicPtr<T>,
+    readers: AtomicUsize,
+    writer: Mutex<()>,
+}
+
+// SAFETY: the cell hands out `Arc<T>` clones across threads, which needs `T: Send + Sync`,
+// exactly as `Arc<T>` itself does.
+unsafe impl<T: Send + Sync> Send for SnapshotCell<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for SnapshotCell<T> {}
+
+impl<T> SnapshotCell<T> {
+    pub fn new(value: Arc<T>) -> Self {
+        SnapshotCell {
+            current: AtomicPtr::new(Arc::into_raw(value).cast_mut()),
+            readers: AtomicUsize::new(0),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The current snapshot. Wait-free: three atomic operations and a reference-count increment.
+    pub fn load(&self) -> Arc<T> {
+        self.readers.fetch_add(1, SeqCst);
+        let ptr = self.current.load(SeqCst);
+        // SAFETY: `ptr` came from `Arc::into_raw` and the cell owns one strong reference to it.
+        // A writer that swapped it out does not drop that reference until `readers` has been
+        // seen at zero after the swap, and we are counted in `readers` until after the increment.
+        unsafe { Arc::increment_strong_count(ptr) };
+        self.readers.fetch_sub(1, SeqCst);
+        // SAFETY: we own the strong reference taken just above.
+        unsafe { Arc::from_raw(ptr) }
+    }
+
+    /// Publishes `value` and returns the previous snapshot.
+    pub fn store(&self, value: Arc<T>) -> Arc<T> {
+        let _serialized = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.swap_locked(value)
+    }
+
+    fn swap_locked(&self, value: Arc<T>) -> Arc<T> {
+        let old = self.current.swap(Arc::into_raw(value).cast_mut(), SeqCst);
+        // A reader that loaded `old` is counted until it has its own reference. Readers arriving
+        // now see the new pointer, so the count drains in a few instructions.
+        let mut spins = 0u32;
+        while self.readers.load(SeqCst) != 0 {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        // SAFETY: `old` came from `Arc::into_raw`; the cell's reference to it is handed to the
+        // caller, and no reader can still be between loading it and taking its own reference.
+        unsafe { Arc::from_raw(old) }
+    }
+}
+
+impl<T> Drop for SnapshotCell<T> {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self` means no reader or writer is active; we own the cell's reference.
+        drop(unsafe { Arc::from_raw(*self.current.get_mut()) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::thread;
+
+    #[test]
+    fn load_sees_latest_store() {
+        let cell = SnapshotCell::new(Arc::new(1));
+        assert_eq!(*cell.load(), 1);
+        assert_eq!(*cell.store(Arc::new(2)), 1);
+        assert_eq!(*cell.load(), 2);
+    }
+
+    #[test]
+    fn replaced_values_are_freed_once_unreferenced() {
+        let first = Arc::new(String::from("a"));
+        let cell = SnapshotCell::new(first.clone());
+        let held = cell.load();
+        cell.store(Arc::new(String::from("b")));
+        assert_eq!(Arc::strong_count(&first), 2, "ours and the reader's copy");
+        drop(held);
+        assert_eq!(Arc::strong_count(&first), 1);
+        drop(cell);
+    }
+
+    #[test]
+    fn concurrent_increments_are_not_lost_and_readers_see_monotonic_values() {
+        let cell = Arc::new(SnapshotCell::new(Arc::new(0u64)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (cell, stop) = (cell.clone(), stop.clone());
+                thread::spawn(move || {
+                    let mut last = 0;
+                    while !stop.load(SeqCst) {
+                        let v = *cell.load();
+                        assert!(v >= last, "snapshot went backwards: {v} < {last}");
+                        last = v;
+                    }
+                })
+            })
+            .collect();
+        let lock = Arc::new(Mutex::new(()));
+        let writers: Vec<_> = (0..3)
+            .map(|_| {
+                let (cell, lock) = (cell.clone(), lock.clone());
+                thread::spawn(move || {
+                    for _ in 0..2000 {
+                        let _serialized = lock.lock().unwrap();
+                        cell.store(Arc::new(*cell.load() + 1));
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        stop.store(true, SeqCst);
+        for r in readers {
+            r.join().unwrap();
+        }
+        assert_eq!(*cell.load(), 6000);
+    }
+}

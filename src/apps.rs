@@ -1,0 +1,300 @@
+//! Dialplan applications `UserLogin([user[,password]])` and `UserLogout([user])`.
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use deviceuser_core::args::{parse_digits, split_args};
+use deviceuser_core::{DeviceMode, LoginError, LoginMode, LogoutError, Reason};
+
+use crate::host::channel::{Channel, Input};
+use crate::host::log;
+use crate::runtime::{self, Runtime};
+
+/// Login prompts running on channels; unload is refused while any is.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+pub fn running() -> usize {
+    RUNNING.load(Ordering::SeqCst)
+}
+
+struct Running;
+impl Running {
+    fn enter() -> Running {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        Running
+    }
+}
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+const MAX_DIGITS: usize = 32;
+const DIGIT_TIMEOUT_MS: i32 = 5000;
+const LOGIN_STATUS: &str = "USERLOGINSTATUS";
+const LOGOUT_STATUS: &str = "USERLOGOUTSTATUS";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoginStatus {
+    Success,
+    Failed,
+    Fixed,
+    NoUser,
+    NoPassword,
+    Denied,
+    Hangup,
+}
+
+impl LoginStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            LoginStatus::Success => "SUCCESS",
+            LoginStatus::Failed => "FAILED",
+            LoginStatus::Fixed => "FIXED",
+            LoginStatus::NoUser => "NOUSER",
+            LoginStatus::NoPassword => "NOPASSWORD",
+            LoginStatus::Denied => "DENIED",
+            LoginStatus::Hangup => "HANGUP",
+        }
+    }
+}
+
+/// What one entry (from an argument or from the keypad) gave.
+enum Entry {
+    Value(String),
+    Bad(String),
+    Hangup,
+}
+
+fn ask(chan: &Channel, prompt: &str) -> Entry {
+    match chan.collect(prompt, MAX_DIGITS, DIGIT_TIMEOUT_MS) {
+        Input::Hangup => Entry::Hangup,
+        Input::Nothing => Entry::Bad("empty input".into()),
+        Input::Digits(d) => match parse_digits(&d, MAX_DIGITS) {
+            Ok(d) => Entry::Value(d),
+            Err(e) => Entry::Bad(e),
+        },
+    }
+}
+
+/// `UserLogin([user[,password]])`. Returns -1 only when the caller hung up.
+pub fn login(chan: &Channel, data: &str) -> i32 {
+    let _running = Running::enter();
+    let status = runtime::with(|rt| login_on(rt, chan, data)).unwrap_or(LoginStatus::Failed);
+    chan.set_var(LOGIN_STATUS, status.as_str());
+    if status == LoginStatus::Hangup {
+        -1
+    } else {
+        0
+    }
+}
+
+fn login_on(rt: &Runtime, chan: &Channel, data: &str) -> LoginStatus {
+    let name = chan.name();
+    let args = split_args(data);
+    if args.len() > 2 {
+        log::warning(&format!(
+            "UserLogin on {name}: too many arguments '{data}' (expected [user[,password]])"
+        ));
+        return LoginStatus::Failed;
+    }
+    let snap = rt.table.snapshot();
+    let general = snap.config().general.clone();
+    let Some(device) = snap.config().device_for_channel(&name).cloned() else {
+        log::warning(&format!(
+            "UserLogin: channel {name} is not a configured device (no device has this dial string)"
+        ));
+        return LoginStatus::Failed;
+    };
+    if chan.answer().is_err() {
+        return LoginStatus::Hangup;
+    }
+    if device.mode == DeviceMode::Fixed {
+        log::notice(&format!(
+            "UserLogin on {name}: device {} is fixed; login refused",
+            device.id
+        ));
+        let _ = chan
+            .play("vm-isunavail")
+            .and_then(|_| chan.play("vm-goodbye"));
+        return LoginStatus::Fixed;
+    }
+    let given_user = args.first().filter(|s| !s.is_empty()).cloned();
+    let given_pin = args.get(1).filter(|s| !s.is_empty()).cloned();
+    let mut last = LoginStatus::Failed;
+    for attempt in 1..=general.max_attempts {
+        let user_id = match &given_user {
+            Some(u) => Entry::Value(u.clone()),
+            None => ask(chan, &general.user_prompt),
+        };
+        let user_id = match user_id {
+            Entry::Hangup => return LoginStatus::Hangup,
+            Entry::Bad(why) => {
+                log::notice(&format!(
+                    "UserLogin on device {}: bad user entry: {why}",
+                    device.id
+                ));
+                last = LoginStatus::NoUser;
+                match retry(chan, attempt, general.max_attempts) {
+                    Err(()) => return LoginStatus::Hangup,
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                }
+            }
+            Entry::Value(u) => u,
+        };
+        let user = snap.config().user(&user_id).cloned();
+        if let Some(u) = &user {
+            if u.password.is_none() {
+                log::warning(&format!(
+                    "UserLogin on device {}: user {user_id} has no password and cannot log in",
+                    device.id
+                ));
+                let _ = chan.play("agent-incorrect");
+                return LoginStatus::NoPassword;
+            }
+        }
+        let pin = match &given_pin {
+            Some(p) => Entry::Value(p.clone()),
+            None => ask(chan, &general.password_prompt),
+        };
+        let pin = match pin {
+            Entry::Hangup => return LoginStatus::Hangup,
+            Entry::Bad(_) => String::new(),
+            Entry::Value(p) => p,
+        };
+        let ok = user.as_ref().is_some_and(|u| u.password_matches(&pin));
+        if !ok {
+            last = if user.is_none() {
+                LoginStatus::NoUser
+            } else {
+                LoginStatus::Failed
+            };
+            log::warning(&format!(
+                "UserLogin on device {}: failed login as user {user_id} ({})",
+                device.id,
+                if user.is_none() {
+                    "no such user"
+                } else {
+                    "wrong password"
+                }
+            ));
+            if given_pin.is_some() {
+                // A PIN from the dialplan is not asked again.
+                let _ = chan.play("agent-incorrect");
+                return last;
+            }
+            match retry(chan, attempt, general.max_attempts) {
+                Err(()) => return LoginStatus::Hangup,
+                Ok(true) => continue,
+                Ok(false) => break,
+            }
+        }
+        let user = user.expect("checked above");
+        let result = rt.table.login(
+            &user.id,
+            &device.id,
+            LoginMode::Interactive,
+            runtime::now(),
+            runtime::commit,
+        );
+        return match result {
+            Ok(_) => {
+                if let Some(lang) = user.language.as_deref().filter(|l| !l.is_empty()) {
+                    chan.set_language(lang);
+                }
+                log::verbose(
+                    2,
+                    &format!(
+                        "res_deviceuser: user {} logged in on device {} ({name})",
+                        user.id, device.id
+                    ),
+                );
+                // The login stands even if the caller hangs up during the confirmation.
+                let _ = chan.play("agent-loginok");
+                LoginStatus::Success
+            }
+            Err(e) => {
+                log::warning(&format!(
+                    "UserLogin of {} on device {}: {e}",
+                    user.id, device.id
+                ));
+                let _ = chan.play("agent-incorrect");
+                match e {
+                    LoginError::Denied => LoginStatus::Denied,
+                    LoginError::FixedDevice => LoginStatus::Fixed,
+                    LoginError::NoPassword => LoginStatus::NoPassword,
+                    LoginError::NoSuchUser => LoginStatus::NoUser,
+                    LoginError::NoSuchDevice => LoginStatus::Failed,
+                }
+            }
+        };
+    }
+    log::warning(&format!(
+        "UserLogin on device {}: giving up after {} attempts",
+        device.id, general.max_attempts
+    ));
+    last
+}
+
+/// After a failed attempt: plays "incorrect"; Ok(true) if another attempt is left,
+/// Err if the caller hung up.
+fn retry(chan: &Channel, attempt: u32, max: u32) -> Result<bool, ()> {
+    chan.play("agent-incorrect")?;
+    Ok(attempt < max)
+}
+
+/// `UserLogout([user])`: with no argument, logs out of the calling device; with a user,
+/// logs that user out everywhere.
+pub fn logout(chan: &Channel, data: &str) -> i32 {
+    let _running = Running::enter();
+    let status = runtime::with(|rt| logout_on(rt, chan, data)).unwrap_or("FAILED");
+    chan.set_var(LOGOUT_STATUS, status);
+    0
+}
+
+fn logout_on(rt: &Runtime, chan: &Channel, data: &str) -> &'static str {
+    let name = chan.name();
+    let args = split_args(data);
+    if args.len() > 1 {
+        log::warning(&format!(
+            "UserLogout on {name}: too many arguments '{data}' (expected [user])"
+        ));
+        return "FAILED";
+    }
+    let now = runtime::now();
+    let result = match args.first().filter(|s| !s.is_empty()) {
+        Some(user) => rt
+            .table
+            .logout_user(user, Reason::Manual, now, runtime::commit),
+        None => {
+            let device = rt
+                .table
+                .with_snapshot(|s| s.config().device_for_channel(&name).map(|d| d.id.clone()));
+            let Some(device) = device else {
+                log::warning(&format!(
+                    "UserLogout: channel {name} is not a configured device"
+                ));
+                return "FAILED";
+            };
+            let r = rt
+                .table
+                .logout_device(&device, Reason::Manual, now, runtime::commit);
+            if r.is_ok() && chan.answer().is_ok() {
+                let _ = chan.play("agent-loggedoff");
+            }
+            r
+        }
+    };
+    match result {
+        Ok(_) => "SUCCESS",
+        Err(e) => {
+            log::notice(&format!("UserLogout on {name}: {e}"));
+            match e {
+                LogoutError::NotLoggedIn => "NOTLOGGEDIN",
+                LogoutError::FixedDevice => "FIXED",
+                LogoutError::NoSuchUser => "NOUSER",
+                LogoutError::NoSuchDevice => "FAILED",
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Device state: our provider, queries of other devices, Asterisk's aggregation rules,
+//! publishing, and a subscription to every device state change.
+use std::os::raw::{c_char, c_void};
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use super::{cstring, from_c};
+use crate::sys;
+
+/// Asterisk's device states (`enum ast_device_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceState(pub sys::ast_device_state);
+
+impl DeviceState {
+    pub const UNKNOWN: DeviceState = DeviceState(sys::ast_device_state_AST_DEVICE_UNKNOWN);
+    pub const INVALID: DeviceState = DeviceState(sys::ast_device_state_AST_DEVICE_INVALID);
+    pub const UNAVAILABLE: DeviceState = DeviceState(sys::ast_device_state_AST_DEVICE_UNAVAILABLE);
+
+    /// Asterisk's own name for the state ("NOT_INUSE", "INUSE", ...).
+    pub fn name(self) -> String {
+        // SAFETY: ast_devstate_str returns a static string for every value.
+        unsafe { from_c(sys::ast_devstate_str(self.0)) }.unwrap_or_default()
+    }
+}
+
+/// The state of any device ("PJSIP/1000", "Custom:x"), from the cache or its provider.
+pub fn device_state(device: &str) -> DeviceState {
+    let d = cstring(device);
+    // SAFETY: valid C string.
+    DeviceState(unsafe { sys::ast_device_state(d.as_ptr()) })
+}
+
+/// Combines states with Asterisk's own rules (`ast_devstate_aggregate_*`), as hints do.
+pub struct Aggregate(sys::ast_devstate_aggregate);
+
+impl Aggregate {
+    pub fn new() -> Self {
+        let mut agg = sys::ast_devstate_aggregate::default();
+        // SAFETY: agg is a valid, exclusively borrowed aggregate.
+        unsafe { sys::ast_devstate_aggregate_init(&mut agg) };
+        Aggregate(agg)
+    }
+
+    pub fn add(&mut self, state: DeviceState) {
+        // SAFETY: as above.
+        unsafe { sys::ast_devstate_aggregate_add(&mut self.0, state.0) };
+    }
+
+    pub fn result(mut self) -> DeviceState {
+        // SAFETY: as above.
+        DeviceState(unsafe { sys::ast_devstate_aggregate_result(&mut self.0) })
+    }
+}
+
+/// Publishes a computed state for `device` into the cache, so watchers of hints naming it are
+/// told at once and the device-state thread need not call back into our provider.
+pub fn publish(device: &str, state: DeviceState) {
+    let d = cstring(device);
+    // SAFETY: valid C string; Asterisk copies it.
+    unsafe {
+        sys::ast_devstate_changed_literal(
+            state.0,
+            sys::ast_devstate_cache_AST_DEVSTATE_CACHABLE,
+            d.as_ptr(),
+        )
+    };
+}
+
+type StateQuery = fn(&str) -> DeviceState;
+
+static PROVIDER: AtomicPtr<()> = AtomicPtr::new(std::ptr::null_mut());
+
+unsafe extern "C" fn provider_callback(data: *const c_char) -> sys::ast_device_state {
+    super::guard::guard("device state provider", DeviceState::UNKNOWN.0, || {
+        // SAFETY: Asterisk passes the part of the device name after "Label:", NUL-terminated.
+        let Some(data) = (unsafe { from_c(data) }) else {
+            return DeviceState::INVALID.0;
+        };
+        let f = PROVIDER.load(Ordering::Acquire);
+        if f.is_null() {
+            return DeviceState::UNKNOWN.0;
+        }
+        // SAFETY: PROVIDER only ever holds a StateQuery stored by provider_add.
+        let f: StateQuery = unsafe { std::mem::transmute::<*mut (), StateQuery>(f) };
+        f(&data).0
+    })
+}
+
+/// Registers the provider of `label:...` devices; `query` gets the part after the colon.
+/// It runs on Asterisk's device state thread and under dialplan locks: it must not block.
+pub fn provider_add(label: &'static std::ffi::CStr, query: StateQuery) -> Result<(), String> {
+    PROVIDER.store(query as *mut (), Ordering::Release);
+    // SAFETY: label is static; the callback is a guarded extern "C" function that stays valid
+    // until provider_del, which unload calls before the code is unmapped.
+    match unsafe { sys::ast_devstate_prov_add(label.as_ptr(), Some(provider_callback)) } {
+        0 => Ok(()),
+        _ => Err(format!("cannot add device state provider {label:?}")),
+    }
+}
+
+/// Removes the provider; Asterisk waits for calls in flight (it takes the provider list lock).
+pub fn provider_del(label: &'static std::ffi::CStr) {
+    // SAFETY: label is a valid C string.
+    unsafe { sys::ast_devstate_prov_del(label.as_ptr()) };
+    PROVIDER.store(std::ptr::null_mut(), Ordering::Release);
+}
+
+/// What a device state change message says.
+pub struct Change<'a> {
+    pub device: &'a str,
+    pub state: DeviceState,
+}
+
+type ChangeHandler = fn(&Change<'_>);
+
+static SUBSCRIPTION: AtomicPtr<sys::stasis_subscription> = AtomicPtr::new(std::ptr::null_mut());
+static HANDLER: AtomicPtr<()> = AtomicPtr::new(std::ptr::null_mut());
+
+unsafe extern "C" fn on_message(
+    _data: *mut c_void,
+    _sub: *mut sys::stasis_subscription,
+    msg: *mut sys::stasis_message,
+) {
+    super::guard::guard("device state subscription", (), || {
+        // SAFETY: msg is a live message for the duration of the callback.
+        if unsafe { sys::stasis_message_type(msg) }
+            != unsafe { sys::ast_device_state_message_type() }
+        {
+            return;
+        }
+        // SAFETY: messages of this type carry an ast_device_state_message.
+        let data = unsafe { sys::stasis_message_data(msg) } as *const sys::ast_device_state_message;
+        if data.is_null() {
+            return;
+        }
+        // SAFETY: data is valid while msg is; the device name is NUL-terminated.
+        let (eid, device, state) = unsafe { ((*data).eid, (*data).device, (*data).state) };
+        // Each change arrives per server and as the aggregate (eid NULL): act on the aggregate.
+        if !eid.is_null() || device.is_null() {
+            return;
+        }
+        // SAFETY: device is a NUL-terminated string owned by the message.
+        let bytes = unsafe { std::ffi::CStr::from_ptr(device) }.to_bytes();
+        let Ok(device) = std::str::from_utf8(bytes) else {
+            return;
+        };
+        let handler = HANDLER.load(Ordering::Acquire);
+        if handler.is_null() {
+            return;
+        }
+        // SAFETY: HANDLER only ever holds a ChangeHandler stored by subscribe_all.
+        let handler: ChangeHandler =
+            unsafe { std::mem::transmute::<*mut (), ChangeHandler>(handler) };
+        handler(&Change {
+            device,
+            state: DeviceState(state),
+        });
+    })
+}
+
+/// Subscribes `handler` to every device state change (Asterisk's device state topic).
+/// The handler runs on the subscription's own serialized thread and must be fast.
+pub fn subscribe_all(handler: ChangeHandler) -> Result<(), String> {
+    HANDLER.store(handler as *mut (), Ordering::Release);
+    // SAFETY: the topic is a global that lives as long as Asterisk; the callback is a guarded
+    // extern "C" function; file/func are static strings.
+    let sub = unsafe {
+        sys::__stasis_subscribe(
+            sys::ast_device_state_topic_all(),
+            Some(on_message),
+            std::ptr::null_mut(),
+            c"res_deviceuser".as_ptr(),
+            0,
+            c"subscribe_all".as_ptr(),
+        )
+    };
+    if sub.is_null() {
+        return Err("cannot subscribe to device state changes".into());
+    }
+    // SAFETY: sub is our live subscription. Filtering makes stasis skip other message types
+    // before they reach our queue.
+    unsafe {
+        sys::stasis_subscription_accept_message_type(sub, sys::ast_device_state_message_type());
+        sys::stasis_subscription_set_filter(
+            sub,
+            sys::stasis_subscription_message_filter_STASIS_SUBSCRIPTION_FILTER_SELECTIVE,
+        );
+    }
+    SUBSCRIPTION.store(sub, Ordering::Release);
+    Ok(())
+}
+
+/// Unsubscribes and waits until the callback can no longer run.
+pub fn unsubscribe_all() {
+    let sub = SUBSCRIPTION.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    if !sub.is_null() {
+        // SAFETY: sub is our subscription, unsubscribed once; the join waits for the final message.
+        unsafe { sys::stasis_unsubscribe_and_join(sub) };
+    }
+    HANDLER.store(std::ptr::null_mut(), Ordering::Release);
+}

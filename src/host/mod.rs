@@ -1,0 +1,39 @@
+//! Every `unsafe` call into Asterisk lives under this module, behind safe wrappers.
+//! Feature code (src/*.rs outside host/) uses only these wrappers.
+//!
+//! Rule for the whole module: no thread-local value with a destructor may be touched on an
+//! Asterisk thread (it would pin the shared object after `module unload`; see SAFETY.md).
+
+pub mod astdb;
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod devstate;
+pub mod entry;
+pub mod guard;
+pub mod hints;
+pub mod log;
+
+use std::ffi::{CStr, CString};
+use std::os::raw::c_char;
+
+/// A C string for Asterisk, with interior NULs (never valid in Asterisk strings) dropped.
+pub fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+/// Reads a C string owned by Asterisk into a Rust string (lossy for non-UTF-8 bytes).
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string valid for the duration of the call.
+pub unsafe fn from_c(ptr: *const c_char) -> Option<String> {
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL and NUL-terminated per this function's contract.
+    Some(
+        unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}

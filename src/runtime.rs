@@ -1,0 +1,320 @@
+//! The module's live state: the binding table (which holds the config), and the operations
+//! every adapter shares: load/reload of the config, commits (AstDB write-through, state
+//! publishing, log lines), and computing a user's device state.
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use deviceuser_core::astdb::{binding_key, binding_value, decode_binding, FAMILY};
+use deviceuser_core::config::Config;
+use deviceuser_core::{BindingTable, Changes, Snapshot};
+use snapcell::SnapshotCell;
+
+use crate::host::devstate::{self, Aggregate, DeviceState};
+use crate::host::{astdb, config, hints, log};
+
+pub const CONFIG_FILE: &str = "res_deviceuser.conf";
+/// Device state provider label: hints name `DeviceUser:<user>`.
+pub const PROVIDER: &str = "DeviceUser";
+
+pub struct Runtime {
+    pub table: BindingTable,
+}
+
+/// `None` while the module is not loaded. Read lock-free on the device state path.
+fn cell() -> &'static SnapshotCell<Option<Runtime>> {
+    static CELL: OnceLock<SnapshotCell<Option<Runtime>>> = OnceLock::new();
+    CELL.get_or_init(|| SnapshotCell::new(Arc::new(None)))
+}
+
+/// Serializes publishing of `DeviceUser:` states, so a state computed from an older snapshot
+/// is never published after one computed from a newer snapshot. Held only around computing
+/// and publishing (never by the device state provider itself).
+static PUBLISH: Mutex<()> = Mutex::new(());
+
+pub fn current() -> Arc<Option<Runtime>> {
+    cell().load()
+}
+
+/// Runs `f` with the loaded runtime, or returns `None` if the module is not loaded.
+pub fn with<R>(f: impl FnOnce(&Runtime) -> R) -> Option<R> {
+    let rt = current();
+    rt.as_ref().as_ref().map(f)
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Reads and validates the config file; logs every error and warning.
+pub fn read_config() -> Result<Config, String> {
+    let raw = match config::load(CONFIG_FILE) {
+        config::Loaded::Missing => return Err(format!("{CONFIG_FILE} is missing")),
+        config::Loaded::Invalid => return Err(format!("{CONFIG_FILE} cannot be parsed")),
+        config::Loaded::Config(raw) => raw,
+    };
+    match Config::from_raw(&raw) {
+        Ok(parsed) => {
+            for w in &parsed.warnings {
+                log::warning(&w.to_string());
+            }
+            Ok(parsed.config)
+        }
+        Err(errors) => {
+            for e in &errors {
+                log::error(&e.to_string());
+            }
+            Err(format!("{CONFIG_FILE} has {} error(s)", errors.len()))
+        }
+    }
+}
+
+/// Loads: reads the config, restores bindings from AstDB, and installs the runtime.
+pub fn start() -> Result<(), String> {
+    let config = read_config()?;
+    let now = now();
+    let table = BindingTable::new(config, now);
+    let mut saved_values = std::collections::HashMap::new();
+    let saved: Vec<_> = astdb::tree(FAMILY, "binding")
+        .into_iter()
+        .filter_map(|(key, value)| match decode_binding(&key, &value) {
+            Ok(b) => {
+                saved_values.insert(b.device.clone(), value);
+                Some(b)
+            }
+            Err(e) => {
+                log::warning(&format!("ignoring AstDB entry /{FAMILY}/{key}: {e}"));
+                astdb::del(FAMILY, &key);
+                None
+            }
+        })
+        .collect();
+    let count = saved.len();
+    // Nobody reads the table yet; AstDB is brought in line with the result below, in one pass.
+    let (_, dropped) = table.restore(saved, now, |_| {});
+    for (b, why) in &dropped {
+        log::notice(&format!(
+            "dropping saved login of user {} on device {}: {why}",
+            b.user, b.device
+        ));
+    }
+    table.with_snapshot(|s| {
+        for b in s.bindings() {
+            let value = binding_value(b);
+            if saved_values.remove(&b.device).as_deref() != Some(value.as_str()) {
+                if let Err(e) = astdb::put(FAMILY, &binding_key(&b.device), &value) {
+                    log::warning(&e);
+                }
+            }
+        }
+    });
+    for device in saved_values.keys() {
+        astdb::del(FAMILY, &binding_key(device));
+    }
+    log::verbose(
+        2,
+        &format!(
+            "res_deviceuser: {} devices, {} users, {} bindings ({count} restored from AstDB)",
+            table.with_snapshot(|s| s.config().devices.len()),
+            table.with_snapshot(|s| s.config().users.len()),
+            table.with_snapshot(|s| s.binding_count()),
+        ),
+    );
+    cell().store(Arc::new(Some(Runtime { table })));
+    Ok(())
+}
+
+/// After registration: hints (if configured) and every user's current state.
+pub fn announce() {
+    with(|rt| {
+        let snap = rt.table.snapshot();
+        sync_hints(None, snap.config());
+        publish_users(snap.config().users.keys().cloned());
+    });
+}
+
+/// Unload: forget the runtime, remove owned hints, and leave no stale cached states.
+pub fn stop() {
+    let old = cell().store(Arc::new(None));
+    if let Some(rt) = old.as_ref() {
+        let snap = rt.table.snapshot();
+        if let Some(ctx) = &snap.config().general.hint_context {
+            for user in snap.config().users.keys() {
+                hints::remove(ctx, user);
+            }
+        }
+        let _serialized = PUBLISH.lock().unwrap_or_else(|e| e.into_inner());
+        for user in snap.config().users.keys() {
+            devstate::publish(&device_name(user), DeviceState::UNAVAILABLE);
+        }
+    }
+}
+
+/// `module reload`: a bad file keeps the running config.
+pub fn reload() -> Result<(), String> {
+    let Some(rt_arc) = Some(current()).filter(|r| r.is_some()) else {
+        return Err("not loaded".into());
+    };
+    let rt = rt_arc.as_ref().as_ref().expect("checked above");
+    let config = read_config().map_err(|e| {
+        log::error(&format!("{e}; keeping the running configuration"));
+        e
+    })?;
+    let old = rt.table.snapshot();
+    let changes = rt.table.reconfigure(config, now(), commit);
+    for (b, reason) in &changes.removed {
+        log::notice(&format!(
+            "reload: user {} logged out of device {} ({reason})",
+            b.user, b.device
+        ));
+    }
+    let new = rt.table.snapshot();
+    sync_hints(Some(old.config()), new.config());
+    publish_users(new.config().users.keys().cloned());
+    // Users that disappeared show as unavailable rather than keeping a stale cached state.
+    publish_users_state(
+        old.config()
+            .users
+            .keys()
+            .filter(|u| new.config().user(u).is_none())
+            .cloned(),
+        DeviceState::UNAVAILABLE,
+    );
+    log::verbose(2, &format!("res_deviceuser: reloaded {CONFIG_FILE}"));
+    Ok(())
+}
+
+fn sync_hints(old: Option<&Config>, new: &Config) {
+    if let Some(ctx) = old.and_then(|c| c.general.hint_context.as_ref()) {
+        let keep = new.general.hint_context.as_ref() == Some(ctx);
+        for user in old.unwrap().users.keys() {
+            if !keep || new.user(user).is_none() {
+                hints::remove(ctx, user);
+            }
+        }
+    }
+    if let Some(ctx) = &new.general.hint_context {
+        for user in new.users.keys() {
+            if let Err(e) = hints::add(ctx, user, &device_name(user)) {
+                log::warning(&e);
+            }
+        }
+    }
+}
+
+/// `DeviceUser:<user>`, the name hints use.
+pub fn device_name(user: &str) -> String {
+    format!("{PROVIDER}:{user}")
+}
+
+/// AstDB write-through of one commit: removals first, then additions.
+fn write_through(changes: &Changes) {
+    for (b, _) in &changes.removed {
+        if !changes.added.iter().any(|(a, _)| a.device == b.device) {
+            astdb::del(FAMILY, &binding_key(&b.device));
+        }
+    }
+    for (b, _) in &changes.added {
+        if let Err(e) = astdb::put(FAMILY, &binding_key(&b.device), &binding_value(b)) {
+            log::error(&format!(
+                "{e}: the login of {} on {} is not persisted",
+                b.user, b.device
+            ));
+        }
+    }
+}
+
+/// Runs under the table's writer lock after each commit: persist, publish, log.
+pub fn commit(changes: &Changes) {
+    write_through(changes);
+    for (b, reason) in &changes.removed {
+        log::verbose(
+            3,
+            &format!(
+                "res_deviceuser: user {} logged out of device {} ({reason})",
+                b.user, b.device
+            ),
+        );
+    }
+    for (b, reason) in &changes.added {
+        log::verbose(
+            3,
+            &format!(
+                "res_deviceuser: user {} logged in on device {} ({reason})",
+                b.user, b.device
+            ),
+        );
+    }
+    publish_users(changes.affected_users().into_iter());
+}
+
+/// The state of `DeviceUser:<user>`: Asterisk's aggregate of the user's devices, UNAVAILABLE
+/// on none, INVALID for an unknown user. `changed` overrides one device's state with the one
+/// a change message carries (the cache may not have it yet).
+pub fn user_state(
+    snap: &Snapshot,
+    user: &str,
+    changed: Option<(&str, DeviceState)>,
+) -> DeviceState {
+    if snap.config().user(user).is_none() {
+        return DeviceState::INVALID;
+    }
+    let devices = snap.devices_of(user);
+    if devices.is_empty() {
+        return DeviceState::UNAVAILABLE;
+    }
+    let mut agg = Aggregate::new();
+    for id in devices {
+        let Some(dev) = snap.config().device(id) else {
+            continue;
+        };
+        let state = match changed {
+            Some((dial, st)) if dial.eq_ignore_ascii_case(&dev.dial) => st,
+            _ => devstate::device_state(&dev.dial),
+        };
+        agg.add(state);
+    }
+    agg.result()
+}
+
+fn publish_users(users: impl Iterator<Item = String>) {
+    let _serialized = PUBLISH.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(snap) = with(|rt| rt.table.snapshot()) else {
+        return;
+    };
+    for user in users {
+        devstate::publish(&device_name(&user), user_state(&snap, &user, None));
+    }
+}
+
+fn publish_users_state(users: impl Iterator<Item = String>, state: DeviceState) {
+    let _serialized = PUBLISH.lock().unwrap_or_else(|e| e.into_inner());
+    for user in users {
+        devstate::publish(&device_name(&user), state);
+    }
+}
+
+/// A device's state changed somewhere in Asterisk: re-publish the state of its user.
+pub fn device_changed(dial: &str, state: DeviceState) {
+    if dial
+        .get(..PROVIDER.len() + 1)
+        .is_some_and(|p| p.eq_ignore_ascii_case("DeviceUser:"))
+    {
+        return;
+    }
+    let rt = current();
+    let Some(rt) = rt.as_ref() else { return };
+    let user = rt.table.with_snapshot(|s| {
+        let dev = s.config().device_for_dial(dial)?;
+        s.user_on(&dev.id).map(|b| b.user.clone())
+    });
+    let Some(user) = user else { return };
+    let _serialized = PUBLISH.lock().unwrap_or_else(|e| e.into_inner());
+    let snap = rt.table.snapshot();
+    devstate::publish(
+        &device_name(&user),
+        user_state(&snap, &user, Some((dial, state))),
+    );
+}

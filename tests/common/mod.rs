@@ -1,0 +1,883 @@
+//! Harness for the integration tests: real Asterisk instances (provisioned by
+//! `scripts/provision.sh`, driven by `scripts/asterisk.sh`), an AMI client and
+//! SIP peers (see [`sip`]).
+//!
+//! Every instance gets its own run folder under `target/it-runs/` and its own
+//! ports, so tests run in parallel. The folder is removed when the test
+//! passes and kept (with its logs) when it fails, or always when
+//! `DEVICEUSER_KEEP_RUNS` is set.
+#![allow(dead_code)]
+
+pub mod sip;
+
+use std::collections::{HashSet, VecDeque};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Default timeout of harness waits.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
+
+// ---------------------------------------------------------------------------
+// Paths
+// ---------------------------------------------------------------------------
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn script() -> PathBuf {
+    repo().join("scripts/asterisk.sh")
+}
+
+/// Folder holding the provisioned Asterisk (`.asterisk`, or `DEVICEUSER_ASTERISK_DIR`).
+pub fn asterisk_dir() -> PathBuf {
+    std::env::var_os("DEVICEUSER_ASTERISK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".asterisk"))
+}
+
+/// The module under test: `DEVICEUSER_MODULE`, else `target/debug/libres_deviceuser.so`.
+pub fn module_source() -> PathBuf {
+    match std::env::var_os("DEVICEUSER_MODULE") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => repo().join("target/debug/libres_deviceuser.so"),
+    }
+}
+
+fn check_provisioned() {
+    let ast = asterisk_dir().join("tree/usr/sbin/asterisk");
+    if !ast.exists() {
+        panic!(
+            "no provisioned Asterisk at {}: run scripts/test.sh (it provisions Asterisk and \
+             builds the module before running the tests)",
+            ast.display()
+        );
+    }
+}
+
+/// Where run folders go.
+pub fn runs_dir() -> PathBuf {
+    repo().join("target/it-runs")
+}
+
+static RUN_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh folder `target/it-runs/<name>-<pid>-<n>`.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let n = RUN_COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = runs_dir().join(format!("{}-{}-{}", name, std::process::id(), n));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+// ---------------------------------------------------------------------------
+// Ports
+// ---------------------------------------------------------------------------
+
+fn handed_out() -> &'static Mutex<HashSet<u16>> {
+    static PORTS: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    PORTS.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+/// A port that is free on 127.0.0.1 for both UDP and TCP right now, and that this
+/// process has not handed out before.
+pub fn free_port() -> u16 {
+    for _ in 0..200 {
+        let udp = match UdpSocket::bind("127.0.0.1:0") {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        let port = udp.local_addr().unwrap().port();
+        let tcp_ok = TcpListener::bind(("127.0.0.1", port)).is_ok();
+        drop(udp);
+        if !tcp_ok {
+            continue;
+        }
+        if handed_out().lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+    panic!("cannot find a free port on 127.0.0.1");
+}
+
+// ---------------------------------------------------------------------------
+// Polling
+// ---------------------------------------------------------------------------
+
+/// Polls `f` every 20 ms until it returns `Some`, or `None` after `timeout`.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `f` until it is true; false after `timeout`.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    poll(timeout, || f().then_some(())).is_some()
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+fn read_lossy(p: &Path) -> String {
+    fs::read(p)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn process_alive(pid: u32) -> bool {
+    // A zombie (exited, not yet reaped) counts as dead.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => match stat.rfind(')') {
+            Some(i) => !matches!(
+                stat[i + 1..].trim_start().chars().next(),
+                Some('Z') | Some('X')
+            ),
+            None => true,
+        },
+        Err(_) => false,
+    }
+}
+
+fn kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+// ---------------------------------------------------------------------------
+// Asterisk
+// ---------------------------------------------------------------------------
+
+/// How to build an instance: see [`Asterisk::builder`].
+pub struct Builder {
+    name: String,
+    confs: Vec<(String, String)>,
+    with_module: bool,
+    module: Option<PathBuf>,
+}
+
+impl Builder {
+    /// Adds or replaces a file of the instance's `etc/` (written after the samples;
+    /// `127.0.0.1:5060` is replaced by the instance's SIP port as in the samples).
+    pub fn conf(mut self, file: &str, content: &str) -> Self {
+        self.confs.retain(|(f, _)| f != file);
+        self.confs.push((file.to_string(), content.to_string()));
+        self
+    }
+
+    /// Whether `res_deviceuser.so` is installed in the module dir (default: true).
+    pub fn with_module(mut self, yes: bool) -> Self {
+        self.with_module = yes;
+        self
+    }
+
+    /// Installs this file as `res_deviceuser.so` instead of [`module_source`].
+    pub fn module_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.module = Some(path.into());
+        self
+    }
+
+    /// Boots the instance; panics (with the Asterisk log) if it does not boot.
+    pub fn start(self) -> Asterisk {
+        match self.start_result() {
+            Ok(a) => a,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Boots the instance; `Err` (with the end of the log) if Asterisk does not boot,
+    /// e.g. because the module failed to load.
+    pub fn start_result(self) -> Result<Asterisk, String> {
+        check_provisioned();
+        let module = if self.with_module {
+            let m = self.module.clone().unwrap_or_else(module_source);
+            if !m.exists() {
+                panic!(
+                    "module {} does not exist: run scripts/test.sh (it builds the module), \
+                     or set DEVICEUSER_MODULE",
+                    m.display()
+                );
+            }
+            Some(m)
+        } else {
+            None
+        };
+        let run = fresh_dir(&self.name);
+        let mut last_err = String::new();
+        // Ports are free when picked, but another process may grab them before
+        // Asterisk binds: retry with new ones.
+        for _attempt in 0..4 {
+            let sip_port = free_port();
+            let ami_port = free_port();
+            let mut ast = Asterisk {
+                run: run.clone(),
+                sip_port,
+                ami_port,
+                pid: 0,
+                name: self.name.clone(),
+                keep: false,
+            };
+            ast.mkrun(module.as_deref(), &self.confs);
+            match ast.boot() {
+                Ok(()) => {
+                    if ast.bind_failed() {
+                        last_err = format!("port clash (sip {sip_port}, ami {ami_port})");
+                        ast.stop();
+                        continue;
+                    }
+                    return Ok(ast);
+                }
+                Err(e) => {
+                    let clash = ast.bind_failed();
+                    // Nothing is running: do not let Drop report a second time.
+                    ast.keep = true;
+                    ast.pid = 0;
+                    if clash {
+                        last_err = e;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Err(format!("Asterisk could not bind its ports: {last_err}"))
+    }
+}
+
+/// A running Asterisk instance. Dropping it stops it.
+pub struct Asterisk {
+    /// The run folder (etc/, log/, modules/, ...).
+    pub run: PathBuf,
+    pub sip_port: u16,
+    pub ami_port: u16,
+    /// PID of the running Asterisk (0 when stopped).
+    pub pid: u32,
+    name: String,
+    keep: bool,
+}
+
+impl Asterisk {
+    /// `name` names the run folder: `target/it-runs/<name>-<pid>-<n>`.
+    pub fn builder(name: &str) -> Builder {
+        Builder {
+            name: name.to_string(),
+            confs: Vec::new(),
+            with_module: true,
+            module: None,
+        }
+    }
+
+    /// An instance with the module and the sample configuration.
+    pub fn start(name: &str) -> Asterisk {
+        Self::builder(name).start()
+    }
+
+    fn script(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new("bash")
+            .arg(script())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn mkrun(&self, module: Option<&Path>, confs: &[(String, String)]) {
+        let run = self.run.to_str().unwrap().to_string();
+        let sip = self.sip_port.to_string();
+        let ami = self.ami_port.to_string();
+        let mut args = vec![
+            "mkrun",
+            run.as_str(),
+            "--sip-port",
+            sip.as_str(),
+            "--ami-port",
+            ami.as_str(),
+        ];
+        let m;
+        if let Some(module) = module {
+            m = module.to_str().unwrap().to_string();
+            args.push("--module");
+            args.push(&m);
+        }
+        let (ok, out, err) = self.script(&args);
+        assert!(ok, "asterisk.sh mkrun failed:\n{out}\n{err}");
+        for (file, content) in confs {
+            self.write_conf(file, content);
+        }
+    }
+
+    /// Writes a file of `etc/` now (for a later reload or restart), with the same
+    /// SIP port substitution as the samples.
+    pub fn write_conf(&self, file: &str, content: &str) {
+        let content = content.replace("127.0.0.1:5060", &format!("127.0.0.1:{}", self.sip_port));
+        let path = self.etc().join(file);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap();
+        }
+        fs::write(&path, content)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+
+    /// Contents of a file of `etc/`.
+    pub fn read_conf(&self, file: &str) -> String {
+        read_lossy(&self.etc().join(file))
+    }
+
+    pub fn etc(&self) -> PathBuf {
+        self.run.join("etc")
+    }
+
+    fn boot(&mut self) -> Result<(), String> {
+        let run = self.run.to_str().unwrap().to_string();
+        let (ok, out, err) = self.script(&["start", &run]);
+        if !ok {
+            return Err(format!(
+                "Asterisk did not boot in {}:\n{err}\n--- full.log (end) ---\n{}\n--- stdout.log (end) ---\n{}",
+                self.run.display(),
+                tail(&self.log(), 60),
+                tail(&self.stdout_log(), 60)
+            ));
+        }
+        self.pid = out
+            .trim()
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| format!("asterisk.sh start printed no pid: {out:?}"))?;
+        Ok(())
+    }
+
+    /// True if the log says a listener could not bind (port taken by someone else).
+    fn bind_failed(&self) -> bool {
+        let log = format!("{}\n{}", self.log(), self.stdout_log());
+        log.lines().any(|l| {
+            l.contains("Address already in use")
+                && (l.contains(&self.sip_port.to_string())
+                    || l.contains(&self.ami_port.to_string())
+                    || l.contains("transport")
+                    || l.contains("manager")
+                    || l.contains("bind"))
+        })
+    }
+
+    /// Runs a CLI command (`asterisk -rx`) and returns its output. Beware: a failing
+    /// command still "succeeds"; check the text.
+    pub fn cli(&self, cmd: &str) -> String {
+        assert!(
+            self.pid != 0 && process_alive(self.pid),
+            "cli({cmd:?}): Asterisk is not running"
+        );
+        let run = self.run.to_str().unwrap().to_string();
+        let (_ok, out, err) = self.script(&["cli", &run, cmd]);
+        if out.is_empty() {
+            err
+        } else {
+            out
+        }
+    }
+
+    /// A logged-in AMI session as `deviceuser` (all permissions).
+    pub fn ami(&self) -> Ami {
+        self.ami_as("deviceuser", "deviceuser")
+            .unwrap_or_else(|e| panic!("AMI login: {e}"))
+    }
+
+    /// An AMI session as another manager user (`readonly`/`readonly` exists).
+    pub fn ami_as(&self, user: &str, secret: &str) -> Result<Ami, String> {
+        Ami::connect(self.ami_port, user, secret)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.run.join("log/full.log")
+    }
+
+    /// The whole `log/full.log`.
+    pub fn log(&self) -> String {
+        read_lossy(&self.log_path())
+    }
+
+    /// Current length of the log, to look only at what comes later
+    /// ([`Asterisk::log_since`], [`Asterisk::wait_log_since`]).
+    pub fn log_mark(&self) -> usize {
+        fs::metadata(self.log_path())
+            .map(|m| m.len() as usize)
+            .unwrap_or(0)
+    }
+
+    /// The log written after `mark`.
+    pub fn log_since(&self, mark: usize) -> String {
+        let bytes = fs::read(self.log_path()).unwrap_or_default();
+        String::from_utf8_lossy(bytes.get(mark..).unwrap_or(&[])).into_owned()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_log_since(0, needle, timeout)
+    }
+
+    /// Waits until the log written after `mark` contains `needle`.
+    pub fn wait_log_since(&self, mark: usize, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log_since(mark).contains(needle))
+    }
+
+    /// Asterisk's stdout/stderr (`log/stdout.log`).
+    pub fn stdout_log(&self) -> String {
+        read_lossy(&self.run.join("log/stdout.log"))
+    }
+
+    /// The CSV CDRs (`log/cdr-csv/Master.csv`).
+    pub fn cdr_csv(&self) -> String {
+        read_lossy(&self.run.join("log/cdr-csv/Master.csv"))
+    }
+
+    /// `res_deviceuser.so` as installed in this instance's module dir.
+    pub fn module_path(&self) -> PathBuf {
+        self.run.join("modules/res_deviceuser.so")
+    }
+
+    /// Number of lines of `/proc/<pid>/maps` containing `needle`
+    /// (e.g. "res_deviceuser.so": 0 once the module is unloaded).
+    pub fn maps_lines(&self, needle: &str) -> usize {
+        fs::read_to_string(format!("/proc/{}/maps", self.pid))
+            .unwrap_or_else(|e| panic!("cannot read maps of {}: {e}", self.pid))
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Whether the Asterisk process is alive.
+    pub fn is_running(&self) -> bool {
+        self.pid != 0 && process_alive(self.pid)
+    }
+
+    /// Stops Asterisk (SIGTERM, then SIGKILL). Same run folder: `start_again` or
+    /// `restart` boot it again with its AstDB.
+    pub fn stop(&mut self) {
+        if self.pid == 0 {
+            return;
+        }
+        let pid = self.pid;
+        kill(pid, "TERM");
+        if !wait_until(Duration::from_secs(10), || !process_alive(pid)) {
+            kill(pid, "KILL");
+            wait_until(Duration::from_secs(5), || !process_alive(pid));
+        }
+        let _ = fs::remove_file(self.run.join("asterisk.pid"));
+        self.pid = 0;
+    }
+
+    /// Boots a stopped instance again (same run folder, ports and configuration).
+    pub fn start_again(&mut self) -> Result<(), String> {
+        assert!(!self.is_running(), "start_again: still running");
+        self.boot()
+    }
+
+    /// Stop and start (graceful).
+    pub fn restart(&mut self) {
+        self.stop();
+        if let Err(e) = self.boot() {
+            panic!("restart: {e}");
+        }
+    }
+
+    /// SIGKILL (no shutdown at all, like a crash), then start.
+    pub fn kill9_and_restart(&mut self) {
+        let pid = self.pid;
+        assert!(pid != 0, "kill9_and_restart: not running");
+        kill(pid, "KILL");
+        assert!(
+            wait_until(Duration::from_secs(10), || !process_alive(pid)),
+            "pid {pid} survived SIGKILL"
+        );
+        let _ = fs::remove_file(self.run.join("asterisk.pid"));
+        self.pid = 0;
+        if let Err(e) = self.boot() {
+            panic!("restart after SIGKILL: {e}");
+        }
+    }
+
+    /// Keep the run folder after the test (it is kept anyway when the test fails).
+    pub fn keep_run(&mut self) {
+        self.keep = true;
+    }
+
+    /// Prints the ends of the logs to stderr.
+    pub fn dump_logs(&self) {
+        eprintln!(
+            "===== Asterisk {} ({}) full.log, last 150 lines =====\n{}\n===== stdout.log, last 40 lines =====\n{}\n=====",
+            self.name,
+            self.run.display(),
+            tail(&self.log(), 150),
+            tail(&self.stdout_log(), 40)
+        );
+    }
+}
+
+impl Drop for Asterisk {
+    fn drop(&mut self) {
+        let panicking = thread::panicking();
+        self.stop();
+        if panicking {
+            self.dump_logs();
+        } else if !self.keep && std::env::var_os("DEVICEUSER_KEEP_RUNS").is_none() {
+            let _ = fs::remove_dir_all(&self.run);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// AMI
+// ---------------------------------------------------------------------------
+
+/// An AMI message: ordered key/value pairs (keys may repeat, e.g. `Output`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Message {
+    pub fields: Vec<(String, String)>,
+}
+
+impl Message {
+    fn parse(text: &str) -> Message {
+        let mut fields = Vec::new();
+        for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
+            if line.is_empty() {
+                continue;
+            }
+            match line.split_once(':') {
+                Some((k, v)) => fields.push((k.trim().to_string(), v.trim_start().to_string())),
+                None => fields.push((String::new(), line.to_string())),
+            }
+        }
+        Message { fields }
+    }
+
+    /// First value of `key` (case-insensitive).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All values of `key`, in order.
+    pub fn get_all(&self, key: &str) -> Vec<&str> {
+        self.fields
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// `get` or "".
+    pub fn val(&self, key: &str) -> &str {
+        self.get(key).unwrap_or("")
+    }
+
+    pub fn event(&self) -> Option<&str> {
+        self.get("Event")
+    }
+
+    pub fn response(&self) -> Option<&str> {
+        self.get("Response")
+    }
+
+    pub fn is_success(&self) -> bool {
+        self.response()
+            .is_some_and(|r| r.eq_ignore_ascii_case("Success"))
+    }
+
+    /// `Output:` lines of a `Command` response, joined with newlines.
+    pub fn output(&self) -> String {
+        self.get_all("Output").join("\n")
+    }
+}
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (k, v) in &self.fields {
+            writeln!(f, "{k}: {v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A plain-socket AMI client. Events that arrive while waiting for something
+/// else are buffered for [`Ami::wait_event`].
+pub struct Ami {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    events: VecDeque<Message>,
+    next_id: u64,
+    /// The greeting line ("Asterisk Call Manager/x.y.z").
+    pub banner: String,
+    /// How long `action` waits for its response (default 15 s).
+    pub timeout: Duration,
+}
+
+impl Ami {
+    /// Connects and logs in.
+    pub fn connect(port: u16, user: &str, secret: &str) -> Result<Ami, String> {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| format!("connect to AMI port {port}: {e}"))?;
+        stream.set_nodelay(true).ok();
+        let mut ami = Ami {
+            stream,
+            buf: Vec::new(),
+            events: VecDeque::new(),
+            next_id: 1,
+            banner: String::new(),
+            timeout: TIMEOUT,
+        };
+        // Greeting: a single line.
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(i) = ami.buf.windows(2).position(|w| w == b"\r\n") {
+                ami.banner = String::from_utf8_lossy(&ami.buf[..i]).into_owned();
+                ami.buf.drain(..i + 2);
+                break;
+            }
+            if !ami.fill(deadline)? {
+                return Err("no AMI greeting".into());
+            }
+        }
+        let r = ami.try_action(&[("Action", "Login"), ("Username", user), ("Secret", secret)])?;
+        if !r.is_success() {
+            return Err(format!("login as {user} refused: {}", r.val("Message")));
+        }
+        Ok(ami)
+    }
+
+    /// Reads more bytes; false on timeout.
+    fn fill(&mut self, deadline: Instant) -> Result<bool, String> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        let left = (deadline - now).max(Duration::from_millis(1));
+        self.stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        let mut chunk = [0u8; 16384];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => Err("AMI connection closed".into()),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(true),
+            Err(e) => Err(format!("AMI read: {e}")),
+        }
+    }
+
+    /// The next complete message from the socket, or None at the deadline.
+    fn read_message(&mut self, deadline: Instant) -> Result<Option<Message>, String> {
+        loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let text = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+                self.buf.drain(..i + 4);
+                if text.trim().is_empty() {
+                    continue;
+                }
+                return Ok(Some(Message::parse(&text)));
+            }
+            if !self.fill(deadline)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn send(&mut self, fields: &[(&str, &str)], id: &str) -> Result<(), String> {
+        let mut text = String::new();
+        for (k, v) in fields {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+        text.push_str(&format!("ActionID: {id}\r\n\r\n"));
+        self.stream
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("AMI write: {e}"))
+    }
+
+    fn new_id(&mut self) -> String {
+        let id = format!("it-{}-{}", std::process::id(), self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    fn wait_response(&mut self, id: &str, deadline: Instant) -> Result<Message, String> {
+        loop {
+            match self.read_message(deadline)? {
+                None => return Err(format!("no response to ActionID {id}")),
+                Some(m) if m.response().is_some() && m.get("ActionID") == Some(id) => return Ok(m),
+                Some(m) if m.event().is_some() => self.events.push_back(m),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Sends an action and returns its response; Err on timeout or a closed connection.
+    pub fn try_action(&mut self, fields: &[(&str, &str)]) -> Result<Message, String> {
+        let id = self.new_id();
+        self.send(fields, &id)?;
+        let deadline = Instant::now() + self.timeout;
+        self.wait_response(&id, deadline)
+    }
+
+    /// Sends an action (`[("Action","Ping")]`) and returns its response.
+    pub fn action(&mut self, fields: &[(&str, &str)]) -> Message {
+        self.try_action(fields)
+            .unwrap_or_else(|e| panic!("AMI action {fields:?}: {e}"))
+    }
+
+    /// A list action (e.g. `CoreShowChannels`): the response and the events carrying
+    /// its ActionID, up to the one whose name ends with "Complete" (not included).
+    pub fn list_action(&mut self, fields: &[(&str, &str)]) -> (Message, Vec<Message>) {
+        let id = self.new_id();
+        self.send(fields, &id)
+            .unwrap_or_else(|e| panic!("AMI action {fields:?}: {e}"));
+        let deadline = Instant::now() + self.timeout;
+        let resp = self
+            .wait_response(&id, deadline)
+            .unwrap_or_else(|e| panic!("AMI action {fields:?}: {e}"));
+        let mut items = Vec::new();
+        if !resp.is_success() {
+            return (resp, items);
+        }
+        // Events of this list may already be buffered (they never are before the
+        // response in practice, but be safe).
+        let mut i = 0;
+        while i < self.events.len() {
+            if self.events[i].get("ActionID") == Some(id.as_str()) {
+                let m = self.events.remove(i).unwrap();
+                if m.event().is_some_and(|e| e.ends_with("Complete")) {
+                    return (resp, items);
+                }
+                items.push(m);
+            } else {
+                i += 1;
+            }
+        }
+        loop {
+            match self
+                .read_message(deadline)
+                .unwrap_or_else(|e| panic!("AMI list {fields:?}: {e}"))
+            {
+                None => panic!(
+                    "AMI list {fields:?}: no *Complete event; got {} items",
+                    items.len()
+                ),
+                Some(m) if m.get("ActionID") == Some(id.as_str()) => {
+                    if m.event().is_some_and(|e| e.ends_with("Complete")) {
+                        return (resp, items);
+                    }
+                    items.push(m);
+                }
+                Some(m) if m.event().is_some() => self.events.push_back(m),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Runs a CLI command through the `Command` action and returns its output.
+    pub fn command(&mut self, cmd: &str) -> String {
+        let r = self.action(&[("Action", "Command"), ("Command", cmd)]);
+        r.output()
+    }
+
+    /// Waits for an event named `name` (case-insensitive) for which `pred` holds;
+    /// earlier buffered events are searched first. Other events stay buffered.
+    pub fn wait_event(
+        &mut self,
+        name: &str,
+        pred: impl Fn(&Message) -> bool,
+        timeout: Duration,
+    ) -> Option<Message> {
+        let matches =
+            |m: &Message| m.event().is_some_and(|e| e.eq_ignore_ascii_case(name)) && pred(m);
+        if let Some(i) = self.events.iter().position(|m| matches(m)) {
+            return self.events.remove(i);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.read_message(deadline) {
+                Ok(Some(m)) if m.event().is_some() => {
+                    if matches(&m) {
+                        return Some(m);
+                    }
+                    self.events.push_back(m);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Reads whatever arrived and returns all buffered events, emptying the buffer.
+    pub fn drain_events(&mut self) -> Vec<Message> {
+        let deadline = Instant::now() + Duration::from_millis(50);
+        while let Ok(Some(m)) = self.read_message(deadline) {
+            if m.event().is_some() {
+                self.events.push_back(m);
+            }
+        }
+        self.events.drain(..).collect()
+    }
+
+    /// Forgets buffered events.
+    pub fn clear_events(&mut self) {
+        self.drain_events();
+    }
+
+    /// `Getvar` of a variable or function, globally or on a channel.
+    pub fn getvar(&mut self, variable: &str, channel: Option<&str>) -> Option<String> {
+        let mut f = vec![("Action", "Getvar"), ("Variable", variable)];
+        if let Some(c) = channel {
+            f.push(("Channel", c));
+        }
+        let r = self.action(&f);
+        if r.is_success() {
+            Some(r.val("Value").to_string())
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for Ami {
+    fn drop(&mut self) {
+        let _ = self.stream.write_all(b"Action: Logoff\r\n\r\n");
+    }
+}
