@@ -41,7 +41,7 @@ mkrun() {
     [ -x "$TREE/usr/sbin/asterisk" ] || die "no provisioned Asterisk in $TREE: run scripts/provision.sh"
     mkdir -p "$run"
     run=$(cd "$run" && pwd)
-    mkdir -p "$run"/{etc,modules,data,lib,spool,rundir,log,cache,keys}
+    mkdir -p "$run"/{etc,modules,data,lib,spool,rundir,log,log/cdr-csv,cache,keys}
     # Module dir: every module of the tree, plus ours.
     find "$run/modules" -maxdepth 1 -type l -delete
     for m in "$LIBDIR"/asterisk/modules/*.so; do ln -s "$m" "$run/modules/"; done

@@ -205,7 +205,7 @@ fn login_on(rt: &Runtime, chan: &Channel, data: &str) -> LoginStatus {
                 log::verbose(
                     2,
                     &format!(
-                        "res_deviceuser: user {} logged in on device {} ({name})",
+                        "user {} logged in on device {} ({name})",
                         user.id, device.id
                     ),
                 );

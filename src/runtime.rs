@@ -116,7 +116,7 @@ pub fn start() -> Result<(), String> {
     log::verbose(
         2,
         &format!(
-            "res_deviceuser: {} devices, {} users, {} bindings ({count} restored from AstDB)",
+            "{} devices, {} users, {} bindings ({count} restored from AstDB)",
             table.with_snapshot(|s| s.config().devices.len()),
             table.with_snapshot(|s| s.config().users.len()),
             table.with_snapshot(|s| s.binding_count()),
@@ -182,7 +182,7 @@ pub fn reload() -> Result<(), String> {
             .cloned(),
         DeviceState::UNAVAILABLE,
     );
-    log::verbose(2, &format!("res_deviceuser: reloaded {CONFIG_FILE}"));
+    log::verbose(2, &format!("reloaded {CONFIG_FILE}"));
     Ok(())
 }
 
@@ -233,7 +233,7 @@ pub fn commit(changes: &Changes) {
         log::verbose(
             3,
             &format!(
-                "res_deviceuser: user {} logged out of device {} ({reason})",
+                "user {} logged out of device {} ({reason})",
                 b.user, b.device
             ),
         );
@@ -242,7 +242,7 @@ pub fn commit(changes: &Changes) {
         log::verbose(
             3,
             &format!(
-                "res_deviceuser: user {} logged in on device {} ({reason})",
+                "user {} logged in on device {} ({reason})",
                 b.user, b.device
             ),
         );

@@ -7,6 +7,7 @@ use crate::sys;
 /// Asterisk's CLI handler results (`CLI_SUCCESS`, `CLI_SHOWUSAGE`, `CLI_FAILURE` are the
 /// pointer values 0, 1 and 2).
 pub const CLI_SUCCESS: *mut c_char = std::ptr::null_mut();
+#[allow(clippy::manual_dangling_ptr)]
 pub const CLI_SHOWUSAGE: *mut c_char = 1 as *mut c_char;
 pub const CLI_FAILURE: *mut c_char = 2 as *mut c_char;
 

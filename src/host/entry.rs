@@ -21,16 +21,16 @@ pub extern "C" fn deviceuser_load(_module: *mut c_void) -> c_int {
     super::guard::install_panic_hook();
     guard("load", LOAD_DECLINE, || {
         if let Err(e) = runtime::start() {
-            log::error(&format!("res_deviceuser: not loading: {e}"));
+            log::error(&format!("not loading: {e}"));
             return LOAD_DECLINE;
         }
         if let Err(e) = devstate::provider_add(c"DeviceUser", runtime_state) {
-            log::error(&format!("res_deviceuser: {e}"));
+            log::error(&e);
             runtime::stop();
             return LOAD_DECLINE;
         }
         if let Err(e) = devstate::subscribe_all(|c| runtime::device_changed(c.device, c.state)) {
-            log::error(&format!("res_deviceuser: {e}"));
+            log::error(&e);
             devstate::provider_del(c"DeviceUser");
             runtime::stop();
             return LOAD_DECLINE;
@@ -60,7 +60,7 @@ pub extern "C" fn deviceuser_unload_busy() -> c_int {
         let n = apps::running();
         if n > 0 {
             log::warning(&format!(
-                "res_deviceuser: cannot unload while {n} login/logout prompt(s) are running"
+                "cannot unload while {n} login/logout prompt(s) are running"
             ));
         }
         c_int::from(n > 0)

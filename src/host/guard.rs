@@ -11,7 +11,7 @@ pub fn guard<R>(what: &str, failure: R, f: impl FnOnce() -> R) -> R {
         Ok(r) => r,
         Err(_) => {
             log::error(&format!(
-                "res_deviceuser: internal error in {what}; the operation was abandoned"
+                "internal error in {what}; the operation was abandoned"
             ));
             failure
         }
@@ -33,7 +33,7 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        log::error(&format!("res_deviceuser: panic{at}: {msg}"));
+        log::error(&format!("panic{at}: {msg}"));
     }));
 }
 

@@ -112,7 +112,7 @@ static int load_module(void)
 		return res;
 	}
 	if (register_all()) {
-		ast_log(LOG_ERROR, "res_deviceuser: registering applications, functions or CLI commands failed\n");
+		ast_log(LOG_ERROR, "registering applications, functions or CLI commands failed\n");
 		unregister_all();
 		deviceuser_unload();
 		return AST_MODULE_LOAD_DECLINE;

@@ -444,8 +444,20 @@ impl Baresip {
             events: Vec::new(),
             token: 0,
         };
-        if b.wait_event("REGISTER_OK", TIMEOUT).is_none() {
-            panic!("baresip {endpoint} did not register:\n{}", b.report());
+        // Registration may complete before ctrl_tcp is connected (its event is then
+        // lost): look at Asterisk's contacts instead.
+        let contact = format!("127.0.0.1:{sip_port}");
+        let registered = wait_until(TIMEOUT, || {
+            ast.cli(&format!("pjsip show aor {endpoint}"))
+                .lines()
+                .any(|l| l.contains("Contact:") && l.contains(&contact))
+        });
+        if !registered {
+            panic!(
+                "baresip {endpoint} did not register:\n{}\n{}",
+                b.report(),
+                ast.cli("pjsip show contacts")
+            );
         }
         b
     }
