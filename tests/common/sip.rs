@@ -434,7 +434,7 @@ impl Baresip {
                 super::read_lossy(&dir.join("baresip.log"))
             )
         });
-        let mut b = Baresip {
+        let b = Baresip {
             child: Some(child),
             dir,
             endpoint: endpoint.to_string(),
