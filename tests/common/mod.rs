@@ -827,7 +827,7 @@ impl Ami {
     ) -> Option<Message> {
         let matches =
             |m: &Message| m.event().is_some_and(|e| e.eq_ignore_ascii_case(name)) && pred(m);
-        if let Some(i) = self.events.iter().position(|m| matches(m)) {
+        if let Some(i) = self.events.iter().position(&matches) {
             return self.events.remove(i);
         }
         let deadline = Instant::now() + timeout;

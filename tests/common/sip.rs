@@ -466,10 +466,7 @@ impl Baresip {
         let mut got = Vec::new();
         loop {
             // Parse complete netstrings: "<len>:<json>,".
-            loop {
-                let Some(colon) = self.buf.iter().position(|&c| c == b':') else {
-                    break;
-                };
+            while let Some(colon) = self.buf.iter().position(|&c| c == b':') {
                 let Ok(len) = std::str::from_utf8(&self.buf[..colon])
                     .unwrap_or("x")
                     .trim()
