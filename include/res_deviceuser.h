@@ -6,6 +6,8 @@
 struct ast_channel;
 struct ast_cli_entry;
 struct ast_cli_args;
+struct mansession;
+struct message;
 
 /**
  * `load_module`: config, bindings, provider, subscription. Registration of applications,
@@ -79,5 +81,13 @@ int deviceuser_func_write(int which,
  * `e` and `a` are the entry and arguments of the running CLI call.
  */
 char *deviceuser_cli(int id, struct ast_cli_entry *e, int cmd, struct ast_cli_args *a);
+
+/**
+ * Handler of AMI action `id` (the order of the shim's table). Always answers the action.
+ *
+ * # Safety
+ * `s` and `m` are the session and message of the running action.
+ */
+int deviceuser_ami(int id, struct mansession *s, const struct message *m);
 
 #endif  /* RES_DEVICEUSER_H */

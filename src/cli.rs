@@ -1,7 +1,9 @@
-//! CLI commands: `deviceuser show devices|users|bindings`.
+//! CLI commands: `deviceuser show devices|users|bindings`, `deviceuser login`,
+//! `deviceuser logout`.
 use std::ffi::CStr;
 
 use deviceuser_core::render::{self, BindingFilter};
+use deviceuser_core::{LoginMode, LogoutError, Reason};
 
 use crate::host::cli::Args;
 use crate::runtime;
@@ -26,6 +28,14 @@ pub fn entry(id: i32) -> Option<(&'static CStr, &'static CStr)> {
         2 => (
             c"deviceuser show bindings",
             c"Usage: deviceuser show bindings [user <id>|device <id>]\n       Lists who is logged in where, one row per user and device, with the\n       login time (UTC) and how long ago it was.\n",
+        ),
+        3 => (
+            c"deviceuser login",
+            c"Usage: deviceuser login <user> <device>\n       Logs a user in on a device as an administrator (no PIN needed).\n       The rules of logins from phones apply: a fixed device refuses, a user\n       on the device is logged off, multiple_logins decides a second device.\n",
+        ),
+        4 => (
+            c"deviceuser logout",
+            c"Usage: deviceuser logout {device <id>|user <id>|all}\n       Logs out the user of a device, a user from every device, or everyone.\n       A device with a default user goes back to it; a fixed device keeps it.\n",
         ),
         _ => return None,
     })
@@ -59,26 +69,81 @@ pub fn run(id: i32, a: &Args) -> Outcome {
                 _ => Outcome::Usage,
             }
         }
+        (3, 4) => {
+            let (user, device) = (&a.argv[2], &a.argv[3]);
+            match rt.table.login(
+                user,
+                device,
+                LoginMode::Admin,
+                runtime::now(),
+                runtime::commit,
+            ) {
+                Ok(c) if c.is_empty() => Outcome::Done(format!(
+                    "User {user} is already logged in on device {device}\n"
+                )),
+                Ok(_) => Outcome::Done(format!("User {user} logged in on device {device}\n")),
+                Err(e) => Outcome::Failed(format!("Cannot log {user} in on {device}: {e}\n")),
+            }
+        }
+        (4, 3) if a.argv[2].eq_ignore_ascii_case("all") => {
+            let now = runtime::now();
+            let mut removed = 0;
+            for device in snap.bindings().into_iter().map(|b| b.device.clone()) {
+                match rt
+                    .table
+                    .logout_device(&device, Reason::Admin, now, runtime::commit)
+                {
+                    Ok(c) => removed += c.removed.len(),
+                    Err(LogoutError::FixedDevice | LogoutError::NotLoggedIn) => {}
+                    Err(e) => {
+                        return Outcome::Failed(format!("Cannot log out device {device}: {e}\n"))
+                    }
+                }
+            }
+            Outcome::Done(format!("{removed} binding(s) removed\n"))
+        }
+        (4, 4) => {
+            let id = &a.argv[3];
+            let now = runtime::now();
+            let result = match a.argv[2].to_ascii_lowercase().as_str() {
+                "device" => rt
+                    .table
+                    .logout_device(id, Reason::Admin, now, runtime::commit),
+                "user" => rt
+                    .table
+                    .logout_user(id, Reason::Admin, now, runtime::commit),
+                _ => return Outcome::Usage,
+            };
+            match result {
+                Ok(c) => Outcome::Done(format!("{} binding(s) removed\n", c.removed.len())),
+                Err(e) => Outcome::Failed(format!("Cannot log out {} {id}: {e}\n", a.argv[2])),
+            }
+        }
         _ => Outcome::Usage,
     }
 }
 
 /// Tab-completion candidates for word `a.pos`.
 pub fn candidates(id: i32, a: &Args) -> Vec<String> {
-    if id != 2 {
-        return Vec::new();
-    }
-    match a.pos {
-        3 => vec!["user".into(), "device".into()],
-        4 => runtime::with(|rt| {
+    let ids = |kind: Option<&str>| -> Vec<String> {
+        runtime::with(|rt| {
             let snap = rt.table.snapshot();
-            match a.argv.get(3).map(|s| s.to_ascii_lowercase()).as_deref() {
+            match kind.map(|s| s.to_ascii_lowercase()).as_deref() {
                 Some("user") => snap.config().users.keys().cloned().collect(),
                 Some("device") => snap.config().devices.keys().cloned().collect(),
                 _ => Vec::new(),
             }
         })
-        .unwrap_or_default(),
+        .unwrap_or_default()
+    };
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect();
+    match (id, a.pos) {
+        (2, 3) => words(&["user", "device"]),
+        (2, 4) => ids(a.argv.get(3).map(String::as_str)),
+        (3, 2) => ids(Some("user")),
+        (3, 3) => ids(Some("device")),
+        (4, 2) => words(&["device", "user", "all"]),
+        (4, 3) => ids(a.argv.get(2).map(String::as_str)),
         _ => Vec::new(),
     }
 }

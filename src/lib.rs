@@ -5,6 +5,7 @@
 //! `runtime` (the live state and commit path), and the pure `deviceuser_core` crate.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod ami;
 mod apps;
 mod cli;
 mod functions;

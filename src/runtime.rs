@@ -10,7 +10,7 @@ use deviceuser_core::{BindingTable, Changes, Snapshot};
 use snapcell::SnapshotCell;
 
 use crate::host::devstate::{self, Aggregate, DeviceState};
-use crate::host::{astdb, config, hints, log};
+use crate::host::{ami, astdb, config, hints, log};
 
 pub const CONFIG_FILE: &str = "res_deviceuser.conf";
 /// Device state provider label: hints name `DeviceUser:<user>`.
@@ -229,7 +229,17 @@ fn write_through(changes: &Changes) {
 /// Runs under the table's writer lock after each commit: persist, publish, log.
 pub fn commit(changes: &Changes) {
     write_through(changes);
+    let now = now();
     for (b, reason) in &changes.removed {
+        ami::event(
+            "DeviceUserLogout",
+            &[
+                ("User", b.user.clone()),
+                ("Device", b.device.clone()),
+                ("Reason", reason.to_string()),
+                ("Duration", now.saturating_sub(b.since).to_string()),
+            ],
+        );
         log::verbose(
             3,
             &format!(
@@ -239,6 +249,14 @@ pub fn commit(changes: &Changes) {
         );
     }
     for (b, reason) in &changes.added {
+        ami::event(
+            "DeviceUserLogin",
+            &[
+                ("User", b.user.clone()),
+                ("Device", b.device.clone()),
+                ("Reason", reason.to_string()),
+            ],
+        );
         log::verbose(
             3,
             &format!(
@@ -248,6 +266,20 @@ pub fn commit(changes: &Changes) {
         );
     }
     publish_users(changes.affected_users().into_iter());
+}
+
+/// A refused login: a security-style warning and an AMI event. Never carries the password.
+pub fn login_failed(device: &str, user: Option<&str>, reason: &str) {
+    log::warning(&format!(
+        "SecurityEvent=\"FailedLogin\" Service=\"res_deviceuser\" Device=\"{device}\" User=\"{}\" Reason=\"{reason}\"",
+        user.unwrap_or("")
+    ));
+    let mut fields = vec![("Device", device.to_string())];
+    if let Some(u) = user {
+        fields.push(("User", u.to_string()));
+    }
+    fields.push(("Reason", reason.to_string()));
+    ami::event("DeviceUserLoginFailed", &fields);
 }
 
 /// The state of `DeviceUser:<user>`: Asterisk's aggregate of the user's devices, UNAVAILABLE

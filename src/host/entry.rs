@@ -8,8 +8,8 @@ use super::cli::{self as hcli, Call};
 use super::devstate;
 use super::guard::guard;
 use super::{from_c, log};
-use crate::sys::{ast_channel, ast_cli_args, ast_cli_entry};
-use crate::{apps, cli, functions, runtime};
+use crate::sys::{ast_channel, ast_cli_args, ast_cli_entry, mansession, message};
+use crate::{ami, apps, cli, functions, runtime};
 
 const LOAD_SUCCESS: c_int = 0;
 const LOAD_DECLINE: c_int = 1;
@@ -234,4 +234,22 @@ pub unsafe extern "C" fn deviceuser_cli(
             }
         }
     })
+}
+
+/// Handler of AMI action `id` (the order of the shim's table). Always answers the action.
+///
+/// # Safety
+/// `s` and `m` are the session and message of the running action.
+#[no_mangle]
+pub unsafe extern "C" fn deviceuser_ami(id: c_int, s: *mut mansession, m: *const message) -> c_int {
+    // SAFETY: per contract; the Action is used only during this call.
+    let action = unsafe { super::ami::Action::new(s, m) };
+    let answered = guard(ami::name(id), false, || {
+        ami::handle(id, &action);
+        true
+    });
+    if !answered {
+        action.error("Internal error");
+    }
+    0
 }

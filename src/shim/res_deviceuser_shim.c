@@ -54,12 +54,37 @@ static struct ast_custom_function acf_field = {
 CLI_TRAMPOLINE(0)
 CLI_TRAMPOLINE(1)
 CLI_TRAMPOLINE(2)
+CLI_TRAMPOLINE(3)
+CLI_TRAMPOLINE(4)
 
 /* Ids and order match CLI_COMMANDS in src/cli.rs. */
 static struct ast_cli_entry cli_entries[] = {
 	AST_CLI_DEFINE(cli_0, "Show configured hot-desking devices"),
 	AST_CLI_DEFINE(cli_1, "Show configured hot-desking users"),
 	AST_CLI_DEFINE(cli_2, "Show which user is logged in on which device"),
+	AST_CLI_DEFINE(cli_3, "Log a user in on a device"),
+	AST_CLI_DEFINE(cli_4, "Log a device, a user or everyone out"),
+};
+
+#define AMI_TRAMPOLINE(id) \
+	static int ami_##id(struct mansession *s, const struct message *m) \
+	{ return deviceuser_ami(id, s, m); }
+AMI_TRAMPOLINE(0)
+AMI_TRAMPOLINE(1)
+AMI_TRAMPOLINE(2)
+AMI_TRAMPOLINE(3)
+AMI_TRAMPOLINE(4)
+
+/* Names are kept by pointer (static). Ids and order match src/ami.rs. */
+static const struct {
+	const char *name;
+	int (*handler)(struct mansession *, const struct message *);
+} ami_actions[] = {
+	{ "DeviceUserLogin", ami_0 },
+	{ "DeviceUserLogout", ami_1 },
+	{ "DeviceUserBindings", ami_2 },
+	{ "DeviceUserDevices", ami_3 },
+	{ "DeviceUserUsers", ami_4 },
 };
 
 static const char app_login[] = "UserLogin";
@@ -69,24 +94,34 @@ static int registered;
 
 static void unregister_all(void)
 {
+	size_t i;
+
 	ast_unregister_application(app_login);
 	ast_unregister_application(app_logout);
 	ast_custom_function_unregister(&acf_dial);
 	ast_custom_function_unregister(&acf_user);
 	ast_custom_function_unregister(&acf_field);
 	ast_cli_unregister_multiple(cli_entries, ARRAY_LEN(cli_entries));
+	for (i = 0; i < ARRAY_LEN(ami_actions); i++) {
+		ast_manager_unregister(ami_actions[i].name);
+	}
 	registered = 0;
 }
 
 static int register_all(void)
 {
 	int res = 0;
+	size_t i;
 	res |= ast_register_application_xml(app_login, deviceuser_app_login);
 	res |= ast_register_application_xml(app_logout, deviceuser_app_logout);
 	res |= ast_custom_function_register(&acf_dial);
 	res |= ast_custom_function_register(&acf_user);
 	res |= ast_custom_function_register(&acf_field);
 	res |= ast_cli_register_multiple(cli_entries, ARRAY_LEN(cli_entries));
+	for (i = 0; i < ARRAY_LEN(ami_actions); i++) {
+		/* Actions change bindings or reveal who is where: class "agent", like app_agent_pool. */
+		res |= ast_manager_register_xml(ami_actions[i].name, EVENT_FLAG_AGENT, ami_actions[i].handler);
+	}
 	registered = 1;
 	return res;
 }
@@ -112,7 +147,7 @@ static int load_module(void)
 		return res;
 	}
 	if (register_all()) {
-		ast_log(LOG_ERROR, "registering applications, functions or CLI commands failed\n");
+		ast_log(LOG_ERROR, "registering applications, functions, CLI commands or AMI actions failed\n");
 		unregister_all();
 		deviceuser_unload();
 		return AST_MODULE_LOAD_DECLINE;

@@ -1,0 +1,133 @@
+//! AMI actions: DeviceUserLogin, DeviceUserLogout, DeviceUserBindings, DeviceUserDevices,
+//! DeviceUserUsers (class `agent`). Events are sent from the commit path (runtime).
+use deviceuser_core::{LoginMode, Reason};
+
+use crate::host::ami::Action;
+use crate::runtime::{self, user_state};
+
+/// Action names by the id the C shim's table uses.
+pub fn name(id: i32) -> &'static str {
+    match id {
+        0 => "DeviceUserLogin",
+        1 => "DeviceUserLogout",
+        2 => "DeviceUserBindings",
+        3 => "DeviceUserDevices",
+        _ => "DeviceUserUsers",
+    }
+}
+
+pub fn handle(id: i32, a: &Action) {
+    let rt = runtime::current();
+    let Some(rt) = rt.as_ref() else {
+        a.error("res_deviceuser is not loaded");
+        return;
+    };
+    let now = runtime::now();
+    let snap = rt.table.snapshot();
+    match id {
+        0 => {
+            let (user, device) = (a.header("User"), a.header("Device"));
+            if user.is_empty() || device.is_empty() {
+                return a.error("Both User and Device are required");
+            }
+            match rt
+                .table
+                .login(&user, &device, LoginMode::Admin, now, runtime::commit)
+            {
+                Ok(_) => a.ack(&format!("User {user} logged in on device {device}")),
+                Err(e) => {
+                    runtime::login_failed(&device, Some(&user), &e.to_string());
+                    a.error(&format!("Cannot log {user} in on {device}: {e}"))
+                }
+            }
+        }
+        1 => {
+            let (user, device) = (a.header("User"), a.header("Device"));
+            let result = match (user.is_empty(), device.is_empty()) {
+                (true, false) => rt.table.logout_device(&device, Reason::Admin, now, runtime::commit),
+                (false, true) => rt.table.logout_user(&user, Reason::Admin, now, runtime::commit),
+                _ => return a.error("Give either Device (log that device out) or User (log that user out everywhere)"),
+            };
+            match result {
+                Ok(c) => a.ack(&format!("{} binding(s) removed", c.removed.len())),
+                Err(e) => a.error(&format!("Cannot log out {}{}: {e}", user, device)),
+            }
+        }
+        2 => {
+            let (user, device) = (a.header("User"), a.header("Device"));
+            if !user.is_empty() && snap.config().user(&user).is_none() {
+                return a.error(&format!("No such user '{user}'"));
+            }
+            if !device.is_empty() && snap.config().device(&device).is_none() {
+                return a.error(&format!("No such device '{device}'"));
+            }
+            let items: Vec<_> = snap
+                .bindings()
+                .into_iter()
+                .filter(|b| {
+                    (user.is_empty() || b.user == user) && (device.is_empty() || b.device == device)
+                })
+                .map(|b| {
+                    vec![
+                        ("User", b.user.clone()),
+                        ("Device", b.device.clone()),
+                        ("LoginTime", b.since.to_string()),
+                        ("Duration", now.saturating_sub(b.since).to_string()),
+                    ]
+                })
+                .collect();
+            a.list(
+                "Bindings",
+                "DeviceUserBinding",
+                "DeviceUserBindingsComplete",
+                &items,
+            );
+        }
+        3 => {
+            let items: Vec<_> = snap
+                .config()
+                .devices
+                .values()
+                .map(|d| {
+                    vec![
+                        ("Device", d.id.clone()),
+                        ("Description", d.description.clone()),
+                        ("Mode", d.mode.to_string()),
+                        ("DefaultUser", d.default_user.clone().unwrap_or_default()),
+                        (
+                            "User",
+                            snap.user_on(&d.id)
+                                .map(|b| b.user.clone())
+                                .unwrap_or_default(),
+                        ),
+                        ("Dial", d.dial.clone()),
+                    ]
+                })
+                .collect();
+            a.list(
+                "Devices",
+                "DeviceUserDevice",
+                "DeviceUserDevicesComplete",
+                &items,
+            );
+        }
+        _ => {
+            let items: Vec<_> = snap
+                .config()
+                .users
+                .values()
+                .map(|u| {
+                    vec![
+                        ("User", u.id.clone()),
+                        ("FullName", u.fullname.clone()),
+                        ("Language", u.language.clone().unwrap_or_default()),
+                        ("CallerIDNum", u.cid_number.clone()),
+                        ("Devices", snap.devices_of(&u.id).join(",")),
+                        ("State", user_state(&snap, &u.id, None).name()),
+                    ]
+                })
+                .collect();
+            a.list("Users", "DeviceUserUser", "DeviceUserUsersComplete", &items);
+        }
+    }
+}
