@@ -1,5 +1,8 @@
 //! How bindings are persisted in Asterisk's AstDB, so they survive a restart.
 //!
+//! Do-not-disturb is one key per user who has it on, `/deviceuser/dnd/<user>` = `1`
+//! ([`dnd_key`], [`DND_VALUE`]); turning it off deletes the key.
+//!
 //! Each binding is one key, `/deviceuser/binding/<device>` = `<user>;<since>`. Keying by
 //! device matches the table's rule of one user per device: saving a binding overwrites
 //! whatever the device had, and a logout is a single delete.
@@ -16,6 +19,31 @@ pub const FAMILY: &str = "deviceuser";
 
 const BINDING_PREFIX: &str = "binding/";
 
+const DND_PREFIX: &str = "dnd/";
+
+/// Value stored under a [`dnd_key`].
+pub const DND_VALUE: &str = "1";
+
+/// Key of a user's do-not-disturb flag within [`FAMILY`].
+pub fn dnd_key(user: &str) -> String {
+    format!("{DND_PREFIX}{user}")
+}
+
+/// The user of a do-not-disturb key, with or without the `/deviceuser/` family prefix;
+/// `None` if the key is not one.
+pub fn decode_dnd_key(key: &str) -> Option<String> {
+    let user = strip_family(key).strip_prefix(DND_PREFIX)?;
+    (!user.is_empty() && !user.contains('/')).then(|| user.to_string())
+}
+
+/// `key` without a leading `/deviceuser/` (or `deviceuser/`), if present.
+fn strip_family(key: &str) -> &str {
+    let k = key.trim_start_matches('/');
+    k.strip_prefix(FAMILY)
+        .and_then(|k| k.strip_prefix('/'))
+        .unwrap_or(k)
+}
+
 /// Key of a device's binding within [`FAMILY`].
 pub fn binding_key(device: &str) -> String {
     format!("{BINDING_PREFIX}{device}")
@@ -30,11 +58,7 @@ pub fn binding_value(b: &Binding) -> String {
 /// Decodes one stored binding. The key is accepted with or without the `/deviceuser/`
 /// family prefix, since `ast_db_gettree` returns full paths while other callers do not.
 pub fn decode_binding(key_without_family: &str, value: &str) -> Result<Binding, String> {
-    let key = key_without_family.trim_start_matches('/');
-    let key = key
-        .strip_prefix(FAMILY)
-        .and_then(|k| k.strip_prefix('/'))
-        .unwrap_or(key);
+    let key = strip_family(key_without_family);
     let device = key
         .strip_prefix(BINDING_PREFIX)
         .ok_or_else(|| format!("key '{key_without_family}' is not a binding"))?;
@@ -78,6 +102,32 @@ mod tests {
         assert_eq!(binding_key("1000"), "binding/1000");
         assert_eq!(binding_value(&b), "100;42");
         assert_eq!(decode_binding("/deviceuser/binding/1000", "100;42"), Ok(b));
+    }
+
+    #[test]
+    fn dnd_keys() {
+        assert_eq!(dnd_key("100"), "dnd/100");
+        assert_eq!(DND_VALUE, "1");
+        for user in ["100", "front_desk%", "a;b"] {
+            let k = dnd_key(user);
+            assert_eq!(decode_dnd_key(&k).as_deref(), Some(user));
+            assert_eq!(
+                decode_dnd_key(&format!("/{FAMILY}/{k}")).as_deref(),
+                Some(user)
+            );
+        }
+        for bad in [
+            "dnd/",
+            "dnd/a/b",
+            "binding/100",
+            "/otherfamily/dnd/100",
+            "/deviceuser/dnd/",
+            "dnd",
+        ] {
+            assert_eq!(decode_dnd_key(bad), None, "{bad}");
+        }
+        // A binding key is not a DND key and vice versa.
+        assert!(decode_binding("dnd/100", "100;1").is_err());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::password;
+
 /// One `key = value` line as read by the config engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawVar {
@@ -75,6 +77,79 @@ impl fmt::Display for MultipleLogins {
     }
 }
 
+/// A time of day (`HH:MM`, 24-hour clock), in the PBX's local time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimeOfDay {
+    minutes: u16,
+}
+
+impl TimeOfDay {
+    /// `None` unless `hour < 24` and `minute < 60`.
+    pub fn new(hour: u8, minute: u8) -> Option<Self> {
+        (hour < 24 && minute < 60).then(|| TimeOfDay {
+            minutes: u16::from(hour) * 60 + u16::from(minute),
+        })
+    }
+
+    /// Parses `H:MM` or `HH:MM` (`00:00` to `23:59`).
+    pub fn parse(s: &str) -> Option<Self> {
+        let (h, m) = s.trim().split_once(':')?;
+        let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+        if !digits(h) || h.len() > 2 || !digits(m) || m.len() != 2 {
+            return None;
+        }
+        TimeOfDay::new(h.parse().ok()?, m.parse().ok()?)
+    }
+
+    pub fn hour(self) -> u8 {
+        (self.minutes / 60) as u8
+    }
+
+    pub fn minute(self) -> u8 {
+        (self.minutes % 60) as u8
+    }
+
+    pub fn seconds_since_midnight(self) -> u32 {
+        u32::from(self.minutes) * 60
+    }
+}
+
+impl fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour(), self.minute())
+    }
+}
+
+/// A user's or device's own value for an option that `[general]` also sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Override<T> {
+    /// Not set here: the `[general]` value applies.
+    #[default]
+    Inherit,
+    /// Explicitly disabled here, whatever `[general]` says.
+    Off,
+    /// This value, whatever `[general]` says.
+    Set(T),
+}
+
+impl<T: Copy> Override<T> {
+    /// The effective value, given the `[general]` one (`None` = off).
+    pub fn resolve(self, general: Option<T>) -> Option<T> {
+        match self {
+            Override::Inherit => general,
+            Override::Off => None,
+            Override::Set(v) => Some(v),
+        }
+    }
+}
+
+/// Largest accepted duration option, in seconds (ten years); guards against typos that
+/// would otherwise silently mean "never".
+pub const MAX_SECONDS: u64 = 10 * 366 * 86_400;
+
+/// Largest accepted `max_login_failures`.
+pub const MAX_LOGIN_FAILURES: u32 = 100;
+
 /// Options of the `[general]` section.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct General {
@@ -89,6 +164,25 @@ pub struct General {
     pub user_prompt: String,
     /// Sound file asking for the PIN.
     pub password_prompt: String,
+    /// `max_login_time`: seconds after which a login is undone ([`Reason::Timeout`]);
+    /// 0 (the default) = no limit. Users may override it.
+    ///
+    /// [`Reason::Timeout`]: crate::Reason::Timeout
+    pub max_login_time: u64,
+    /// `shift_end`: local time of day (`HH:MM`) at which everyone logged in on an adhoc
+    /// device before it is logged out; empty or `none` (the default) = off. Users may
+    /// override it.
+    pub shift_end: Option<TimeOfDay>,
+    /// `logout_on_unregister`: seconds a device may stay unavailable (unregistered) before
+    /// its user is logged out; 0 (the default) = never. Devices may override it.
+    pub logout_on_unregister: u64,
+    /// `max_login_failures`: wrong PINs within `lockout_window` that lock a user out;
+    /// default 5, 0 = no lockout, at most [`MAX_LOGIN_FAILURES`].
+    pub max_login_failures: u32,
+    /// `lockout_window`: seconds over which failures are counted; default 300, at least 1.
+    pub lockout_window: u64,
+    /// `lockout_time`: seconds a locked-out user must wait; default 300, at least 1.
+    pub lockout_time: u64,
 }
 
 impl Default for General {
@@ -100,6 +194,12 @@ impl Default for General {
             max_attempts: 3,
             user_prompt: "agent-user".into(),
             password_prompt: "agent-pass".into(),
+            max_login_time: 0,
+            shift_end: None,
+            logout_on_unregister: 0,
+            max_login_failures: 5,
+            lockout_window: 300,
+            lockout_time: 300,
         }
     }
 }
@@ -114,6 +214,9 @@ pub struct Device {
     pub dial: String,
     /// User bound to the device when nobody else is (always, for a fixed device).
     pub default_user: Option<String>,
+    /// `logout_on_unregister` of this device: seconds, `0` = [`Override::Off`], unset =
+    /// [`Override::Inherit`] (`[general]`).
+    pub logout_on_unregister: Override<u64>,
 }
 
 /// A person who can log in, identified by their extension.
@@ -121,29 +224,28 @@ pub struct Device {
 pub struct User {
     pub id: String,
     pub fullname: String,
-    /// PIN; `None` means interactive login is impossible (admin login still works).
+    /// PIN or password hash (see [`password`]); `None` means interactive login is
+    /// impossible (admin login still works).
     pub password: Option<String>,
     pub language: Option<String>,
     pub cid_number: String,
+    /// `max_login_time` of this user: seconds, `0` = [`Override::Off`], unset =
+    /// [`Override::Inherit`].
+    pub max_login_time: Override<u64>,
+    /// `shift_end` of this user: `HH:MM`, `none` = [`Override::Off`], unset =
+    /// [`Override::Inherit`].
+    pub shift_end: Override<TimeOfDay>,
 }
 
 impl User {
-    /// Compares the PIN in constant time with respect to its content, so response timing does
-    /// not reveal how many leading digits were right. The loop always runs over the whole
-    /// input, and a length mismatch is folded into the result instead of returning early.
+    /// Checks a PIN. A plain PIN is compared in constant time with respect to its content
+    /// (response timing does not reveal how many leading digits were right); a hashed one
+    /// (`$argon2id$...`, `$6$...`, `$5$...`) is verified with its algorithm. An empty PIN
+    /// never matches. A hash verification takes tens of milliseconds by design.
     pub fn password_matches(&self, given: &str) -> bool {
-        let Some(pw) = self.password.as_deref() else {
-            return false;
-        };
-        let (want, got) = (pw.as_bytes(), given.as_bytes());
-        if want.is_empty() {
-            return false;
-        }
-        let mut diff = u8::from(want.len() != got.len());
-        for (i, &b) in got.iter().enumerate() {
-            diff |= b ^ want[i % want.len()];
-        }
-        std::hint::black_box(diff) == 0
+        self.password
+            .as_deref()
+            .is_some_and(|pw| password::verify(pw, given))
     }
 }
 
@@ -254,6 +356,50 @@ fn parse_multiple_logins(v: &str) -> Option<MultipleLogins> {
     }
 }
 
+/// A duration option: whole seconds, `0..=MAX_SECONDS`.
+fn parse_seconds(v: &str) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok().filter(|n| *n <= MAX_SECONDS)
+}
+
+fn is_none_word(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "none" | "off" | "no" | "false"
+    )
+}
+
+fn seconds_error(v: &str, min: u64) -> String {
+    format!("bad value '{v}' (expected a number of seconds from {min} to {MAX_SECONDS})")
+}
+
+/// A per-user or per-device duration: empty = inherit, `0` = off.
+fn parse_seconds_override(
+    sec: &str,
+    key: &str,
+    v: &str,
+    line: u32,
+    r: &mut Report,
+) -> Override<u64> {
+    if v.is_empty() {
+        return Override::Inherit;
+    }
+    match parse_seconds(v) {
+        Some(0) => Override::Off,
+        Some(n) => Override::Set(n),
+        None => {
+            r.error(sec, Some(key), line, seconds_error(v, 0));
+            Override::Inherit
+        }
+    }
+}
+
+fn time_of_day_error(v: &str) -> String {
+    format!("bad value '{v}' (expected HH:MM from 00:00 to 23:59, or none)")
+}
+
 fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
     for var in &sec.vars {
         let key = var.key.trim().to_ascii_lowercase();
@@ -292,6 +438,38 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
             "password_prompt" => {
                 g.password_prompt = non_empty(v).unwrap_or_else(|| "agent-pass".into())
             }
+            "max_login_time" | "logout_on_unregister" | "lockout_window" | "lockout_time" => {
+                let min = u64::from(key.starts_with("lockout"));
+                match parse_seconds(v).filter(|n| *n >= min) {
+                    Some(n) => match key.as_str() {
+                        "max_login_time" => g.max_login_time = n,
+                        "logout_on_unregister" => g.logout_on_unregister = n,
+                        "lockout_window" => g.lockout_window = n,
+                        _ => g.lockout_time = n,
+                    },
+                    None => r.error(&sec.name, Some(&key), line, seconds_error(v, min)),
+                }
+            }
+            "shift_end" => {
+                if v.is_empty() || is_none_word(v) {
+                    g.shift_end = None;
+                } else if let Some(t) = TimeOfDay::parse(v) {
+                    g.shift_end = Some(t);
+                } else {
+                    r.error(&sec.name, Some(&key), line, time_of_day_error(v));
+                }
+            }
+            "max_login_failures" => match v.parse::<u32>() {
+                Ok(n) if n <= MAX_LOGIN_FAILURES => g.max_login_failures = n,
+                _ => r.error(
+                    &sec.name,
+                    Some(&key),
+                    line,
+                    format!(
+                        "bad value '{v}' (expected a number from 0 to {MAX_LOGIN_FAILURES}, 0 = no lockout)"
+                    ),
+                ),
+            },
             _ => r.warn(
                 &sec.name,
                 Some(&key),
@@ -319,6 +497,7 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
             mode: DeviceMode::Adhoc,
             dial: format!("PJSIP/{id}"),
             default_user: None,
+            logout_on_unregister: Override::Inherit,
         },
         line: sec.line,
         dial_line: sec.line,
@@ -349,6 +528,9 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
             "default_user" => {
                 d.device.default_user = non_empty(v);
                 d.default_user_line = line;
+            }
+            "logout_on_unregister" => {
+                d.device.logout_on_unregister = parse_seconds_override(&id, &key, v, line, r)
             }
             _ => r.warn(&id, Some(&key), line, format!("unknown option '{key}'")),
         }
@@ -388,13 +570,36 @@ fn parse_user(sec: &RawSection, r: &mut Report) -> User {
         password: None,
         language: None,
         cid_number: id.clone(),
+        max_login_time: Override::Inherit,
+        shift_end: Override::Inherit,
     };
     for var in &sec.vars {
         let key = var.key.trim().to_ascii_lowercase();
         let v = var.value.trim();
         match key.as_str() {
             "type" => {}
-            "password" => u.password = non_empty(v),
+            "password" => {
+                u.password = non_empty(v);
+                // The message names the key, never the value: it may be a secret.
+                if let Some(Err(msg)) = u.password.as_deref().map(password::check_hash) {
+                    r.error(&id, Some(&key), var.line, msg);
+                }
+            }
+            "max_login_time" => {
+                u.max_login_time = parse_seconds_override(&id, &key, v, var.line, r)
+            }
+            "shift_end" => {
+                u.shift_end = if v.is_empty() {
+                    Override::Inherit
+                } else if is_none_word(v) {
+                    Override::Off
+                } else if let Some(t) = TimeOfDay::parse(v) {
+                    Override::Set(t)
+                } else {
+                    r.error(&id, Some(&key), var.line, time_of_day_error(v));
+                    Override::Inherit
+                }
+            }
             "fullname" => u.fullname = non_empty(v).unwrap_or_else(|| id.clone()),
             "language" => u.language = non_empty(v),
             "cid_number" => u.cid_number = non_empty(v).unwrap_or_else(|| id.clone()),
@@ -516,6 +721,35 @@ impl Config {
 
     pub fn user(&self, id: &str) -> Option<&User> {
         self.users.get(id)
+    }
+
+    /// The user's effective `max_login_time` in seconds; `None` = no limit. An unknown user
+    /// gets the `[general]` value.
+    pub fn max_login_time_of(&self, user: &str) -> Option<u64> {
+        let general = Some(self.general.max_login_time).filter(|n| *n > 0);
+        match self.user(user) {
+            Some(u) => u.max_login_time.resolve(general),
+            None => general,
+        }
+    }
+
+    /// The user's effective `shift_end`; `None` = off. An unknown user gets the `[general]`
+    /// value.
+    pub fn shift_end_of(&self, user: &str) -> Option<TimeOfDay> {
+        match self.user(user) {
+            Some(u) => u.shift_end.resolve(self.general.shift_end),
+            None => self.general.shift_end,
+        }
+    }
+
+    /// The device's effective `logout_on_unregister` in seconds; `None` = never. An unknown
+    /// device gets the `[general]` value.
+    pub fn logout_on_unregister_of(&self, device: &str) -> Option<u64> {
+        let general = Some(self.general.logout_on_unregister).filter(|n| *n > 0);
+        match self.device(device) {
+            Some(d) => d.logout_on_unregister.resolve(general),
+            None => general,
+        }
     }
 
     /// Finds the device a channel belongs to, from the channel name (`PJSIP/1000-00000007`).
@@ -804,6 +1038,201 @@ pub(crate) mod tests {
         assert_eq!(c.device("1000").unwrap().description, "1000");
         assert_eq!(c.user("u").unwrap().password, None);
         assert_eq!(c.user("u").unwrap().fullname, "u");
+    }
+
+    #[test]
+    fn policy_defaults() {
+        let g = General::default();
+        assert_eq!(g.max_login_time, 0);
+        assert_eq!(g.shift_end, None);
+        assert_eq!(g.logout_on_unregister, 0);
+        assert_eq!(
+            (g.max_login_failures, g.lockout_window, g.lockout_time),
+            (5, 300, 300)
+        );
+        let c = sample();
+        assert_eq!(c.max_login_time_of("100"), None);
+        assert_eq!(c.shift_end_of("100"), None);
+        assert_eq!(c.logout_on_unregister_of("1000"), None);
+        assert_eq!(c.user("100").unwrap().max_login_time, Override::Inherit);
+        assert_eq!(
+            c.device("1000").unwrap().logout_on_unregister,
+            Override::Inherit
+        );
+    }
+
+    #[test]
+    fn policy_options_parse() {
+        let c = Config::from_raw(&raw(&[
+            (
+                "general",
+                &[
+                    ("max_login_time", "28800"),
+                    ("shift_end", "18:30"),
+                    ("logout_on_unregister", "600"),
+                    ("max_login_failures", "0"),
+                    ("lockout_window", "60"),
+                    ("lockout_time", "900"),
+                ],
+            ),
+            ("d1", &[("type", "device"), ("logout_on_unregister", "0")]),
+            ("d2", &[("type", "device"), ("logout_on_unregister", "30")]),
+            ("d3", &[("type", "device"), ("logout_on_unregister", "")]),
+            (
+                "u1",
+                &[
+                    ("type", "user"),
+                    ("max_login_time", "0"),
+                    ("shift_end", "none"),
+                ],
+            ),
+            (
+                "u2",
+                &[
+                    ("type", "user"),
+                    ("max_login_time", "60"),
+                    ("shift_end", "7:05"),
+                ],
+            ),
+            ("u3", &[("type", "user"), ("shift_end", "")]),
+        ]))
+        .unwrap()
+        .config;
+        let g = &c.general;
+        assert_eq!(g.max_login_time, 28800);
+        assert_eq!(g.shift_end, TimeOfDay::new(18, 30));
+        assert_eq!(g.logout_on_unregister, 600);
+        assert_eq!(
+            (g.max_login_failures, g.lockout_window, g.lockout_time),
+            (0, 60, 900)
+        );
+        assert_eq!(c.max_login_time_of("u1"), None);
+        assert_eq!(c.shift_end_of("u1"), None);
+        assert_eq!(c.max_login_time_of("u2"), Some(60));
+        assert_eq!(c.shift_end_of("u2"), TimeOfDay::new(7, 5));
+        assert_eq!(c.max_login_time_of("u3"), Some(28800));
+        assert_eq!(c.shift_end_of("u3"), TimeOfDay::new(18, 30));
+        assert_eq!(c.max_login_time_of("nobody"), Some(28800));
+        assert_eq!(c.logout_on_unregister_of("d1"), None);
+        assert_eq!(c.logout_on_unregister_of("d2"), Some(30));
+        assert_eq!(c.logout_on_unregister_of("d3"), Some(600));
+        // General shift_end may be switched off explicitly too.
+        let c = Config::from_raw(&raw(&[("general", &[("shift_end", "")])]))
+            .unwrap()
+            .config;
+        assert_eq!(c.general.shift_end, None);
+    }
+
+    #[test]
+    fn policy_option_errors() {
+        let e = errors(raw(&[
+            (
+                "general",
+                &[
+                    ("max_login_time", "-1"),
+                    ("shift_end", "24:00"),
+                    ("logout_on_unregister", "10m"),
+                    ("max_login_failures", "101"),
+                    ("lockout_window", "0"),
+                    ("lockout_time", "x"),
+                ],
+            ),
+            ("d1", &[("type", "device"), ("logout_on_unregister", "1.5")]),
+            (
+                "u1",
+                &[
+                    ("type", "user"),
+                    ("max_login_time", "999999999999"),
+                    ("shift_end", "18:3"),
+                ],
+            ),
+        ]));
+        let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        let has = |s: &str| msgs.iter().any(|m| m.contains(s));
+        assert!(
+            has("line 2: [general] max_login_time: bad value '-1' (expected a number of seconds from 0"),
+            "{msgs:#?}"
+        );
+        assert!(has(
+            "[general] shift_end: bad value '24:00' (expected HH:MM from 00:00 to 23:59, or none)"
+        ));
+        assert!(has("[general] logout_on_unregister: bad value '10m'"));
+        assert!(has(
+            "[general] max_login_failures: bad value '101' (expected a number from 0 to 100"
+        ));
+        assert!(has(
+            "[general] lockout_window: bad value '0' (expected a number of seconds from 1"
+        ));
+        assert!(has("[general] lockout_time: bad value 'x'"));
+        assert!(has("[d1] logout_on_unregister: bad value '1.5'"));
+        assert!(has("[u1] max_login_time: bad value '999999999999'"));
+        assert!(has("[u1] shift_end: bad value '18:3'"));
+        assert_eq!(e.len(), 9);
+    }
+
+    #[test]
+    fn time_of_day() {
+        let t = TimeOfDay::parse("07:05").unwrap();
+        assert_eq!((t.hour(), t.minute()), (7, 5));
+        assert_eq!(t.seconds_since_midnight(), 7 * 3600 + 5 * 60);
+        assert_eq!(t.to_string(), "07:05");
+        assert_eq!(TimeOfDay::parse(" 0:00 "), TimeOfDay::new(0, 0));
+        assert_eq!(TimeOfDay::parse("23:59"), TimeOfDay::new(23, 59));
+        for bad in [
+            "", "24:00", "12:60", "12", "12:5", "012:00", "+1:00", "1:2:3", "aa:bb",
+        ] {
+            assert_eq!(TimeOfDay::parse(bad), None, "{bad}");
+        }
+        assert_eq!(TimeOfDay::new(24, 0), None);
+    }
+
+    #[test]
+    fn hashed_passwords() {
+        let argon = crate::password::hash_password("2468");
+        let sha512 = "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1";
+        let c = Config::from_raw(&raw(&[
+            ("a", &[("type", "user"), ("password", &argon)]),
+            ("s", &[("type", "user"), ("password", sha512)]),
+        ]))
+        .unwrap()
+        .config;
+        let a = c.user("a").unwrap();
+        assert!(a.password_matches("2468"));
+        assert!(!a.password_matches("2469") && !a.password_matches(""));
+        let s = c.user("s").unwrap();
+        assert!(s.password_matches("Hello world!"));
+        assert!(!s.password_matches(sha512));
+
+        let broken = "$6$saltstring$svn8UoSVapNtMuq1uk";
+        let e = errors(raw(&[
+            ("b", &[("type", "user"), ("password", broken)]),
+            (
+                "c",
+                &[("type", "user"), ("password", "$argon2id$v=19$secret")],
+            ),
+            ("d", &[("type", "user"), ("password", "$md5$secret")]),
+        ]));
+        assert_eq!(e.len(), 3);
+        for (err, sec) in e.iter().zip(["b", "c", "d"]) {
+            assert_eq!(
+                (err.section.as_deref(), err.key.as_deref()),
+                (Some(sec), Some("password"))
+            );
+            let text = err.to_string();
+            assert!(
+                !text.contains("svn8") && !text.contains("secret") && !text.contains("saltstring"),
+                "{text}"
+            );
+        }
+        assert!(e[0]
+            .to_string()
+            .contains("[b] password: malformed SHA-crypt password hash"));
+        assert!(e[1]
+            .to_string()
+            .contains("[c] password: malformed argon2 password hash"));
+        assert!(e[2]
+            .to_string()
+            .contains("[d] password: unsupported password hash"));
     }
 
     #[test]

@@ -10,14 +10,27 @@
 //! - [`astdb`]: how bindings are persisted in AstDB.
 //! - [`render`]: CLI text output.
 //! - [`args`]: dialplan argument and DTMF input parsing.
+//! - [`password`]: plain and hashed PINs.
+//! - [`policy`]: time-based logouts (max login time, shift end, unregistered devices) and
+//!   PIN lockout.
+//! - [`stats`]: per-user login statistics.
 
 pub mod args;
 pub mod astdb;
 pub mod config;
+pub mod password;
+pub mod policy;
 pub mod render;
+pub mod stats;
 pub mod table;
 
-pub use config::{Config, ConfigError, Device, DeviceMode, General, MultipleLogins, Parsed, User};
+pub use config::{
+    Config, ConfigError, Device, DeviceMode, General, MultipleLogins, Override, Parsed, TimeOfDay,
+    User,
+};
+pub use password::hash_password;
+pub use policy::{Lockout, Unregistered};
+pub use stats::Stats;
 pub use table::{
     Binding, BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
 };

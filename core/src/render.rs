@@ -2,6 +2,7 @@
 //! never truncated, since an administrator copies them into other commands), and a count
 //! line last, like Asterisk's own "N objects found".
 
+use crate::stats::Stats;
 use crate::table::{Binding, Snapshot};
 
 /// Which bindings `bindings` shows.
@@ -120,6 +121,44 @@ pub fn bindings(s: &Snapshot, now: u64, filter: BindingFilter) -> String {
         &["User", "Device", "Logged in since", "Duration"],
         &rows,
         "binding",
+    )
+}
+
+/// Login statistics of all configured users, or of one (`user`; none found if it is not
+/// configured). "Time logged in" is the ended sessions plus the open ones up to `now`
+/// (summed over devices); "Current session" is the age of the user's oldest current binding,
+/// `-` when they are on no device.
+pub fn stats(stats: &Stats, s: &Snapshot, now: u64, user: Option<&str>) -> String {
+    let rows: Vec<Vec<String>> = s
+        .config()
+        .users
+        .values()
+        .filter(|u| user.is_none_or(|want| u.id == want))
+        .map(|u| {
+            let st = stats.user(&u.id);
+            let open: Vec<u64> = s
+                .devices_of(&u.id)
+                .into_iter()
+                .filter_map(|d| s.user_on(d))
+                .map(|b| now.saturating_sub(b.since))
+                .collect();
+            let total = st
+                .map_or(0, |st| st.total_secs)
+                .saturating_add(open.iter().sum());
+            vec![
+                u.id.clone(),
+                st.map_or(0, |st| st.logins).to_string(),
+                format_duration(total),
+                open.iter()
+                    .max()
+                    .map_or_else(|| "-".to_string(), |d| format_duration(*d)),
+            ]
+        })
+        .collect();
+    table(
+        &["User", "Logins", "Time logged in", "Current session"],
+        &rows,
+        "user",
     )
 }
 
@@ -244,6 +283,48 @@ mod tests {
             bindings(&s, now, BindingFilter::Device("none".into())),
             "User  Device  Logged in since  Duration\n0 bindings found\n"
         );
+    }
+
+    #[test]
+    fn stats_table() {
+        let t = BindingTable::new(sample(), 1000);
+        let mut st = Stats::from_snapshot(&t.snapshot());
+        let c = t
+            .login("101", "1000", LoginMode::Admin, 1100, |_| {})
+            .unwrap();
+        st.apply(&c, 1100);
+        let c = t
+            .logout_device("1000", crate::Reason::Manual, 1400, |_| {})
+            .unwrap();
+        st.apply(&c, 1400);
+        let c = t
+            .login("101", "1001", LoginMode::Admin, 1500, |_| {})
+            .unwrap();
+        st.apply(&c, 1500);
+        let s = t.snapshot();
+        let out = stats(&st, &s, 4723, None);
+        assert_eq!(
+            out,
+            "User  Logins  Time logged in  Current session\n\
+             100   0       1h02m03s        1h02m03s\n\
+             101   2       58m43s          53m43s\n\
+             2010  0       1h02m03s        1h02m03s\n\
+             3 users found\n"
+        );
+        let out = stats(&Stats::new(), &s, 4723, Some("101"));
+        assert_eq!(
+            out,
+            "User  Logins  Time logged in  Current session\n\
+             101   0       53m43s          53m43s\n\
+             1 user found\n"
+        );
+        let c = t
+            .logout_device("1001", crate::Reason::Manual, 1600, |_| {})
+            .unwrap();
+        st.apply(&c, 1600);
+        let out = stats(&st, &t.snapshot(), 4723, Some("101"));
+        assert!(out.contains("\n101   2       6m40s           -\n"), "{out}");
+        assert!(stats(&st, &s, 0, Some("nobody")).ends_with("\n0 users found\n"));
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub struct Snapshot {
     config: Arc<Config>,
     by_device: OrdMap<String, Binding>,
     by_user: OrdMap<String, OrdSet<String>>,
+    /// Users with do-not-disturb on; always configured users.
+    dnd: OrdSet<String>,
 }
 
 impl Snapshot {
@@ -122,6 +124,16 @@ impl Snapshot {
 
     pub fn binding_count(&self) -> usize {
         self.by_device.len()
+    }
+
+    /// Whether the user has do-not-disturb on (false for unknown users).
+    pub fn dnd(&self, user: &str) -> bool {
+        self.dnd.contains(user)
+    }
+
+    /// Users with do-not-disturb on, sorted.
+    pub fn dnd_users(&self) -> Vec<&str> {
+        self.dnd.iter().map(String::as_str).collect()
     }
 
     /// A fixed device's binding to its default user, which no login or logout may remove.
@@ -296,6 +308,7 @@ impl BindingTable {
                 config: Arc::new(config),
                 by_device: OrdMap::new(),
                 by_user: OrdMap::new(),
+                dnd: OrdSet::new(),
             },
             changes: Changes::default(),
             dirty: false,
@@ -447,6 +460,62 @@ impl BindingTable {
         .map(|(c, ())| c)
     }
 
+    /// Turns do-not-disturb on or off for `user`. Returns whether it changed. Bindings are
+    /// never touched. See [`BindingTable::set_dnd_with`] to persist the change in order.
+    pub fn set_dnd(&self, user: &str, on: bool) -> Result<bool, LoginError> {
+        self.set_dnd_with(user, on, |_, _| {})
+    }
+
+    /// [`BindingTable::set_dnd`], calling `on_change(user, on)` under the writer lock when the
+    /// state changed, so that AstDB writes happen in the same order as the changes.
+    pub fn set_dnd_with(
+        &self,
+        user: &str,
+        on: bool,
+        on_change: impl FnOnce(&str, bool),
+    ) -> Result<bool, LoginError> {
+        let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let cur = self.current.load();
+        if cur.config.user(user).is_none() {
+            return Err(LoginError::NoSuchUser);
+        }
+        if cur.dnd(user) == on {
+            return Ok(false);
+        }
+        let mut next = Snapshot::clone(&cur);
+        if on {
+            next.dnd.insert(user.to_string());
+        } else {
+            next.dnd.remove(user);
+        }
+        self.current.store(Arc::new(next));
+        on_change(user, on);
+        Ok(true)
+    }
+
+    /// Turns do-not-disturb on for users saved in AstDB at the last shutdown (others keep
+    /// their state). Users that are not configured are ignored and returned.
+    pub fn restore_dnd(&self, users: Vec<String>) -> Vec<String> {
+        let r = self.transact(
+            |_| {},
+            |tx| {
+                let mut dropped = Vec::new();
+                for u in users {
+                    if tx.next.config.user(&u).is_none() {
+                        dropped.push(u);
+                    } else if tx.next.dnd.insert(u).is_none() {
+                        tx.dirty = true;
+                    }
+                }
+                Ok::<_, std::convert::Infallible>(dropped)
+            },
+        );
+        match r {
+            Ok((_, dropped)) => dropped,
+            Err(never) => match never {},
+        }
+    }
+
     /// Puts back bindings saved in AstDB at the last shutdown. Those still valid keep their
     /// original `since` and replace whatever `new` put on the device (its default user);
     /// changes carry [`Reason::Config`]. An adhoc device whose default user had logged out is
@@ -512,7 +581,8 @@ impl BindingTable {
     /// to their (possibly new) default user. An adhoc device gets its default user if it is
     /// empty and the default is new to it; if its default user changed while the old one
     /// was on it, the new default user takes over. An adhoc device left empty on purpose
-    /// (default user logged out) stays empty.
+    /// (default user logged out) stays empty. Do-not-disturb is kept for users that still
+    /// exist.
     pub fn reconfigure(
         &self,
         config: Config,
@@ -523,6 +593,13 @@ impl BindingTable {
             let old = std::mem::replace(&mut tx.next.config, Arc::new(config));
             let cfg = Arc::clone(&tx.next.config);
             tx.dirty = true;
+            let gone: Vec<String> = (tx.next.dnd.iter())
+                .filter(|u| cfg.user(u).is_none())
+                .cloned()
+                .collect();
+            for u in gone {
+                tx.next.dnd.remove(&u);
+            }
             let current: Vec<Binding> = tx.next.by_device.values().cloned().collect();
             for b in current {
                 let old_default = old
@@ -874,6 +951,42 @@ mod tests {
     }
 
     #[test]
+    fn dnd_set_restore_and_reconfigure() {
+        let t = BindingTable::new(sample(), 0);
+        let before = t.snapshot();
+        assert!(!before.dnd("100"));
+        assert_eq!(t.set_dnd("100", true), Ok(true));
+        assert_eq!(t.set_dnd("100", true), Ok(false));
+        assert_eq!(t.set_dnd("ghost", true), Err(LoginError::NoSuchUser));
+        assert!(t.snapshot().dnd("100"));
+        assert!(!before.dnd("100"), "old snapshots keep their state");
+        assert!(!t.snapshot().dnd("ghost"));
+        assert_eq!(pairs(&before), pairs(&t.snapshot()));
+
+        let mut seen = Vec::new();
+        assert_eq!(
+            t.set_dnd_with("100", false, |u, on| seen.push((u.to_string(), on))),
+            Ok(true)
+        );
+        assert_eq!(
+            t.set_dnd_with("100", false, |_, _| panic!("unchanged")),
+            Ok(false)
+        );
+        assert_eq!(seen, vec![("100".to_string(), false)]);
+
+        let dropped = t.restore_dnd(vec!["101".into(), "nobody".into(), "2010".into()]);
+        assert_eq!(dropped, vec!["nobody"]);
+        assert_eq!(t.snapshot().dnd_users(), vec!["101", "2010"]);
+
+        // Survives a reload for users that still exist.
+        let mut new = sample();
+        new.users.remove("2010");
+        new.devices.remove("2010");
+        t.reconfigure(new, 1, nop);
+        assert_eq!(t.snapshot().dnd_users(), vec!["101"]);
+    }
+
+    #[test]
     fn readers_keep_their_snapshot() {
         let t = BindingTable::new(sample(), 0);
         let before = t.snapshot();
@@ -963,6 +1076,9 @@ mod tests {
                 return Err(format!("dial_of({user}) inconsistent"));
             }
         }
+        if let Some(u) = s.dnd.iter().find(|u| s.config.user(u).is_none()) {
+            return Err(format!("dnd for unconfigured user {u}"));
+        }
         for d in s.config.devices.values() {
             if d.mode == DeviceMode::Fixed
                 && s.user_on(&d.id).map(|b| &b.user) != d.default_user.as_ref()
@@ -1043,6 +1159,8 @@ mod tests {
         LogoutUser(u8),
         Reconfigure(u8),
         Restore(Vec<(u8, u8)>),
+        Dnd(u8, bool),
+        RestoreDnd(Vec<u8>),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -1052,6 +1170,8 @@ mod tests {
             1 => (0..5u8).prop_map(Op::LogoutUser),
             1 => (0..3u8).prop_map(Op::Reconfigure),
             1 => proptest::collection::vec((0..5u8, 0..5u8), 0..4).prop_map(Op::Restore),
+            2 => (0..5u8, any::<bool>()).prop_map(|(u, on)| Op::Dnd(u, on)),
+            1 => proptest::collection::vec(0..5u8, 0..4).prop_map(Op::RestoreDnd),
         ]
     }
 
@@ -1106,6 +1226,30 @@ mod tests {
                         let saved = v.iter().map(|(u, d)| b(&format!("u{u}"), &format!("d{d}"), now)).collect();
                         t.restore(saved, now, commit).0
                     }
+                    Op::Dnd(u, on) => {
+                        let user = format!("u{u}");
+                        let known = before.config().user(&user).is_some();
+                        let r = t.set_dnd(&user, *on);
+                        if known {
+                            prop_assert_eq!(r, Ok(before.dnd(&user) != *on));
+                            prop_assert_eq!(t.snapshot().dnd(&user), *on);
+                        } else {
+                            prop_assert_eq!(r, Err(LoginError::NoSuchUser));
+                            prop_assert!(!t.snapshot().dnd(&user));
+                        }
+                        Changes::default()
+                    }
+                    Op::RestoreDnd(v) => {
+                        let users: Vec<String> = v.iter().map(|u| format!("u{u}")).collect();
+                        let dropped = t.restore_dnd(users.clone());
+                        let want: Vec<String> = users
+                            .iter()
+                            .filter(|u| before.config().user(u).is_none())
+                            .cloned()
+                            .collect();
+                        prop_assert_eq!(dropped, want);
+                        Changes::default()
+                    }
                 };
                 let after = t.snapshot();
                 check_invariants(&after).map_err(|e| TestCaseError::fail(format!("after {op:?}: {e}")))?;
@@ -1123,6 +1267,20 @@ mod tests {
                 }
                 if pairs(&before) == pairs(&after) && !matches!(op, Op::Restore(_)) {
                     prop_assert!(changes.is_empty());
+                }
+                if matches!(op, Op::Dnd(..) | Op::RestoreDnd(_)) {
+                    // DND never touches bindings, not even their `since`.
+                    prop_assert_eq!(before.bindings(), after.bindings());
+                } else if !matches!(op, Op::Reconfigure(_)) {
+                    // Nothing but DND operations changes DND.
+                    prop_assert_eq!(before.dnd_users(), after.dnd_users());
+                } else {
+                    let kept: Vec<&str> = before
+                        .dnd_users()
+                        .into_iter()
+                        .filter(|u| after.config().user(u).is_some())
+                        .collect();
+                    prop_assert_eq!(kept, after.dnd_users());
                 }
             }
         }
