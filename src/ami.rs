@@ -12,7 +12,8 @@ pub fn name(id: i32) -> &'static str {
         1 => "DeviceUserLogout",
         2 => "DeviceUserBindings",
         3 => "DeviceUserDevices",
-        _ => "DeviceUserUsers",
+        4 => "DeviceUserUsers",
+        _ => "DeviceUserDND",
     }
 }
 
@@ -111,6 +112,29 @@ pub fn handle(id: i32, a: &Action) {
                 &items,
             );
         }
+        5 => {
+            let user = a.header("User");
+            if user.is_empty() {
+                return a.error("User is required");
+            }
+            let value = a.header("DND");
+            if value.is_empty() {
+                return match snap.config().user(&user) {
+                    Some(_) => a.ack(&format!(
+                        "DND {}",
+                        if snap.dnd(&user) { "on" } else { "off" }
+                    )),
+                    None => a.error(&format!("No such user '{user}'")),
+                };
+            }
+            let Some(on) = runtime::parse_on_off(&value) else {
+                return a.error(&format!("DND must be on or off, not '{value}'"));
+            };
+            match runtime::set_dnd(rt, &user, on) {
+                Ok(_) => a.ack(&format!("DND {}", if on { "on" } else { "off" })),
+                Err(e) => a.error(&format!("Cannot set DND for {user}: {e}")),
+            }
+        }
         _ => {
             let items: Vec<_> = snap
                 .config()
@@ -124,6 +148,10 @@ pub fn handle(id: i32, a: &Action) {
                         ("CallerIDNum", u.cid_number.clone()),
                         ("Devices", snap.devices_of(&u.id).join(",")),
                         ("State", user_state(&snap, &u.id, None).name()),
+                        (
+                            "DND",
+                            if snap.dnd(&u.id) { "on" } else { "off" }.to_string(),
+                        ),
                     ]
                 })
                 .collect();

@@ -37,6 +37,14 @@ pub fn entry(id: i32) -> Option<(&'static CStr, &'static CStr)> {
             c"deviceuser logout",
             c"Usage: deviceuser logout {device <id>|user <id>|all}\n       Logs out the user of a device, a user from every device, or everyone.\n       A device with a default user goes back to it; a fixed device keeps it.\n",
         ),
+        5 => (
+            c"deviceuser dnd",
+            c"Usage: deviceuser dnd <user> {on|off}\n       Turns a user's do-not-disturb on or off. While it is on, the user's\n       DeviceUser:<user> state is BUSY (BLF keys show it) and the sample dialplan\n       sends callers to the busy/voicemail path instead of ringing.\n",
+        ),
+        6 => (
+            c"deviceuser show stats",
+            c"Usage: deviceuser show stats [user <id>]\n       Logins per user since the module was loaded: number of logins, time\n       logged in (finished and current sessions) and the current session.\n",
+        ),
         _ => return None,
     })
 }
@@ -119,6 +127,31 @@ pub fn run(id: i32, a: &Args) -> Outcome {
                 Err(e) => Outcome::Failed(format!("Cannot log out {} {id}: {e}\n", a.argv[2])),
             }
         }
+        (5, 4) => {
+            let (user, value) = (&a.argv[2], &a.argv[3]);
+            let Some(on) = runtime::parse_on_off(value) else {
+                return Outcome::Usage;
+            };
+            match runtime::set_dnd(rt, user, on) {
+                Ok(_) => Outcome::Done(format!(
+                    "Do not disturb for {user}: {}\n",
+                    if on { "on" } else { "off" }
+                )),
+                Err(e) => Outcome::Failed(format!("Cannot set do not disturb for {user}: {e}\n")),
+            }
+        }
+        (6, 3) | (6, 5) => {
+            let user = match a.argv.get(3).map(|w| w.to_ascii_lowercase()) {
+                None => None,
+                Some(w) if w == "user" => Some(a.argv[4].as_str()),
+                Some(_) => return Outcome::Usage,
+            };
+            if let Some(u) = user.filter(|u| snap.config().user(u).is_none()) {
+                return Outcome::Failed(format!("No such user '{u}'\n"));
+            }
+            let stats = rt.stats.lock().unwrap_or_else(|e| e.into_inner());
+            Outcome::Done(render::stats(&stats, &snap, runtime::now(), user))
+        }
         _ => Outcome::Usage,
     }
 }
@@ -144,6 +177,10 @@ pub fn candidates(id: i32, a: &Args) -> Vec<String> {
         (3, 3) => ids(Some("device")),
         (4, 2) => words(&["device", "user", "all"]),
         (4, 3) => ids(a.argv.get(2).map(String::as_str)),
+        (5, 2) => ids(Some("user")),
+        (5, 3) => words(&["on", "off"]),
+        (6, 3) => words(&["user"]),
+        (6, 4) => ids(Some("user")),
         _ => Vec::new(),
     }
 }

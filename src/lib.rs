@@ -10,5 +10,6 @@ mod apps;
 mod cli;
 mod functions;
 mod host;
+mod policy;
 mod runtime;
 mod sys;

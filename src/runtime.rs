@@ -4,9 +4,12 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use deviceuser_core::astdb::{binding_key, binding_value, decode_binding, FAMILY};
+use deviceuser_core::astdb::{
+    binding_key, binding_value, decode_binding, decode_dnd_key, dnd_key, DND_VALUE, FAMILY,
+};
 use deviceuser_core::config::Config;
-use deviceuser_core::{BindingTable, Changes, Snapshot};
+use deviceuser_core::policy::any_unregister_policy;
+use deviceuser_core::{BindingTable, Changes, Lockout, Snapshot, Stats, Unregistered};
 use snapcell::SnapshotCell;
 
 use crate::host::devstate::{self, Aggregate, DeviceState};
@@ -18,6 +21,12 @@ pub const PROVIDER: &str = "DeviceUser";
 
 pub struct Runtime {
     pub table: BindingTable,
+    /// Login statistics since load (not on the device state path).
+    pub stats: Mutex<Stats>,
+    /// PIN failures and locked users.
+    pub lockout: Mutex<Lockout>,
+    /// Since when bound devices have been unregistered (for `logout_on_unregister`).
+    pub unregistered: Mutex<Unregistered>,
 }
 
 /// `None` while the module is not loaded. Read lock-free on the device state path.
@@ -113,6 +122,14 @@ pub fn start() -> Result<(), String> {
     for device in saved_values.keys() {
         astdb::del(FAMILY, &binding_key(device));
     }
+    let dnd: Vec<String> = astdb::tree(FAMILY, "dnd")
+        .into_iter()
+        .filter_map(|(key, _)| decode_dnd_key(&key))
+        .collect();
+    for user in table.restore_dnd(dnd) {
+        log::notice(&format!("dropping saved DND of unknown user {user}"));
+        astdb::del(FAMILY, &dnd_key(&user));
+    }
     log::verbose(
         2,
         &format!(
@@ -122,7 +139,13 @@ pub fn start() -> Result<(), String> {
             table.with_snapshot(|s| s.binding_count()),
         ),
     );
-    cell().store(Arc::new(Some(Runtime { table })));
+    let stats = Mutex::new(table.with_snapshot(Stats::from_snapshot));
+    cell().store(Arc::new(Some(Runtime {
+        table,
+        stats,
+        lockout: Mutex::new(Lockout::new()),
+        unregistered: Mutex::new(Unregistered::new()),
+    })));
     Ok(())
 }
 
@@ -154,10 +177,10 @@ pub fn stop() {
 
 /// `module reload`: a bad file keeps the running config.
 pub fn reload() -> Result<(), String> {
-    let Some(rt_arc) = Some(current()).filter(|r| r.is_some()) else {
+    let current = current();
+    let Some(rt) = current.as_ref() else {
         return Err("not loaded".into());
     };
-    let rt = rt_arc.as_ref().as_ref().expect("checked above");
     let config = read_config().map_err(|e| {
         log::error(&format!("{e}; keeping the running configuration"));
         e
@@ -171,6 +194,14 @@ pub fn reload() -> Result<(), String> {
         ));
     }
     let new = rt.table.snapshot();
+    rt.stats
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain_configured(new.config());
+    rt.unregistered
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain_configured(new.config());
     sync_hints(Some(old.config()), new.config());
     publish_users(new.config().users.keys().cloned());
     // Users that disappeared show as unavailable rather than keeping a stale cached state.
@@ -226,10 +257,16 @@ fn write_through(changes: &Changes) {
     }
 }
 
-/// Runs under the table's writer lock after each commit: persist, publish, log.
+/// Runs under the table's writer lock after each commit: persist, publish, count, log.
 pub fn commit(changes: &Changes) {
     write_through(changes);
     let now = now();
+    with(|rt| {
+        rt.stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply(changes, now)
+    });
     for (b, reason) in &changes.removed {
         ami::event(
             "DeviceUserLogout",
@@ -293,6 +330,9 @@ pub fn user_state(
     if snap.config().user(user).is_none() {
         return DeviceState::INVALID;
     }
+    if snap.dnd(user) {
+        return DeviceState::BUSY;
+    }
     let devices = snap.devices_of(user);
     if devices.is_empty() {
         return DeviceState::UNAVAILABLE;
@@ -340,6 +380,10 @@ pub fn device_changed(dial: &str, state: DeviceState) {
     let Some(rt) = rt.as_ref() else { return };
     let user = rt.table.with_snapshot(|s| {
         let dev = s.config().device_for_dial(dial)?;
+        if any_unregister_policy(s.config()) {
+            let mut tracker = rt.unregistered.lock().unwrap_or_else(|e| e.into_inner());
+            tracker.seen(&dev.id, state == DeviceState::UNAVAILABLE, now());
+        }
         s.user_on(&dev.id).map(|b| b.user.clone())
     });
     let Some(user) = user else { return };
@@ -349,4 +393,43 @@ pub fn device_changed(dial: &str, state: DeviceState) {
         &device_name(&user),
         user_state(&snap, &user, Some((dial, state))),
     );
+}
+
+/// Turns a user's do-not-disturb on or off: persisted, published (BUSY while on), announced.
+pub fn set_dnd(rt: &Runtime, user: &str, on: bool) -> Result<bool, String> {
+    rt.table
+        .set_dnd_with(user, on, |user, on| {
+            if on {
+                if let Err(e) = astdb::put(FAMILY, &dnd_key(user), DND_VALUE) {
+                    log::error(&format!("{e}: DND of {user} is not persisted"));
+                }
+            } else {
+                astdb::del(FAMILY, &dnd_key(user));
+            }
+            ami::event(
+                "DeviceUserDND",
+                &[
+                    ("User", user.to_string()),
+                    ("DND", if on { "on" } else { "off" }.to_string()),
+                ],
+            );
+            log::verbose(
+                3,
+                &format!(
+                    "user {user}: do not disturb {}",
+                    if on { "on" } else { "off" }
+                ),
+            );
+            publish_users(std::iter::once(user.to_string()));
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// Parses a DND value given by an administrator or the dialplan.
+pub fn parse_on_off(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "on" | "yes" | "true" => Some(true),
+        "0" | "off" | "no" | "false" => Some(false),
+        _ => None,
+    }
 }

@@ -12,6 +12,7 @@ pub struct DeviceState(pub sys::ast_device_state);
 
 impl DeviceState {
     pub const UNKNOWN: DeviceState = DeviceState(sys::ast_device_state_AST_DEVICE_UNKNOWN);
+    pub const BUSY: DeviceState = DeviceState(sys::ast_device_state_AST_DEVICE_BUSY);
     pub const INVALID: DeviceState = DeviceState(sys::ast_device_state_AST_DEVICE_INVALID);
     pub const UNAVAILABLE: DeviceState = DeviceState(sys::ast_device_state_AST_DEVICE_UNAVAILABLE);
 

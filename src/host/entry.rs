@@ -9,7 +9,7 @@ use super::devstate;
 use super::guard::guard;
 use super::{from_c, log};
 use crate::sys::{ast_channel, ast_cli_args, ast_cli_entry, mansession, message};
-use crate::{ami, apps, cli, functions, runtime};
+use crate::{ami, apps, cli, functions, policy, runtime};
 
 const LOAD_SUCCESS: c_int = 0;
 const LOAD_DECLINE: c_int = 1;
@@ -31,6 +31,13 @@ pub extern "C" fn deviceuser_load(_module: *mut c_void) -> c_int {
         }
         if let Err(e) = devstate::subscribe_all(|c| runtime::device_changed(c.device, c.state)) {
             log::error(&e);
+            devstate::provider_del(c"DeviceUser");
+            runtime::stop();
+            return LOAD_DECLINE;
+        }
+        if let Err(e) = policy::start() {
+            log::error(&e);
+            devstate::unsubscribe_all();
             devstate::provider_del(c"DeviceUser");
             runtime::stop();
             return LOAD_DECLINE;
@@ -71,6 +78,7 @@ pub extern "C" fn deviceuser_unload_busy() -> c_int {
 #[no_mangle]
 pub extern "C" fn deviceuser_unload() {
     guard("unload", (), || {
+        policy::stop();
         devstate::unsubscribe_all();
         devstate::provider_del(c"DeviceUser");
         runtime::stop();

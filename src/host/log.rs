@@ -51,3 +51,8 @@ pub fn verbose(level: i32, msg: &str) {
         )
     }
 }
+
+/// A debug message (shown with `core set debug` on).
+pub fn debug(msg: &str) {
+    ast_log(sys::__LOG_DEBUG, msg);
+}

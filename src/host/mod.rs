@@ -8,12 +8,14 @@ pub mod ami;
 pub mod astdb;
 pub mod channel;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod devstate;
 pub mod entry;
 pub mod guard;
 pub mod hints;
 pub mod log;
+pub mod thread;
 
 use std::ffi::{CStr, CString};
 use std::os::raw::c_char;

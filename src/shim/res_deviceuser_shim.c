@@ -56,6 +56,8 @@ CLI_TRAMPOLINE(1)
 CLI_TRAMPOLINE(2)
 CLI_TRAMPOLINE(3)
 CLI_TRAMPOLINE(4)
+CLI_TRAMPOLINE(5)
+CLI_TRAMPOLINE(6)
 
 /* Ids and order match CLI_COMMANDS in src/cli.rs. */
 static struct ast_cli_entry cli_entries[] = {
@@ -64,6 +66,8 @@ static struct ast_cli_entry cli_entries[] = {
 	AST_CLI_DEFINE(cli_2, "Show which user is logged in on which device"),
 	AST_CLI_DEFINE(cli_3, "Log a user in on a device"),
 	AST_CLI_DEFINE(cli_4, "Log a device, a user or everyone out"),
+	AST_CLI_DEFINE(cli_5, "Turn a user's do-not-disturb on or off"),
+	AST_CLI_DEFINE(cli_6, "Show login statistics per user"),
 };
 
 #define AMI_TRAMPOLINE(id) \
@@ -74,6 +78,7 @@ AMI_TRAMPOLINE(1)
 AMI_TRAMPOLINE(2)
 AMI_TRAMPOLINE(3)
 AMI_TRAMPOLINE(4)
+AMI_TRAMPOLINE(5)
 
 /* Names are kept by pointer (static). Ids and order match src/ami.rs. */
 static const struct {
@@ -85,6 +90,7 @@ static const struct {
 	{ "DeviceUserBindings", ami_2 },
 	{ "DeviceUserDevices", ami_3 },
 	{ "DeviceUserUsers", ami_4 },
+	{ "DeviceUserDND", ami_5 },
 };
 
 static const char app_login[] = "UserLogin";
