@@ -2,9 +2,11 @@
 //! `deviceuser logout`.
 use std::ffi::CStr;
 
+use deviceuser_core::freepbx;
 use deviceuser_core::render::{self, BindingFilter};
 use deviceuser_core::{LoginMode, LogoutError, Reason};
 
+use crate::host::astdb;
 use crate::host::cli::Args;
 use crate::runtime;
 
@@ -44,6 +46,10 @@ pub fn entry(id: i32) -> Option<(&'static CStr, &'static CStr)> {
         6 => (
             c"deviceuser show stats",
             c"Usage: deviceuser show stats [user <id>]\n       Logins per user since the module was loaded: number of logins, time\n       logged in (finished and current sessions) and the current session.\n",
+        ),
+        7 => (
+            c"deviceuser import freepbx",
+            c"Usage: deviceuser import freepbx [apply]\n       Reads FreePBX's Device & User keys from AstDB (AMPUSER/<user>/...,\n       DEVICE/<device>/type|user|default_user|dial) and prints the equivalent\n       res_deviceuser.conf sections and the current logins. Nothing is written\n       unless 'apply' is given: then the current FreePBX logins are applied to\n       devices and users that exist in res_deviceuser.conf.\n",
         ),
         _ => return None,
     })
@@ -152,8 +158,51 @@ pub fn run(id: i32, a: &Args) -> Outcome {
             let stats = rt.stats.lock().unwrap_or_else(|e| e.into_inner());
             Outcome::Done(render::stats(&stats, &snap, runtime::now(), user))
         }
+        (7, 3) => Outcome::Done(import_freepbx(rt, false)),
+        (7, 4) if a.argv[3].eq_ignore_ascii_case("apply") => {
+            Outcome::Done(import_freepbx(rt, true))
+        }
         _ => Outcome::Usage,
     }
+}
+
+fn import_freepbx(rt: &runtime::Runtime, apply: bool) -> String {
+    let mut entries = Vec::new();
+    for family in ["AMPUSER", "DEVICE"] {
+        for (key, value) in astdb::tree(family, "") {
+            entries.push((format!("{family}/{key}"), value));
+        }
+    }
+    let import = freepbx::import(&entries);
+    let mut out = freepbx::render_conf(&import);
+    out += "\n; Current logins (user -> device):\n";
+    for (user, device) in &import.bindings {
+        out += &format!(";   {user} -> {device}\n");
+    }
+    for w in &import.warnings {
+        out += &format!("; warning: {w}\n");
+    }
+    if apply {
+        let now = runtime::now();
+        for (user, device) in &import.bindings {
+            match rt
+                .table
+                .login(user, device, LoginMode::Admin, now, runtime::commit)
+            {
+                Ok(_) => out += &format!("applied: {user} logged in on {device}\n"),
+                Err(e) => out += &format!("skipped: {user} on {device}: {e}\n"),
+            }
+        }
+    } else {
+        out += "; nothing written: add 'apply' to log these users in\n";
+    }
+    out += &format!(
+        "{} devices, {} users, {} logins found\n",
+        import.devices.len(),
+        import.users.len(),
+        import.bindings.len()
+    );
+    out
 }
 
 /// Tab-completion candidates for word `a.pos`.
@@ -181,6 +230,7 @@ pub fn candidates(id: i32, a: &Args) -> Vec<String> {
         (5, 3) => words(&["on", "off"]),
         (6, 3) => words(&["user"]),
         (6, 4) => ids(Some("user")),
+        (7, 3) => words(&["apply"]),
         _ => Vec::new(),
     }
 }

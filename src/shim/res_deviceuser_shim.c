@@ -58,6 +58,7 @@ CLI_TRAMPOLINE(3)
 CLI_TRAMPOLINE(4)
 CLI_TRAMPOLINE(5)
 CLI_TRAMPOLINE(6)
+CLI_TRAMPOLINE(7)
 
 /* Ids and order match CLI_COMMANDS in src/cli.rs. */
 static struct ast_cli_entry cli_entries[] = {
@@ -68,6 +69,7 @@ static struct ast_cli_entry cli_entries[] = {
 	AST_CLI_DEFINE(cli_4, "Log a device, a user or everyone out"),
 	AST_CLI_DEFINE(cli_5, "Turn a user's do-not-disturb on or off"),
 	AST_CLI_DEFINE(cli_6, "Show login statistics per user"),
+	AST_CLI_DEFINE(cli_7, "Import FreePBX Device & User data from AstDB"),
 };
 
 #define AMI_TRAMPOLINE(id) \
