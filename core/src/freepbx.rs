@@ -68,10 +68,8 @@ pub fn import(entries: &[(String, String)]) -> Import {
                     "dial" => d.dial = some(&value),
                     "default_user" => d.default_user = some(&value).filter(|v| v != "none"),
                     "description" => d.description = some(&value),
-                    "user" => {
-                        if !value.is_empty() && value != "none" {
-                            current.insert(id.to_string(), value);
-                        }
+                    "user" if !value.is_empty() && value != "none" => {
+                        current.insert(id.to_string(), value);
                     }
                     _ => {}
                 }
