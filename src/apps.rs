@@ -32,6 +32,14 @@ const MAX_DIGITS: usize = 32;
 const DIGIT_TIMEOUT_MS: i32 = 5000;
 const LOGIN_STATUS: &str = "USERLOGINSTATUS";
 const LOGOUT_STATUS: &str = "USERLOGOUTSTATUS";
+/// Asks for the user number again after a failed attempt: "Login incorrect. Please enter
+/// your agent number followed by the pound key."
+const RETRY_USER_PROMPT: &str = "agent-incorrect";
+/// Asks for the PIN again when the user was given by the dialplan: "Password incorrect.
+/// Please enter your password followed by the pound key."
+const RETRY_PASSWORD_PROMPT: &str = "auth-incorrect";
+/// Played when the last attempt failed: "I'm sorry." "Goodbye."
+const GIVE_UP_PROMPTS: [&str; 2] = ["im-sorry", "vm-goodbye"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LoginStatus {
@@ -121,10 +129,16 @@ fn login_on(rt: &Runtime, chan: &Channel, data: &str) -> LoginStatus {
     let given_user = args.first().filter(|s| !s.is_empty()).cloned();
     let given_pin = args.get(1).filter(|s| !s.is_empty()).cloned();
     let mut last = LoginStatus::Failed;
+    // After a failed attempt the "incorrect" prompt asks for the next entry itself, so the
+    // caller is never told to enter something that is not asked next, nor invited to try
+    // again when no attempt is left.
+    let mut user_prompt = general.user_prompt.clone();
+    let mut password_prompt = general.password_prompt.clone();
     for attempt in 1..=general.max_attempts {
+        let more = attempt < general.max_attempts;
         let user_id = match &given_user {
             Some(u) => Entry::Value(u.clone()),
-            None => ask(chan, &general.user_prompt),
+            None => ask(chan, &user_prompt),
         };
         let user_id = match user_id {
             Entry::Hangup => return LoginStatus::Hangup,
@@ -134,11 +148,11 @@ fn login_on(rt: &Runtime, chan: &Channel, data: &str) -> LoginStatus {
                     device.id
                 ));
                 last = LoginStatus::NoUser;
-                match retry(chan, attempt, general.max_attempts) {
-                    Err(()) => return LoginStatus::Hangup,
-                    Ok(true) => continue,
-                    Ok(false) => break,
+                if !more {
+                    break;
                 }
+                user_prompt = RETRY_USER_PROMPT.to_string();
+                continue;
             }
             Entry::Value(u) => u,
         };
@@ -155,7 +169,7 @@ fn login_on(rt: &Runtime, chan: &Channel, data: &str) -> LoginStatus {
         }
         let pin = match &given_pin {
             Some(p) => Entry::Value(p.clone()),
-            None => ask(chan, &general.password_prompt),
+            None => ask(chan, &password_prompt),
         };
         let pin = match pin {
             Entry::Hangup => return LoginStatus::Hangup,
@@ -183,11 +197,15 @@ fn login_on(rt: &Runtime, chan: &Channel, data: &str) -> LoginStatus {
                 let _ = chan.play("agent-incorrect");
                 return last;
             }
-            match retry(chan, attempt, general.max_attempts) {
-                Err(()) => return LoginStatus::Hangup,
-                Ok(true) => continue,
-                Ok(false) => break,
+            if !more {
+                break;
             }
+            if given_user.is_some() {
+                password_prompt = RETRY_PASSWORD_PROMPT.to_string();
+            } else {
+                user_prompt = RETRY_USER_PROMPT.to_string();
+            }
+            continue;
         }
         let user = user.expect("checked above");
         let result = rt.table.login(
@@ -233,14 +251,12 @@ fn login_on(rt: &Runtime, chan: &Channel, data: &str) -> LoginStatus {
         "UserLogin on device {}: giving up after {} attempts",
         device.id, general.max_attempts
     ));
+    for prompt in GIVE_UP_PROMPTS {
+        if chan.play(prompt).is_err() {
+            break;
+        }
+    }
     last
-}
-
-/// After a failed attempt: plays "incorrect"; Ok(true) if another attempt is left,
-/// Err if the caller hung up.
-fn retry(chan: &Channel, attempt: u32, max: u32) -> Result<bool, ()> {
-    chan.play("agent-incorrect")?;
-    Ok(attempt < max)
 }
 
 /// `UserLogout([user])`: with no argument, logs out of the calling device; with a user,

@@ -151,6 +151,10 @@ impl Sipp {
                 "3600",
                 "-oocsf",
                 ooc.to_str().unwrap(),
+                // One registration: without a call limit sipp starts a new one
+                // every 100 ms.
+                "-m",
+                "1",
             ],
         );
         if !s.wait_message("SIP/2.0 200 OK", TIMEOUT) {
@@ -176,6 +180,10 @@ impl Sipp {
                 endpoint,
                 "-ap",
                 &pw,
+                // One subscription: without a call limit sipp starts a new one
+                // every 100 ms.
+                "-m",
+                "1",
             ],
         )
     }

@@ -1,0 +1,144 @@
+//! BLF: a phone subscribed (SUBSCRIBE/NOTIFY, pidf) to a user's hint
+//! `DeviceUser:<user>` sees the user log in, be on the phone, and log out, and
+//! `core show hint` agrees.
+mod common;
+mod hotdesk_common;
+
+use common::sip::Sipp;
+use common::Asterisk;
+use hotdesk_common::{self as hd, LONG};
+
+/// What a pidf NOTIFY body says.
+#[derive(Debug, PartialEq, Clone, Copy)]
+enum Presence {
+    /// closed: logged out (Unavailable)
+    Closed,
+    /// open, no activity: logged in, idle
+    Ready,
+    /// open, on-the-phone
+    OnThePhone,
+}
+
+fn presence(body: &str) -> Option<Presence> {
+    if body.contains("<basic>closed</basic>") {
+        Some(Presence::Closed)
+    } else if body.contains("<basic>open</basic>") && body.contains("on-the-phone") {
+        Some(Presence::OnThePhone)
+    } else if body.contains("<basic>open</basic>") {
+        Some(Presence::Ready)
+    } else {
+        None
+    }
+}
+
+/// Waits for a NOTIFY after the first `seen` ones that says `want`; returns the
+/// number of NOTIFYs received up to and including it.
+fn wait_presence(watcher: &Sipp, seen: usize, want: Presence) -> usize {
+    hd::poll(|| {
+        let bodies = watcher.notify_bodies();
+        bodies
+            .iter()
+            .enumerate()
+            .skip(seen)
+            .find(|(_, b)| presence(b) == Some(want))
+            .map(|(i, _)| i + 1)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no NOTIFY saying {want:?} after #{seen}; got {:?}\n{}",
+            watcher
+                .notify_bodies()
+                .iter()
+                .map(|b| presence(b))
+                .collect::<Vec<_>>(),
+            watcher.report()
+        )
+    })
+}
+
+/// The presence the last NOTIFY announced.
+fn last_presence(watcher: &Sipp) -> Option<Presence> {
+    watcher.notify_bodies().last().and_then(|b| presence(b))
+}
+
+fn hangup_calls_of(ast: &Asterisk, endpoint: &str) {
+    let r = ast.ami().action(&[
+        ("Action", "Hangup"),
+        ("Channel", &format!("/^PJSIP\\/{endpoint}-/")),
+    ]);
+    assert!(r.is_success(), "{r}");
+}
+
+#[test]
+fn watcher_sees_login_call_and_logout() {
+    let ast = hd::start("hd-blf");
+    let uas = Sipp::uas(&ast, "1000");
+    let watcher = Sipp::watcher(&ast, "1002", "4101");
+
+    // Logged out: closed.
+    let seen = wait_presence(&watcher, 0, Presence::Closed);
+    assert!(watcher.notify_bodies()[0].contains("pidf"));
+    assert_eq!(hd::hint_state(&ast, "4101").as_deref(), Some("Unavailable"));
+
+    // Login: open. (The login call itself keeps 1000 busy for a moment.)
+    hd::login_ok(&ast, "1000", "4101", "1234");
+    let seen = wait_presence(&watcher, seen, Presence::Ready);
+    hd::wait_hint(&ast, "4101", "Idle");
+    assert_eq!(last_presence(&watcher), Some(Presence::Ready));
+
+    // The bound device in a call: on the phone.
+    let mut caller = Sipp::call(&ast, "1099", "4101");
+    assert!(
+        uas.wait_message("INVITE sip:1000@", LONG),
+        "{}",
+        uas.report()
+    );
+    let seen = wait_presence(&watcher, seen, Presence::OnThePhone);
+    hd::wait_hint(&ast, "4101", "InUse");
+    hangup_calls_of(&ast, "1099");
+    caller.finish(LONG).unwrap();
+    let seen = wait_presence(&watcher, seen, Presence::Ready);
+    hd::wait_hint(&ast, "4101", "Idle");
+
+    // Logout: closed again.
+    assert_eq!(hd::logout(&ast, "1000"), "SUCCESS");
+    wait_presence(&watcher, seen, Presence::Closed);
+    hd::wait_hint(&ast, "4101", "Unavailable");
+    assert!(hd::wait(
+        || last_presence(&watcher) == Some(Presence::Closed)
+    ));
+    // No NOTIFY of the watcher was ever about someone else: all bodies name 4101.
+    for b in watcher.notify_bodies() {
+        assert!(b.contains("4101"), "{b}");
+    }
+}
+
+#[test]
+fn a_user_on_two_devices_stays_open_until_the_last_logout() {
+    let ast = hd::start("hd-blf-two");
+    let _uas0 = Sipp::uas(&ast, "1000");
+    let _uas1 = Sipp::uas(&ast, "1001");
+    let watcher = Sipp::watcher(&ast, "1002", "4101");
+    let seen = wait_presence(&watcher, 0, Presence::Closed);
+
+    hd::login_ok(&ast, "1000", "4101", "1234");
+    hd::login_ok(&ast, "1001", "4101", "1234");
+    let seen = wait_presence(&watcher, seen, Presence::Ready);
+    hd::wait_hint(&ast, "4101", "Idle");
+
+    // Logged out of one device: still open (idle on the other).
+    assert_eq!(hd::logout(&ast, "1000"), "SUCCESS");
+    hd::wait_hint(&ast, "4101", "Idle");
+    assert!(hd::wait(|| last_presence(&watcher) == Some(Presence::Ready)));
+    let since = watcher.notify_bodies().len();
+    assert!(
+        watcher.notify_bodies()[seen..since]
+            .iter()
+            .all(|b| presence(b) != Some(Presence::Closed)),
+        "closed while still logged in on 1001"
+    );
+
+    assert_eq!(hd::logout(&ast, "1001"), "SUCCESS");
+    wait_presence(&watcher, since, Presence::Closed);
+    hd::wait_hint(&ast, "4101", "Unavailable");
+}

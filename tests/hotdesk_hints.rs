@@ -1,0 +1,120 @@
+//! `[general] hint_context`: the module keeps `exten => <user>,hint,DeviceUser:<user>`
+//! in that context by itself (no hint in extensions.conf), the hints survive
+//! `dialplan reload` and `module reload`, and a phone subscribed to one keeps
+//! getting NOTIFYs across both.
+mod common;
+mod hotdesk_common;
+
+use common::sip::Sipp;
+use common::Asterisk;
+use hotdesk_common as hd;
+
+const CTX: &str = "ext-local-test";
+
+/// The test dialplan without any `hint` line.
+fn dialplan_without_hints() -> String {
+    let text: String = hd::test_dialplan()
+        .lines()
+        .filter(|l| !l.contains(",hint,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!text
+        .lines()
+        .any(|l| !l.trim_start().starts_with(';') && l.contains("DeviceUser:")));
+    text
+}
+
+fn start() -> Asterisk {
+    let pjsip = hd::sample("pjsip.conf").replace(
+        "subscribe_context=deviceuser-hints",
+        &format!("subscribe_context={CTX}"),
+    );
+    assert!(pjsip.contains(CTX));
+    hd::builder("hd-hints")
+        .conf("extensions.conf", &dialplan_without_hints())
+        .conf("pjsip.conf", &pjsip)
+        .conf(
+            "res_deviceuser.conf",
+            &hd::deviceuser_conf_with_general(&format!("hint_context = {CTX}")),
+        )
+        .start()
+}
+
+/// The `core show hint` line of `exten` in the test context.
+fn hint_line(ast: &Asterisk, exten: &str) -> String {
+    let out = ast.cli(&format!("core show hint {exten}"));
+    out.lines()
+        .find(|l| l.trim_start().starts_with(&format!("{exten}@{CTX}")))
+        .unwrap_or_else(|| panic!("no hint {exten}@{CTX}:\n{out}"))
+        .to_string()
+}
+
+/// Waits for a NOTIFY after the first `seen` whose body contains `needle`;
+/// returns how many NOTIFYs there are then.
+fn wait_notify(w: &Sipp, seen: usize, needle: &str) -> usize {
+    w.wait_notify(seen, needle, hd::LONG)
+        .unwrap_or_else(|| panic!("no NOTIFY with {needle} after #{seen}:\n{}", w.report()));
+    w.notify_bodies().len()
+}
+
+const CLOSED: &str = "<basic>closed</basic>";
+const OPEN: &str = "<basic>open</basic>";
+
+#[test]
+fn module_hints_serve_blf_across_dialplan_and_module_reloads() {
+    let ast = start();
+    for user in ["4101", "4110", "2010"] {
+        let line = hint_line(&ast, user);
+        assert!(line.contains(&format!("DeviceUser:{user}")), "{line}");
+    }
+    assert!(hint_line(&ast, "4101").contains("State:Unavailable"));
+    let dialplan = ast.cli(&format!("dialplan show {CTX}"));
+    assert!(dialplan.contains("DeviceUser:4101"), "{dialplan}");
+
+    Sipp::register(&ast, "1000").expect("REGISTER 1000");
+    let watcher = Sipp::watcher(&ast, "1002", "4101");
+    let seen = wait_notify(&watcher, 0, CLOSED);
+    assert!(hint_line(&ast, "4101").contains("Watchers  1"));
+
+    hd::login_ok(&ast, "1000", "4101", "1234");
+    hd::wait_hint_in(&ast, "4101", CTX, "Idle");
+    let seen = wait_notify(&watcher, seen, OPEN);
+
+    // dialplan reload: the module's hints stay, with their watcher; the next
+    // change (a call to 4101's phone) is notified.
+    let out = ast.cli("dialplan reload");
+    assert!(out.contains("Dialplan reloaded"), "{out}");
+    let line = hint_line(&ast, "4101");
+    assert!(
+        line.contains("DeviceUser:4101") && line.contains("State:Idle"),
+        "{line}"
+    );
+    assert!(line.contains("Watchers  1"), "the watcher was lost: {line}");
+    assert!(
+        ast.cli("dialplan show ext-local-test")
+            .contains("DeviceUser:4101"),
+        "the hints are gone after dialplan reload"
+    );
+    // Something else than a login: 1000 calls the emergency number.
+    let mut call = Sipp::call(&ast, "1000", "112");
+    let seen = wait_notify(&watcher, seen, "on-the-phone");
+    call.finish(hd::LONG).expect("the emergency call ends");
+    let seen = wait_notify(&watcher, seen, "<note>Ready</note>");
+
+    // module reload, still logged in: the binding, the hint and its watcher stay.
+    let out = ast.cli("module reload res_deviceuser.so");
+    assert!(out.contains("reloaded successfully"), "{out}");
+    let line = hint_line(&ast, "4101");
+    assert!(
+        line.contains("Watchers  1") && line.contains("State:Idle"),
+        "{line}"
+    );
+    assert_eq!(hd::user_on(&ast, "1000").as_deref(), Some("4101"));
+    assert_eq!(hd::logout(&ast, "1000"), "SUCCESS");
+    let seen = wait_notify(&watcher, seen, CLOSED);
+    hd::wait_hint_in(&ast, "4101", CTX, "Unavailable");
+    hd::login_ok(&ast, "1000", "4101", "1234");
+    wait_notify(&watcher, seen, OPEN);
+    hd::wait_hint_in(&ast, "4101", CTX, "Idle");
+    hd::assert_alive(&ast);
+}
