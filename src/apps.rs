@@ -2,7 +2,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deviceuser_core::args::{parse_digits, split_args};
-use deviceuser_core::{DeviceMode, LoginError, LoginMode, LogoutError, Reason};
+use deviceuser_core::{Changes, DeviceMode, LoginError, LoginMode, LogoutError, Reason};
 
 use crate::host::channel::{Channel, Input};
 use crate::host::log;
@@ -49,6 +49,7 @@ enum LoginStatus {
     NoUser,
     NoPassword,
     Denied,
+    Locked,
     Hangup,
 }
 
@@ -61,6 +62,7 @@ impl LoginStatus {
             LoginStatus::NoUser => "NOUSER",
             LoginStatus::NoPassword => "NOPASSWORD",
             LoginStatus::Denied => "DENIED",
+            LoginStatus::Locked => "LOCKED",
             LoginStatus::Hangup => "HANGUP",
         }
     }
@@ -159,12 +161,27 @@ fn login_on(rt: &Runtime, chan: &Channel, data: &str) -> LoginStatus {
         let user = snap.config().user(&user_id).cloned();
         if let Some(u) = &user {
             if u.password.is_none() {
+                runtime::login_failed(&device.id, Some(&user_id), "no password");
                 log::warning(&format!(
                     "UserLogin on device {}: user {user_id} has no password and cannot log in",
                     device.id
                 ));
                 let _ = chan.play("agent-incorrect");
                 return LoginStatus::NoPassword;
+            }
+            let locked = rt
+                .lockout
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .check(&u.id, runtime::now());
+            if let Err(left) = locked {
+                runtime::login_failed(&device.id, Some(&user_id), "locked out");
+                log::warning(&format!(
+                    "UserLogin on device {}: user {user_id} is locked out for {left} more seconds after repeated wrong PINs",
+                    device.id
+                ));
+                let _ = chan.play("agent-incorrect");
+                return LoginStatus::Locked;
             }
         }
         let pin = match &given_pin {
@@ -183,15 +200,29 @@ fn login_on(rt: &Runtime, chan: &Channel, data: &str) -> LoginStatus {
             } else {
                 LoginStatus::Failed
             };
+            let why = if user.is_none() {
+                "no such user"
+            } else {
+                "wrong password"
+            };
+            runtime::login_failed(&device.id, Some(&user_id), why);
             log::warning(&format!(
-                "UserLogin on device {}: failed login as user {user_id} ({})",
-                device.id,
-                if user.is_none() {
-                    "no such user"
-                } else {
-                    "wrong password"
-                }
+                "UserLogin on device {}: failed login as user {user_id} ({why})",
+                device.id
             ));
+            if let Some(u) = &user {
+                let now = runtime::now();
+                let mut lockout = rt.lockout.lock().unwrap_or_else(|e| e.into_inner());
+                if lockout.failure(&u.id, now, &general) {
+                    log::warning(&format!(
+                        "UserLogin: user {} locked out for {} seconds after {} wrong PINs within {} seconds (last try on device {})",
+                        u.id, general.lockout_time, general.max_login_failures, general.lockout_window, device.id
+                    ));
+                    drop(lockout);
+                    let _ = chan.play("agent-incorrect");
+                    return LoginStatus::Locked;
+                }
+            }
             if given_pin.is_some() {
                 // A PIN from the dialplan is not asked again.
                 let _ = chan.play("agent-incorrect");
@@ -213,25 +244,26 @@ fn login_on(rt: &Runtime, chan: &Channel, data: &str) -> LoginStatus {
             &device.id,
             LoginMode::Interactive,
             runtime::now(),
-            runtime::commit,
+            |changes| {
+                runtime::commit(changes);
+                record_cel(chan, changes);
+            },
         );
         return match result {
             Ok(_) => {
+                rt.lockout
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .success(&user.id);
                 if let Some(lang) = user.language.as_deref().filter(|l| !l.is_empty()) {
                     chan.set_language(lang);
                 }
-                log::verbose(
-                    2,
-                    &format!(
-                        "user {} logged in on device {} ({name})",
-                        user.id, device.id
-                    ),
-                );
                 // The login stands even if the caller hangs up during the confirmation.
                 let _ = chan.play("agent-loginok");
                 LoginStatus::Success
             }
             Err(e) => {
+                runtime::login_failed(&device.id, Some(&user.id), &e.to_string());
                 log::warning(&format!(
                     "UserLogin of {} on device {}: {e}",
                     user.id, device.id
@@ -279,9 +311,10 @@ fn logout_on(rt: &Runtime, chan: &Channel, data: &str) -> &'static str {
     }
     let now = runtime::now();
     let result = match args.first().filter(|s| !s.is_empty()) {
-        Some(user) => rt
-            .table
-            .logout_user(user, Reason::Manual, now, runtime::commit),
+        Some(user) => rt.table.logout_user(user, Reason::Manual, now, |c| {
+            runtime::commit(c);
+            record_cel(chan, c);
+        }),
         None => {
             let device = rt
                 .table
@@ -292,10 +325,12 @@ fn logout_on(rt: &Runtime, chan: &Channel, data: &str) -> &'static str {
                 ));
                 return "FAILED";
             };
-            let r = rt
-                .table
-                .logout_device(&device, Reason::Manual, now, runtime::commit);
-            if r.is_ok() && chan.answer().is_ok() {
+            let r = rt.table.logout_device(&device, Reason::Manual, now, |c| {
+                runtime::commit(c);
+                record_cel(chan, c);
+            });
+            // Answered either way: "agent logged off" is also true of a device nobody was on.
+            if chan.answer().is_ok() {
                 let _ = chan.play("agent-loggedoff");
             }
             r
@@ -312,5 +347,33 @@ fn logout_on(rt: &Runtime, chan: &Channel, data: &str) -> &'static str {
                 LogoutError::NoSuchDevice => "FAILED",
             }
         }
+    }
+}
+
+/// Login statistics as CEL user events on the channel that made the change, so they land in
+/// whatever CEL backend the administrator uses (`USER_DEFINED`, eventtype
+/// `DEVICEUSER_LOGIN` / `DEVICEUSER_LOGOUT`).
+fn record_cel(chan: &Channel, changes: &Changes) {
+    let now = runtime::now();
+    for (b, reason) in &changes.removed {
+        chan.cel_user_event(
+            "DEVICEUSER_LOGOUT",
+            &format!(
+                "user={},device={},start={},end={now},duration={},reason={reason}",
+                b.user,
+                b.device,
+                b.since,
+                now.saturating_sub(b.since)
+            ),
+        );
+    }
+    for (b, reason) in &changes.added {
+        chan.cel_user_event(
+            "DEVICEUSER_LOGIN",
+            &format!(
+                "user={},device={},start={},reason={reason}",
+                b.user, b.device, b.since
+            ),
+        );
     }
 }

@@ -17,7 +17,7 @@ pub fn name(which: i32) -> &'static str {
     }
 }
 
-const FIELDS: &str = "fullname, cid_number, language, devices, dial, state";
+const FIELDS: &str = "fullname, cid_number, language, devices, dial, state, dnd";
 
 pub fn read(which: i32, chan: Option<&Channel>, data: &str) -> Result<String, String> {
     let rt = runtime::current();
@@ -71,16 +71,29 @@ pub fn read(which: i32, chan: Option<&Channel>, data: &str) -> Result<String, St
                 "devices" => snap.devices_of(user).join(","),
                 "dial" => snap.dial_of(user),
                 "state" => user_state(&snap, user, None).name(),
+                "dnd" => if snap.dnd(user) { "1" } else { "0" }.to_string(),
                 other => return Err(format!("unknown field '{other}' (one of {FIELDS})")),
             })
         }
     }
 }
 
-pub fn write(_which: i32, data: &str, _value: &str) -> Result<(), String> {
+/// `Set(DEVICEUSER(user,dnd)=1)`: the only writable field.
+pub fn write(_which: i32, data: &str, value: &str) -> Result<(), String> {
+    let rt = runtime::current();
+    let Some(rt) = rt.as_ref() else {
+        return Err("module not loaded".into());
+    };
     let args = split_args(data);
-    let field = args.get(1).map(String::as_str).unwrap_or("");
-    Err(format!(
-        "field '{field}' is read-only (readable fields: {FIELDS})"
-    ))
+    let [user, field] = args.as_slice() else {
+        return Err("expected two arguments: user,dnd".into());
+    };
+    if !field.eq_ignore_ascii_case("dnd") {
+        return Err(format!(
+            "field '{field}' is read-only (only dnd is writable)"
+        ));
+    }
+    let on = runtime::parse_on_off(value)
+        .ok_or_else(|| format!("dnd must be 1/0, on/off or yes/no, not '{value}'"))?;
+    runtime::set_dnd(rt, user, on).map(|_| ())
 }

@@ -61,6 +61,13 @@ impl Channel {
         }
     }
 
+    /// Publishes a CEL user-defined event on this channel (`CELGenUserEvent` does the same).
+    pub fn cel_user_event(&self, event: &str, extra: &str) {
+        let (e, x) = (cstring(event), cstring(extra));
+        // SAFETY: live channel; Asterisk copies both strings into the event.
+        unsafe { sys::ast_cel_publish_user_event(self.ptr, e.as_ptr(), x.as_ptr()) };
+    }
+
     /// Plays a sound file in the channel's language and waits for it to end.
     /// Err means the channel hung up. A missing file is logged by Asterisk and skipped.
     pub fn play(&self, file: &str) -> Result<(), ()> {

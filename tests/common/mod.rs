@@ -516,6 +516,16 @@ impl Asterisk {
             wait_until(Duration::from_secs(10), || !process_alive(pid)),
             "pid {pid} survived SIGKILL"
         );
+        // The main thread may be a zombie while other threads still hold the control
+        // socket: a new Asterisk would then refuse to start ("already running").
+        let ctl = self.run.join("rundir/asterisk.ctl");
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                std::os::unix::net::UnixStream::connect(&ctl).is_err()
+            }),
+            "the killed Asterisk still answers on {}",
+            ctl.display()
+        );
         let _ = fs::remove_file(self.run.join("asterisk.pid"));
         self.pid = 0;
         if let Err(e) = self.boot() {
