@@ -150,12 +150,34 @@ pub fn start() -> Result<(), String> {
 }
 
 /// After registration: hints (if configured) and every user's current state.
+///
+/// Only users on a device or in DND are published: a user without either reads UNAVAILABLE
+/// from the provider, and publishing creates a device state topic per name in Asterisk,
+/// which costs memory and time for every configured user (100,000 in large sites). The
+/// publishing runs on the module's own thread, so `module load` returns at once; until a
+/// state is published, hints ask the provider, which reads the same table.
 pub fn announce() {
-    with(|rt| {
-        let snap = rt.table.snapshot();
-        sync_hints(None, snap.config());
-        publish_users(snap.config().users.keys().cloned());
-    });
+    with(|rt| sync_hints(None, rt.table.snapshot().config()));
+}
+
+/// Publishes the state of every user that is on a device or in DND (see [`announce`]).
+pub fn publish_active_users() {
+    if let Some(snap) = with(|rt| rt.table.snapshot()) {
+        publish_users(active_users(&snap).into_iter());
+    }
+}
+
+/// Users whose `DeviceUser:` state is not simply UNAVAILABLE.
+fn active_users(snap: &Snapshot) -> Vec<String> {
+    let mut users: Vec<String> = snap
+        .bindings()
+        .into_iter()
+        .map(|b| b.user.clone())
+        .collect();
+    users.extend(snap.dnd_users().into_iter().map(str::to_string));
+    users.sort();
+    users.dedup();
+    users
 }
 
 /// Unload: forget the runtime, remove owned hints, and leave no stale cached states.
@@ -169,8 +191,8 @@ pub fn stop() {
             }
         }
         let _serialized = PUBLISH.lock().unwrap_or_else(|e| e.into_inner());
-        for user in snap.config().users.keys() {
-            devstate::publish(&device_name(user), DeviceState::UNAVAILABLE);
+        for user in active_users(&snap) {
+            devstate::publish(&device_name(&user), DeviceState::UNAVAILABLE);
         }
     }
 }
@@ -203,7 +225,13 @@ pub fn reload() -> Result<(), String> {
         .unwrap_or_else(|e| e.into_inner())
         .retain_configured(new.config());
     sync_hints(Some(old.config()), new.config());
-    publish_users(new.config().users.keys().cloned());
+    // Users whose bindings changed, and everyone still active (a device's dial string may
+    // have changed under an unchanged binding).
+    let mut users = active_users(&new);
+    users.extend(changes.affected_users());
+    users.sort();
+    users.dedup();
+    publish_users(users.into_iter());
     // Users that disappeared show as unavailable rather than keeping a stale cached state.
     publish_users_state(
         old.config()

@@ -5,7 +5,7 @@
 //! whole file and reports every problem at once, so an administrator fixes a broken file in one
 //! pass instead of one error per reload.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::password;
@@ -257,7 +257,15 @@ pub struct Config {
     pub devices: BTreeMap<String, Device>,
     pub users: BTreeMap<String, User>,
     /// Lowercased dial string -> device id, to recognise the device behind a channel quickly.
-    dial_index: BTreeMap<String, String>,
+    /// A hash map: it is consulted for every device state change in the PBX.
+    dial_index: HashMap<String, String>,
+    /// Dial string exactly as configured -> device id: the usual spelling of device state
+    /// messages, found without lowercasing (no allocation on the hot path).
+    dial_exact: HashMap<String, String>,
+    /// Whether any `logout_on_unregister` / time policy is on: decided once per config, since
+    /// the device state path asks for every change.
+    unregister_policy: bool,
+    time_policy: bool,
 }
 
 /// Result of a successful parse: the config plus non-fatal findings.
@@ -536,12 +544,25 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
         }
     }
     let dial = &d.device.dial;
-    if !dial.contains('/') {
+    // A dial string is also the device's state name: `Tech/resource` (PJSIP/1000), or a
+    // state-only device such as `Custom:name` (func_devstate) for testing and benchmarks.
+    if !dial.contains('/') && !dial.contains(':') {
         r.error(
             &id,
             Some("dial"),
             d.dial_line,
             format!("dial string '{dial}' has no technology (expected e.g. PJSIP/{id})"),
+        );
+    } else if dial
+        .get(..11)
+        .is_some_and(|p| p.eq_ignore_ascii_case("DeviceUser:"))
+    {
+        // The provider asks the state of every device of a user: a user as a device loops.
+        r.error(
+            &id,
+            Some("dial"),
+            d.dial_line,
+            format!("dial string '{dial}' names a DeviceUser: state, which would loop"),
         );
     } else if dial.contains('&') {
         r.error(
@@ -676,7 +697,7 @@ impl Config {
             }
         }
 
-        let mut dial_index: BTreeMap<String, String> = BTreeMap::new();
+        let mut dial_index: HashMap<String, String> = HashMap::new();
         for (id, d) in &devices {
             if let Some(du) = &d.device.default_user {
                 if !users.contains_key(du) {
@@ -703,14 +724,25 @@ impl Config {
         if !r.errors.is_empty() {
             return Err(r.errors);
         }
+        let mut config = Config {
+            file: raw.file.clone(),
+            general,
+            devices: devices.into_iter().map(|(k, d)| (k, d.device)).collect(),
+            users: users.into_iter().map(|(k, (u, _))| (k, u)).collect(),
+            dial_exact: HashMap::new(),
+            dial_index,
+            unregister_policy: false,
+            time_policy: false,
+        };
+        config.dial_exact = config
+            .devices
+            .values()
+            .map(|d| (d.dial.clone(), d.id.clone()))
+            .collect();
+        config.unregister_policy = crate::policy::scan_unregister_policy(&config);
+        config.time_policy = crate::policy::scan_time_policy(&config);
         Ok(Parsed {
-            config: Config {
-                file: raw.file.clone(),
-                general,
-                devices: devices.into_iter().map(|(k, d)| (k, d.device)).collect(),
-                users: users.into_iter().map(|(k, (u, _))| (k, u)).collect(),
-                dial_index,
-            },
+            config,
             warnings: r.warnings,
         })
     }
@@ -767,8 +799,21 @@ impl Config {
     /// Device with exactly this dial string; the technology (and the rest) compare
     /// case-insensitively, as Asterisk matches channel technologies.
     pub fn device_for_dial(&self, dial: &str) -> Option<&Device> {
-        let id = self.dial_index.get(&dial.to_ascii_lowercase())?;
+        let id = match self.dial_exact.get(dial) {
+            Some(id) => id,
+            None => self.dial_index.get(&dial.to_ascii_lowercase())?,
+        };
         self.devices.get(id)
+    }
+
+    /// Whether `logout_on_unregister` is on for any device (decided when the config was read).
+    pub fn has_unregister_policy(&self) -> bool {
+        self.unregister_policy
+    }
+
+    /// Whether any time policy is on for anyone (decided when the config was read).
+    pub fn has_time_policy(&self) -> bool {
+        self.time_policy
     }
 }
 
@@ -898,6 +943,8 @@ pub(crate) mod tests {
             ("2013", &[("type", "device"), ("dial", "nodial")]),
             ("2014", &[("type", "device"), ("dial", "PJSIP/a&PJSIP/b")]),
             ("2015", &[("type", "device"), ("dial", "pjsip/2012")]),
+            ("2016", &[("type", "device"), ("dial", "deviceuser:4101")]),
+            ("2017", &[("type", "device"), ("dial", "Custom:desk17")]),
         ]));
         let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
         let has = |s: &str| msgs.iter().any(|m| m.contains(s));
@@ -921,12 +968,19 @@ pub(crate) mod tests {
         assert!(has("[x/y] id 'x/y' contains forbidden character '/'"));
         assert!(has("[2013] dial: dial string 'nodial' has no technology"));
         assert!(has(
+            "[2016] dial: dial string 'deviceuser:4101' names a DeviceUser: state"
+        ));
+        assert!(
+            !has("[2017]"),
+            "a Custom: state device is a valid dial: {msgs:#?}"
+        );
+        assert!(has(
             "[2014] dial: dial string 'PJSIP/a&PJSIP/b' must name a single device"
         ));
         assert!(has(
             "[2015] dial: dial string 'pjsip/2012' is already used by device 2012"
         ));
-        assert_eq!(e.len(), 12);
+        assert_eq!(e.len(), 13);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod policy;
 pub mod render;
 pub mod stats;
 pub mod table;
+pub mod text;
 
 pub use config::{
     Config, ConfigError, Device, DeviceMode, General, MultipleLogins, Override, Parsed, TimeOfDay,

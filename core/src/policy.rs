@@ -78,17 +78,25 @@ pub fn due_logouts(s: &Snapshot, now: u64, utc_offset_secs: i64) -> Vec<(String,
 /// Whether any time-based policy (`max_login_time`, `shift_end`, `logout_on_unregister`)
 /// is on anywhere in the config, in `[general]` or for any user or device.
 pub fn any_time_policy(c: &Config) -> bool {
+    c.has_time_policy()
+}
+
+/// Whether `logout_on_unregister` is on for any device, so the host knows whether to feed
+/// [`Unregistered`] at all. O(1): called for every device state change.
+pub fn any_unregister_policy(c: &Config) -> bool {
+    c.has_unregister_policy()
+}
+
+pub(crate) fn scan_time_policy(c: &Config) -> bool {
     c.general.max_login_time > 0
         || c.general.shift_end.is_some()
-        || any_unregister_policy(c)
+        || scan_unregister_policy(c)
         || c.users.values().any(|u| {
             u.max_login_time.resolve(None).is_some() || u.shift_end.resolve(None).is_some()
         })
 }
 
-/// Whether `logout_on_unregister` is on for any device, so the host knows whether to feed
-/// [`Unregistered`] at all.
-pub fn any_unregister_policy(c: &Config) -> bool {
+pub(crate) fn scan_unregister_policy(c: &Config) -> bool {
     c.general.logout_on_unregister > 0
         || c.devices
             .values()

@@ -337,7 +337,7 @@ impl BindingTable {
     /// Runs `f` on the current state without even cloning the `Arc`; for short reads on the
     /// call path. Do not block inside `f`.
     pub fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
-        f(&self.current.load())
+        self.current.with(f)
     }
 
     /// Runs one write: copy, change, publish, then `on_commit` (only if bindings changed),

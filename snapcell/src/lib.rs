@@ -5,18 +5,49 @@
 //! on a host thread makes glibc pin the shared object, so `dlclose` after `module unload`
 //! silently leaves the old image mapped. This cell uses no thread-local storage at all.
 //!
-//! Readers announce themselves in one atomic counter for the few instructions it takes to
-//! load the pointer and take a reference. A writer swaps the pointer, then waits until no
-//! reader is inside that window before it releases its reference to the old value. Readers
-//! never wait; writers wait only for readers inside that window.
+//! Readers announce themselves in a reader counter for the few instructions it takes to load
+//! the pointer and take a reference (or, with [`SnapshotCell::with`], for the duration of a
+//! short closure). A writer swaps the pointer, then waits until every counter has been seen
+//! at zero before it releases its reference to the old value. Readers never wait; writers
+//! wait only for readers inside that window.
+//!
+//! The counter is striped over cache-line-sized slots, picked from the reader's stack address
+//! (thread stacks are disjoint), so readers on different threads do not bounce one line.
 
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
+const SLOTS: usize = 16;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Slot(AtomicUsize);
+
 pub struct SnapshotCell<T> {
     current: AtomicPtr<T>,
-    readers: AtomicUsize,
+    readers: [Slot; SLOTS],
     writer: Mutex<()>,
+}
+
+/// Counts a reader in its slot for as long as it lives (also through a panic in `with`).
+struct Reading<'a>(&'a AtomicUsize);
+
+impl<'a> Reading<'a> {
+    fn enter(readers: &'a [Slot; SLOTS]) -> Self {
+        let marker = 0u8;
+        let addr = std::ptr::addr_of!(marker) as usize;
+        // Fibonacci hashing of the stack page: threads land in different slots.
+        let i = ((addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) % SLOTS;
+        let slot = &readers[i].0;
+        slot.fetch_add(1, SeqCst);
+        Reading(slot)
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
 }
 
 // SAFETY: the cell hands out `Arc<T>` clones across threads, which needs `T: Send + Sync`,
@@ -29,22 +60,32 @@ impl<T> SnapshotCell<T> {
     pub fn new(value: Arc<T>) -> Self {
         SnapshotCell {
             current: AtomicPtr::new(Arc::into_raw(value).cast_mut()),
-            readers: AtomicUsize::new(0),
+            readers: Default::default(),
             writer: Mutex::new(()),
         }
     }
 
     /// The current snapshot. Wait-free: three atomic operations and a reference-count increment.
     pub fn load(&self) -> Arc<T> {
-        self.readers.fetch_add(1, SeqCst);
+        let reading = Reading::enter(&self.readers);
         let ptr = self.current.load(SeqCst);
         // SAFETY: `ptr` came from `Arc::into_raw` and the cell owns one strong reference to it.
-        // A writer that swapped it out does not drop that reference until `readers` has been
-        // seen at zero after the swap, and we are counted in `readers` until after the increment.
+        // A writer that swapped it out does not drop that reference until every reader slot
+        // has been seen at zero after the swap, and we are counted until after the increment.
         unsafe { Arc::increment_strong_count(ptr) };
-        self.readers.fetch_sub(1, SeqCst);
+        drop(reading);
         // SAFETY: we own the strong reference taken just above.
         unsafe { Arc::from_raw(ptr) }
+    }
+
+    /// Runs `f` on the current snapshot without touching its reference count (no shared
+    /// cache line but the reader's own slot). Writers wait for `f` to return before they
+    /// free the value it sees, so `f` must be short and must not write to this cell.
+    pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        let _reading = Reading::enter(&self.readers);
+        let ptr = self.current.load(SeqCst);
+        // SAFETY: as in `load`: the value stays alive while we are counted as a reader.
+        f(unsafe { &*ptr })
     }
 
     /// Publishes `value` and returns the previous snapshot.
@@ -55,15 +96,17 @@ impl<T> SnapshotCell<T> {
 
     fn swap_locked(&self, value: Arc<T>) -> Arc<T> {
         let old = self.current.swap(Arc::into_raw(value).cast_mut(), SeqCst);
-        // A reader that loaded `old` is counted until it has its own reference. Readers arriving
-        // now see the new pointer, so the count drains in a few instructions.
-        let mut spins = 0u32;
-        while self.readers.load(SeqCst) != 0 {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
+        // A reader that loaded `old` is counted until it is done with it. Readers arriving now
+        // see the new pointer, so each slot drains in a few instructions.
+        for slot in &self.readers {
+            let mut spins = 0u32;
+            while slot.0.load(SeqCst) != 0 {
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
             }
         }
         // SAFETY: `old` came from `Arc::into_raw`; the cell's reference to it is handed to the
@@ -84,6 +127,20 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
     use std::thread;
+
+    #[test]
+    fn with_reads_without_cloning() {
+        let v = Arc::new(5);
+        let cell = SnapshotCell::new(v.clone());
+        assert_eq!(cell.with(|x| *x + 1), 6);
+        assert_eq!(Arc::strong_count(&v), 2, "with() took no reference");
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cell.with(|_| panic!("x"))));
+        assert!(r.is_err());
+        // The panicking reader left its slot: a writer does not hang.
+        cell.store(Arc::new(6));
+        assert_eq!(cell.with(|x| *x), 6);
+    }
 
     #[test]
     fn load_sees_latest_store() {

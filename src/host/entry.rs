@@ -47,11 +47,10 @@ pub extern "C" fn deviceuser_load(_module: *mut c_void) -> c_int {
 }
 
 fn runtime_state(user: &str) -> devstate::DeviceState {
-    runtime::with(|rt| {
-        rt.table
-            .with_snapshot(|s| runtime::user_state(s, user, None))
-    })
-    .unwrap_or(devstate::DeviceState::UNKNOWN)
+    // A snapshot of its own, not `with_snapshot`: computing the state calls back into
+    // Asterisk (`ast_device_state`), and no writer should wait on that.
+    runtime::with(|rt| runtime::user_state(&rt.table.snapshot(), user, None))
+        .unwrap_or(devstate::DeviceState::UNKNOWN)
 }
 
 /// Everything is registered: publish every user's state (and add owned hints).
