@@ -1,0 +1,453 @@
+//! A plain-socket AMI client built for load: synchronous actions for setup, pipelined bursts
+//! (one thread writes every action while the caller reads the responses, so Asterisk never
+//! waits on us), and an event counter that runs on its own session and thread.
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// One AMI message: ordered `key: value` pairs.
+#[derive(Clone, Debug, Default)]
+pub struct Message {
+    pub fields: Vec<(String, String)>,
+}
+
+impl Message {
+    fn parse(text: &str) -> Message {
+        let fields = text
+            .split("\r\n")
+            .filter(|l| !l.is_empty())
+            .map(|l| match l.split_once(':') {
+                Some((k, v)) => (k.trim().to_string(), v.trim_start().to_string()),
+                None => (String::new(), l.to_string()),
+            })
+            .collect();
+        Message { fields }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_success(&self) -> bool {
+        self.get("Response")
+            .is_some_and(|r| r.eq_ignore_ascii_case("Success"))
+    }
+
+    /// `Output:` lines of a `Command` response.
+    pub fn output(&self) -> String {
+        self.fields
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("Output"))
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Splits a byte stream into AMI messages (blocks ending with an empty line).
+struct Framer {
+    buf: Vec<u8>,
+    /// Where to resume looking for the terminator.
+    scan: usize,
+}
+
+impl Framer {
+    fn new() -> Self {
+        Framer {
+            buf: Vec::with_capacity(1 << 16),
+            scan: 0,
+        }
+    }
+
+    /// The next complete message, if the buffer holds one.
+    fn next_text(&mut self) -> Option<String> {
+        loop {
+            let from = self.scan.saturating_sub(3);
+            let pos = self.buf[from..]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|p| p + from);
+            match pos {
+                None => {
+                    self.scan = self.buf.len();
+                    return None;
+                }
+                Some(end) => {
+                    let text = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                    self.buf.drain(..end + 4);
+                    self.scan = 0;
+                    if !text.trim().is_empty() {
+                        return Some(text);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Renders one action; `fields` without `ActionID`.
+pub fn render(fields: &[(&str, &str)], id: u64) -> String {
+    let mut s = String::with_capacity(128);
+    for (k, v) in fields {
+        s.push_str(k);
+        s.push_str(": ");
+        s.push_str(v);
+        s.push_str("\r\n");
+    }
+    s.push_str(&format!("ActionID: {id}\r\n\r\n"));
+    s
+}
+
+/// Outcome of a pipelined burst.
+#[derive(Clone, Debug)]
+pub struct Burst {
+    pub actions: usize,
+    pub elapsed: Duration,
+    pub failed: usize,
+    pub first_failure: Option<String>,
+}
+
+impl Burst {
+    pub fn per_second(&self) -> f64 {
+        self.actions as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+pub struct Ami {
+    stream: TcpStream,
+    framer: Framer,
+    next_id: u64,
+}
+
+impl Ami {
+    /// Connects and logs in as the `deviceuser` manager user. `events`: the Login's `Events`
+    /// header (`off`, `call`, ...).
+    pub fn connect(port: u16, events: &str) -> Result<Ami, String> {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| format!("connect to AMI port {port}: {e}"))?;
+        stream.set_nodelay(true).ok();
+        let mut ami = Ami {
+            stream,
+            framer: Framer::new(),
+            next_id: 1,
+        };
+        // The greeting is one line without the empty line that ends messages.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(i) = ami.framer.buf.windows(2).position(|w| w == b"\r\n") {
+                ami.framer.buf.drain(..i + 2);
+                break;
+            }
+            if !ami.fill(deadline)? {
+                return Err("no AMI greeting".into());
+            }
+        }
+        let r = ami.action(&[
+            ("Action", "Login"),
+            ("Username", "deviceuser"),
+            ("Secret", "deviceuser"),
+            ("Events", events),
+        ])?;
+        if !r.is_success() {
+            return Err(format!("AMI login refused: {:?}", r.get("Message")));
+        }
+        Ok(ami)
+    }
+
+    fn fill(&mut self, deadline: Instant) -> Result<bool, String> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        self.stream
+            .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))
+            .map_err(|e| e.to_string())?;
+        let mut chunk = [0u8; 65536];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => Err("AMI connection closed".into()),
+            Ok(n) => {
+                self.framer.buf.extend_from_slice(&chunk[..n]);
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(true),
+            Err(e) => Err(format!("AMI read: {e}")),
+        }
+    }
+
+    fn read_message(&mut self, deadline: Instant) -> Result<Option<Message>, String> {
+        loop {
+            if let Some(t) = self.framer.next_text() {
+                return Ok(Some(Message::parse(&t)));
+            }
+            if !self.fill(deadline)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Sends one action and waits (up to 120 s) for its response; events are skipped.
+    pub fn action(&mut self, fields: &[(&str, &str)]) -> Result<Message, String> {
+        self.action_timeout(fields, Duration::from_secs(120))
+    }
+
+    pub fn action_timeout(
+        &mut self,
+        fields: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Message, String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_raw(render(fields, id).as_bytes())?;
+        self.wait_response(id, Instant::now() + timeout)
+    }
+
+    /// Writes an already rendered action (see [`render`]).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| format!("AMI write: {e}"))
+    }
+
+    /// Reserves an ActionID for [`Ami::send_raw`].
+    pub fn reserve_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    pub fn wait_response(&mut self, id: u64, deadline: Instant) -> Result<Message, String> {
+        let want = id.to_string();
+        loop {
+            match self.read_message(deadline)? {
+                None => return Err(format!("no response to ActionID {id}")),
+                Some(m) if m.get("Response").is_some() && m.get("ActionID") == Some(&want) => {
+                    return Ok(m)
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Runs a CLI command through the `Command` action; its output.
+    pub fn command(&mut self, cmd: &str) -> Result<String, String> {
+        let r = self.action(&[("Action", "Command"), ("Command", cmd)])?;
+        if !r.is_success() {
+            return Err(format!("command {cmd:?} failed: {:?}", r.get("Message")));
+        }
+        Ok(r.output())
+    }
+
+    /// Sends every action at once from a writer thread and reads the responses here, so the
+    /// socket is drained continuously. Timing runs from the first write to the last response.
+    pub fn pipeline(&mut self, actions: &[Vec<(String, String)>]) -> Result<Burst, String> {
+        let mut payload = Vec::with_capacity(actions.len() * 100);
+        let first = self.next_id;
+        for a in actions {
+            let fields: Vec<(&str, &str)> =
+                a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let id = self.reserve_id();
+            payload.extend_from_slice(render(&fields, id).as_bytes());
+        }
+        let last = self.next_id - 1;
+        let mut writer = self
+            .stream
+            .try_clone()
+            .map_err(|e| format!("clone AMI socket: {e}"))?;
+        let start = Instant::now();
+        let handle = thread::spawn(move || writer.write_all(&payload).map_err(|e| e.to_string()));
+        let mut got = 0usize;
+        let mut failed = 0usize;
+        let mut first_failure = None;
+        let deadline = start + Duration::from_secs(600);
+        while got < actions.len() {
+            let m = match self.read_message(deadline)? {
+                Some(m) => m,
+                None => return Err(format!("pipeline: {got}/{} responses", actions.len())),
+            };
+            let Some(id) = m.get("ActionID").and_then(|i| i.parse::<u64>().ok()) else {
+                continue;
+            };
+            if m.get("Response").is_none() || id < first || id > last {
+                continue;
+            }
+            got += 1;
+            if !m.is_success() {
+                failed += 1;
+                if first_failure.is_none() {
+                    first_failure = Some(m.get("Message").unwrap_or("?").to_string());
+                }
+            }
+        }
+        let elapsed = start.elapsed();
+        handle
+            .join()
+            .map_err(|_| "writer thread panicked".to_string())??;
+        Ok(Burst {
+            actions: actions.len(),
+            elapsed,
+            failed,
+            first_failure,
+        })
+    }
+}
+
+impl Drop for Ami {
+    fn drop(&mut self) {
+        let _ = self.stream.write_all(b"Action: Logoff\r\n\r\n");
+    }
+}
+
+/// Builds one action as owned pairs, for [`Ami::pipeline`].
+pub fn act(fields: &[(&str, &str)]) -> Vec<(String, String)> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `Custom:dev17` → `Custom:dev`, `DeviceUser:100017` → `DeviceUser:`: the name without its
+/// trailing number, which is how the benchmarks group devices.
+pub fn stem(device: &str) -> &str {
+    device.trim_end_matches(|c: char| c.is_ascii_digit())
+}
+
+#[derive(Default)]
+struct Seen {
+    /// (stem, state) → devices that reached that state since the last reset.
+    devices: HashMap<(String, String), HashSet<String>>,
+    /// (stem, state) → when the last new device reached it.
+    last: HashMap<(String, String), Instant>,
+    total_events: usize,
+    closed: Option<String>,
+}
+
+/// Counts `DeviceStateChange` events on a session of its own (which receives events only,
+/// filtered to that event in Asterisk), on a background thread that never stalls the socket.
+pub struct StateWatch {
+    seen: Arc<Mutex<Seen>>,
+    _ami: Ami,
+}
+
+impl StateWatch {
+    pub fn start(port: u16) -> Result<StateWatch, String> {
+        // DeviceStateChange belongs to the `call` class.
+        let mut ami = Ami::connect(port, "call")?;
+        let r = ami.action(&[
+            ("Action", "Filter"),
+            ("Operation", "Add"),
+            ("Filter", "Event: DeviceStateChange"),
+        ])?;
+        if !r.is_success() {
+            return Err(format!("AMI Filter refused: {:?}", r.get("Message")));
+        }
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let mut stream = ami
+            .stream
+            .try_clone()
+            .map_err(|e| format!("clone AMI socket: {e}"))?;
+        stream.set_read_timeout(None).ok();
+        let mut framer = Framer::new();
+        std::mem::swap(&mut framer.buf, &mut ami.framer.buf);
+        let shared = Arc::clone(&seen);
+        thread::spawn(move || {
+            let mut chunk = vec![0u8; 1 << 16];
+            loop {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => {
+                        shared.lock().unwrap().closed = Some("AMI event session closed".into());
+                        return;
+                    }
+                    Ok(n) => framer.buf.extend_from_slice(&chunk[..n]),
+                }
+                let now = Instant::now();
+                let mut batch = Vec::new();
+                while let Some(t) = framer.next_text() {
+                    let m = Message::parse(&t);
+                    if m.get("Event") != Some("DeviceStateChange") {
+                        continue;
+                    }
+                    if let (Some(d), Some(s)) = (m.get("Device"), m.get("State")) {
+                        batch.push((d.to_string(), s.to_string()));
+                    }
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                let mut seen = shared.lock().unwrap();
+                seen.total_events += batch.len();
+                for (device, state) in batch {
+                    let key = (stem(&device).to_string(), state);
+                    if seen.devices.entry(key.clone()).or_default().insert(device) {
+                        seen.last.insert(key, now);
+                    }
+                }
+            }
+        });
+        Ok(StateWatch { seen, _ami: ami })
+    }
+
+    /// Forgets everything counted so far.
+    pub fn reset(&self) {
+        let mut s = self.seen.lock().unwrap();
+        s.devices.clear();
+        s.last.clear();
+        s.total_events = 0;
+    }
+
+    /// How many distinct devices named `<stem><n>` reached `state`, and when the last did.
+    pub fn count(&self, stem: &str, state: &str) -> (usize, Option<Instant>) {
+        let s = self.seen.lock().unwrap();
+        let key = (stem.to_string(), state.to_string());
+        (
+            s.devices.get(&key).map_or(0, HashSet::len),
+            s.last.get(&key).copied(),
+        )
+    }
+
+    pub fn total_events(&self) -> usize {
+        self.seen.lock().unwrap().total_events
+    }
+
+    /// Waits until `want` devices of `stem` reached `state`, or nothing new came for `quiet`.
+    /// Returns the count and the time of the last arrival.
+    pub fn wait_for(
+        &self,
+        stem: &str,
+        state: &str,
+        want: usize,
+        quiet: Duration,
+    ) -> Result<(usize, Option<Instant>), String> {
+        let mut last_progress = Instant::now();
+        let mut last_count = 0;
+        loop {
+            if let Some(e) = &self.seen.lock().unwrap().closed {
+                return Err(e.clone());
+            }
+            let (n, at) = self.count(stem, state);
+            if n >= want {
+                return Ok((n, at));
+            }
+            if n != last_count {
+                last_count = n;
+                last_progress = Instant::now();
+            } else if last_progress.elapsed() > quiet {
+                return Ok((n, at));
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+}

@@ -1,0 +1,1420 @@
+//! The benchmark driver: boots real Asterisk instances (run folders under `bench/tmp/`),
+//! measures res_deviceuser against baselines in the same run, and writes `bench/results.md`.
+//!
+//! `deviceuser-bench [--only fanout,overhead,login,scale,table] [--out FILE]`
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deviceuser_bench::ami::{act, Ami, StateWatch};
+use deviceuser_bench::conf::{self, device, user};
+use deviceuser_bench::contention::{self, Locked, Read, ReadWrite, Snapshots, Writer};
+use deviceuser_bench::instance::{self, Instance, Spec};
+use deviceuser_bench::sip::{self, Watcher};
+use deviceuser_bench::{ms, quantile};
+
+type Res<T> = Result<T, String>;
+
+/// Devices churned in the fan-out and overhead scenarios.
+const FANOUT: usize = 10_000;
+/// Login+logout pairs of the throughput scenario.
+const PAIRS: usize = 2_000;
+/// Sequential login/logout pairs of the latency scenario.
+const LATENCY_PAIRS: usize = 200;
+/// Users and devices of the scale scenario.
+const SCALE: usize = 100_000;
+const HINTS: &str = "bench-hints";
+
+/// One line of the summary table.
+struct Row {
+    what: String,
+    module: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    met: Option<bool>,
+}
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+    details: Vec<String>,
+}
+
+impl Report {
+    fn row(
+        &mut self,
+        what: &str,
+        module: String,
+        baseline: String,
+        ratio: String,
+        target: &str,
+        met: Option<bool>,
+    ) {
+        self.rows.push(Row {
+            what: what.into(),
+            module,
+            baseline,
+            ratio,
+            target: target.into(),
+            met,
+        });
+    }
+
+    fn detail(&mut self, title: &str, body: String) {
+        self.details.push(format!("### {title}\n\n{body}\n"));
+    }
+}
+
+fn fields(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    act(v)
+}
+
+fn setvar_device_state(dev: &str, state: &str) -> Vec<(String, String)> {
+    fields(&[
+        ("Action", "Setvar"),
+        ("Variable", &format!("DEVICE_STATE({dev})")),
+        ("Value", state),
+    ])
+}
+
+fn check(b: &deviceuser_bench::ami::Burst, what: &str) -> Res<()> {
+    if b.failed > 0 {
+        return Err(format!(
+            "{what}: {} of {} actions failed (first: {:?})",
+            b.failed, b.actions, b.first_failure
+        ));
+    }
+    Ok(())
+}
+
+/// `module load|unload|reload <module>` through the `ModuleLoad` action (the CLI's
+/// `module load` is refused over `Action: Command`).
+fn module_op(ami: &mut Ami, op: &str, module: &str) -> Res<()> {
+    let r = ami.action(&[
+        ("Action", "ModuleLoad"),
+        ("Module", module),
+        ("LoadType", op),
+    ])?;
+    if !r.is_success() {
+        return Err(format!("{op} {module}: {:?}", r.get("Message")));
+    }
+    Ok(())
+}
+
+/// Names of taskprocessors, from `core show taskprocessors`.
+fn taskprocessors(ami: &mut Ami) -> Res<BTreeMap<String, (u64, u64)>> {
+    // Columns: name, processed, in queue, max depth, low water, high water.
+    let out = ami.command("core show taskprocessors")?;
+    let mut m = BTreeMap::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() >= 6 && f[1].parse::<u64>().is_ok() {
+            let processed = f[1].parse().unwrap_or(0);
+            let max_depth = f[3].parse().unwrap_or(0);
+            m.insert(f[0].to_string(), (processed, max_depth));
+        }
+    }
+    Ok(m)
+}
+
+/// Taskprocessor overload warnings in a log excerpt, by taskprocessor name.
+fn overload_warnings(log: &str) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for line in log
+        .lines()
+        // "Taskprocessor '<name>' queue reached 500 scheduled tasks (high water mark: 500)".
+        .filter(|l| l.contains("queue reached") && l.contains("scheduled tasks"))
+    {
+        let name = line.split('\'').nth(1).unwrap_or("(unnamed)").to_string();
+        *m.entry(name).or_insert(0) += 1;
+    }
+    m
+}
+
+fn fmt_warnings(w: &BTreeMap<String, usize>) -> String {
+    if w.is_empty() {
+        return "none".into();
+    }
+    w.iter()
+        .map(|(k, v)| format!("`{k}` ×{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Result of one churn round.
+struct Round {
+    changes: usize,
+    arrived: usize,
+    wall: Duration,
+    cpu: f64,
+    warnings: BTreeMap<String, usize>,
+}
+
+/// Sets `DEVICE_STATE(Custom:<stem><n>)` to `state` for n in 1..=count (pipelined), and waits
+/// until every `<watch_stem><id(n)>` reached `watch_state`. Wall time runs from the first
+/// action to the last awaited event; CPU time is Asterisk's, until it is idle again.
+#[allow(clippy::too_many_arguments)]
+fn churn(
+    inst: &Instance,
+    driver: &mut Ami,
+    watch: &StateWatch,
+    custom_stem: &str,
+    count: usize,
+    state: &str,
+    watch_stem: &str,
+    watch_state: &str,
+) -> Res<Round> {
+    inst.settle();
+    watch.reset();
+    let mark = inst.log_mark();
+    let actions: Vec<_> = (1..=count)
+        .map(|n| setvar_device_state(&format!("Custom:{custom_stem}{n}"), state))
+        .collect();
+    let cpu0 = inst.cpu();
+    let t0 = Instant::now();
+    let burst = driver.pipeline(&actions)?;
+    check(&burst, "Setvar DEVICE_STATE")?;
+    let (arrived, last) = watch.wait_for(watch_stem, watch_state, count, Duration::from_secs(5))?;
+    let wall = last.map_or(Duration::ZERO, |l| l.saturating_duration_since(t0));
+    inst.settle();
+    let cpu = inst.cpu() - cpu0;
+    Ok(Round {
+        changes: count,
+        arrived,
+        wall,
+        cpu,
+        warnings: overload_warnings(&inst.log_since(mark)),
+    })
+}
+
+fn secs(s: f64) -> String {
+    format!("{s:.2} s")
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "n/a".into()
+    }
+}
+
+fn rate(n: f64, d: Duration) -> String {
+    format!("{:.0}/s", n / d.as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------
+// 1 + 3: the module instance (fan-out, login throughput and latency)
+// ---------------------------------------------------------------------------
+
+struct FanoutSide {
+    rounds: Vec<Round>,
+}
+
+impl FanoutSide {
+    fn wall(&self) -> Duration {
+        self.rounds.iter().map(|r| r.wall).sum()
+    }
+    fn cpu(&self) -> f64 {
+        self.rounds.iter().map(|r| r.cpu).sum()
+    }
+    fn missed(&self) -> usize {
+        self.rounds.iter().map(|r| r.changes - r.arrived).sum()
+    }
+    fn changes(&self) -> usize {
+        self.rounds.iter().map(|r| r.changes).sum()
+    }
+    fn warnings(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for r in &self.rounds {
+            for (k, v) in &r.warnings {
+                *m.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+        m
+    }
+}
+
+struct ModuleRun {
+    /// Overload warnings over the instance's whole life (load, logins, fan-out).
+    whole_run: BTreeMap<String, usize>,
+    load_10k: Duration,
+    our_tps: Vec<String>,
+    fanout: FanoutSide,
+    tps_after: BTreeMap<String, (u64, u64)>,
+    login: LoginResults,
+    latency: Option<(Vec<Duration>, Vec<Duration>)>,
+}
+
+struct LoginResults {
+    module_ami: deviceuser_bench::ami::Burst,
+    module_cli: deviceuser_bench::ami::Burst,
+    freepbx_ami: deviceuser_bench::ami::Burst,
+    ping: deviceuser_bench::ami::Burst,
+}
+
+fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<ModuleRun> {
+    eprintln!(
+        "[bench] module instance: {FANOUT} users and devices (Custom:dev/N), hints in {HINTS}"
+    );
+    let mut inst = Instance::start(Spec {
+        name: "module",
+        confs: vec![
+            (
+                "res_deviceuser.conf",
+                conf::deviceuser_conf(FANOUT, |n| format!("Custom:dev/{n}"), Some(HINTS)),
+            ),
+            ("extensions.conf", "[general]\nstatic = yes\n".to_string()),
+            ("pjsip.conf", conf::pjsip_conf(HINTS)),
+        ],
+        module_noload: true,
+    })?;
+    let mut driver = Ami::connect(inst.ami_port, "off")?;
+    inst.settle();
+    let tps_before = taskprocessors(&mut driver)?;
+    let t = Instant::now();
+    module_op(&mut driver, "load", "res_deviceuser.so")?;
+    let load_10k = t.elapsed();
+    inst.settle();
+    let our_tps: Vec<String> = taskprocessors(&mut driver)?
+        .into_keys()
+        .filter(|k| !tps_before.contains_key(k))
+        .collect();
+    eprintln!("[bench]   loaded in {load_10k:?}; new taskprocessors: {our_tps:?}");
+
+    // Every Custom device starts NOT_INUSE.
+    let reset: Vec<_> = (1..=FANOUT)
+        .map(|n| setvar_device_state(&format!("Custom:dev/{n}"), "NOT_INUSE"))
+        .collect();
+    check(&driver.pipeline(&reset)?, "reset")?;
+    inst.settle();
+
+    let login = if do_login {
+        login_throughput(&inst, &mut driver)?
+    } else {
+        return Err("login scenario is needed by the module instance".into());
+    };
+    let latency = if do_login {
+        match notify_latency(&inst, &mut driver) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                rep.detail("Login → NOTIFY latency", format!("not measured: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let mut fanout = FanoutSide { rounds: Vec::new() };
+    let mut tps_after = BTreeMap::new();
+    if do_fanout {
+        eprintln!("[bench]   logging in {FANOUT} users");
+        let logins: Vec<_> = (1..=FANOUT)
+            .map(|n| {
+                fields(&[
+                    ("Action", "DeviceUserLogin"),
+                    ("User", &user(n)),
+                    ("Device", &device(n)),
+                ])
+            })
+            .collect();
+        let b = driver.pipeline(&logins)?;
+        check(&b, "DeviceUserLogin")?;
+        eprintln!("[bench]   {FANOUT} logins in {:?}", b.elapsed);
+        inst.settle();
+        let watch = StateWatch::start(inst.ami_port)?;
+        for (state, watch_state) in [("INUSE", "INUSE"), ("NOT_INUSE", "NOT_INUSE")] {
+            let r = churn(
+                &inst,
+                &mut driver,
+                &watch,
+                "dev/",
+                FANOUT,
+                state,
+                "DeviceUser:",
+                watch_state,
+            )?;
+            eprintln!(
+                "[bench]   fan-out {state}: {}/{} in {:?}, cpu {:.2}s",
+                r.arrived, r.changes, r.wall, r.cpu
+            );
+            fanout.rounds.push(r);
+        }
+        tps_after = taskprocessors(&mut driver)?;
+    }
+    let whole_run = overload_warnings(&inst.log_since(0));
+    drop(driver);
+    inst.stop();
+    Ok(ModuleRun {
+        whole_run,
+        load_10k,
+        our_tps,
+        fanout,
+        tps_after,
+        login,
+        latency,
+    })
+}
+
+fn login_throughput(inst: &Instance, driver: &mut Ami) -> Res<LoginResults> {
+    eprintln!("[bench]   login/logout throughput: {PAIRS} pairs each way");
+    let pairs = |f: &dyn Fn(usize) -> Vec<Vec<(String, String)>>| -> Vec<Vec<(String, String)>> {
+        (1..=PAIRS).flat_map(f).collect()
+    };
+    let module_ami = pairs(&|n| {
+        vec![
+            fields(&[
+                ("Action", "DeviceUserLogin"),
+                ("User", &user(n)),
+                ("Device", &device(n)),
+            ]),
+            fields(&[("Action", "DeviceUserLogout"), ("User", &user(n))]),
+        ]
+    });
+    let module_cli = pairs(&|n| {
+        vec![
+            fields(&[
+                ("Action", "Command"),
+                (
+                    "Command",
+                    &format!("deviceuser login {} {}", user(n), device(n)),
+                ),
+            ]),
+            fields(&[
+                ("Action", "Command"),
+                ("Command", &format!("deviceuser logout user {}", user(n))),
+            ]),
+        ]
+    });
+    // FreePBX's login writes two AstDB keys and rewrites the user's hint; logout undoes it.
+    let freepbx = pairs(&|n| {
+        let (u, d) = (user(n), device(n));
+        vec![
+            fields(&[
+                ("Action", "DBPut"),
+                ("Family", "DEVICE"),
+                ("Key", &format!("{d}/user")),
+                ("Val", &u),
+            ]),
+            fields(&[
+                ("Action", "DBPut"),
+                ("Family", "AMPUSER"),
+                ("Key", &format!("{u}/device")),
+                ("Val", &d),
+            ]),
+            fields(&[
+                ("Action", "Command"),
+                (
+                    "Command",
+                    &format!("dialplan add extension {u},hint,PJSIP/{d} into ext-local replace"),
+                ),
+            ]),
+            fields(&[
+                ("Action", "DBPut"),
+                ("Family", "DEVICE"),
+                ("Key", &format!("{d}/user")),
+                ("Val", "none"),
+            ]),
+            fields(&[
+                ("Action", "DBPut"),
+                ("Family", "AMPUSER"),
+                ("Key", &format!("{u}/device")),
+                ("Val", ""),
+            ]),
+            fields(&[
+                ("Action", "Command"),
+                (
+                    "Command",
+                    &format!("dialplan remove extension {u}@ext-local hint"),
+                ),
+            ]),
+        ]
+    });
+    let pings: Vec<_> = (0..2 * PAIRS)
+        .map(|_| fields(&[("Action", "Ping")]))
+        .collect();
+
+    let mut run = |name: &str, actions: &[Vec<(String, String)>]| -> Res<_> {
+        inst.settle();
+        let b = driver.pipeline(actions)?;
+        eprintln!(
+            "[bench]     {name}: {} actions in {:?}",
+            b.actions, b.elapsed
+        );
+        Ok(b)
+    };
+    let ping = run("Ping", &pings)?;
+    let module_ami = run("DeviceUserLogin/Logout", &module_ami)?;
+    check(&module_ami, "DeviceUserLogin/Logout")?;
+    let module_cli = run("CLI deviceuser login/logout", &module_cli)?;
+    check(&module_cli, "CLI deviceuser login/logout")?;
+    let freepbx_ami = run("FreePBX AMI path", &freepbx)?;
+    check(&freepbx_ami, "FreePBX AMI path")?;
+    Ok(LoginResults {
+        module_ami,
+        module_cli,
+        freepbx_ami,
+        ping,
+    })
+}
+
+/// Login → NOTIFY and logout → NOTIFY of one user watched by a presence subscriber.
+fn notify_latency(inst: &Instance, driver: &mut Ami) -> Res<(Vec<Duration>, Vec<Duration>)> {
+    let (u, d) = (user(FANOUT), device(FANOUT));
+    eprintln!("[bench]   login → NOTIFY latency: {LATENCY_PAIRS} pairs, user {u}");
+    let w = Watcher::subscribe(inst.sip_port, "watcher", &u)?;
+    let (mut login, mut logout) = (Vec::new(), Vec::new());
+    for _ in 0..LATENCY_PAIRS {
+        for (action, out, want) in [
+            ("DeviceUserLogin", &mut login, "open"),
+            ("DeviceUserLogout", &mut logout, "closed"),
+        ] {
+            w.drain();
+            let mut f = vec![("Action", action), ("User", u.as_str())];
+            if action == "DeviceUserLogin" {
+                f.push(("Device", d.as_str()));
+            }
+            let id = driver.reserve_id();
+            let text = deviceuser_bench::ami::render(&f, id);
+            let t0 = Instant::now();
+            driver.send_raw(text.as_bytes())?;
+            let n = w
+                .next(Duration::from_secs(5))
+                .ok_or_else(|| format!("no NOTIFY after {action}"))?;
+            if sip::basic(&n.body) != want {
+                return Err(format!(
+                    "NOTIFY after {action} says {:?}, expected {want}",
+                    sip::basic(&n.body)
+                ));
+            }
+            out.push(n.at.saturating_duration_since(t0));
+            let r = driver.wait_response(id, Instant::now() + Duration::from_secs(5))?;
+            if !r.is_success() {
+                return Err(format!("{action} failed: {:?}", r.get("Message")));
+            }
+        }
+    }
+    Ok((login, logout))
+}
+
+// ---------------------------------------------------------------------------
+// 1 (baseline) + 2: the baseline instance (hints on Custom devices; module loaded/unloaded)
+// ---------------------------------------------------------------------------
+
+struct BaselineRun {
+    fanout: FanoutSide,
+    tps_after: BTreeMap<String, (u64, u64)>,
+    /// (module loaded, round)
+    overhead: Vec<(bool, Round)>,
+    setvar_notify: Option<Vec<Duration>>,
+}
+
+fn baseline_instance(do_fanout: bool, do_overhead: bool) -> Res<BaselineRun> {
+    eprintln!(
+        "[bench] baseline instance: {FANOUT} hints on Custom:dev/N; {FANOUT} configured, unbound devices Custom:free/N"
+    );
+    let mut inst = Instance::start(Spec {
+        name: "baseline",
+        confs: vec![
+            (
+                "res_deviceuser.conf",
+                conf::deviceuser_conf(FANOUT, |n| format!("Custom:free/{n}"), None),
+            ),
+            (
+                "extensions.conf",
+                conf::hints_conf(HINTS, FANOUT, |n| format!("Custom:dev/{n}")),
+            ),
+            ("pjsip.conf", conf::pjsip_conf(HINTS)),
+        ],
+        module_noload: true,
+    })?;
+    let mut driver = Ami::connect(inst.ami_port, "off")?;
+    let reset: Vec<_> = (1..=FANOUT)
+        .flat_map(|n| {
+            [
+                setvar_device_state(&format!("Custom:dev/{n}"), "NOT_INUSE"),
+                setvar_device_state(&format!("Custom:free/{n}"), "NOT_INUSE"),
+            ]
+        })
+        .collect();
+    check(&driver.pipeline(&reset)?, "reset")?;
+    inst.settle();
+
+    // Reference: Asterisk's own state → NOTIFY latency (Setvar of a hinted Custom device).
+    let setvar_notify = (|| -> Res<Vec<Duration>> {
+        let w = Watcher::subscribe(inst.sip_port, "watcher", &user(FANOUT))?;
+        let mut v = Vec::new();
+        for i in 0..LATENCY_PAIRS * 2 {
+            let state = if i % 2 == 0 { "INUSE" } else { "NOT_INUSE" };
+            w.drain();
+            let f = setvar_device_state(&format!("Custom:dev/{FANOUT}"), state);
+            let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let id = driver.reserve_id();
+            let text = deviceuser_bench::ami::render(&f, id);
+            let t0 = Instant::now();
+            driver.send_raw(text.as_bytes())?;
+            let n = w
+                .next(Duration::from_secs(5))
+                .ok_or("no NOTIFY after Setvar")?;
+            v.push(n.at.saturating_duration_since(t0));
+            driver.wait_response(id, Instant::now() + Duration::from_secs(5))?;
+        }
+        Ok(v)
+    })()
+    .map_err(|e| eprintln!("[bench]   Setvar → NOTIFY not measured: {e}"))
+    .ok();
+
+    let watch = StateWatch::start(inst.ami_port)?;
+    let mut fanout = FanoutSide { rounds: Vec::new() };
+    let mut tps_after = BTreeMap::new();
+    if do_fanout {
+        for state in ["INUSE", "NOT_INUSE"] {
+            let r = churn(
+                &inst,
+                &mut driver,
+                &watch,
+                "dev/",
+                FANOUT,
+                state,
+                "Custom:dev/",
+                state,
+            )?;
+            eprintln!(
+                "[bench]   baseline fan-out {state}: {}/{} in {:?}, cpu {:.2}s",
+                r.arrived, r.changes, r.wall, r.cpu
+            );
+            fanout.rounds.push(r);
+        }
+        tps_after = taskprocessors(&mut driver)?;
+    }
+    let mut overhead = Vec::new();
+    if do_overhead {
+        let mut loaded = false;
+        let mut state = "NOT_INUSE";
+        for i in 0..6 {
+            // Alternate so drift (AstDB growth, caches) spreads over both sides.
+            let want_loaded = matches!(i, 1 | 2 | 5);
+            if want_loaded != loaded {
+                let op = if want_loaded { "load" } else { "unload" };
+                module_op(&mut driver, op, "res_deviceuser.so")?;
+                loaded = want_loaded;
+            }
+            state = if state == "INUSE" {
+                "NOT_INUSE"
+            } else {
+                "INUSE"
+            };
+            let r = churn(
+                &inst,
+                &mut driver,
+                &watch,
+                "free/",
+                FANOUT,
+                state,
+                "Custom:free/",
+                state,
+            )?;
+            eprintln!(
+                "[bench]   unrelated churn, module {}: {}/{} in {:?}, cpu {:.2}s",
+                if loaded { "loaded" } else { "unloaded" },
+                r.arrived,
+                r.changes,
+                r.wall,
+                r.cpu
+            );
+            overhead.push((loaded, r));
+        }
+    }
+    drop(watch);
+    drop(driver);
+    inst.stop();
+    Ok(BaselineRun {
+        fanout,
+        tps_after,
+        overhead,
+        setvar_notify,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// 4: scale
+// ---------------------------------------------------------------------------
+
+fn scale(rep: &mut Report) -> Res<()> {
+    eprintln!("[bench] scale instance: {SCALE} users and devices");
+    let mut inst = Instance::start(Spec {
+        name: "scale",
+        confs: vec![(
+            "res_deviceuser.conf",
+            conf::deviceuser_conf(SCALE, |n| format!("PJSIP/{}", device(n)), None),
+        )],
+        module_noload: true,
+    })?;
+    let mut ami = Ami::connect(inst.ami_port, "off")?;
+    inst.settle();
+    let rss0 = inst.rss();
+    let cpu0 = inst.cpu();
+    let t = Instant::now();
+    module_op(&mut ami, "load", "res_deviceuser.so")?;
+    let load = t.elapsed();
+    let settle_load = inst.settle();
+    let load_cpu = inst.cpu() - cpu0;
+    let rss1 = inst.rss();
+    eprintln!("[bench]   load {load:?}, rss +{} MB", (rss1 - rss0) >> 20);
+
+    let logins: Vec<_> = (1..=SCALE)
+        .map(|n| {
+            fields(&[
+                ("Action", "DeviceUserLogin"),
+                ("User", &user(n)),
+                ("Device", &device(n)),
+            ])
+        })
+        .collect();
+    let b = ami.pipeline(&logins)?;
+    check(&b, "DeviceUserLogin")?;
+    eprintln!("[bench]   {SCALE} logins in {:?}", b.elapsed);
+    inst.settle();
+    let rss2 = inst.rss();
+
+    let t = Instant::now();
+    let shown = ami.command("deviceuser show bindings")?;
+    let show = t.elapsed();
+    let shown_last = shown.lines().last().unwrap_or("").to_string();
+
+    let t = Instant::now();
+    module_op(&mut ami, "unload", "res_deviceuser.so")?;
+    let unload = t.elapsed();
+    inst.settle();
+    let rss3 = inst.rss();
+    let cpu1 = inst.cpu();
+    let t = Instant::now();
+    module_op(&mut ami, "load", "res_deviceuser.so")?;
+    let reload = t.elapsed();
+    let settle_reload = inst.settle();
+    let reload_cpu = inst.cpu() - cpu1;
+    let rss4 = inst.rss();
+    let restored = ami
+        .command("deviceuser show bindings")?
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string();
+    eprintln!("[bench]   restore load {reload:?}; {restored}");
+    drop(ami);
+    inst.stop();
+
+    let mb = |b: u64, a: u64| (b as f64 - a as f64) / (1024.0 * 1024.0);
+    rep.row(
+        &format!("4. `module load`, {SCALE} users + devices, empty AstDB"),
+        ms(load),
+        "–".into(),
+        "–".into(),
+        "< 1 s",
+        Some(load < Duration::from_secs(1)),
+    );
+    rep.row(
+        &format!("4. `module load` restoring {SCALE} bindings from AstDB"),
+        ms(reload),
+        "–".into(),
+        "–".into(),
+        "< 2 s",
+        Some(reload < Duration::from_secs(2)),
+    );
+    rep.row(
+        &format!("4. RSS growth: load + {SCALE} bindings"),
+        format!("{:.1} MB", mb(rss2, rss0)),
+        "–".into(),
+        "–".into(),
+        "< 100 MB",
+        Some(mb(rss2, rss0) < 100.0),
+    );
+    rep.row(
+        &format!("4. `deviceuser show bindings` with {SCALE} bindings"),
+        ms(show),
+        "–".into(),
+        "–".into(),
+        "(report)",
+        None,
+    );
+    let mut d = String::new();
+    let _ = writeln!(d, "| Step | Wall | Asterisk CPU | VmRSS after | Note |");
+    let _ = writeln!(d, "|---|---|---|---|---|");
+    let _ = writeln!(
+        d,
+        "| boot without the module | – | – | {:.1} MB | |",
+        mb(rss0, 0)
+    );
+    let _ = writeln!(
+        d,
+        "| `module load` (command) | {} | {:.2} s until idle | {:.1} MB | idle {:.2} s after the command returned (states published for every user) |",
+        ms(load),
+        load_cpu,
+        mb(rss1, 0),
+        settle_load.as_secs_f64()
+    );
+    let _ = writeln!(
+        d,
+        "| {SCALE} `DeviceUserLogin` pipelined | {} ({}) | – | {:.1} MB | |",
+        ms(b.elapsed),
+        rate(SCALE as f64, b.elapsed),
+        mb(rss2, 0)
+    );
+    let _ = writeln!(
+        d,
+        "| `deviceuser show bindings` over AMI | {} | – | – | last line: `{shown_last}` |",
+        ms(show)
+    );
+    let _ = writeln!(
+        d,
+        "| `module unload` | {} | – | {:.1} MB | |",
+        ms(unload),
+        mb(rss3, 0)
+    );
+    let _ = writeln!(
+        d,
+        "| `module load` with {SCALE} bindings in AstDB | {} | {:.2} s until idle | {:.1} MB | idle {:.2} s after; then: `{restored}` |",
+        ms(reload),
+        reload_cpu,
+        mb(rss4, 0),
+        settle_reload.as_secs_f64()
+    );
+    rep.detail(
+        &format!("4. Scale: {SCALE} users and {SCALE} devices (`PJSIP/d<n>`)"),
+        d,
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 5: the binding table
+// ---------------------------------------------------------------------------
+
+/// Median ns per iteration of a criterion benchmark, from `target/criterion`.
+fn criterion_median(group: &str, id: &str) -> Option<f64> {
+    let path = instance::repo()
+        .join("target/criterion")
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
+    let text = fs::read_to_string(path).ok()?;
+    let rest = &text[text.find("\"median\"")?..];
+    let rest = &rest[rest.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
+    let end = rest.find([',', '}'])?;
+    rest[..end].trim().parse().ok()
+}
+
+fn table(rep: &mut Report) {
+    eprintln!("[bench] binding table: criterion results and read latency under a writer");
+    let mut d = String::from(
+        "Criterion (`bench/benches/binding_table.rs`): 2 reader threads, one iteration = one read on each, \
+         10,000 users and devices, half bound. Writer (a third thread, logging users in and out): \
+         `paced-writer` = one login + one logout then 100 µs sleep (the same write load for every table), \
+         `busy-writer` = back to back (each table takes as many writes as it can), `no-writer`. \
+         Median of criterion's samples.\n\n\
+         | Read | Writer | snapshot (BindingTable) | Mutex<HashMap> | RwLock<HashMap> | snapshot ÷ mutex | snapshot ÷ rwlock |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    let mut found = false;
+    for read in ["dial_of", "user_on"] {
+        for writer in [Writer::Paced, Writer::Busy, Writer::None] {
+            let group = format!("{read}_{}", writer.name());
+            let get = |id: &str| criterion_median(&group, id).map(|ns| 2.0 / (ns * 1e-9));
+            let (s, m, r) = (get("snapshot"), get("mutex"), get("rwlock"));
+            let f =
+                |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{:.2} M reads/s", v / 1e6));
+            let q = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) => ratio(a, b),
+                _ => "n/a".into(),
+            };
+            let _ = writeln!(
+                d,
+                "| `{read}` | {} | {} | {} | {} | {} | {} |",
+                writer.name(),
+                f(s),
+                f(m),
+                f(r),
+                q(s, m),
+                q(s, r)
+            );
+            if let (Some(s), Some(m), Some(r)) = (s, m, r) {
+                found = true;
+                if writer != Writer::None {
+                    rep.row(
+                        &format!(
+                            "5. `{read}` read throughput, 2 readers + {} (vs Mutex<HashMap>; vs RwLock {})",
+                            writer.name(),
+                            ratio(s, r)
+                        ),
+                        format!("{:.2} M/s", s / 1e6),
+                        format!("{:.2} M/s", m / 1e6),
+                        ratio(s, m),
+                        "≥ 5× mutex",
+                        Some(s / m >= 5.0),
+                    );
+                }
+            }
+        }
+    }
+    if !found {
+        d.push_str("\n(criterion results missing: run `cargo bench -p deviceuser-bench` first)\n");
+    }
+    let dur = Duration::from_secs(1);
+    let mut worst = Vec::new();
+    for writer in [Writer::Paced, Writer::Busy] {
+        let _ = writeln!(
+            d,
+            "\nSingle-read latency, `dial_of`, 2 readers for 1 s, {}, each read timed:\n\n\
+             | Table | reads/s | writes/s | p50 | p99.9 | max |\n|---|---|---|---|---|---|",
+            writer.name()
+        );
+        let lats = [
+            (
+                "BindingTable (snapshot)",
+                contention::read_latency(Arc::new(Snapshots::new()), Read::DialOf, 2, dur, writer),
+            ),
+            (
+                "Mutex<HashMap>",
+                contention::read_latency(Arc::new(Locked::new()), Read::DialOf, 2, dur, writer),
+            ),
+            (
+                "RwLock<HashMap>",
+                contention::read_latency(Arc::new(ReadWrite::new()), Read::DialOf, 2, dur, writer),
+            ),
+        ];
+        let us = |x: Duration| format!("{:.1} µs", x.as_secs_f64() * 1e6);
+        for (name, l) in &lats {
+            let _ = writeln!(
+                d,
+                "| {name} | {:.2} M | {:.0} | {} | {} | {} |",
+                l.per_second / 1e6,
+                l.writes_per_second,
+                us(l.p50),
+                us(l.p999),
+                us(l.max)
+            );
+        }
+        if writer == Writer::Paced {
+            worst.push((lats[0].1.p999, lats[1].1.p999));
+        }
+    }
+    if let Some((snap, mutex)) = worst.first() {
+        rep.row(
+            "5. p99.9 of single `dial_of` reads under the paced writer (max in details)",
+            format!("{:.1} µs", snap.as_secs_f64() * 1e6),
+            format!("{:.1} µs", mutex.as_secs_f64() * 1e6),
+            ratio(snap.as_secs_f64(), mutex.as_secs_f64()),
+            "reads never block on a writer",
+            None,
+        );
+    }
+    rep.detail("5. Binding table read path under a writer", d);
+}
+
+// ---------------------------------------------------------------------------
+// Rendering
+// ---------------------------------------------------------------------------
+
+fn sh(cmd: &str) -> String {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn php_start() -> Option<Duration> {
+    let mut v = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let ok = Command::new("php")
+            .args(["-r", "echo 1;"])
+            .output()
+            .ok()?
+            .status
+            .success();
+        if !ok {
+            return None;
+        }
+        v.push(t.elapsed());
+    }
+    v.sort();
+    Some(quantile(&v, 0.5))
+}
+
+fn fanout_rows(rep: &mut Report, m: &ModuleRun, b: &BaselineRun) {
+    let (mf, bf) = (&m.fanout, &b.fanout);
+    if mf.rounds.is_empty() || bf.rounds.is_empty() {
+        return;
+    }
+    let (mw, bw) = (mf.wall().as_secs_f64(), bf.wall().as_secs_f64());
+    rep.row(
+        &format!(
+            "1. fan-out wall time, {} Custom device changes → `DeviceUser:` published",
+            mf.changes()
+        ),
+        secs(mw),
+        secs(bw),
+        ratio(mw, bw),
+        "≤ 1.2×",
+        Some(mw / bw <= 1.2),
+    );
+    rep.row(
+        "1. fan-out Asterisk CPU (utime+stime, until idle)",
+        secs(mf.cpu()),
+        secs(bf.cpu()),
+        ratio(mf.cpu(), bf.cpu()),
+        "≤ 1.5×",
+        Some(mf.cpu() / bf.cpu() <= 1.5),
+    );
+    rep.row(
+        "1. fan-out missed updates",
+        mf.missed().to_string(),
+        bf.missed().to_string(),
+        "–".into(),
+        "0",
+        Some(mf.missed() == 0),
+    );
+    let mw_ = mf.warnings();
+    let ours: usize = mw_
+        .iter()
+        .filter(|(k, _)| m.our_tps.contains(k))
+        .map(|(_, v)| v)
+        .sum();
+    let others: usize = mw_.values().sum::<usize>() - ours;
+    let base: usize = bf.warnings().values().sum();
+    rep.row(
+        "1. taskprocessor overload warnings naming our subscription",
+        format!("{ours} (others: {others})"),
+        format!("{base}"),
+        "–".into(),
+        "0 from ours",
+        Some(ours == 0),
+    );
+    let mut d = String::new();
+    let _ = writeln!(
+        d,
+        "Module instance: {FANOUT} users, each logged in on its device `Custom:dev/<n>`, hints \
+         `DeviceUser:<user>` owned by the module (`hint_context`). Baseline instance: the module \
+         not loaded, {FANOUT} hints straight on `Custom:dev/<n>`. Both: `Setvar DEVICE_STATE(Custom:dev/<n>)` \
+         for every device, pipelined on one AMI session; a second session (events only, class `call`, \
+         filtered to `DeviceStateChange`) counts distinct devices reaching the new state. Wall: first \
+         Setvar → last awaited event. CPU: Asterisk's utime+stime from before the burst until it is idle.\n"
+    );
+    let _ = writeln!(
+        d,
+        "| Round | Side | changes | arrived | wall | CPU | overload warnings |"
+    );
+    let _ = writeln!(d, "|---|---|---|---|---|---|---|");
+    for (side, f) in [("module (`DeviceUser:`)", mf), ("baseline (`Custom:`)", bf)] {
+        for (i, r) in f.rounds.iter().enumerate() {
+            let _ = writeln!(
+                d,
+                "| {} | {side} | {} | {} | {} | {:.2} s | {} |",
+                if i == 0 { "→ INUSE" } else { "→ NOT_INUSE" },
+                r.changes,
+                r.arrived,
+                ms(r.wall),
+                r.cpu,
+                fmt_warnings(&r.warnings)
+            );
+        }
+    }
+    let _ = writeln!(
+        d,
+        "\nOur subscription's taskprocessor (new at `module load`): {}; module load with {FANOUT} users/devices and hints: {}.\n",
+        m.our_tps
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        ms(m.load_10k)
+    );
+    let _ = writeln!(
+        d,
+        "Overload warnings over the module instance's whole life (module load with hints, \
+         {FANOUT} logins, fan-out): {}.\n",
+        fmt_warnings(&m.whole_run)
+    );
+    let _ = writeln!(
+        d,
+        "Deepest taskprocessor queues after the fan-out (max depth):\n"
+    );
+    let _ = writeln!(
+        d,
+        "| Taskprocessor | module instance | baseline instance |\n|---|---|---|"
+    );
+    let mut names: Vec<&String> = m.tps_after.keys().chain(b.tps_after.keys()).collect();
+    names.sort();
+    names.dedup();
+    let depth = |t: &BTreeMap<String, (u64, u64)>, n: &str| t.get(n).map_or(0, |v| v.1);
+    names.retain(|n| depth(&m.tps_after, n).max(depth(&b.tps_after, n)) >= 50);
+    names.sort_by_key(|n| std::cmp::Reverse(depth(&m.tps_after, n).max(depth(&b.tps_after, n))));
+    for n in names {
+        let mark = if m.our_tps.contains(n) { " (ours)" } else { "" };
+        let _ = writeln!(
+            d,
+            "| `{n}`{mark} | {} | {} |",
+            m.tps_after.get(n).map_or("–".into(), |v| v.1.to_string()),
+            b.tps_after.get(n).map_or("–".into(), |v| v.1.to_string())
+        );
+    }
+    rep.detail("1. Device-state fan-out", d);
+}
+
+fn overhead_rows(rep: &mut Report, b: &BaselineRun) {
+    if b.overhead.is_empty() {
+        return;
+    }
+    let sum = |loaded: bool| -> (f64, f64, usize, usize) {
+        b.overhead.iter().filter(|(l, _)| *l == loaded).fold(
+            (0.0, 0.0, 0, 0),
+            |(w, c, n, miss), (_, r)| {
+                (
+                    w + r.wall.as_secs_f64(),
+                    c + r.cpu,
+                    n + 1,
+                    miss + r.changes - r.arrived,
+                )
+            },
+        )
+    };
+    let (lw, lc, ln, lm) = sum(true);
+    let (uw, uc, un, um) = sum(false);
+    let (lw, lc, uw, uc) = (
+        lw / ln as f64,
+        lc / ln as f64,
+        uw / un as f64,
+        uc / un as f64,
+    );
+    let pct = |a: f64, b: f64| format!("{:+.1}%", (a / b - 1.0) * 100.0);
+    rep.row(
+        &format!("2. unrelated churn ({FANOUT} unbound devices): Asterisk CPU per round, loaded vs unloaded"),
+        secs(lc),
+        secs(uc),
+        pct(lc, uc),
+        "≤ +3%",
+        Some(lc / uc <= 1.03),
+    );
+    rep.row(
+        "2. unrelated churn: wall per round, loaded vs unloaded",
+        secs(lw),
+        secs(uw),
+        pct(lw, uw),
+        "≤ +3%",
+        Some(lw / uw <= 1.03),
+    );
+    let mut d = format!(
+        "Baseline instance, `Setvar DEVICE_STATE(Custom:free/<n>)` for {FANOUT} devices that are configured \
+         in res_deviceuser.conf but bound to nobody, rounds alternating module unloaded/loaded \
+         (`module unload`/`module load res_deviceuser.so`). Mean per round: loaded {} wall / {:.2} s CPU \
+         ({ln} rounds, {lm} missed), unloaded {} wall / {:.2} s CPU ({un} rounds, {um} missed).\n\n\
+         | # | module | wall | CPU |\n|---|---|---|---|\n",
+        secs(lw),
+        lc,
+        secs(uw),
+        uc
+    );
+    for (i, (l, r)) in b.overhead.iter().enumerate() {
+        let _ = writeln!(
+            d,
+            "| {} | {} | {} | {:.2} s |",
+            i + 1,
+            if *l { "loaded" } else { "unloaded" },
+            ms(r.wall),
+            r.cpu
+        );
+    }
+    rep.detail("2. Overhead on unrelated device-state traffic", d);
+}
+
+fn login_rows(rep: &mut Report, m: &ModuleRun, b: Option<&BaselineRun>, php: Option<Duration>) {
+    let l = &m.login;
+    let per_pair = |x: &deviceuser_bench::ami::Burst| x.elapsed.as_secs_f64() / PAIRS as f64;
+    let (ma, mc, fa) = (
+        per_pair(&l.module_ami),
+        per_pair(&l.module_cli),
+        per_pair(&l.freepbx_ami),
+    );
+    // The Ping burst has as many actions as the module's burst (one per login or logout).
+    let ping = per_pair(&l.ping);
+    let pps = |p: f64| format!("{:.0} pairs/s", 1.0 / p);
+    rep.row(
+        &format!("3. login+logout throughput, AMI DeviceUserLogin/Logout ({PAIRS} pairs, pipelined) vs FreePBX AMI path"),
+        pps(ma),
+        pps(fa),
+        ratio(fa, ma),
+        "≥ 5×",
+        Some(fa / ma >= 5.0),
+    );
+    rep.row(
+        "3. the same vs the transport's limit (as many AMI Pings)",
+        pps(ma),
+        format!("{:.0} pairs/s", 1.0 / ping),
+        ratio(ma, ping),
+        "≤ 1.5× Ping time",
+        Some(ma / ping <= 1.5),
+    );
+    rep.row(
+        "3. login+logout throughput via CLI (`Action: Command`) vs FreePBX AMI path",
+        pps(mc),
+        pps(fa),
+        ratio(fa, mc),
+        "(report)",
+        None,
+    );
+    if let Some(php) = php {
+        let real = fa + 2.0 * php.as_secs_f64();
+        rep.row(
+            "3. AMI login+logout vs real FreePBX path (AMI path + one `php` start per login and per logout)",
+            pps(ma),
+            pps(real),
+            ratio(real, ma),
+            "≥ 100×",
+            Some(real / ma >= 100.0),
+        );
+    }
+    if let Some((login, logout)) = &m.latency {
+        let mut all: Vec<Duration> = login.iter().chain(logout.iter()).copied().collect();
+        all.sort();
+        let (mut li, mut lo) = (login.clone(), logout.clone());
+        li.sort();
+        lo.sort();
+        let reference = b.and_then(|b| b.setvar_notify.clone()).map(|mut v| {
+            v.sort();
+            v
+        });
+        rep.row(
+            &format!(
+                "3. AMI login/logout → NOTIFY at a presence watcher, p99 ({} samples; p50 {})",
+                all.len(),
+                ms(quantile(&all, 0.5))
+            ),
+            ms(quantile(&all, 0.99)),
+            reference.as_ref().map_or("n/a".into(), |r| {
+                format!("{} (Setvar → NOTIFY)", ms(quantile(r, 0.99)))
+            }),
+            reference.as_ref().map_or("–".into(), |r| {
+                ratio(
+                    quantile(&all, 0.99).as_secs_f64(),
+                    quantile(r, 0.99).as_secs_f64(),
+                )
+            }),
+            "p99 < 10 ms",
+            Some(quantile(&all, 0.99) < Duration::from_millis(10)),
+        );
+        let mut d = format!(
+            "{LATENCY_PAIRS} sequential pairs on the module instance: `DeviceUserLogin` then `DeviceUserLogout` \
+             of user {} on device {} (`Custom:dev/{FANOUT}`, NOT_INUSE), with a UDP presence watcher (pidf) \
+             subscribed to the user's module-owned hint. Latency = AMI action written → NOTIFY received \
+             (same clock, same process).\n\n| | p50 | p90 | p99 | max |\n|---|---|---|---|---|\n",
+            user(FANOUT),
+            device(FANOUT)
+        );
+        for (name, v) in [
+            ("login → NOTIFY (open)", &li),
+            ("logout → NOTIFY (closed)", &lo),
+        ] {
+            let _ = writeln!(
+                d,
+                "| {name} | {} | {} | {} | {} |",
+                ms(quantile(v, 0.5)),
+                ms(quantile(v, 0.9)),
+                ms(quantile(v, 0.99)),
+                ms(*v.last().unwrap_or(&Duration::ZERO))
+            );
+        }
+        if let Some(r) = &reference {
+            let _ = writeln!(
+                d,
+                "| reference: `Setvar DEVICE_STATE(Custom:…)` → NOTIFY of a plain hint (baseline instance) | {} | {} | {} | {} |",
+                ms(quantile(r, 0.5)),
+                ms(quantile(r, 0.9)),
+                ms(quantile(r, 0.99)),
+                ms(*r.last().unwrap_or(&Duration::ZERO))
+            );
+        }
+        rep.detail("3b. Login → NOTIFY latency", d);
+    }
+    let mut d = format!(
+        "Module instance ({FANOUT} users and devices). Each burst is pipelined on one AMI session \
+         (a writer thread sends everything, the reader counts responses); per pair = one login and one logout.\n\n\
+         | Path | actions | wall | per pair | pairs/s |\n|---|---|---|---|---|\n"
+    );
+    for (name, x) in [
+        ("AMI `DeviceUserLogin` + `DeviceUserLogout`", &l.module_ami),
+        ("CLI `deviceuser login` / `logout user` via `Action: Command`", &l.module_cli),
+        ("FreePBX AMI path: 2× `DBPut` + `dialplan add extension …,hint,… into ext-local replace`; logout: 2× `DBPut` + `dialplan remove extension …@ext-local hint`", &l.freepbx_ami),
+        ("transport limit: AMI `Ping` (2 per pair)", &l.ping),
+    ] {
+        let _ = writeln!(
+            d,
+            "| {name} | {} | {} | {:.1} µs | {:.0} |",
+            x.actions,
+            ms(x.elapsed),
+            x.elapsed.as_secs_f64() * 1e6 / PAIRS as f64,
+            PAIRS as f64 / x.elapsed.as_secs_f64()
+        );
+    }
+    match php {
+        Some(p) => {
+            let real = fa + 2.0 * p.as_secs_f64();
+            let _ = writeln!(
+                d,
+                "\n`php -r 'echo 1;'` process start, median of 50: {}. Real FreePBX path per pair \
+                 (AMI path + 2 php starts, one per AGI login and one per AGI logout): {:.2} ms → {:.0} pairs/s.",
+                ms(p),
+                real * 1e3,
+                1.0 / real
+            );
+        }
+        None => d.push_str("\n`php` is not installed: the real FreePBX path was not estimated.\n"),
+    }
+    rep.detail("3a. Login/logout throughput", d);
+}
+
+fn render(rep: &Report) -> String {
+    let mut s = String::from("# res_deviceuser benchmark results\n\n");
+    let _ = writeln!(
+        s,
+        "Generated by `scripts/bench.sh` on {}.\n",
+        sh("date -u '+%Y-%m-%d %H:%M:%S UTC'")
+    );
+    let _ = writeln!(
+        s,
+        "| | |\n|---|---|\n| Asterisk | {} |\n| CPU | {} |\n| cores (nproc) | {} |\n| memory | {} |\n| kernel | {} |\n| module | `{}` (release build) |\n",
+        fs::read_to_string(instance::repo().join(".asterisk/tree/.version"))
+            .unwrap_or_default()
+            .trim(),
+        sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'"),
+        sh("nproc"),
+        sh("free -h | awk '/^Mem:/{print $2}'"),
+        sh("uname -r"),
+        instance::module_file()
+            .strip_prefix(instance::repo())
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| instance::module_file().display().to_string())
+    );
+    s.push_str(
+        "Figures are measured, not asserted. Ratios compare res_deviceuser with a baseline measured \
+         in the same run on the same machine; the driver runs on the same cores as Asterisk.\n\n\
+         ## Summary\n\n| Measure | res_deviceuser | Baseline | Ratio | Target | Met |\n|---|---|---|---|---|---|\n",
+    );
+    for r in &rep.rows {
+        let met = match r.met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "–",
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {met} |",
+            r.what, r.module, r.baseline, r.ratio, r.target
+        );
+    }
+    s.push_str("\n## Details\n\n");
+    for d in &rep.details {
+        s.push_str(d);
+        s.push('\n');
+    }
+    s
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut only: Option<Vec<String>> = None;
+    let mut out = instance::repo().join("bench/results.md");
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--only" => {
+                only = args
+                    .get(i + 1)
+                    .map(|v| v.split(',').map(str::to_string).collect());
+                i += 2;
+            }
+            "--out" => {
+                out = args.get(i + 1).map(Into::into).unwrap_or(out);
+                i += 2;
+            }
+            other => {
+                eprintln!("usage: deviceuser-bench [--only fanout,overhead,login,scale,table] [--out FILE] (got {other})");
+                std::process::exit(2);
+            }
+        }
+    }
+    let want = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
+    let mut rep = Report::default();
+    let started = Instant::now();
+    let mut failures = Vec::new();
+
+    let php = php_start();
+    let module = if want("fanout") || want("login") {
+        match module_instance(&mut rep, want("fanout"), true) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                failures.push(format!("module instance: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let baseline = if want("fanout") || want("overhead") || want("login") {
+        match baseline_instance(want("fanout"), want("overhead")) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                failures.push(format!("baseline instance: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let (Some(m), Some(b)) = (&module, &baseline) {
+        fanout_rows(&mut rep, m, b);
+    }
+    if let Some(b) = &baseline {
+        overhead_rows(&mut rep, b);
+    }
+    if let Some(m) = &module {
+        login_rows(&mut rep, m, baseline.as_ref(), php);
+    }
+    if want("scale") {
+        if let Err(e) = scale(&mut rep) {
+            failures.push(format!("scale: {e}"));
+        }
+    }
+    if want("table") {
+        table(&mut rep);
+    }
+    if !failures.is_empty() {
+        rep.detail(
+            "Scenarios that could not run",
+            failures.iter().map(|f| format!("- {f}\n")).collect(),
+        );
+    }
+    let _ = writeln!(
+        rep.details.last_mut().unwrap_or(&mut String::new()),
+        "\nDriver run time: {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
+    let text = render(&rep);
+    if let Err(e) = fs::write(&out, &text) {
+        eprintln!("cannot write {}: {e}", out.display());
+        std::process::exit(1);
+    }
+    print!("{text}");
+    for f in &failures {
+        eprintln!("[bench] FAILED: {f}");
+    }
+    if !failures.is_empty() {
+        std::process::exit(1);
+    }
+}

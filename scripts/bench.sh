@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs the performance benchmarks of res_deviceuser in one go and writes bench/results.md:
+#   - provisions Asterisk (scripts/provision.sh) and installs php-cli (the FreePBX baseline
+#     adds one PHP process start per login);
+#   - builds the module and the benchmark driver (release);
+#   - runs the criterion benchmark of the binding table (short measurement times);
+#   - runs the driver, which boots private Asterisk instances under bench/tmp/ (their own
+#     ports), measures the module against baselines and writes the report.
+# Extra arguments go to the driver, e.g. `scripts/bench.sh --only login,scale`.
+# Nothing here asserts a time; the exit status only says whether every scenario ran.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+"$ROOT/scripts/provision.sh"
+
+if ! command -v php >/dev/null 2>&1; then
+    log "installing php-cli"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+        --no-install-recommends php-cli >/dev/null; } \
+        || log "php-cli could not be installed: the real FreePBX path will not be estimated"
+fi
+
+log "building (release)"
+cargo build --release
+cargo build --release -p deviceuser-bench --bins --benches
+
+log "criterion: binding table read path"
+rm -rf target/criterion
+cargo bench -p deviceuser-bench --bench binding_table -- \
+    --warm-up-time 0.5 --measurement-time 1.5 --sample-size 20 --noplot
+
+mkdir -p bench/tmp
+export DEVICEUSER_MODULE="$ROOT/target/release/libres_deviceuser.so"
+log "driver: Asterisk scenarios"
+"$ROOT/target/release/deviceuser-bench" "$@"
+log "wrote bench/results.md"
