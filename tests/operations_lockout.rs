@@ -215,3 +215,30 @@ fn phone_logins_and_logouts_are_recorded_in_cel() {
         "{text}"
     );
 }
+
+#[test]
+fn calls_to_a_user_in_dnd_get_busy_without_ringing() {
+    let ast = hd::start("dnd-call");
+    let uas = common::sip::Sipp::uas(&ast, "1000");
+    assert!(ast.cli("deviceuser login 4106 1000").contains("logged in"));
+    assert!(ast.cli("deviceuser dnd 4106 on").contains("on"));
+    let mark = ast.log_mark();
+    let _caller = common::sip::Sipp::call(&ast, "1099", "4106");
+    assert!(
+        hd::wait_log_line(&ast, mark, "NOTICE", &["User 4106 is in do-not-disturb"]).is_some(),
+        "{}",
+        ast.log_since(mark)
+    );
+    assert!(
+        !uas.messages().contains("INVITE sip:1000@"),
+        "the device of a user in DND rang"
+    );
+    // DND off: the same call rings the device.
+    ast.cli("deviceuser dnd 4106 off");
+    let _caller = common::sip::Sipp::call(&ast, "1099", "4106");
+    assert!(
+        uas.wait_message("INVITE sip:1000@", LONG),
+        "{}",
+        ast.log_since(mark)
+    );
+}
