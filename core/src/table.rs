@@ -14,7 +14,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use imbl::{OrdMap, OrdSet};
+use imbl::{HashMap, OrdSet};
 use snapcell::SnapshotCell;
 use std::sync::Mutex;
 
@@ -77,8 +77,9 @@ impl fmt::Display for Reason {
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     config: Arc<Config>,
-    by_device: OrdMap<String, Binding>,
-    by_user: OrdMap<String, OrdSet<String>>,
+    /// Hash maps (HAMT): the device state path looks devices and users up for every change.
+    by_device: HashMap<String, Binding>,
+    by_user: HashMap<String, OrdSet<String>>,
     /// Users with do-not-disturb on; always configured users.
     dnd: OrdSet<String>,
 }
@@ -116,9 +117,11 @@ impl Snapshot {
 
     /// All bindings, sorted by user then device.
     pub fn bindings(&self) -> Vec<&Binding> {
-        self.by_user
-            .values()
-            .flat_map(|set| set.iter().filter_map(|d| self.by_device.get(d)))
+        let mut users: Vec<(&String, &OrdSet<String>)> = self.by_user.iter().collect();
+        users.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        users
+            .into_iter()
+            .flat_map(|(_, set)| set.iter().filter_map(|d| self.by_device.get(d)))
             .collect()
     }
 
@@ -306,8 +309,8 @@ impl BindingTable {
         let mut tx = Tx {
             next: Snapshot {
                 config: Arc::new(config),
-                by_device: OrdMap::new(),
-                by_user: OrdMap::new(),
+                by_device: HashMap::new(),
+                by_user: HashMap::new(),
                 dnd: OrdSet::new(),
             },
             changes: Changes::default(),
@@ -600,7 +603,8 @@ impl BindingTable {
             for u in gone {
                 tx.next.dnd.remove(&u);
             }
-            let current: Vec<Binding> = tx.next.by_device.values().cloned().collect();
+            let mut current: Vec<Binding> = tx.next.by_device.values().cloned().collect();
+            current.sort_by(|a, b| a.device.cmp(&b.device));
             for b in current {
                 let old_default = old
                     .device(&b.device)
