@@ -1,7 +1,7 @@
 //! The module's live state: the binding table (which holds the config), and the operations
 //! every adapter shares: load/reload of the config, commits (AstDB write-through, state
 //! publishing, log lines), and computing a user's device state.
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use deviceuser_core::astdb::{
@@ -29,25 +29,22 @@ pub struct Runtime {
     pub unregistered: Mutex<Unregistered>,
 }
 
-/// `None` while the module is not loaded. Read lock-free on the device state path.
-fn cell() -> &'static SnapshotCell<Option<Runtime>> {
-    static CELL: OnceLock<SnapshotCell<Option<Runtime>>> = OnceLock::new();
-    CELL.get_or_init(|| SnapshotCell::new(Arc::new(None)))
-}
+/// Empty while the module is not loaded. Read lock-free on the device state path. A static
+/// that owns nothing on the heap once emptied: statics are not dropped at `dlclose`.
+static RUNTIME: SnapshotCell<Runtime> = SnapshotCell::empty();
 
 /// Serializes publishing of `DeviceUser:` states, so a state computed from an older snapshot
 /// is never published after one computed from a newer snapshot. Held only around computing
 /// and publishing (never by the device state provider itself).
 static PUBLISH: Mutex<()> = Mutex::new(());
 
-pub fn current() -> Arc<Option<Runtime>> {
-    cell().load()
+pub fn current() -> Option<Arc<Runtime>> {
+    RUNTIME.get()
 }
 
 /// Runs `f` with the loaded runtime, or returns `None` if the module is not loaded.
 pub fn with<R>(f: impl FnOnce(&Runtime) -> R) -> Option<R> {
-    let rt = current();
-    rt.as_ref().as_ref().map(f)
+    current().as_deref().map(f)
 }
 
 pub fn now() -> u64 {
@@ -140,7 +137,7 @@ pub fn start() -> Result<(), String> {
         ),
     );
     let stats = Mutex::new(table.with_snapshot(Stats::from_snapshot));
-    cell().store(Arc::new(Some(Runtime {
+    RUNTIME.set(Some(Arc::new(Runtime {
         table,
         stats,
         lockout: Mutex::new(Lockout::new()),
@@ -182,8 +179,8 @@ fn active_users(snap: &Snapshot) -> Vec<String> {
 
 /// Unload: forget the runtime, remove owned hints, and leave no stale cached states.
 pub fn stop() {
-    let old = cell().store(Arc::new(None));
-    if let Some(rt) = old.as_ref() {
+    let old = RUNTIME.set(None);
+    if let Some(rt) = old.as_deref() {
         let snap = rt.table.snapshot();
         if let Some(ctx) = &snap.config().general.hint_context {
             for user in snap.config().users.keys() {

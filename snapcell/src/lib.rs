@@ -20,8 +20,10 @@ use std::sync::{Arc, Mutex};
 const SLOTS: usize = 16;
 
 #[repr(align(128))]
-#[derive(Default)]
 struct Slot(AtomicUsize);
+
+#[allow(clippy::declare_interior_mutable_const)]
+const FREE_SLOT: Slot = Slot(AtomicUsize::new(0));
 
 pub struct SnapshotCell<T> {
     current: AtomicPtr<T>,
@@ -60,15 +62,51 @@ impl<T> SnapshotCell<T> {
     pub fn new(value: Arc<T>) -> Self {
         SnapshotCell {
             current: AtomicPtr::new(Arc::into_raw(value).cast_mut()),
-            readers: Default::default(),
+            readers: [FREE_SLOT; SLOTS],
             writer: Mutex::new(()),
         }
     }
 
+    /// A cell holding nothing yet, usable in a `static` (no allocation: a module's statics are
+    /// never dropped, so whatever they own on the heap after unload would leak).
+    pub const fn empty() -> Self {
+        SnapshotCell {
+            current: AtomicPtr::new(std::ptr::null_mut()),
+            readers: [FREE_SLOT; SLOTS],
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The current value, if any (see [`empty`](Self::empty) and [`set`](Self::set)).
+    pub fn get(&self) -> Option<Arc<T>> {
+        let reading = Reading::enter(&self.readers);
+        let ptr = self.current.load(SeqCst);
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: as in `load`.
+        unsafe { Arc::increment_strong_count(ptr) };
+        drop(reading);
+        // SAFETY: we own the strong reference taken just above.
+        Some(unsafe { Arc::from_raw(ptr) })
+    }
+
+    /// Publishes `value` (or nothing) and returns the previous value, if any.
+    pub fn set(&self, value: Option<Arc<T>>) -> Option<Arc<T>> {
+        let _serialized = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let new = value.map_or(std::ptr::null_mut(), |v| Arc::into_raw(v).cast_mut());
+        let old = self.swap_ptr(new);
+        // SAFETY: a non-null `old` came from `Arc::into_raw` and the cell's reference to it is
+        // handed to the caller; `swap_ptr` waited for readers that may have loaded it.
+        (!old.is_null()).then(|| unsafe { Arc::from_raw(old) })
+    }
+
     /// The current snapshot. Wait-free: three atomic operations and a reference-count increment.
+    /// The cell must hold a value (it does unless made with [`empty`](Self::empty)).
     pub fn load(&self) -> Arc<T> {
         let reading = Reading::enter(&self.readers);
         let ptr = self.current.load(SeqCst);
+        assert!(!ptr.is_null(), "SnapshotCell::load on an empty cell");
         // SAFETY: `ptr` came from `Arc::into_raw` and the cell owns one strong reference to it.
         // A writer that swapped it out does not drop that reference until every reader slot
         // has been seen at zero after the swap, and we are counted until after the increment.
@@ -84,6 +122,7 @@ impl<T> SnapshotCell<T> {
     pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
         let _reading = Reading::enter(&self.readers);
         let ptr = self.current.load(SeqCst);
+        assert!(!ptr.is_null(), "SnapshotCell::with on an empty cell");
         // SAFETY: as in `load`: the value stays alive while we are counted as a reader.
         f(unsafe { &*ptr })
     }
@@ -95,7 +134,19 @@ impl<T> SnapshotCell<T> {
     }
 
     fn swap_locked(&self, value: Arc<T>) -> Arc<T> {
-        let old = self.current.swap(Arc::into_raw(value).cast_mut(), SeqCst);
+        let old = self.swap_ptr(Arc::into_raw(value).cast_mut());
+        assert!(
+            !old.is_null(),
+            "SnapshotCell::store on an empty cell: use set"
+        );
+        // SAFETY: `old` came from `Arc::into_raw`; the cell's reference to it is handed to the
+        // caller, and no reader can still be between loading it and taking its own reference.
+        unsafe { Arc::from_raw(old) }
+    }
+
+    /// Swaps the pointer and waits until no reader can still be using the old one.
+    fn swap_ptr(&self, new: *mut T) -> *mut T {
+        let old = self.current.swap(new, SeqCst);
         // A reader that loaded `old` is counted until it is done with it. Readers arriving now
         // see the new pointer, so each slot drains in a few instructions.
         for slot in &self.readers {
@@ -109,16 +160,17 @@ impl<T> SnapshotCell<T> {
                 }
             }
         }
-        // SAFETY: `old` came from `Arc::into_raw`; the cell's reference to it is handed to the
-        // caller, and no reader can still be between loading it and taking its own reference.
-        unsafe { Arc::from_raw(old) }
+        old
     }
 }
 
 impl<T> Drop for SnapshotCell<T> {
     fn drop(&mut self) {
-        // SAFETY: `&mut self` means no reader or writer is active; we own the cell's reference.
-        drop(unsafe { Arc::from_raw(*self.current.get_mut()) });
+        let ptr = *self.current.get_mut();
+        if !ptr.is_null() {
+            // SAFETY: `&mut self` means no reader or writer is active; we own the cell's reference.
+            drop(unsafe { Arc::from_raw(ptr) });
+        }
     }
 }
 
@@ -127,6 +179,20 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
     use std::thread;
+
+    #[test]
+    fn an_empty_cell_holds_nothing_and_gives_back_what_it_held() {
+        static CELL: SnapshotCell<String> = SnapshotCell::empty();
+        assert!(CELL.get().is_none());
+        let v = Arc::new(String::from("x"));
+        assert!(CELL.set(Some(v.clone())).is_none());
+        assert_eq!(CELL.get().as_deref().map(String::as_str), Some("x"));
+        let back = CELL.set(None).expect("the value");
+        assert!(Arc::ptr_eq(&back, &v));
+        drop(back);
+        assert_eq!(Arc::strong_count(&v), 1, "the cell kept no reference");
+        assert!(CELL.get().is_none());
+    }
 
     #[test]
     fn with_reads_without_cloning() {
