@@ -2,6 +2,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deviceuser_core::args::{parse_digits, split_args};
+use deviceuser_core::config::shown;
 use deviceuser_core::{Changes, DeviceMode, LoginError, LoginMode, LogoutError, Reason};
 
 use crate::host::channel::{Channel, Input};
@@ -103,7 +104,8 @@ fn login_on(rt: &Runtime, chan: &Channel, data: &str) -> LoginStatus {
     let args = split_args(data);
     if args.len() > 2 {
         log::warning(&format!(
-            "UserLogin on {name}: too many arguments '{data}' (expected [user[,password]])"
+            "UserLogin on {name}: too many arguments ({} given, expected [user[,password]])",
+            args.len()
         ));
         return LoginStatus::Failed;
     }
@@ -194,34 +196,51 @@ fn login_on(rt: &Runtime, chan: &Channel, data: &str) -> LoginStatus {
             Entry::Value(p) => p,
         };
         let ok = user.as_ref().is_some_and(|u| u.password_matches(&pin));
+        let now = runtime::now();
+        if let Some(u) = &user {
+            // Checked again after the PIN: attempts running in parallel all passed the first
+            // check, and none may get in (or count as a plain failure) once one has locked.
+            let mut lockout = rt.lockout.lock().unwrap_or_else(|e| e.into_inner());
+            let locked_before = lockout.check(&u.id, now).is_err();
+            let locked_now = !locked_before && !ok && lockout.failure(&u.id, now, &general);
+            drop(lockout);
+            if locked_before {
+                runtime::login_failed(&device.id, Some(&u.id), "locked out");
+                log::warning(&format!(
+                    "UserLogin on device {}: user {} is locked out after repeated wrong PINs",
+                    device.id, u.id
+                ));
+            } else if !ok {
+                runtime::login_failed(&device.id, Some(&u.id), "wrong password");
+                log::warning(&format!(
+                    "UserLogin on device {}: failed login as user {} (wrong password)",
+                    device.id, u.id
+                ));
+            }
+            if locked_now {
+                log::warning(&format!(
+                    "UserLogin: user {} locked out for {} seconds after {} wrong PINs within {} seconds (last try on device {})",
+                    u.id, general.lockout_time, general.max_login_failures, general.lockout_window, device.id
+                ));
+            }
+            if locked_before || locked_now {
+                let _ = chan.play("agent-incorrect");
+                return LoginStatus::Locked;
+            }
+        }
         if !ok {
             last = if user.is_none() {
                 LoginStatus::NoUser
             } else {
                 LoginStatus::Failed
             };
-            let why = if user.is_none() {
-                "no such user"
-            } else {
-                "wrong password"
-            };
-            runtime::login_failed(&device.id, Some(&user_id), why);
-            log::warning(&format!(
-                "UserLogin on device {}: failed login as user {user_id} ({why})",
-                device.id
-            ));
-            if let Some(u) = &user {
-                let now = runtime::now();
-                let mut lockout = rt.lockout.lock().unwrap_or_else(|e| e.into_inner());
-                if lockout.failure(&u.id, now, &general) {
-                    log::warning(&format!(
-                        "UserLogin: user {} locked out for {} seconds after {} wrong PINs within {} seconds (last try on device {})",
-                        u.id, general.lockout_time, general.max_login_failures, general.lockout_window, device.id
-                    ));
-                    drop(lockout);
-                    let _ = chan.play("agent-incorrect");
-                    return LoginStatus::Locked;
-                }
+            if user.is_none() {
+                let shown = shown(&user_id);
+                runtime::login_failed(&device.id, Some(&shown), "no such user");
+                log::warning(&format!(
+                    "UserLogin on device {}: failed login as user {shown} (no such user)",
+                    device.id
+                ));
             }
             if given_pin.is_some() {
                 // A PIN from the dialplan is not asked again.
@@ -305,7 +324,8 @@ fn logout_on(rt: &Runtime, chan: &Channel, data: &str) -> &'static str {
     let args = split_args(data);
     if args.len() > 1 {
         log::warning(&format!(
-            "UserLogout on {name}: too many arguments '{data}' (expected [user])"
+            "UserLogout on {name}: too many arguments '{}' (expected [user])",
+            shown(data)
         ));
         return "FAILED";
     }

@@ -253,9 +253,7 @@ fn missing_config_declines_cleanly() {
         .cli("deviceuser show devices")
         .contains("0 devices found"));
     std::fs::remove_file(ast.etc().join("res_deviceuser.conf")).unwrap();
-    ast.cli("module unload res_deviceuser.so");
-    let mark = ast.log_mark();
-    ast.cli("module load res_deviceuser.so");
+    let mark = ast.unload_and_load();
     assert!(
         ast.wait_log_since(
             mark,

@@ -17,16 +17,6 @@ fn dial_answered(phone: &mut Baresip, ast: &Asterisk, number: &str) {
     }
 }
 
-/// Number of times `prompt` started playing on a channel of `endpoint` after `mark`.
-fn prompts_played(ast: &Asterisk, mark: usize, endpoint: &str, prompt: &str) -> usize {
-    let chan = format!("<PJSIP/{endpoint}-");
-    let what = format!("Playing '{prompt}.");
-    ast.log_since(mark)
-        .lines()
-        .filter(|l| l.contains(&chan) && l.contains(&what))
-        .count()
-}
-
 /// Waits until `prompt` played `n` times since `mark`, then types `digits`.
 fn answer_prompt(
     phone: &mut Baresip,
@@ -38,7 +28,7 @@ fn answer_prompt(
 ) {
     let ep = phone.endpoint.clone();
     assert!(
-        hd::wait(|| prompts_played(ast, mark, &ep, prompt) >= n),
+        hd::wait(|| ast.prompts_played(mark, &ep, prompt) >= n),
         "prompt {prompt} (#{n}) never played on {ep}:\n{}",
         ast.log_since(mark)
     );
@@ -143,12 +133,12 @@ fn star11_with_user_asks_only_for_the_pin_and_allows_a_retry() {
         ast.log_since(mark)
     );
     assert_eq!(
-        prompts_played(&ast, mark, "1001", "agent-user"),
+        ast.prompts_played(mark, "1001", "agent-user"),
         0,
         "the user number was asked although it was dialled"
     );
     assert_eq!(
-        prompts_played(&ast, mark, "1001", "agent-incorrect"),
+        ast.prompts_played(mark, "1001", "agent-incorrect"),
         0,
         "the caller was told to enter his agent number, but only the PIN is asked"
     );
@@ -173,10 +163,10 @@ fn wrong_pin_three_times_fails_without_logging_the_pin() {
     }
     let status = hd::wait_status(&ast, mark, "1000", "UserLogin");
     assert_eq!(status.as_deref(), Some("FAILED"), "{}", ast.log_since(mark));
-    assert_eq!(prompts_played(&ast, mark, "1000", "agent-pass"), 1);
+    assert_eq!(ast.prompts_played(mark, "1000", "agent-pass"), 1);
     // No invitation to try again after the last attempt: "I'm sorry. Goodbye."
-    assert_eq!(prompts_played(&ast, mark, "1000", "auth-incorrect"), 2);
-    assert_eq!(prompts_played(&ast, mark, "1000", "vm-goodbye"), 1);
+    assert_eq!(ast.prompts_played(mark, "1000", "auth-incorrect"), 2);
+    assert_eq!(ast.prompts_played(mark, "1000", "vm-goodbye"), 1);
 
     let warnings = hd::log_lines(&ast, mark, "WARNING", &["device 1000", "4101"]);
     assert!(
@@ -217,8 +207,8 @@ fn unknown_user_by_prompts_is_nouser() {
             ast.log_since(mark)
         );
     }
-    assert_eq!(prompts_played(&ast, mark, "1002", "agent-user"), 1);
-    assert_eq!(prompts_played(&ast, mark, "1002", "agent-incorrect"), 1);
+    assert_eq!(ast.prompts_played(mark, "1002", "agent-user"), 1);
+    assert_eq!(ast.prompts_played(mark, "1002", "agent-incorrect"), 1);
     assert!(hd::bindings(&ast).iter().all(|(_, d)| d != "1002"));
 }
 
@@ -242,8 +232,8 @@ fn no_input_times_out_and_fails() {
         "no log line explaining the empty entry:\n{log}"
     );
     assert!(log.contains("giving up after 1 attempts"), "{log}");
-    assert_eq!(prompts_played(&ast, mark, "1000", "agent-incorrect"), 0);
-    assert_eq!(prompts_played(&ast, mark, "1000", "vm-goodbye"), 1);
+    assert_eq!(ast.prompts_played(mark, "1000", "agent-incorrect"), 0);
+    assert_eq!(ast.prompts_played(mark, "1000", "vm-goodbye"), 1);
     assert_eq!(hd::user_on(&ast, "1000"), None);
 }
 
@@ -254,12 +244,9 @@ fn hangup_during_the_prompt_is_hangup_and_harmless() {
     let mark = ast.log_mark();
     dial_answered(&mut phone, &ast, "*11");
     answer_prompt(&mut phone, &ast, mark, "agent-user", 1, "4101#");
-    assert!(hd::wait(|| prompts_played(
-        &ast,
-        mark,
-        "1000",
-        "agent-pass"
-    ) >= 1));
+    assert!(hd::wait(
+        || ast.prompts_played(mark, "1000", "agent-pass") >= 1
+    ));
     phone.hangup();
     let status = hd::wait_status(&ast, mark, "1000", "After hangup");
     assert_eq!(status.as_deref(), Some("HANGUP"), "{}", ast.log_since(mark));

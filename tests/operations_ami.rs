@@ -10,7 +10,7 @@ const T: Duration = Duration::from_secs(10);
 #[test]
 fn login_logout_actions_emit_events_and_change_bindings() {
     let ast = Asterisk::start("ami-login");
-    let mut ami = ami_with_events(&ast);
+    let mut ami = ast.ami_events();
 
     let r = ami.action(&[
         ("Action", "DeviceUserLogin"),
@@ -249,11 +249,4 @@ fn cli_login_and_logout_commands() {
     );
     let out = ast.cli("_command matchesarray \"deviceuser login 4101 10\" \"10\"");
     assert!(out.contains("1000") && out.contains("1002"), "{out}");
-}
-
-fn ami_with_events(ast: &Asterisk) -> common::Ami {
-    let mut ami = ast.ami();
-    let r = ami.action(&[("Action", "Events"), ("EventMask", "agent")]);
-    assert!(r.is_success(), "{r}");
-    ami
 }

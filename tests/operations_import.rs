@@ -23,22 +23,40 @@ fn freepbx_keys_are_shown_then_applied_on_request() {
         ("DEVICE", "2010/type", "fixed"),
         ("DEVICE", "2010/default_user", "2010"),
     ] {
-        let r = ami.action(&[("Action", "DBPut"), ("Family", family), ("Key", key), ("Val", val)]);
+        let r = ami.action(&[
+            ("Action", "DBPut"),
+            ("Family", family),
+            ("Key", key),
+            ("Val", val),
+        ]);
         assert!(r.is_success(), "{r}");
     }
     let out = ast.cli("deviceuser import freepbx");
-    assert!(out.contains("[1000]\ntype = device\nmode = adhoc\ndial = PJSIP/1000"), "{out}");
+    assert!(
+        out.contains("[1000]\ntype = device\nmode = adhoc\ndial = PJSIP/1000"),
+        "{out}"
+    );
     assert!(out.contains("[2010]\ntype = device\nmode = fixed"), "{out}");
-    assert!(out.contains("[4101]\ntype = user\npassword = 1234\nfullname = Operator 4101"), "{out}");
+    assert!(
+        out.contains("[4101]\ntype = user\npassword = 1234\nfullname = Operator 4101"),
+        "{out}"
+    );
     assert!(out.contains(";   4101 -> 1000"), "{out}");
     assert!(out.contains("nothing written"), "{out}");
     assert!(out.contains("3 devices, 2 users, 2 logins found"), "{out}");
     let bindings = ast.cli("deviceuser show bindings");
-    assert_eq!(bindings.lines().last(), Some("1 binding found"), "no change without apply");
+    assert_eq!(
+        bindings.lines().last(),
+        Some("1 binding found"),
+        "no change without apply"
+    );
 
     let out = ast.cli("deviceuser import freepbx apply");
     assert!(out.contains("applied: 4101 logged in on 1000"), "{out}");
-    assert!(out.contains("skipped: 4102 on 1009: no such device"), "{out}");
+    assert!(
+        out.contains("skipped: 4102 on 1009: no such device"),
+        "{out}"
+    );
     let bindings = ast.cli("deviceuser show bindings user 4101");
     assert!(bindings.contains("1 binding found"), "{bindings}");
     let out = ast.cli("deviceuser import freepbx sideways");

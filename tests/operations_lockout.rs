@@ -6,27 +6,9 @@ mod hotdesk_common;
 use std::time::Duration;
 
 use common::sip::Baresip;
-use common::Asterisk;
 use hotdesk_common::{self as hd, LONG};
 
 const LOCKOUT: &str = "max_login_failures = 3\nlockout_window = 60\nlockout_time = 10";
-
-fn prompts_played(ast: &Asterisk, mark: usize, endpoint: &str, prompt: &str) -> usize {
-    let chan = format!("<PJSIP/{endpoint}-");
-    let what = format!("Playing '{prompt}.");
-    ast.log_since(mark)
-        .lines()
-        .filter(|l| l.contains(&chan) && l.contains(&what))
-        .count()
-}
-
-fn ami_events(ast: &Asterisk) -> common::Ami {
-    let mut ami = ast.ami();
-    assert!(ami
-        .action(&[("Action", "Events"), ("EventMask", "agent")])
-        .is_success());
-    ami
-}
 
 #[test]
 fn wrong_pins_by_dtmf_lock_the_user_out_then_the_lock_expires() {
@@ -36,7 +18,7 @@ fn wrong_pins_by_dtmf_lock_the_user_out_then_the_lock_expires() {
             &hd::deviceuser_conf_with_general(LOCKOUT),
         )
         .start();
-    let mut ami = ami_events(&ast);
+    let mut ami = ast.ami_events();
     let mut phone = Baresip::start(&ast, "1000", false);
     let mark = ast.log_mark();
     phone.dial(&ast, "*114101");
@@ -51,7 +33,7 @@ fn wrong_pins_by_dtmf_lock_the_user_out_then_the_lock_expires() {
         (2, "auth-incorrect"),
     ] {
         assert!(
-            hd::wait(|| prompts_played(&ast, mark, "1000", prompt) >= n),
+            hd::wait(|| ast.prompts_played(mark, "1000", prompt) >= n),
             "{prompt} #{n} never played:\n{}",
             ast.log_since(mark)
         );

@@ -28,20 +28,12 @@ fn bound(ast: &Asterisk, user: &str, device: &str) -> bool {
         .any(|l| l.split_whitespace().take(2).eq([user, device]))
 }
 
-fn ami_events(ast: &Asterisk) -> common::Ami {
-    let mut ami = ast.ami();
-    assert!(ami
-        .action(&[("Action", "Events"), ("EventMask", "agent")])
-        .is_success());
-    ami
-}
-
 #[test]
 fn max_login_time_logs_out_with_reason_timeout() {
     let ast = Asterisk::builder("pol-timeout")
         .conf("res_deviceuser.conf", &sample_with("max_login_time = 2"))
         .start();
-    let mut ami = ami_events(&ast);
+    let mut ami = ast.ami_events();
     ami.action(&[
         ("Action", "DeviceUserLogin"),
         ("User", "4101"),
@@ -68,7 +60,7 @@ fn per_user_override_disables_max_login_time() {
     let ast = Asterisk::builder("pol-override")
         .conf("res_deviceuser.conf", &conf)
         .start();
-    let mut ami = ami_events(&ast);
+    let mut ami = ast.ami_events();
     ami.action(&[
         ("Action", "DeviceUserLogin"),
         ("User", "4101"),
@@ -108,9 +100,7 @@ fn restored_login_keeps_its_time_and_shift_end_applies() {
         "res_deviceuser.conf",
         &sample_with(&format!("shift_end = {half_hour_ago}")),
     );
-    ast.cli("module unload res_deviceuser.so");
-    let mark = ast.log_mark();
-    ast.cli("module load res_deviceuser.so");
+    let mark = ast.unload_and_load();
     assert!(
         ast.wait_log_since(
             mark,
@@ -144,9 +134,7 @@ fn restored_login_keeps_its_time_for_max_login_time() {
     ]);
     assert!(r.is_success());
     drop(ami);
-    ast.cli("module unload res_deviceuser.so");
-    let mark = ast.log_mark();
-    ast.cli("module load res_deviceuser.so");
+    let mark = ast.unload_and_load();
     assert!(
         ast.wait_log_since(
             mark,
@@ -167,7 +155,7 @@ fn logout_on_unregister_follows_the_real_registration() {
         )
         .start();
     Sipp::register(&ast, "1001").expect("register 1001");
-    let mut ami = ami_events(&ast);
+    let mut ami = ast.ami_events();
     ami.action(&[
         ("Action", "DeviceUserLogin"),
         ("User", "4106"),
@@ -192,7 +180,7 @@ fn logout_on_unregister_follows_the_real_registration() {
 #[test]
 fn dnd_shows_busy_persists_and_is_reported() {
     let mut ast = Asterisk::start("pol-dnd");
-    let mut ami = ami_events(&ast);
+    let mut ami = ast.ami_events();
     assert!(ast.cli("core show hint 4107").contains("State:Unavailable"));
     let r = ami.action(&[("Action", "DeviceUserDND"), ("User", "4107"), ("DND", "on")]);
     assert!(r.is_success(), "{r}");

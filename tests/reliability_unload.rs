@@ -19,16 +19,6 @@ full.log => notice,warning,error,debug,verbose(4),dtmf,security
 console => notice,warning,error
 ";
 
-/// Number of times `prompt` started playing on a channel of `endpoint` after `mark`.
-fn prompts_played(ast: &Asterisk, mark: usize, endpoint: &str, prompt: &str) -> usize {
-    let chan = format!("<PJSIP/{endpoint}-");
-    let what = format!("Playing '{prompt}.");
-    ast.log_since(mark)
-        .lines()
-        .filter(|l| l.contains(&chan) && l.contains(&what))
-        .count()
-}
-
 /// The `NoOp(UserLogin: <status>)` the sample dialplan logs for `endpoint`.
 fn login_status(ast: &Asterisk, mark: usize, endpoint: &str) -> Option<String> {
     let chan = format!("\"PJSIP/{endpoint}-");
@@ -71,8 +61,7 @@ fn unload_is_refused_while_a_login_prompt_runs_and_the_login_completes() {
         phone.report()
     );
     assert!(
-        wait_until(LONG, || prompts_played(&ast, mark, "1000", "agent-user")
-            >= 1),
+        wait_until(LONG, || ast.prompts_played(mark, "1000", "agent-user") >= 1),
         "the user prompt never played:\n{}",
         ast.log_since(mark)
     );
@@ -94,8 +83,7 @@ fn unload_is_refused_while_a_login_prompt_runs_and_the_login_completes() {
     // The caller finishes the login.
     phone.send_dtmf("4101#");
     assert!(
-        wait_until(LONG, || prompts_played(&ast, mark, "1000", "agent-pass")
-            >= 1),
+        wait_until(LONG, || ast.prompts_played(mark, "1000", "agent-pass") >= 1),
         "the PIN prompt never played:\n{}",
         ast.log_since(mark)
     );

@@ -316,10 +316,36 @@ pub fn id_problem(id: &str) -> Option<String> {
     } else if id.chars().count() > MAX_ID_LEN {
         Some(format!("id longer than {MAX_ID_LEN} characters"))
     } else {
+        // Control characters would reach terminals through the CLI; U+FFFD marks bytes that
+        // were not UTF-8.
         id.chars()
-            .find(|c| matches!(c, '/' | '&' | ',') || c.is_whitespace())
-            .map(|c| format!("id '{id}' contains forbidden character {c:?}"))
+            .find(|c| {
+                matches!(c, '/' | '&' | ',' | '\u{FFFD}') || c.is_whitespace() || c.is_control()
+            })
+            .map(|c| {
+                format!(
+                    "id '{}' contains forbidden character {c:?}",
+                    shown(id).escape_debug()
+                )
+            })
     }
+}
+
+/// `text` cut to a length fit for a log line (hostile input is not repeated in full).
+pub fn shown(text: &str) -> String {
+    const MAX: usize = 64;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
+}
+
+/// Whether a key or section name is made of text: control characters or U+FFFD (bytes that
+/// were not UTF-8) mean a corrupt or binary file, which must not be half-applied.
+fn garbled(name: &str) -> bool {
+    name.chars()
+        .any(|c| c == '\u{FFFD}' || (c.is_control() && c != '\t'))
 }
 
 /// Collects findings with the file name filled in.
@@ -643,6 +669,31 @@ impl Config {
         let mut users: BTreeMap<String, (User, u32)> = BTreeMap::new();
 
         for sec in &raw.sections {
+            if garbled(&sec.name) {
+                r.error(
+                    &shown(&sec.name),
+                    None,
+                    sec.line,
+                    "section name is not text (corrupt or binary file?)".into(),
+                );
+                continue;
+            }
+            if let Some(v) = sec
+                .vars
+                .iter()
+                .find(|v| garbled(&v.key) || garbled(&v.value))
+            {
+                r.error(
+                    &sec.name,
+                    None,
+                    v.line,
+                    format!(
+                        "option {:?} is not text (corrupt or binary file?)",
+                        shown(&v.key)
+                    ),
+                );
+                continue;
+            }
             if sec.name.trim().eq_ignore_ascii_case("general") {
                 parse_general(sec, &mut general, &mut r);
                 continue;

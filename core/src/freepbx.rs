@@ -123,6 +123,11 @@ pub fn import(entries: &[(String, String)]) -> Import {
     out
 }
 
+/// A value as config text: `;` would start a comment, a line break a new line.
+fn value(v: &str) -> String {
+    v.replace(['\r', '\n'], " ").replace(';', "\\;")
+}
+
 /// The equivalent `res_deviceuser.conf` text. Passwords are written as FreePBX stored them.
 pub fn render_conf(i: &Import) -> String {
     let mut s = String::from("; Imported from FreePBX (AMPUSER/ and DEVICE/ in AstDB)\n");
@@ -131,10 +136,10 @@ pub fn render_conf(i: &Import) -> String {
         let fixed = d.fixed && d.default_user.is_some();
         s += &format!("mode = {}\n", if fixed { "fixed" } else { "adhoc" });
         if let Some(v) = &d.dial {
-            s += &format!("dial = {v}\n");
+            s += &format!("dial = {}\n", value(v));
         }
         if let Some(v) = &d.description {
-            s += &format!("description = {v}\n");
+            s += &format!("description = {}\n", value(v));
         }
         if let Some(v) = &d.default_user {
             s += &format!("default_user = {v}\n");
@@ -149,7 +154,7 @@ pub fn render_conf(i: &Import) -> String {
             ("language", &u.language),
         ] {
             if let Some(v) = v {
-                s += &format!("{k} = {v}\n");
+                s += &format!("{k} = {}\n", value(v));
             }
         }
     }

@@ -409,6 +409,34 @@ impl Asterisk {
             .unwrap_or_else(|e| panic!("AMI login: {e}"))
     }
 
+    /// A logged-in AMI session that receives the module's events (class `agent`).
+    pub fn ami_events(&self) -> Ami {
+        let mut ami = self.ami();
+        let r = ami.action(&[("Action", "Events"), ("EventMask", "agent")]);
+        assert!(r.is_success(), "Events: {r}");
+        ami
+    }
+
+    /// `module unload` then `module load` of res_deviceuser; returns the log mark taken
+    /// between the two, so a test can wait for what the new load logged.
+    pub fn unload_and_load(&self) -> usize {
+        self.cli("module unload res_deviceuser.so");
+        let mark = self.log_mark();
+        self.cli("module load res_deviceuser.so");
+        mark
+    }
+
+    /// How many times `prompt` started playing on a channel of `endpoint` after `mark`
+    /// (needs verbose messages in full.log).
+    pub fn prompts_played(&self, mark: usize, endpoint: &str, prompt: &str) -> usize {
+        let chan = format!("<PJSIP/{endpoint}-");
+        let what = format!("Playing '{prompt}.");
+        self.log_since(mark)
+            .lines()
+            .filter(|l| l.contains(&chan) && l.contains(&what))
+            .count()
+    }
+
     /// An AMI session as another manager user (`readonly`/`readonly` exists).
     pub fn ami_as(&self, user: &str, secret: &str) -> Result<Ami, String> {
         Ami::connect(self.ami_port, user, secret)
