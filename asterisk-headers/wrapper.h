@@ -21,3 +21,4 @@
 #include "asterisk/cdr.h"
 #include "asterisk/ast_version.h"
 #include "asterisk/astobj2.h"
+#include "asterisk/paths.h"

@@ -10,6 +10,7 @@ mod apps;
 mod cli;
 mod functions;
 mod host;
+mod journal;
 mod policy;
 mod runtime;
 mod sys;

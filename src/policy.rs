@@ -61,6 +61,7 @@ fn run() {
             }
             tick(rt, runtime::now());
         });
+        crate::journal::truncate_if_idle();
     }
 }
 

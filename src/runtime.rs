@@ -14,6 +14,7 @@ use snapcell::SnapshotCell;
 
 use crate::host::devstate::{self, Aggregate, DeviceState};
 use crate::host::{ami, astdb, config, hints, log};
+use crate::journal;
 
 pub const CONFIG_FILE: &str = "res_deviceuser.conf";
 /// Device state provider label: hints name `DeviceUser:<user>`.
@@ -83,23 +84,32 @@ pub fn start() -> Result<(), String> {
     let now = now();
     let table = BindingTable::new(config, now);
     let mut saved_values = std::collections::HashMap::new();
-    let saved: Vec<_> = astdb::tree(FAMILY, "binding")
-        .into_iter()
-        .filter_map(|(key, value)| match decode_binding(&key, &value) {
+    let mut saved = std::collections::BTreeMap::new();
+    for (key, value) in astdb::tree(FAMILY, "binding") {
+        match decode_binding(&key, &value) {
             Ok(b) => {
                 saved_values.insert(b.device.clone(), value);
-                Some(b)
+                saved.insert(b.device.clone(), b);
             }
             Err(e) => {
                 log::warning(&format!("ignoring AstDB entry /{FAMILY}/{key}: {e}"));
                 astdb::del(FAMILY, &key);
-                None
             }
-        })
+        }
+    }
+    let saved_dnd: std::collections::BTreeSet<String> = astdb::tree(FAMILY, "dnd")
+        .into_iter()
+        .filter_map(|(key, _)| decode_dnd_key(&key))
         .collect();
+    // What AstDB had not committed yet when the process last died is in the journal.
+    let mut dnd = saved_dnd.clone();
+    let journal_text = journal::read();
+    for problem in deviceuser_core::journal::replay(&journal_text, &mut saved, &mut dnd) {
+        log::warning(&format!("journal: {problem}"));
+    }
     let count = saved.len();
     // Nobody reads the table yet; AstDB is brought in line with the result below, in one pass.
-    let (_, dropped) = table.restore(saved, now, |_| {});
+    let (_, dropped) = table.restore(saved.into_values().collect(), now, |_| {});
     for (b, why) in &dropped {
         log::notice(&format!(
             "dropping saved login of user {} on device {}: {why}",
@@ -119,13 +129,26 @@ pub fn start() -> Result<(), String> {
     for device in saved_values.keys() {
         astdb::del(FAMILY, &binding_key(device));
     }
-    let dnd: Vec<String> = astdb::tree(FAMILY, "dnd")
-        .into_iter()
-        .filter_map(|(key, _)| decode_dnd_key(&key))
-        .collect();
-    for user in table.restore_dnd(dnd) {
+    for user in table.restore_dnd(dnd.into_iter().collect()) {
         log::notice(&format!("dropping saved DND of unknown user {user}"));
-        astdb::del(FAMILY, &dnd_key(&user));
+    }
+    table.with_snapshot(|s| {
+        let now_on: std::collections::BTreeSet<&str> = s.dnd_users().into_iter().collect();
+        for user in &now_on {
+            if !saved_dnd.contains(*user) {
+                if let Err(e) = astdb::put(FAMILY, &dnd_key(user), DND_VALUE) {
+                    log::warning(&e);
+                }
+            }
+        }
+        for user in saved_dnd.iter().filter(|u| !now_on.contains(u.as_str())) {
+            astdb::del(FAMILY, &dnd_key(user));
+        }
+    });
+    if let Err(e) = journal::open(&table.with_snapshot(full_state)) {
+        log::error(&format!(
+            "{e}: a kill -9 may lose the last second of changes"
+        ));
     }
     log::verbose(
         2,
@@ -180,6 +203,7 @@ fn active_users(snap: &Snapshot) -> Vec<String> {
 /// Unload: forget the runtime, remove owned hints, and leave no stale cached states.
 pub fn stop() {
     let old = RUNTIME.set(None);
+    journal::close();
     if let Some(rt) = old.as_deref() {
         let snap = rt.table.snapshot();
         if let Some(ctx) = &snap.config().general.hint_context {
@@ -282,8 +306,22 @@ fn write_through(changes: &Changes) {
     }
 }
 
+/// The whole state as journal text.
+fn full_state(s: &Snapshot) -> String {
+    deviceuser_core::journal::full_state(s.bindings(), &s.dnd_users())
+}
+
+/// The current state as journal text (for compaction, under the writer lock).
+fn current_state() -> String {
+    with(|rt| full_state(&rt.table.snapshot())).unwrap_or_default()
+}
+
 /// Runs under the table's writer lock after each commit: persist, publish, count, log.
 pub fn commit(changes: &Changes) {
+    journal::append(
+        &deviceuser_core::journal::entries_for(changes),
+        current_state,
+    );
     write_through(changes);
     let now = now();
     with(|rt| {
@@ -424,6 +462,10 @@ pub fn device_changed(dial: &str, state: DeviceState) {
 pub fn set_dnd(rt: &Runtime, user: &str, on: bool) -> Result<bool, String> {
     rt.table
         .set_dnd_with(user, on, |user, on| {
+            journal::append(
+                &[deviceuser_core::journal::Entry::Dnd(user.to_string(), on)],
+                current_state,
+            );
             if on {
                 if let Err(e) = astdb::put(FAMILY, &dnd_key(user), DND_VALUE) {
                     log::error(&format!("{e}: DND of {user} is not persisted"));

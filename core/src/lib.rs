@@ -19,6 +19,7 @@ pub mod args;
 pub mod astdb;
 pub mod config;
 pub mod freepbx;
+pub mod journal;
 pub mod password;
 pub mod policy;
 pub mod render;

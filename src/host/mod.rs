@@ -40,3 +40,10 @@ pub unsafe fn from_c(ptr: *const c_char) -> Option<String> {
             .into_owned(),
     )
 }
+
+/// Path of Asterisk's AstDB file, without the `.sqlite3` suffix (`astdbdir/astdb`).
+pub fn astdb_path() -> String {
+    // SAFETY: a global that Asterisk sets from asterisk.conf before loading modules and
+    // never changes while they run.
+    unsafe { from_c(crate::sys::ast_config_AST_DB) }.unwrap_or_default()
+}
