@@ -220,7 +220,10 @@ case $cmd in
         exec "$LIBDIR/ld-linux-x86-64.so.2" --library-path "$LIBDIR" "$TREE/usr/sbin/asterisk" \
             -C "$run/etc/asterisk.conf" -f -c -vvv -g ;;
     stop) [ $# -eq 1 ] || die "usage: stop RUN"; stop "$1" ;;
-    cli) [ $# -eq 2 ] || die "usage: cli RUN 'command'"; asterisk_cmd "$1" -rx "$2" ;;
+    cli)
+        [ $# -eq 2 ] || die "usage: cli RUN 'command'"
+        [ -d "$1" ] || die "no run folder $1"
+        asterisk_cmd "$(cd "$1" && pwd)" -rx "$2" ;;
     pid) [ $# -eq 1 ] || die "usage: pid RUN"; pid_of "$1" ;;
     *) die "usage: asterisk.sh mkrun|start|fg|stop|cli|pid RUN ..." ;;
 esac
