@@ -265,3 +265,53 @@ fn missing_config_declines_cleanly() {
     );
     assert!(!module_running(&ast));
 }
+
+#[test]
+fn install_script_puts_module_config_and_docs_in_place() {
+    let dest = common::fresh_dir("install");
+    let (moddir, etcdir, docdir) = (dest.join("modules"), dest.join("etc"), dest.join("doc"));
+    let module = common::module_source();
+    // target/<profile>/libres_deviceuser.so
+    let profile = module
+        .parent()
+        .and_then(|p| p.file_name())
+        .unwrap()
+        .to_owned();
+    let install = || {
+        let out = std::process::Command::new("bash")
+            .arg(common::repo().join("scripts/install.sh"))
+            .arg("--profile")
+            .arg(&profile)
+            .arg("--moddir")
+            .arg(&moddir)
+            .arg("--etcdir")
+            .arg(&etcdir)
+            .arg("--docdir")
+            .arg(&docdir)
+            .output()
+            .expect("run install.sh");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    install();
+    let installed = std::fs::read(moddir.join("res_deviceuser.so")).unwrap();
+    assert_eq!(
+        installed,
+        std::fs::read(&module).unwrap(),
+        "the module is the built one"
+    );
+    for f in ["res_deviceuser.conf", "res_deviceuser.conf.sample"] {
+        assert!(etcdir.join(f).exists(), "{f} not installed");
+    }
+    assert!(docdir.join("res_deviceuser-en_US.xml").exists());
+    // An existing configuration is never overwritten.
+    std::fs::write(etcdir.join("res_deviceuser.conf"), "; mine\n").unwrap();
+    install();
+    assert_eq!(
+        std::fs::read_to_string(etcdir.join("res_deviceuser.conf")).unwrap(),
+        "; mine\n"
+    );
+}

@@ -1,0 +1,83 @@
+//! Security properties on a real Asterisk: the calling device is the channel's endpoint even
+//! when caller ID says otherwise, hashed PINs work, and PINs never reach the log.
+mod common;
+mod hotdesk_common;
+
+use hotdesk_common as hd;
+
+/// SHA-512 crypt of "1234" (as `mkpasswd -m sha-512 1234` makes).
+const HASHED_1234: &str =
+    "$6$OPEOzl99EjVmS6Qk$R2.K.V907OpHzuxoSN/8pTe8ADQo2PqD3tT60wWBBGrv0VWrab2lv8.hnlqAOIsZGC6N82hOHpeOHHIcYoOFT1";
+
+/// `**9<user><pin>`: logs in after setting CALLERID(num) to device 1000's number.
+const SPOOF_DIALPLAN: &str = "
+[from-devices]
+exten => _**9XXXX.,1,Set(CALLERID(num)=1000)
+ same => n,Set(CALLERID(name)=ARM 1)
+ same => n,UserLogin(${EXTEN:3:4},${EXTEN:7})
+ same => n,NoOp(UserLogin: ${USERLOGINSTATUS})
+ same => n,Hangup()
+";
+
+#[test]
+fn a_spoofed_caller_id_logs_in_on_the_real_device() {
+    let ast = hd::builder("sec-callerid")
+        .conf(
+            "extensions.conf",
+            &format!("{}\n{SPOOF_DIALPLAN}", hd::test_dialplan()),
+        )
+        .start();
+    let status = hd::call_for_status(&ast, "1001", "**941011234", "UserLogin");
+    assert_eq!(status, "SUCCESS");
+    assert_eq!(
+        hd::user_on(&ast, "1001").as_deref(),
+        Some("4101"),
+        "bound to the calling endpoint"
+    );
+    assert_eq!(
+        hd::user_on(&ast, "1000"),
+        None,
+        "caller ID 1000 did not move the login"
+    );
+    // A wrong PIN under a spoofed caller ID changes nothing either.
+    let status = hd::call_for_status(&ast, "1002", "**941021234", "UserLogin");
+    assert_eq!(status, "FAILED", "wrong PIN for 4102");
+    assert_eq!(hd::user_on(&ast, "1000"), None);
+}
+
+#[test]
+fn hashed_pins_log_in_and_never_appear_in_the_log() {
+    let conf = hd::sample_deviceuser_conf().replacen(
+        "password = 1234\n",
+        &format!("password = {HASHED_1234}\n"),
+        1,
+    );
+    assert!(
+        conf.contains(HASHED_1234),
+        "the sample's 4101 PIN line changed"
+    );
+    let ast = hd::builder("sec-hash")
+        .conf("res_deviceuser.conf", &conf)
+        .start();
+    assert_eq!(hd::login(&ast, "1000", "4101", "9999"), "FAILED");
+    hd::login_ok(&ast, "1000", "4101", "1234");
+    let log = ast.log();
+    assert!(!log.contains(HASHED_1234), "the hash is in the log");
+    assert!(!log.contains("OPEOzl99EjVmS6Qk"), "the salt is in the log");
+}
+
+#[test]
+fn a_malformed_hash_is_a_config_error_that_does_not_show_it() {
+    let conf =
+        hd::sample_deviceuser_conf().replacen("password = 1234\n", "password = $6$broken\n", 1);
+    let ast = hd::builder("sec-badhash")
+        .conf("res_deviceuser.conf", &conf)
+        .start();
+    let log = ast.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("[4101] password")),
+        "no error naming [4101] password"
+    );
+    assert!(!log.contains("$6$broken"), "the hash is echoed in the log");
+}
