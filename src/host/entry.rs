@@ -94,6 +94,26 @@ pub extern "C" fn deviceuser_reload() -> c_int {
     })
 }
 
+/// Runs a dialplan application on its channel.
+///
+/// # Safety
+/// `chan` and `data` are what Asterisk passed to the application's callback.
+unsafe fn run_app(
+    name: &str,
+    chan: *mut ast_channel,
+    data: *const c_char,
+    app: fn(&Channel, &str) -> i32,
+) -> c_int {
+    guard(name, -1, || {
+        // SAFETY: Asterisk keeps chan alive for the application's run; data is NULL or a C string.
+        let (Some(chan), data) = (unsafe { Channel::from_ptr(chan) }, unsafe { from_c(data) })
+        else {
+            return -1;
+        };
+        app(&chan, &data.unwrap_or_default())
+    })
+}
+
 /// `UserLogin([user[,password]])`.
 ///
 /// # Safety
@@ -103,14 +123,8 @@ pub unsafe extern "C" fn deviceuser_app_login(
     chan: *mut ast_channel,
     data: *const c_char,
 ) -> c_int {
-    guard("UserLogin", -1, || {
-        // SAFETY: Asterisk keeps chan alive for the application's run; data is NULL or a C string.
-        let (Some(chan), data) = (unsafe { Channel::from_ptr(chan) }, unsafe { from_c(data) })
-        else {
-            return -1;
-        };
-        apps::login(&chan, &data.unwrap_or_default())
-    })
+    // SAFETY: forwarded from Asterisk's callback.
+    unsafe { run_app("UserLogin", chan, data, apps::login) }
 }
 
 /// `UserLogout([user])`.
@@ -122,14 +136,8 @@ pub unsafe extern "C" fn deviceuser_app_logout(
     chan: *mut ast_channel,
     data: *const c_char,
 ) -> c_int {
-    guard("UserLogout", -1, || {
-        // SAFETY: as above.
-        let (Some(chan), data) = (unsafe { Channel::from_ptr(chan) }, unsafe { from_c(data) })
-        else {
-            return -1;
-        };
-        apps::logout(&chan, &data.unwrap_or_default())
-    })
+    // SAFETY: forwarded from Asterisk's callback.
+    unsafe { run_app("UserLogout", chan, data, apps::logout) }
 }
 
 /// Read callback of the dialplan functions; `which` is FN_DIAL, FN_USER or FN_FIELD.
