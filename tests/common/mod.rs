@@ -578,10 +578,35 @@ impl Asterisk {
     }
 }
 
+/// Every line the module logged in any instance of the test run, collected for
+/// `scripts/test.sh`, which checks after the whole suite that no configured PIN is in them.
+pub fn module_lines_file() -> PathBuf {
+    runs_dir().join("module-log-lines.txt")
+}
+
+impl Asterisk {
+    fn collect_module_lines(&self) {
+        let lines: String = self
+            .log()
+            .lines()
+            .filter(|l| l.contains(" res_deviceuser: "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        if let Ok(mut f) = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(module_lines_file())
+        {
+            let _ = std::io::Write::write_all(&mut f, lines.as_bytes());
+        }
+    }
+}
+
 impl Drop for Asterisk {
     fn drop(&mut self) {
         let panicking = thread::panicking();
         self.stop();
+        self.collect_module_lines();
         if panicking {
             self.dump_logs();
         } else if !self.keep && std::env::var_os("DEVICEUSER_KEEP_RUNS").is_none() {
