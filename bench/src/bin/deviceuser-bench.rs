@@ -73,6 +73,19 @@ fn fields(v: &[(&str, &str)]) -> Vec<(String, String)> {
     act(v)
 }
 
+/// `DeviceUserLogin` of user n on device n, for n in 1..=count.
+fn login_actions(count: usize) -> Vec<Vec<(String, String)>> {
+    (1..=count)
+        .map(|n| {
+            fields(&[
+                ("Action", "DeviceUserLogin"),
+                ("User", &user(n)),
+                ("Device", &device(n)),
+            ])
+        })
+        .collect()
+}
+
 fn setvar_device_state(dev: &str, state: &str) -> Vec<(String, String)> {
     fields(&[
         ("Action", "Setvar"),
@@ -314,16 +327,7 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
     let mut tps_after = BTreeMap::new();
     if do_fanout {
         eprintln!("[bench]   logging in {FANOUT} users");
-        let logins: Vec<_> = (1..=FANOUT)
-            .map(|n| {
-                fields(&[
-                    ("Action", "DeviceUserLogin"),
-                    ("User", &user(n)),
-                    ("Device", &device(n)),
-                ])
-            })
-            .collect();
-        let b = driver.pipeline(&logins)?;
+        let b = driver.pipeline(&login_actions(FANOUT))?;
         check(&b, "DeviceUserLogin")?;
         eprintln!("[bench]   {FANOUT} logins in {:?}", b.elapsed);
         inst.settle();
@@ -667,16 +671,7 @@ fn scale(rep: &mut Report) -> Res<()> {
     let rss1 = inst.rss();
     eprintln!("[bench]   load {load:?}, rss +{} MB", (rss1 - rss0) >> 20);
 
-    let logins: Vec<_> = (1..=SCALE)
-        .map(|n| {
-            fields(&[
-                ("Action", "DeviceUserLogin"),
-                ("User", &user(n)),
-                ("Device", &device(n)),
-            ])
-        })
-        .collect();
-    let b = ami.pipeline(&logins)?;
+    let b = ami.pipeline(&login_actions(SCALE))?;
     check(&b, "DeviceUserLogin")?;
     eprintln!("[bench]   {SCALE} logins in {:?}", b.elapsed);
     inst.settle();
