@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use deviceuser_core::astdb::{
     binding_key, binding_value, decode_binding, decode_dnd_key, dnd_key, DND_VALUE, FAMILY,
 };
-use deviceuser_core::config::Config;
+use deviceuser_core::config::{is_user_state, Config, USER_STATE_PREFIX};
 use deviceuser_core::policy::any_unregister_policy;
 use deviceuser_core::{BindingTable, Changes, Lockout, Snapshot, Stats, Unregistered};
 use snapcell::SnapshotCell;
@@ -17,8 +17,8 @@ use crate::host::{ami, astdb, config, hints, log};
 use crate::journal;
 
 pub const CONFIG_FILE: &str = "res_deviceuser.conf";
-/// Device state provider label: hints name `DeviceUser:<user>`.
-pub const PROVIDER: &str = "DeviceUser";
+/// Device state provider label: hints name `DeviceUser:<user>` (`USER_STATE_PREFIX`).
+pub const PROVIDER_LABEL: &std::ffi::CStr = c"DeviceUser";
 
 pub struct Runtime {
     pub table: BindingTable,
@@ -211,10 +211,7 @@ pub fn stop() {
                 hints::remove(ctx, user);
             }
         }
-        let _serialized = PUBLISH.lock().unwrap_or_else(|e| e.into_inner());
-        for user in active_users(&snap) {
-            devstate::publish(&device_name(&user), DeviceState::UNAVAILABLE);
-        }
+        publish_users_state(active_users(&snap).into_iter(), DeviceState::UNAVAILABLE);
     }
 }
 
@@ -267,9 +264,9 @@ pub fn reload() -> Result<(), String> {
 }
 
 fn sync_hints(old: Option<&Config>, new: &Config) {
-    if let Some(ctx) = old.and_then(|c| c.general.hint_context.as_ref()) {
+    if let Some((old, ctx)) = old.and_then(|c| Some((c, c.general.hint_context.as_ref()?))) {
         let keep = new.general.hint_context.as_ref() == Some(ctx);
-        for user in old.unwrap().users.keys() {
+        for user in old.users.keys() {
             if !keep || new.user(user).is_none() {
                 hints::remove(ctx, user);
             }
@@ -286,7 +283,7 @@ fn sync_hints(old: Option<&Config>, new: &Config) {
 
 /// `DeviceUser:<user>`, the name hints use.
 pub fn device_name(user: &str) -> String {
-    format!("{PROVIDER}:{user}")
+    format!("{USER_STATE_PREFIX}{user}")
 }
 
 /// AstDB write-through of one commit: removals first, then additions.
@@ -433,10 +430,7 @@ fn publish_users_state(users: impl Iterator<Item = String>, state: DeviceState) 
 
 /// A device's state changed somewhere in Asterisk: re-publish the state of its user.
 pub fn device_changed(dial: &str, state: DeviceState) {
-    if dial
-        .get(..PROVIDER.len() + 1)
-        .is_some_and(|p| p.eq_ignore_ascii_case("DeviceUser:"))
-    {
+    if is_user_state(dial) {
         return;
     }
     let rt = current();

@@ -331,6 +331,15 @@ pub fn id_problem(id: &str) -> Option<String> {
     }
 }
 
+/// How the module's device states are named in hints: `DeviceUser:<user>`.
+pub const USER_STATE_PREFIX: &str = "DeviceUser:";
+
+/// Whether a device state name is one of the module's own (`DeviceUser:...`, any case).
+pub fn is_user_state(name: &str) -> bool {
+    name.get(..USER_STATE_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(USER_STATE_PREFIX))
+}
+
 /// `text` cut to a length fit for a log line (hostile input is not repeated in full).
 pub fn shown(text: &str) -> String {
     const MAX: usize = 64;
@@ -579,10 +588,7 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
             d.dial_line,
             format!("dial string '{dial}' has no technology (expected e.g. PJSIP/{id})"),
         );
-    } else if dial
-        .get(..11)
-        .is_some_and(|p| p.eq_ignore_ascii_case("DeviceUser:"))
-    {
+    } else if is_user_state(dial) {
         // The provider asks the state of every device of a user: a user as a device loops.
         r.error(
             &id,

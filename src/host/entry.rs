@@ -24,21 +24,21 @@ pub extern "C" fn deviceuser_load(_module: *mut c_void) -> c_int {
             log::error(&format!("not loading: {e}"));
             return LOAD_DECLINE;
         }
-        if let Err(e) = devstate::provider_add(c"DeviceUser", runtime_state) {
+        if let Err(e) = devstate::provider_add(runtime::PROVIDER_LABEL, runtime_state) {
             log::error(&e);
             runtime::stop();
             return LOAD_DECLINE;
         }
         if let Err(e) = devstate::subscribe_all(|c| runtime::device_changed(c.device, c.state)) {
             log::error(&e);
-            devstate::provider_del(c"DeviceUser");
+            devstate::provider_del(runtime::PROVIDER_LABEL);
             runtime::stop();
             return LOAD_DECLINE;
         }
         if let Err(e) = policy::start() {
             log::error(&e);
             devstate::unsubscribe_all();
-            devstate::provider_del(c"DeviceUser");
+            devstate::provider_del(runtime::PROVIDER_LABEL);
             runtime::stop();
             return LOAD_DECLINE;
         }
@@ -79,7 +79,7 @@ pub extern "C" fn deviceuser_unload() {
     guard("unload", (), || {
         policy::stop();
         devstate::unsubscribe_all();
-        devstate::provider_del(c"DeviceUser");
+        devstate::provider_del(runtime::PROVIDER_LABEL);
         runtime::stop();
     });
     super::guard::remove_panic_hook();
