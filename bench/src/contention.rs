@@ -20,8 +20,9 @@ pub const BOUND: usize = SIZE / 2;
 /// A table that answers "what do I dial for this user" and takes logins and logouts.
 pub trait Table: Send + Sync + 'static {
     fn name(&self) -> &'static str;
-    /// The dial string of a user's devices (`&`-joined), empty when logged out.
-    fn dial_of(&self, user: &str) -> String;
+    /// Copies the dial string of a user's devices (`&`-joined, empty when logged out) into
+    /// `out`, a buffer the reader reuses, as `DEVICEUSER_DIAL()` fills Asterisk's buffer.
+    fn dial_into(&self, user: &str, out: &mut String);
     /// Whether someone is on the device.
     fn occupied(&self, device: &str) -> bool;
     fn login(&self, user: &str, device: &str);
@@ -86,8 +87,8 @@ impl Table for Snapshots {
     fn name(&self) -> &'static str {
         "BindingTable (snapshot)"
     }
-    fn dial_of(&self, user: &str) -> String {
-        self.0.with_snapshot(|s| s.dial_of(user))
+    fn dial_into(&self, user: &str, out: &mut String) {
+        self.0.with_snapshot(|s| out.push_str(s.dial(user)))
     }
     fn occupied(&self, device: &str) -> bool {
         self.0.with_snapshot(|s| s.user_on(device).is_some())
@@ -140,16 +141,16 @@ impl Maps {
         }
     }
 
-    fn dial_of(&self, user: &str) -> String {
-        self.by_user
-            .get(user)
-            .map(|ds| {
-                ds.iter()
-                    .filter_map(|d| self.dial.get(d).map(String::as_str))
-                    .collect::<Vec<_>>()
-                    .join("&")
-            })
-            .unwrap_or_default()
+    fn dial_into(&self, user: &str, out: &mut String) {
+        let Some(ds) = self.by_user.get(user) else {
+            return;
+        };
+        for dial in ds.iter().filter_map(|d| self.dial.get(d)) {
+            if !out.is_empty() {
+                out.push('&');
+            }
+            out.push_str(dial);
+        }
     }
 }
 
@@ -171,8 +172,8 @@ impl Table for Locked {
     fn name(&self) -> &'static str {
         "Mutex<HashMap>"
     }
-    fn dial_of(&self, user: &str) -> String {
-        self.0.lock().unwrap().dial_of(user)
+    fn dial_into(&self, user: &str, out: &mut String) {
+        self.0.lock().unwrap().dial_into(user, out)
     }
     fn occupied(&self, device: &str) -> bool {
         self.0.lock().unwrap().by_device.contains_key(device)
@@ -203,8 +204,8 @@ impl Table for ReadWrite {
     fn name(&self) -> &'static str {
         "RwLock<HashMap>"
     }
-    fn dial_of(&self, user: &str) -> String {
-        self.0.read().unwrap().dial_of(user)
+    fn dial_into(&self, user: &str, out: &mut String) {
+        self.0.read().unwrap().dial_into(user, out)
     }
     fn occupied(&self, device: &str) -> bool {
         self.0.read().unwrap().by_device.contains_key(device)
@@ -281,9 +282,13 @@ pub fn keys(read: Read) -> Vec<String> {
         .collect()
 }
 
-fn do_read<T: Table>(table: &T, read: Read, key: &str) -> usize {
+fn do_read<T: Table>(table: &T, read: Read, key: &str, buf: &mut String) -> usize {
     match read {
-        Read::DialOf => table.dial_of(key).len(),
+        Read::DialOf => {
+            buf.clear();
+            table.dial_into(key, buf);
+            buf.len()
+        }
         Read::UserOn => table.occupied(key) as usize,
     }
 }
@@ -313,8 +318,10 @@ pub fn timed_reads<T: Table>(
             thread::spawn(move || {
                 barrier.wait();
                 let mut sink = 0usize;
+                let mut buf = String::with_capacity(256);
                 for i in (r * 13..).take(iters as usize) {
-                    sink = sink.wrapping_add(do_read(&*table, read, &keys[i % keys.len()]));
+                    sink =
+                        sink.wrapping_add(do_read(&*table, read, &keys[i % keys.len()], &mut buf));
                 }
                 std::hint::black_box(sink);
             })
@@ -367,12 +374,14 @@ pub fn read_latency<T: Table>(
                 let mut i = r * 13;
                 let end = Instant::now() + dur;
                 let mut sink = 0usize;
+                let mut buf = String::with_capacity(256);
                 loop {
                     let t0 = Instant::now();
                     if t0 >= end {
                         break;
                     }
-                    sink = sink.wrapping_add(do_read(&*table, read, &keys[i % keys.len()]));
+                    sink =
+                        sink.wrapping_add(do_read(&*table, read, &keys[i % keys.len()], &mut buf));
                     samples.push(t0.elapsed());
                     i += 1;
                 }

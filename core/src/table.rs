@@ -14,7 +14,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use imbl::{HashMap, OrdSet};
+use imbl::OrdSet;
+use rustc_hash::FxBuildHasher;
 use snapcell::SnapshotCell;
 use std::sync::Mutex;
 
@@ -73,13 +74,38 @@ impl fmt::Display for Reason {
     }
 }
 
+/// Persistent hash maps (HAMT) with FxHash: the device state and call paths look devices and
+/// users up for every change and every call. Keys are only ever inserted from the validated
+/// config, so a fast non-keyed hash cannot be flooded from outside.
+type HashMap<K, V> = imbl::GenericHashMap<K, V, FxBuildHasher, imbl::shared_ptr::DefaultSharedPtr>;
+
+/// The devices a user is on, and what to dial to ring them all.
+#[derive(Clone, Debug, Default)]
+struct UserDevices {
+    devices: OrdSet<String>,
+    /// The devices' dial strings joined by `&`, in device order; kept in step with `devices`
+    /// by every write, so a call reads it without building anything.
+    dial: String,
+}
+
+impl UserDevices {
+    fn refresh_dial(&mut self, config: &Config) {
+        self.dial.clear();
+        for d in self.devices.iter().filter_map(|d| config.device(d)) {
+            if !self.dial.is_empty() {
+                self.dial.push('&');
+            }
+            self.dial.push_str(&d.dial);
+        }
+    }
+}
+
 /// An immutable view of the configuration and all bindings at one instant.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     config: Arc<Config>,
-    /// Hash maps (HAMT): the device state path looks devices and users up for every change.
     by_device: HashMap<String, Binding>,
-    by_user: HashMap<String, OrdSet<String>>,
+    by_user: HashMap<String, UserDevices>,
     /// Users with do-not-disturb on; always configured users.
     dnd: OrdSet<String>,
 }
@@ -101,27 +127,29 @@ impl Snapshot {
     pub fn devices_of(&self, user: &str) -> Vec<&str> {
         self.by_user
             .get(user)
-            .map(|set| set.iter().map(String::as_str).collect())
+            .map(|u| u.devices.iter().map(String::as_str).collect())
             .unwrap_or_default()
     }
 
     /// What to put in `Dial()` to ring the user everywhere they are: the dial strings of their
-    /// devices joined by `&`, sorted by device id; empty when the user is nowhere.
+    /// devices joined by `&`, sorted by device id; empty when the user is nowhere. Borrowed
+    /// from the snapshot: nothing is built or allocated.
+    pub fn dial(&self, user: &str) -> &str {
+        self.by_user.get(user).map_or("", |u| u.dial.as_str())
+    }
+
+    /// [`dial`](Self::dial), owned.
     pub fn dial_of(&self, user: &str) -> String {
-        self.devices_of(user)
-            .into_iter()
-            .filter_map(|d| self.config.device(d).map(|d| d.dial.as_str()))
-            .collect::<Vec<_>>()
-            .join("&")
+        self.dial(user).to_string()
     }
 
     /// All bindings, sorted by user then device.
     pub fn bindings(&self) -> Vec<&Binding> {
-        let mut users: Vec<(&String, &OrdSet<String>)> = self.by_user.iter().collect();
+        let mut users: Vec<(&String, &UserDevices)> = self.by_user.iter().collect();
         users.sort_unstable_by(|a, b| a.0.cmp(b.0));
         users
             .into_iter()
-            .flat_map(|(_, set)| set.iter().filter_map(|d| self.by_device.get(d)))
+            .flat_map(|(_, u)| u.devices.iter().filter_map(|d| self.by_device.get(d)))
             .collect()
     }
 
@@ -249,9 +277,10 @@ struct Tx {
 impl Tx {
     fn bind(&mut self, b: Binding, reason: Reason) {
         debug_assert!(!self.next.by_device.contains_key(&b.device));
-        let mut set = self.next.by_user.remove(&b.user).unwrap_or_default();
-        set.insert(b.device.clone());
-        self.next.by_user.insert(b.user.clone(), set);
+        let mut entry = self.next.by_user.remove(&b.user).unwrap_or_default();
+        entry.devices.insert(b.device.clone());
+        entry.refresh_dial(&self.next.config);
+        self.next.by_user.insert(b.user.clone(), entry);
         self.next.by_device.insert(b.device.clone(), b.clone());
         self.changes.added.push((b, reason));
         self.dirty = true;
@@ -259,10 +288,12 @@ impl Tx {
 
     fn unbind(&mut self, device: &str, reason: Reason) -> Option<Binding> {
         let b = self.next.by_device.remove(device)?;
-        if let Some(set) = self.next.by_user.get_mut(&b.user) {
-            set.remove(device);
-            if set.is_empty() {
+        if let Some(entry) = self.next.by_user.get_mut(&b.user) {
+            entry.devices.remove(device);
+            if entry.devices.is_empty() {
                 self.next.by_user.remove(&b.user);
+            } else {
+                entry.refresh_dial(&self.next.config);
             }
         }
         self.changes.removed.push((b.clone(), reason));
@@ -309,8 +340,8 @@ impl BindingTable {
         let mut tx = Tx {
             next: Snapshot {
                 config: Arc::new(config),
-                by_device: HashMap::new(),
-                by_user: HashMap::new(),
+                by_device: HashMap::default(),
+                by_user: HashMap::default(),
                 dnd: OrdSet::new(),
             },
             changes: Changes::default(),
@@ -631,6 +662,13 @@ impl BindingTable {
                 let old_default = old.device(&d.id).map(|o| o.default_user.as_ref());
                 if d.mode == DeviceMode::Fixed || old_default != Some(Some(du)) {
                     tx.bind(Binding::new(du.clone(), d.id.clone(), now), Reason::Default);
+                }
+            }
+            // Devices that stayed may dial differently now.
+            let users: Vec<String> = tx.next.by_user.keys().cloned().collect();
+            for u in users {
+                if let Some(entry) = tx.next.by_user.get_mut(&u) {
+                    entry.refresh_dial(&cfg);
                 }
             }
             Ok::<_, std::convert::Infallible>(())
@@ -1056,14 +1094,19 @@ mod tests {
             if *dev != b.device {
                 return Err(format!("key {dev} holds binding for {}", b.device));
             }
-            if !s.by_user.get(&b.user).is_some_and(|set| set.contains(dev)) {
+            if !s
+                .by_user
+                .get(&b.user)
+                .is_some_and(|u| u.devices.contains(dev))
+            {
                 return Err(format!("{dev} -> {} not mirrored", b.user));
             }
             if s.config.device(dev).is_none() || s.config.user(&b.user).is_none() {
                 return Err(format!("binding {b:?} not in config"));
             }
         }
-        for (user, set) in &s.by_user {
+        for (user, entry) in &s.by_user {
+            let set = &entry.devices;
             if set.is_empty() {
                 return Err(format!("empty device set for {user}"));
             }
@@ -1129,10 +1172,18 @@ mod tests {
             ("u1", &[("type", "user"), ("password", "1")]),
             ("u2", &[("type", "user")]),
         ]));
+        // Devices kept across a switch to `c` dial differently there.
         let c = Config::from_raw(&raw(&[
             ("general", &[("multiple_logins", "replace")]),
-            ("d0", &[("type", "device")]),
-            ("d1", &[("type", "device"), ("default_user", "u0")]),
+            ("d0", &[("type", "device"), ("dial", "SIP/d0")]),
+            (
+                "d1",
+                &[
+                    ("type", "device"),
+                    ("dial", "Custom:d1"),
+                    ("default_user", "u0"),
+                ],
+            ),
             (
                 "d2",
                 &[
