@@ -45,7 +45,7 @@ pub fn entry(id: i32) -> Option<(&'static CStr, &'static CStr)> {
         ),
         6 => (
             c"deviceuser show stats",
-            c"Usage: deviceuser show stats [user <id>]\n       Logins per user since the module was loaded: number of logins, time\n       logged in (finished and current sessions) and the current session.\n",
+            c"Usage: deviceuser show stats [user <id>]\n       Logins per user since the module was loaded: number of logins, time\n       logged in (finished and current sessions) and the current session;\n       without a user, also the heap memory the module holds.\n",
         ),
         7 => (
             c"deviceuser import freepbx",
@@ -156,7 +156,15 @@ pub fn run(id: i32, a: &Args) -> Outcome {
                 return Outcome::Failed(format!("No such user '{u}'\n"));
             }
             let stats = rt.stats.lock().unwrap_or_else(|e| e.into_inner());
-            Outcome::Done(render::stats(&stats, &snap, runtime::now(), user))
+            let mut out = render::stats(&stats, &snap, runtime::now(), user);
+            if user.is_none() {
+                let bytes = crate::host::alloc::live_bytes();
+                out.push_str(&format!(
+                    "Module heap in use: {:.1} MB ({bytes} bytes)\n",
+                    bytes as f64 / (1024.0 * 1024.0)
+                ));
+            }
+            Outcome::Done(out)
         }
         (7, 3) => Outcome::Done(import_freepbx(rt, false)),
         (7, 4) if a.argv[3].eq_ignore_ascii_case("apply") => {

@@ -14,3 +14,7 @@ mod journal;
 mod policy;
 mod runtime;
 mod sys;
+
+/// Counts the module's heap for `deviceuser show stats`; allocation itself is Asterisk's malloc.
+#[global_allocator]
+static ALLOCATOR: host::alloc::Counting = host::alloc::Counting;

@@ -10,6 +10,7 @@ use deviceuser_core::astdb::{
 use deviceuser_core::config::{is_user_state, Config, USER_STATE_PREFIX};
 use deviceuser_core::policy::any_unregister_policy;
 use deviceuser_core::{BindingTable, Changes, Lockout, Snapshot, Stats, Unregistered};
+use rustc_hash::FxHashMap;
 use snapcell::SnapshotCell;
 
 use crate::host::devstate::{self, Aggregate, DeviceState};
@@ -34,10 +35,29 @@ pub struct Runtime {
 /// that owns nothing on the heap once emptied: statics are not dropped at `dlclose`.
 static RUNTIME: SnapshotCell<Runtime> = SnapshotCell::empty();
 
-/// Serializes publishing of `DeviceUser:` states, so a state computed from an older snapshot
-/// is never published after one computed from a newer snapshot. Held only around computing
-/// and publishing (never by the device state provider itself).
-static PUBLISH: Mutex<()> = Mutex::new(());
+/// The last `DeviceUser:` state published for each user. Asterisk does not cache these states
+/// (see [`devstate::publish`]), so this is what keeps a device change that leaves its user's
+/// state as it was from publishing anything. The lock also serializes publishing, so a state
+/// computed from an older snapshot is never published after one computed from a newer
+/// snapshot. Held only around computing and publishing (never by the device state provider
+/// itself). Emptied at unload: statics are not dropped at `dlclose`.
+static PUBLISHED: Mutex<Option<FxHashMap<String, DeviceState>>> = Mutex::new(None);
+
+type Published = Option<FxHashMap<String, DeviceState>>;
+
+fn published() -> std::sync::MutexGuard<'static, Published> {
+    PUBLISHED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Publishes `state` for `user` unless it is the last state published for them.
+fn publish_user(published: &mut Published, user: &str, state: DeviceState) {
+    let map = published.get_or_insert_with(FxHashMap::default);
+    if map.get(user) == Some(&state) {
+        return;
+    }
+    devstate::publish(&device_name(user), state);
+    map.insert(user.to_string(), state);
+}
 
 pub fn current() -> Option<Arc<Runtime>> {
     RUNTIME.get()
@@ -159,7 +179,7 @@ pub fn start() -> Result<(), String> {
             table.with_snapshot(|s| s.binding_count()),
         ),
     );
-    let stats = Mutex::new(table.with_snapshot(Stats::from_snapshot));
+    let stats = Mutex::new(Stats::new());
     RUNTIME.set(Some(Arc::new(Runtime {
         table,
         stats,
@@ -213,6 +233,7 @@ pub fn stop() {
         }
         publish_users_state(active_users(&snap).into_iter(), DeviceState::UNAVAILABLE);
     }
+    *published() = None;
 }
 
 /// `module reload`: a bad file keeps the running config.
@@ -412,19 +433,19 @@ pub fn user_state(
 }
 
 fn publish_users(users: impl Iterator<Item = String>) {
-    let _serialized = PUBLISH.lock().unwrap_or_else(|e| e.into_inner());
+    let mut published = published();
     let Some(snap) = with(|rt| rt.table.snapshot()) else {
         return;
     };
     for user in users {
-        devstate::publish(&device_name(&user), user_state(&snap, &user, None));
+        publish_user(&mut published, &user, user_state(&snap, &user, None));
     }
 }
 
 fn publish_users_state(users: impl Iterator<Item = String>, state: DeviceState) {
-    let _serialized = PUBLISH.lock().unwrap_or_else(|e| e.into_inner());
+    let mut published = published();
     for user in users {
-        devstate::publish(&device_name(&user), state);
+        publish_user(&mut published, &user, state);
     }
 }
 
@@ -444,12 +465,10 @@ pub fn device_changed(dial: &str, state: DeviceState) {
         s.user_on(&dev.id).map(|b| b.user.clone())
     });
     let Some(user) = user else { return };
-    let _serialized = PUBLISH.lock().unwrap_or_else(|e| e.into_inner());
+    let mut published = published();
     let snap = rt.table.snapshot();
-    devstate::publish(
-        &device_name(&user),
-        user_state(&snap, &user, Some((dial, state))),
-    );
+    let state = user_state(&snap, &user, Some((dial, state)));
+    publish_user(&mut published, &user, state);
 }
 
 /// Turns a user's do-not-disturb on or off: persisted, published (BUSY while on), announced.

@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn stats_table() {
         let t = BindingTable::new(sample(), 1000);
-        let mut st = Stats::from_snapshot(&t.snapshot());
+        let mut st = Stats::new();
         let c = t
             .login("101", "1000", LoginMode::Admin, 1100, |_| {})
             .unwrap();

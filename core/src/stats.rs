@@ -4,20 +4,19 @@
 use std::collections::BTreeMap;
 
 use crate::config::Config;
-use crate::table::{Changes, Reason, Snapshot};
+use crate::table::{Changes, Reason};
 
-/// One user's numbers.
+/// One user's numbers. Open sessions are not kept here: they are the user's current
+/// bindings, each carrying its start.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserStats {
     /// Logins (manual, admin, replacing someone); not default or restored bindings.
     pub logins: u64,
     /// Seconds of sessions that have ended, summed over devices.
     pub total_secs: u64,
-    /// Open sessions: device → start (unix seconds).
-    pub sessions: BTreeMap<String, u64>,
 }
 
-/// Statistics of all users seen in bindings.
+/// Statistics of the users whose bindings changed since the module was loaded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     users: BTreeMap<String, UserStats>,
@@ -28,34 +27,24 @@ impl Stats {
         Self::default()
     }
 
-    /// Starts with the sessions open in `s` (e.g. right after load and restore), counted as
-    /// sessions but not as logins.
-    pub fn from_snapshot(s: &Snapshot) -> Self {
-        let mut st = Stats::new();
-        for b in s.bindings() {
-            st.entry(&b.user).sessions.insert(b.device.clone(), b.since);
-        }
-        st
-    }
-
     fn entry(&mut self, user: &str) -> &mut UserStats {
-        self.users.entry(user.to_string()).or_default()
+        if !self.users.contains_key(user) {
+            self.users.insert(user.to_string(), UserStats::default());
+        }
+        self.users.get_mut(user).expect("just inserted")
     }
 
     /// Applies one commit. Each removed binding ends a session and adds `now - since` to its
-    /// user's total; each added binding opens one and counts as a login unless its reason
-    /// is [`Reason::Default`] or [`Reason::Config`].
+    /// user's total; each added binding counts as a login unless its reason is
+    /// [`Reason::Default`] or [`Reason::Config`].
     pub fn apply(&mut self, changes: &Changes, now: u64) {
         for (b, _) in &changes.removed {
             let u = self.entry(&b.user);
-            u.sessions.remove(&b.device);
             u.total_secs = u.total_secs.saturating_add(now.saturating_sub(b.since));
         }
         for (b, reason) in &changes.added {
-            let u = self.entry(&b.user);
-            u.sessions.insert(b.device.clone(), b.since);
             if !matches!(reason, Reason::Default | Reason::Config) {
-                u.logins += 1;
+                self.entry(&b.user).logins += 1;
             }
         }
     }
@@ -79,9 +68,8 @@ mod tests {
     #[test]
     fn counts_logins_and_time() {
         let t = BindingTable::new(sample(), 0);
-        let mut st = Stats::from_snapshot(&t.snapshot());
-        assert_eq!(st.user("100").unwrap().logins, 0);
-        assert_eq!(st.user("100").unwrap().sessions.get("lobby"), Some(&0));
+        let mut st = Stats::new();
+        assert!(st.user("100").is_none());
 
         let c = t
             .login("101", "1000", LoginMode::Admin, 10, |_| {})
@@ -93,25 +81,25 @@ mod tests {
             .unwrap();
         st.apply(&c, 20);
         let u101 = st.user("101").unwrap();
-        assert_eq!(u101.logins, 2);
-        assert_eq!(u101.sessions.len(), 2);
+        assert_eq!((u101.logins, u101.total_secs), (2, 0));
         assert_eq!(st.user("100").unwrap().total_secs, 20);
-        assert!(st.user("100").unwrap().sessions.is_empty());
 
-        // Logout of lobby gives it back to 100: a session for 100, but not a login.
+        // Logout of lobby gives it back to 100: not a login.
         let c = t
             .logout_device("lobby", Reason::Manual, 50, |_| {})
             .unwrap();
         st.apply(&c, 50);
         assert_eq!(st.user("101").unwrap().total_secs, 30);
         assert_eq!(st.user("100").unwrap().logins, 0);
-        assert_eq!(st.user("100").unwrap().sessions.get("lobby"), Some(&50));
 
-        // Restored bindings are not logins either.
+        // Restored bindings are not logins either; the session 100 had since 50 on lobby
+        // ends when it logs out at 80.
         let (c, _) = t.restore(vec![crate::Binding::new("100", "1001", 40)], 60, |_| {});
         st.apply(&c, 60);
         assert_eq!(st.user("100").unwrap().logins, 0);
-        assert_eq!(st.user("100").unwrap().sessions.get("1001"), Some(&40));
+        let c = t.logout_user("100", Reason::Admin, 80, |_| {}).unwrap();
+        st.apply(&c, 80);
+        assert_eq!(st.user("100").unwrap().total_secs, 20 + 30 + 40);
 
         let mut c = sample();
         c.users.remove("101");

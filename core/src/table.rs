@@ -82,7 +82,9 @@ type HashMap<K, V> = imbl::GenericHashMap<K, V, FxBuildHasher, imbl::shared_ptr:
 /// The devices a user is on, and what to dial to ring them all.
 #[derive(Clone, Debug, Default)]
 struct UserDevices {
-    devices: OrdSet<String>,
+    /// Sorted. A user is on a handful of devices at most: a small vector, not a tree (a
+    /// persistent tree node would cost a kilobyte per logged-in user).
+    devices: Vec<String>,
     /// The devices' dial strings joined by `&`, in device order; kept in step with `devices`
     /// by every write, so a call reads it without building anything.
     dial: String,
@@ -104,8 +106,10 @@ impl UserDevices {
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     config: Arc<Config>,
-    by_device: HashMap<String, Binding>,
-    by_user: HashMap<String, UserDevices>,
+    /// Values boxed: a HAMT node holds 32 entries inline, mostly empty at the leaves, so a
+    /// pointer-sized value keeps a table of 100,000 bindings to a fraction of the memory.
+    by_device: HashMap<String, Arc<Binding>>,
+    by_user: HashMap<String, Arc<UserDevices>>,
     /// Users with do-not-disturb on; always configured users.
     dnd: OrdSet<String>,
 }
@@ -120,7 +124,7 @@ impl Snapshot {
     }
 
     pub fn user_on(&self, device: &str) -> Option<&Binding> {
-        self.by_device.get(device)
+        self.by_device.get(device).map(|b| &**b)
     }
 
     /// Devices the user is on, sorted by id.
@@ -145,11 +149,11 @@ impl Snapshot {
 
     /// All bindings, sorted by user then device.
     pub fn bindings(&self) -> Vec<&Binding> {
-        let mut users: Vec<(&String, &UserDevices)> = self.by_user.iter().collect();
+        let mut users: Vec<(&String, &Arc<UserDevices>)> = self.by_user.iter().collect();
         users.sort_unstable_by(|a, b| a.0.cmp(b.0));
         users
             .into_iter()
-            .flat_map(|(_, u)| u.devices.iter().filter_map(|d| self.by_device.get(d)))
+            .flat_map(|(_, u)| u.devices.iter().filter_map(|d| self.user_on(d)))
             .collect()
     }
 
@@ -277,19 +281,25 @@ struct Tx {
 impl Tx {
     fn bind(&mut self, b: Binding, reason: Reason) {
         debug_assert!(!self.next.by_device.contains_key(&b.device));
-        let mut entry = self.next.by_user.remove(&b.user).unwrap_or_default();
-        entry.devices.insert(b.device.clone());
+        let mut entry = (self.next.by_user.remove(&b.user))
+            .map(Arc::unwrap_or_clone)
+            .unwrap_or_default();
+        if let Err(at) = entry.devices.binary_search(&b.device) {
+            entry.devices.insert(at, b.device.clone());
+        }
         entry.refresh_dial(&self.next.config);
-        self.next.by_user.insert(b.user.clone(), entry);
-        self.next.by_device.insert(b.device.clone(), b.clone());
+        self.next.by_user.insert(b.user.clone(), Arc::new(entry));
+        self.next
+            .by_device
+            .insert(b.device.clone(), Arc::new(b.clone()));
         self.changes.added.push((b, reason));
         self.dirty = true;
     }
 
     fn unbind(&mut self, device: &str, reason: Reason) -> Option<Binding> {
-        let b = self.next.by_device.remove(device)?;
-        if let Some(entry) = self.next.by_user.get_mut(&b.user) {
-            entry.devices.remove(device);
+        let b = Arc::unwrap_or_clone(self.next.by_device.remove(device)?);
+        if let Some(entry) = self.next.by_user.get_mut(&b.user).map(Arc::make_mut) {
+            entry.devices.retain(|d| d != device);
             if entry.devices.is_empty() {
                 self.next.by_user.remove(&b.user);
             } else {
@@ -590,7 +600,7 @@ impl BindingTable {
                 match tx.next.user_on(&b.device) {
                     Some(cur) if cur.user == b.user => {
                         if cur.since != b.since {
-                            tx.next.by_device.insert(b.device.clone(), b);
+                            tx.next.by_device.insert(b.device.clone(), Arc::new(b));
                             tx.dirty = true;
                         }
                     }
@@ -634,7 +644,9 @@ impl BindingTable {
             for u in gone {
                 tx.next.dnd.remove(&u);
             }
-            let mut current: Vec<Binding> = tx.next.by_device.values().cloned().collect();
+            let mut current: Vec<Binding> = (tx.next.by_device.values())
+                .map(|b| Binding::clone(b))
+                .collect();
             current.sort_by(|a, b| a.device.cmp(&b.device));
             for b in current {
                 let old_default = old
@@ -667,7 +679,7 @@ impl BindingTable {
             // Devices that stayed may dial differently now.
             let users: Vec<String> = tx.next.by_user.keys().cloned().collect();
             for u in users {
-                if let Some(entry) = tx.next.by_user.get_mut(&u) {
+                if let Some(entry) = tx.next.by_user.get_mut(&u).map(Arc::make_mut) {
                     entry.refresh_dial(&cfg);
                 }
             }

@@ -52,15 +52,21 @@ impl Aggregate {
     }
 }
 
-/// Publishes a computed state for `device` into the cache, so watchers of hints naming it are
-/// told at once and the device-state thread need not call back into our provider.
+/// Publishes a computed state for `device` (never UNKNOWN, so the device-state thread need
+/// not call back into our provider), so watchers of hints naming it are told at once.
+///
+/// Published as not cachable, as Asterisk does for states it can always recompute (Local
+/// channels): the state is already known to the provider, which answers from memory, and a
+/// cachable state would cost Asterisk a cache entry, a device topic and forwarder per user,
+/// plus a cache check, a cache update and a second topic lookup on every publication.
+/// Asterisk republishes it as the aggregate (eid NULL) that hints and AMI act on.
 pub fn publish(device: &str, state: DeviceState) {
     let d = cstring(device);
     // SAFETY: valid C string; Asterisk copies it.
     unsafe {
         sys::ast_devstate_changed_literal(
             state.0,
-            sys::ast_devstate_cache_AST_DEVSTATE_CACHABLE,
+            sys::ast_devstate_cache_AST_DEVSTATE_NOT_CACHABLE,
             d.as_ptr(),
         )
     };

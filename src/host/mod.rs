@@ -4,6 +4,7 @@
 //! Rule for the whole module: no thread-local value with a destructor may be touched on an
 //! Asterisk thread (it would pin the shared object after `module unload`; see SAFETY.md).
 
+pub mod alloc;
 pub mod ami;
 pub mod astdb;
 pub mod channel;
