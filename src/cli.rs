@@ -45,7 +45,7 @@ pub fn entry(id: i32) -> Option<(&'static CStr, &'static CStr)> {
         ),
         6 => (
             c"deviceuser show stats",
-            c"Usage: deviceuser show stats [user <id>]\n       Logins per user since the module was loaded: number of logins, time\n       logged in (finished and current sessions) and the current session;\n       without a user, also the heap memory the module holds.\n",
+            c"Usage: deviceuser show stats [user <id>]\n       Logins per user since the module was loaded: number of logins, time\n       logged in (finished and current sessions) and the current session;\n       without a user, also the heap memory the module holds and how many\n       devices' states it follows (the bound ones).\n",
         ),
         7 => (
             c"deviceuser import freepbx",
@@ -160,8 +160,9 @@ pub fn run(id: i32, a: &Args) -> Outcome {
             if user.is_none() {
                 let bytes = crate::host::alloc::live_bytes();
                 out.push_str(&format!(
-                    "Module heap in use: {:.1} MB ({bytes} bytes)\n",
-                    bytes as f64 / (1024.0 * 1024.0)
+                    "Module heap in use: {:.1} MB ({bytes} bytes)\nDevice states followed: {}\n",
+                    bytes as f64 / (1024.0 * 1024.0),
+                    crate::host::devstate::watched()
                 ));
             }
             Outcome::Done(out)

@@ -41,6 +41,7 @@ pub fn stop() {
 }
 
 fn run() {
+    runtime::watch_bound_devices();
     runtime::publish_active_users();
     let mut seeded = false;
     loop {

@@ -200,6 +200,44 @@ pub fn announce() {
     with(|rt| sync_hints(None, rt.table.snapshot().config()));
 }
 
+/// Follows the state of the devices a commit bound, and stops following those it freed. A
+/// device bound while already unregistered is told to the unregister tracker, since no
+/// change may ever come for it.
+fn watch_changes(rt: &Runtime, changes: &Changes, now: u64) {
+    let snap = rt.table.snapshot();
+    let dial = |device: &str| snap.config().device(device).map(|d| d.dial.as_str());
+    for (b, _) in &changes.removed {
+        if snap.user_on(&b.device).is_none() {
+            if let Some(d) = dial(&b.device) {
+                devstate::unwatch(d);
+            }
+        }
+    }
+    let unregister_policy = any_unregister_policy(snap.config());
+    for (b, _) in &changes.added {
+        let Some(d) = dial(&b.device) else { continue };
+        devstate::watch(d);
+        if unregister_policy {
+            let unavailable = devstate::device_state(d) == DeviceState::UNAVAILABLE;
+            let mut tracker = rt.unregistered.lock().unwrap_or_else(|e| e.into_inner());
+            tracker.seen(&b.device, unavailable, now);
+        }
+    }
+}
+
+/// Follows the state of exactly the bound devices (after load and reload).
+pub fn watch_bound_devices() {
+    let Some(snap) = with(|rt| rt.table.snapshot()) else {
+        return;
+    };
+    let dials: Vec<&str> = snap
+        .bindings()
+        .into_iter()
+        .filter_map(|b| snap.config().device(&b.device).map(|d| d.dial.as_str()))
+        .collect();
+    devstate::watch_only(&dials);
+}
+
 /// Publishes the state of every user that is on a device or in DND (see [`announce`]).
 pub fn publish_active_users() {
     if let Some(snap) = with(|rt| rt.table.snapshot()) {
@@ -264,6 +302,7 @@ pub fn reload() -> Result<(), String> {
         .unwrap_or_else(|e| e.into_inner())
         .retain_configured(new.config());
     sync_hints(Some(old.config()), new.config());
+    watch_bound_devices();
     // Users whose bindings changed, and everyone still active (a device's dial string may
     // have changed under an unchanged binding).
     let mut users = active_users(&new);
@@ -342,6 +381,7 @@ pub fn commit(changes: &Changes) {
     );
     write_through(changes);
     let now = now();
+    with(|rt| watch_changes(rt, changes, now));
     with(|rt| {
         rt.stats
             .lock()

@@ -1,7 +1,10 @@
 //! Device state: our provider, queries of other devices, Asterisk's aggregation rules,
-//! publishing, and a subscription to every device state change.
+//! publishing, and a subscription to the state changes of bound devices.
 use std::os::raw::{c_char, c_void};
 use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
+
+use rustc_hash::FxHashMap;
 
 use super::{cstring, from_c};
 use crate::sys;
@@ -154,7 +157,7 @@ unsafe extern "C" fn on_message(
         if handler.is_null() {
             return;
         }
-        // SAFETY: HANDLER only ever holds a ChangeHandler stored by subscribe_all.
+        // SAFETY: HANDLER only ever holds a ChangeHandler stored by subscribe.
         let handler: ChangeHandler =
             unsafe { std::mem::transmute::<*mut (), ChangeHandler>(handler) };
         handler(&Change {
@@ -164,23 +167,45 @@ unsafe extern "C" fn on_message(
     })
 }
 
-/// Subscribes `handler` to every device state change (Asterisk's device state topic).
-/// The handler runs on the subscription's own serialized thread and must be fast.
-pub fn subscribe_all(handler: ChangeHandler) -> Result<(), String> {
+/// The module's own topic. The state topics of bound devices forward into it ([`watch`]) and
+/// the subscription listens to it alone, so a state change of a device nobody is logged in on
+/// never reaches the module: no message, no wake-up of its thread.
+static OWN_TOPIC: AtomicPtr<sys::stasis_topic> = AtomicPtr::new(std::ptr::null_mut());
+
+/// A forward from a device's state topic into ours, owned by [`FORWARDS`].
+struct Forward(*mut sys::stasis_forward);
+
+// SAFETY: a stasis forward is a reference-counted Asterisk object, usable from any thread.
+unsafe impl Send for Forward {}
+
+/// Forwards by device name, lowercased (device names are case-insensitive in Asterisk's topic
+/// pool). Emptied by [`unsubscribe`]: statics are not dropped at `dlclose`.
+static FORWARDS: Mutex<Option<FxHashMap<String, Forward>>> = Mutex::new(None);
+
+/// Subscribes `handler` to state changes of the devices given to [`watch`]. The handler runs on
+/// the subscription's own serialized thread and must be fast.
+pub fn subscribe(handler: ChangeHandler) -> Result<(), String> {
     HANDLER.store(handler as *mut (), Ordering::Release);
-    // SAFETY: the topic is a global that lives as long as Asterisk; the callback is a guarded
-    // extern "C" function; file/func are static strings.
+    // SAFETY: valid C string; we own the returned reference until `unsubscribe`.
+    let topic = unsafe { sys::stasis_topic_create(c"res_deviceuser:devicestate".as_ptr()) };
+    if topic.is_null() {
+        return Err("cannot create the module's device state topic".into());
+    }
+    // SAFETY: topic is live (we hold a reference); the callback is a guarded extern "C"
+    // function; file/func are static strings.
     let sub = unsafe {
         sys::__stasis_subscribe(
-            sys::ast_device_state_topic_all(),
+            topic,
             Some(on_message),
             std::ptr::null_mut(),
             c"res_deviceuser".as_ptr(),
             0,
-            c"subscribe_all".as_ptr(),
+            c"subscribe".as_ptr(),
         )
     };
     if sub.is_null() {
+        // SAFETY: our reference, released once.
+        unsafe { sys::__ao2_cleanup(topic.cast()) };
         return Err("cannot subscribe to device state changes".into());
     }
     // SAFETY: sub is our live subscription. Filtering makes stasis skip other message types
@@ -193,15 +218,94 @@ pub fn subscribe_all(handler: ChangeHandler) -> Result<(), String> {
         );
     }
     SUBSCRIPTION.store(sub, Ordering::Release);
+    OWN_TOPIC.store(topic, Ordering::Release);
     Ok(())
 }
 
-/// Unsubscribes and waits until the callback can no longer run.
-pub fn unsubscribe_all() {
+fn forwards() -> std::sync::MutexGuard<'static, Option<FxHashMap<String, Forward>>> {
+    FORWARDS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts receiving state changes of `device` ("PJSIP/1000", "Custom:x"); idempotent.
+pub fn watch(device: &str) {
+    let own = OWN_TOPIC.load(Ordering::Acquire);
+    if own.is_null() || device.is_empty() {
+        return;
+    }
+    let mut guard = forwards();
+    let map = guard.get_or_insert_with(FxHashMap::default);
+    let key = device.to_ascii_lowercase();
+    if map.contains_key(&key) {
+        return;
+    }
+    let d = cstring(device);
+    // SAFETY: valid C string. The topic is borrowed from Asterisk's pool, which keeps it for
+    // the life of the process; the forward takes its own references to both topics.
+    let fwd = unsafe {
+        let topic = sys::ast_device_state_topic(d.as_ptr());
+        if topic.is_null() {
+            return;
+        }
+        sys::stasis_forward_all(topic, own)
+    };
+    if !fwd.is_null() {
+        map.insert(key, Forward(fwd));
+    }
+}
+
+/// Stops receiving state changes of `device`.
+pub fn unwatch(device: &str) {
+    let fwd = forwards()
+        .as_mut()
+        .and_then(|m| m.remove(&device.to_ascii_lowercase()));
+    if let Some(Forward(fwd)) = fwd {
+        // SAFETY: our forward, cancelled once (cancel also releases our reference).
+        unsafe { sys::stasis_forward_cancel(fwd) };
+    }
+}
+
+/// Watches exactly `devices`: forwards for others are cancelled, missing ones added.
+pub fn watch_only(devices: &[&str]) {
+    let want: std::collections::HashSet<String> =
+        devices.iter().map(|d| d.to_ascii_lowercase()).collect();
+    let stale: Vec<Forward> = {
+        let mut guard = forwards();
+        let map = guard.get_or_insert_with(FxHashMap::default);
+        let gone: Vec<String> = map.keys().filter(|k| !want.contains(*k)).cloned().collect();
+        gone.iter().filter_map(|k| map.remove(k)).collect()
+    };
+    for Forward(fwd) in stale {
+        // SAFETY: as in `unwatch`.
+        unsafe { sys::stasis_forward_cancel(fwd) };
+    }
+    for d in devices {
+        watch(d);
+    }
+}
+
+/// How many devices are watched.
+pub fn watched() -> usize {
+    forwards().as_ref().map_or(0, |m| m.len())
+}
+
+/// Cancels every forward, unsubscribes, waits until the callback can no longer run, and
+/// releases the module's topic.
+pub fn unsubscribe() {
+    let all = forwards().take().unwrap_or_default();
+    for (_, Forward(fwd)) in all {
+        // SAFETY: as in `unwatch`.
+        unsafe { sys::stasis_forward_cancel(fwd) };
+    }
     let sub = SUBSCRIPTION.swap(std::ptr::null_mut(), Ordering::AcqRel);
     if !sub.is_null() {
         // SAFETY: sub is our subscription, unsubscribed once; the join waits for the final message.
         unsafe { sys::stasis_unsubscribe_and_join(sub) };
+    }
+    let topic = OWN_TOPIC.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    if !topic.is_null() {
+        // SAFETY: the reference taken in `subscribe`, released once, after every forward
+        // into it is gone and the subscription has ended.
+        unsafe { sys::__ao2_cleanup(topic.cast()) };
     }
     HANDLER.store(std::ptr::null_mut(), Ordering::Release);
 }

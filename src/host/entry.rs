@@ -29,7 +29,7 @@ pub extern "C" fn deviceuser_load(_module: *mut c_void) -> c_int {
             runtime::stop();
             return LOAD_DECLINE;
         }
-        if let Err(e) = devstate::subscribe_all(|c| runtime::device_changed(c.device, c.state)) {
+        if let Err(e) = devstate::subscribe(|c| runtime::device_changed(c.device, c.state)) {
             log::error(&e);
             devstate::provider_del(runtime::PROVIDER_LABEL);
             runtime::stop();
@@ -37,7 +37,7 @@ pub extern "C" fn deviceuser_load(_module: *mut c_void) -> c_int {
         }
         if let Err(e) = policy::start() {
             log::error(&e);
-            devstate::unsubscribe_all();
+            devstate::unsubscribe();
             devstate::provider_del(runtime::PROVIDER_LABEL);
             runtime::stop();
             return LOAD_DECLINE;
@@ -78,7 +78,7 @@ pub extern "C" fn deviceuser_unload_busy() -> c_int {
 pub extern "C" fn deviceuser_unload() {
     guard("unload", (), || {
         policy::stop();
-        devstate::unsubscribe_all();
+        devstate::unsubscribe();
         devstate::provider_del(runtime::PROVIDER_LABEL);
         runtime::stop();
     });
