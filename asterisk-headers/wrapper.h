@@ -22,3 +22,4 @@
 #include "asterisk/ast_version.h"
 #include "asterisk/astobj2.h"
 #include "asterisk/paths.h"
+#include "asterisk/taskprocessor.h"

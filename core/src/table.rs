@@ -87,18 +87,19 @@ struct UserDevices {
     devices: Vec<String>,
     /// The devices' dial strings joined by `&`, in device order; kept in step with `devices`
     /// by every write, so a call reads it without building anything.
-    dial: String,
+    dial: Box<str>,
 }
 
 impl UserDevices {
     fn refresh_dial(&mut self, config: &Config) {
-        self.dial.clear();
+        let mut dial = String::new();
         for d in self.devices.iter().filter_map(|d| config.device(d)) {
-            if !self.dial.is_empty() {
-                self.dial.push('&');
+            if !dial.is_empty() {
+                dial.push('&');
             }
-            self.dial.push_str(&d.dial);
+            dial.push_str(&d.dial);
         }
+        self.dial = dial.into_boxed_str();
     }
 }
 
@@ -106,10 +107,11 @@ impl UserDevices {
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     config: Arc<Config>,
-    /// Values boxed: a HAMT node holds 32 entries inline, mostly empty at the leaves, so a
-    /// pointer-sized value keeps a table of 100,000 bindings to a fraction of the memory.
+    /// Bindings boxed: a HAMT node holds 32 entries inline, mostly empty at the leaves, so a
+    /// pointer-sized value keeps the map of 100,000 bindings to a fraction of the memory.
     by_device: HashMap<String, Arc<Binding>>,
-    by_user: HashMap<String, Arc<UserDevices>>,
+    /// Kept inline: a call's `dial` read goes straight from the map's node to the string.
+    by_user: HashMap<String, UserDevices>,
     /// Users with do-not-disturb on; always configured users.
     dnd: OrdSet<String>,
 }
@@ -139,7 +141,7 @@ impl Snapshot {
     /// devices joined by `&`, sorted by device id; empty when the user is nowhere. Borrowed
     /// from the snapshot: nothing is built or allocated.
     pub fn dial(&self, user: &str) -> &str {
-        self.by_user.get(user).map_or("", |u| u.dial.as_str())
+        self.by_user.get(user).map_or("", |u| &u.dial)
     }
 
     /// [`dial`](Self::dial), owned.
@@ -149,7 +151,7 @@ impl Snapshot {
 
     /// All bindings, sorted by user then device.
     pub fn bindings(&self) -> Vec<&Binding> {
-        let mut users: Vec<(&String, &Arc<UserDevices>)> = self.by_user.iter().collect();
+        let mut users: Vec<(&String, &UserDevices)> = self.by_user.iter().collect();
         users.sort_unstable_by(|a, b| a.0.cmp(b.0));
         users
             .into_iter()
@@ -281,14 +283,12 @@ struct Tx {
 impl Tx {
     fn bind(&mut self, b: Binding, reason: Reason) {
         debug_assert!(!self.next.by_device.contains_key(&b.device));
-        let mut entry = (self.next.by_user.remove(&b.user))
-            .map(Arc::unwrap_or_clone)
-            .unwrap_or_default();
+        let mut entry = self.next.by_user.remove(&b.user).unwrap_or_default();
         if let Err(at) = entry.devices.binary_search(&b.device) {
             entry.devices.insert(at, b.device.clone());
         }
         entry.refresh_dial(&self.next.config);
-        self.next.by_user.insert(b.user.clone(), Arc::new(entry));
+        self.next.by_user.insert(b.user.clone(), entry);
         self.next
             .by_device
             .insert(b.device.clone(), Arc::new(b.clone()));
@@ -298,7 +298,7 @@ impl Tx {
 
     fn unbind(&mut self, device: &str, reason: Reason) -> Option<Binding> {
         let b = Arc::unwrap_or_clone(self.next.by_device.remove(device)?);
-        if let Some(entry) = self.next.by_user.get_mut(&b.user).map(Arc::make_mut) {
+        if let Some(entry) = self.next.by_user.get_mut(&b.user) {
             entry.devices.retain(|d| d != device);
             if entry.devices.is_empty() {
                 self.next.by_user.remove(&b.user);
@@ -679,7 +679,7 @@ impl BindingTable {
             // Devices that stayed may dial differently now.
             let users: Vec<String> = tx.next.by_user.keys().cloned().collect();
             for u in users {
-                if let Some(entry) = tx.next.by_user.get_mut(&u).map(Arc::make_mut) {
+                if let Some(entry) = tx.next.by_user.get_mut(&u) {
                     entry.refresh_dial(&cfg);
                 }
             }

@@ -182,6 +182,9 @@ unsafe impl Send for Forward {}
 /// pool). Emptied by [`unsubscribe`]: statics are not dropped at `dlclose`.
 static FORWARDS: Mutex<Option<FxHashMap<String, Forward>>> = Mutex::new(None);
 
+/// The queue depth at which the subscription's taskprocessor is in alert: CDR's level.
+pub const SUBSCRIPTION_QUEUE_ALERT: u32 = 10 * sys::AST_TASKPROCESSOR_HIGH_WATER_LEVEL;
+
 /// Subscribes `handler` to state changes of the devices given to [`watch`]. The handler runs on
 /// the subscription's own serialized thread and must be fast.
 pub fn subscribe(handler: ChangeHandler) -> Result<(), String> {
@@ -216,6 +219,12 @@ pub fn subscribe(handler: ChangeHandler) -> Result<(), String> {
             sub,
             sys::stasis_subscription_message_filter_STASIS_SUBSCRIPTION_FILTER_SELECTIVE,
         );
+        // A burst of thousands of device changes (a shift starting, a reload of a phone
+        // farm) may queue more than the default 500 messages here for a moment. A queue past
+        // its alert level puts every taskprocessor in alert, and res_pjsip then ignores new
+        // SIP requests; so this subscription declares the level Asterisk's own bulk stasis
+        // consumers (CDR, CEL, manager) declare for theirs.
+        sys::stasis_subscription_set_congestion_limits(sub, -1, SUBSCRIPTION_QUEUE_ALERT.into());
     }
     SUBSCRIPTION.store(sub, Ordering::Release);
     OWN_TOPIC.store(topic, Ordering::Release);

@@ -119,8 +119,8 @@ fn module_op(ami: &mut Ami, op: &str, module: &str) -> Res<()> {
 }
 
 /// Names of taskprocessors, from `core show taskprocessors`.
-fn taskprocessors(ami: &mut Ami) -> Res<BTreeMap<String, (u64, u64)>> {
-    // Columns: name, processed, in queue, max depth, low water, high water.
+fn taskprocessors(ami: &mut Ami) -> Res<BTreeMap<String, (u64, u64, u64)>> {
+    // Columns: name, processed, in queue, max depth, low water, high water (alert level).
     let out = ami.command("core show taskprocessors")?;
     let mut m = BTreeMap::new();
     for line in out.lines() {
@@ -128,7 +128,8 @@ fn taskprocessors(ami: &mut Ami) -> Res<BTreeMap<String, (u64, u64)>> {
         if f.len() >= 6 && f[1].parse::<u64>().is_ok() {
             let processed = f[1].parse().unwrap_or(0);
             let max_depth = f[3].parse().unwrap_or(0);
-            m.insert(f[0].to_string(), (processed, max_depth));
+            let high_water = f[5].parse().unwrap_or(0);
+            m.insert(f[0].to_string(), (processed, max_depth, high_water));
         }
     }
     Ok(m)
@@ -258,7 +259,7 @@ struct ModuleRun {
     load_10k: Duration,
     our_tps: Vec<String>,
     fanout: FanoutSide,
-    tps_after: BTreeMap<String, (u64, u64)>,
+    tps_after: BTreeMap<String, (u64, u64, u64)>,
     login: LoginResults,
     latency: Option<(Vec<Duration>, Vec<Duration>)>,
 }
@@ -512,7 +513,7 @@ fn notify_latency(inst: &Instance, driver: &mut Ami) -> Res<(Vec<Duration>, Vec<
 
 struct BaselineRun {
     fanout: FanoutSide,
-    tps_after: BTreeMap<String, (u64, u64)>,
+    tps_after: BTreeMap<String, (u64, u64, u64)>,
     /// (module loaded, round)
     overhead: Vec<(bool, Round)>,
     setvar_notify: Option<Vec<Duration>>,
@@ -1009,8 +1010,15 @@ fn fanout_rows(rep: &mut Report, m: &ModuleRun, b: &BaselineRun) {
         .sum();
     let others: usize = mw_.values().sum::<usize>() - ours;
     let base: usize = bf.warnings().values().sum();
+    let (our_depth, our_alert) = m
+        .our_tps
+        .iter()
+        .filter_map(|n| m.tps_after.get(n))
+        .fold((0, 0), |(d, a), v| (d.max(v.1), a.max(v.2)));
     rep.row(
-        "1. taskprocessor overload warnings naming our subscription",
+        &format!(
+            "1. taskprocessor overload warnings naming our subscription (its deepest queue {our_depth}, alert level {our_alert})"
+        ),
         format!("{ours} (others: {others})"),
         format!("{base}"),
         "–".into(),
@@ -1073,7 +1081,7 @@ fn fanout_rows(rep: &mut Report, m: &ModuleRun, b: &BaselineRun) {
     let mut names: Vec<&String> = m.tps_after.keys().chain(b.tps_after.keys()).collect();
     names.sort();
     names.dedup();
-    let depth = |t: &BTreeMap<String, (u64, u64)>, n: &str| t.get(n).map_or(0, |v| v.1);
+    let depth = |t: &BTreeMap<String, (u64, u64, u64)>, n: &str| t.get(n).map_or(0, |v| v.1);
     names.retain(|n| depth(&m.tps_after, n).max(depth(&b.tps_after, n)) >= 50);
     names.sort_by_key(|n| std::cmp::Reverse(depth(&m.tps_after, n).max(depth(&b.tps_after, n))));
     for n in names {
