@@ -32,7 +32,7 @@ cargo build --release -p deviceuser-bench --bins --benches
 log "criterion: binding table read path"
 rm -rf target/criterion
 cargo bench -p deviceuser-bench --bench binding_table -- \
-    --warm-up-time 0.5 --measurement-time 1.5 --sample-size 20 --noplot
+    --warm-up-time 1 --measurement-time 3 --sample-size 30 --noplot
 
 mkdir -p bench/tmp
 export DEVICEUSER_MODULE="$ROOT/target/release/libres_deviceuser.so"

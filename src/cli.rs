@@ -159,10 +159,12 @@ pub fn run(id: i32, a: &Args) -> Outcome {
             let mut out = render::stats(&stats, &snap, runtime::now(), user);
             if user.is_none() {
                 let bytes = crate::host::alloc::live_bytes();
+                let (forwarded, pending) = crate::host::devstate::watched();
                 out.push_str(&format!(
-                    "Module heap in use: {:.1} MB ({bytes} bytes)\nDevice states followed: {}\n",
+                    "Module heap in use: {:.1} MB ({bytes} bytes)\n\
+                     Device states followed: {} ({pending} of them not published yet)\n",
                     bytes as f64 / (1024.0 * 1024.0),
-                    crate::host::devstate::watched()
+                    forwarded + pending
                 ));
             }
             Outcome::Done(out)

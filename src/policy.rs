@@ -55,6 +55,7 @@ fn run() {
                 return;
             }
         }
+        crate::host::devstate::tend();
         runtime::with(|rt| {
             if !seeded {
                 seed_unregistered(rt);

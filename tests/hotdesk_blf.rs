@@ -142,3 +142,54 @@ fn a_user_on_two_devices_stays_open_until_the_last_logout() {
     wait_presence(&watcher, since, Presence::Closed);
     hd::wait_hint(&ast, "4101", "Unavailable");
 }
+
+/// `Device states followed: N (M of them not published yet)` of `deviceuser show stats`.
+fn followed(ast: &Asterisk) -> (usize, usize) {
+    let out = ast.cli("deviceuser show stats");
+    let line = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Device states followed: "))
+        .unwrap_or_else(|| panic!("no followed line: {out}"));
+    let (n, rest) = line.split_once(" (").expect("N (M ...)");
+    let m = rest.split_whitespace().next().expect("M");
+    (n.parse().expect("N"), m.parse().expect("M"))
+}
+
+/// The module follows the state of bound devices only, including a device that never
+/// published a state (so has no state topic yet): its first change and every later one reach
+/// the user's hint, and a freed device is no longer followed.
+#[test]
+fn a_bound_device_is_followed_from_its_first_state_change_on() {
+    let conf = format!(
+        "{}\n[fresh]\ntype = device\ndial = Custom:fresh-dev\n",
+        hd::sample_deviceuser_conf()
+    );
+    let ast = hd::builder("hd-fresh")
+        .conf("res_deviceuser.conf", &conf)
+        .start();
+    let (followed0, pending0) = followed(&ast);
+    ast.cli("deviceuser login 4101 fresh");
+    assert_eq!(
+        followed(&ast),
+        (followed0 + 1, pending0 + 1),
+        "the bound device is followed, pending its first state"
+    );
+    ast.cli("devstate change Custom:fresh-dev INUSE");
+    hd::wait_hint(&ast, "4101", "InUse");
+    assert_eq!(
+        followed(&ast),
+        (followed0 + 1, pending0),
+        "no longer pending once it published"
+    );
+    ast.cli("devstate change Custom:fresh-dev NOT_INUSE");
+    hd::wait_hint(&ast, "4101", "Idle");
+    ast.cli("devstate change Custom:fresh-dev RINGING");
+    hd::wait_hint(&ast, "4101", "Ringing");
+    ast.cli("deviceuser logout device fresh");
+    hd::wait_hint(&ast, "4101", "Unavailable");
+    assert_eq!(
+        followed(&ast),
+        (followed0, pending0),
+        "a freed device is not followed"
+    );
+}

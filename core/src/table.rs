@@ -283,12 +283,16 @@ struct Tx {
 impl Tx {
     fn bind(&mut self, b: Binding, reason: Reason) {
         debug_assert!(!self.next.by_device.contains_key(&b.device));
-        let mut entry = self.next.by_user.remove(&b.user).unwrap_or_default();
-        if let Err(at) = entry.devices.binary_search(&b.device) {
-            entry.devices.insert(at, b.device.clone());
+        let next = &mut self.next;
+        if !next.by_user.contains_key(&b.user) {
+            next.by_user.insert(b.user.clone(), UserDevices::default());
         }
-        entry.refresh_dial(&self.next.config);
-        self.next.by_user.insert(b.user.clone(), entry);
+        if let Some(entry) = next.by_user.get_mut(&b.user) {
+            if let Err(at) = entry.devices.binary_search(&b.device) {
+                entry.devices.insert(at, b.device.clone());
+            }
+            entry.refresh_dial(&next.config);
+        }
         self.next
             .by_device
             .insert(b.device.clone(), Arc::new(b.clone()));
