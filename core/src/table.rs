@@ -77,6 +77,11 @@ impl fmt::Display for Reason {
 /// Persistent hash maps (HAMT) with FxHash: the device state and call paths look devices and
 /// users up for every change and every call. Keys are only ever inserted from the validated
 /// config, so a fast non-keyed hash cannot be flooded from outside.
+/// Map keys: device and user ids, stored inline when short (up to 24 bytes, which ids
+/// nearly always are), so comparing a key during a lookup reads the map's own node rather
+/// than another heap allocation.
+type Key = compact_str::CompactString;
+
 type HashMap<K, V> = imbl::GenericHashMap<K, V, FxBuildHasher, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// The devices a user is on, and what to dial to ring them all.
@@ -109,9 +114,9 @@ pub struct Snapshot {
     config: Arc<Config>,
     /// Bindings boxed: a HAMT node holds 32 entries inline, mostly empty at the leaves, so a
     /// pointer-sized value keeps the map of 100,000 bindings to a fraction of the memory.
-    by_device: HashMap<String, Arc<Binding>>,
+    by_device: HashMap<Key, Arc<Binding>>,
     /// Kept inline: a call's `dial` read goes straight from the map's node to the string.
-    by_user: HashMap<String, UserDevices>,
+    by_user: HashMap<Key, UserDevices>,
     /// Users with do-not-disturb on; always configured users.
     dnd: OrdSet<String>,
 }
@@ -151,7 +156,7 @@ impl Snapshot {
 
     /// All bindings, sorted by user then device.
     pub fn bindings(&self) -> Vec<&Binding> {
-        let mut users: Vec<(&String, &UserDevices)> = self.by_user.iter().collect();
+        let mut users: Vec<(&Key, &UserDevices)> = self.by_user.iter().collect();
         users.sort_unstable_by(|a, b| a.0.cmp(b.0));
         users
             .into_iter()
@@ -282,12 +287,13 @@ struct Tx {
 
 impl Tx {
     fn bind(&mut self, b: Binding, reason: Reason) {
-        debug_assert!(!self.next.by_device.contains_key(&b.device));
+        debug_assert!(!self.next.by_device.contains_key(b.device.as_str()));
         let next = &mut self.next;
-        if !next.by_user.contains_key(&b.user) {
-            next.by_user.insert(b.user.clone(), UserDevices::default());
+        if !next.by_user.contains_key(b.user.as_str()) {
+            next.by_user
+                .insert(Key::from(&b.user), UserDevices::default());
         }
-        if let Some(entry) = next.by_user.get_mut(&b.user) {
+        if let Some(entry) = next.by_user.get_mut(b.user.as_str()) {
             if let Err(at) = entry.devices.binary_search(&b.device) {
                 entry.devices.insert(at, b.device.clone());
             }
@@ -295,17 +301,17 @@ impl Tx {
         }
         self.next
             .by_device
-            .insert(b.device.clone(), Arc::new(b.clone()));
+            .insert(Key::from(&b.device), Arc::new(b.clone()));
         self.changes.added.push((b, reason));
         self.dirty = true;
     }
 
     fn unbind(&mut self, device: &str, reason: Reason) -> Option<Binding> {
         let b = Arc::unwrap_or_clone(self.next.by_device.remove(device)?);
-        if let Some(entry) = self.next.by_user.get_mut(&b.user) {
+        if let Some(entry) = self.next.by_user.get_mut(b.user.as_str()) {
             entry.devices.retain(|d| d != device);
             if entry.devices.is_empty() {
-                self.next.by_user.remove(&b.user);
+                self.next.by_user.remove(b.user.as_str());
             } else {
                 entry.refresh_dial(&self.next.config);
             }
@@ -604,7 +610,7 @@ impl BindingTable {
                 match tx.next.user_on(&b.device) {
                     Some(cur) if cur.user == b.user => {
                         if cur.since != b.since {
-                            tx.next.by_device.insert(b.device.clone(), Arc::new(b));
+                            tx.next.by_device.insert(Key::from(&b.device), Arc::new(b));
                             tx.dirty = true;
                         }
                     }
@@ -681,9 +687,9 @@ impl BindingTable {
                 }
             }
             // Devices that stayed may dial differently now.
-            let users: Vec<String> = tx.next.by_user.keys().cloned().collect();
+            let users: Vec<Key> = tx.next.by_user.keys().cloned().collect();
             for u in users {
-                if let Some(entry) = tx.next.by_user.get_mut(&u) {
+                if let Some(entry) = tx.next.by_user.get_mut(u.as_str()) {
                     entry.refresh_dial(&cfg);
                 }
             }
@@ -1112,8 +1118,8 @@ mod tests {
             }
             if !s
                 .by_user
-                .get(&b.user)
-                .is_some_and(|u| u.devices.contains(dev))
+                .get(b.user.as_str())
+                .is_some_and(|u| u.devices.iter().any(|d| d == dev))
             {
                 return Err(format!("{dev} -> {} not mirrored", b.user));
             }
@@ -1127,7 +1133,7 @@ mod tests {
                 return Err(format!("empty device set for {user}"));
             }
             for d in set {
-                if s.by_device.get(d).map(|b| &b.user) != Some(user) {
+                if s.by_device.get(d.as_str()).map(|b| b.user.as_str()) != Some(user.as_str()) {
                     return Err(format!("{user} -> {d} not mirrored"));
                 }
             }

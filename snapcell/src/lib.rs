@@ -5,16 +5,22 @@
 //! on a host thread makes glibc pin the shared object, so `dlclose` after `module unload`
 //! silently leaves the old image mapped. This cell uses no thread-local storage at all.
 //!
-//! Readers announce themselves in a reader counter for the few instructions it takes to load
+//! Readers announce themselves in a reader slot for the few instructions it takes to load
 //! the pointer and take a reference (or, with [`SnapshotCell::with`], for the duration of a
-//! short closure). A writer swaps the pointer, then waits until every counter has been seen
-//! at zero before it releases its reference to the old value. Readers never wait; writers
-//! wait only for readers inside that window.
+//! short closure). A writer swaps the pointer, then waits until every slot has been seen
+//! free before it releases its reference to the old value. Readers never wait; writers wait
+//! only for readers inside that window.
 //!
-//! The counter is striped over cache-line-sized slots, picked from the reader's stack address
-//! (thread stacks are disjoint), so readers on different threads do not bounce one line.
+//! The slots are cache-line-sized and a reader starts at one picked from its stack address
+//! (thread stacks are disjoint), so readers on different threads do not bounce one line. A
+//! reader claims a free slot with one compare-and-swap and frees it with a plain store; if
+//! every slot is taken (more readers inside at once than slots), it counts itself in a shared
+//! overflow counter instead, so entering stays a bounded number of steps.
 
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicPtr, AtomicUsize,
+    Ordering::{Relaxed, Release, SeqCst},
+};
 use std::sync::{Arc, Mutex};
 
 const SLOTS: usize = 16;
@@ -27,28 +33,45 @@ const FREE_SLOT: Slot = Slot(AtomicUsize::new(0));
 
 pub struct SnapshotCell<T> {
     current: AtomicPtr<T>,
+    /// Each 0 (free) or 1 (one reader inside).
     readers: [Slot; SLOTS],
+    /// Readers that found every slot taken, counted.
+    overflow: Slot,
     writer: Mutex<()>,
 }
 
-/// Counts a reader in its slot for as long as it lives (also through a panic in `with`).
-struct Reading<'a>(&'a AtomicUsize);
+/// Holds a reader's place for as long as it lives (also through a panic in `with`).
+enum Reading<'a> {
+    Slot(&'a AtomicUsize),
+    Overflow(&'a AtomicUsize),
+}
 
 impl<'a> Reading<'a> {
-    fn enter(readers: &'a [Slot; SLOTS]) -> Self {
+    fn enter(readers: &'a [Slot; SLOTS], overflow: &'a Slot) -> Self {
         let marker = 0u8;
         let addr = std::ptr::addr_of!(marker) as usize;
         // Fibonacci hashing of the stack page: threads land in different slots.
-        let i = ((addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) % SLOTS;
-        let slot = &readers[i].0;
-        slot.fetch_add(1, SeqCst);
-        Reading(slot)
+        let start = ((addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) % SLOTS;
+        for k in 0..SLOTS {
+            let slot = &readers[(start + k) % SLOTS].0;
+            if slot.load(Relaxed) == 0 && slot.compare_exchange(0, 1, SeqCst, Relaxed).is_ok() {
+                return Reading::Slot(slot);
+            }
+        }
+        overflow.0.fetch_add(1, SeqCst);
+        Reading::Overflow(&overflow.0)
     }
 }
 
 impl Drop for Reading<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, SeqCst);
+        match self {
+            // The slot is ours alone: a plain release store frees it.
+            Reading::Slot(slot) => slot.store(0, Release),
+            Reading::Overflow(count) => {
+                count.fetch_sub(1, Release);
+            }
+        }
     }
 }
 
@@ -63,6 +86,7 @@ impl<T> SnapshotCell<T> {
         SnapshotCell {
             current: AtomicPtr::new(Arc::into_raw(value).cast_mut()),
             readers: [FREE_SLOT; SLOTS],
+            overflow: FREE_SLOT,
             writer: Mutex::new(()),
         }
     }
@@ -73,13 +97,14 @@ impl<T> SnapshotCell<T> {
         SnapshotCell {
             current: AtomicPtr::new(std::ptr::null_mut()),
             readers: [FREE_SLOT; SLOTS],
+            overflow: FREE_SLOT,
             writer: Mutex::new(()),
         }
     }
 
     /// The current value, if any (see [`empty`](Self::empty) and [`set`](Self::set)).
     pub fn get(&self) -> Option<Arc<T>> {
-        let reading = Reading::enter(&self.readers);
+        let reading = Reading::enter(&self.readers, &self.overflow);
         let ptr = self.current.load(SeqCst);
         if ptr.is_null() {
             return None;
@@ -101,10 +126,11 @@ impl<T> SnapshotCell<T> {
         (!old.is_null()).then(|| unsafe { Arc::from_raw(old) })
     }
 
-    /// The current snapshot. Wait-free: three atomic operations and a reference-count increment.
+    /// The current snapshot. Wait-free: a slot claim, a load, a reference-count increment and
+    /// a store.
     /// The cell must hold a value (it does unless made with [`empty`](Self::empty)).
     pub fn load(&self) -> Arc<T> {
-        let reading = Reading::enter(&self.readers);
+        let reading = Reading::enter(&self.readers, &self.overflow);
         let ptr = self.current.load(SeqCst);
         assert!(!ptr.is_null(), "SnapshotCell::load on an empty cell");
         // SAFETY: `ptr` came from `Arc::into_raw` and the cell owns one strong reference to it.
@@ -120,7 +146,7 @@ impl<T> SnapshotCell<T> {
     /// cache line but the reader's own slot). Writers wait for `f` to return before they
     /// free the value it sees, so `f` must be short and must not write to this cell.
     pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-        let _reading = Reading::enter(&self.readers);
+        let _reading = Reading::enter(&self.readers, &self.overflow);
         let ptr = self.current.load(SeqCst);
         assert!(!ptr.is_null(), "SnapshotCell::with on an empty cell");
         // SAFETY: as in `load`: the value stays alive while we are counted as a reader.
@@ -149,7 +175,7 @@ impl<T> SnapshotCell<T> {
         let old = self.current.swap(new, SeqCst);
         // A reader that loaded `old` is counted until it is done with it. Readers arriving now
         // see the new pointer, so each slot drains in a few instructions.
-        for slot in &self.readers {
+        for slot in self.readers.iter().chain(std::iter::once(&self.overflow)) {
             let mut spins = 0u32;
             while slot.0.load(SeqCst) != 0 {
                 spins += 1;
@@ -206,6 +232,43 @@ mod tests {
         // The panicking reader left its slot: a writer does not hang.
         cell.store(Arc::new(6));
         assert_eq!(cell.with(|x| *x), 6);
+    }
+
+    #[test]
+    fn writers_wait_for_readers_in_slots_and_in_the_overflow() {
+        const READERS: usize = SLOTS + 4;
+        let cell = Arc::new(SnapshotCell::new(Arc::new(0u32)));
+        let inside = Arc::new(std::sync::Barrier::new(READERS + 1));
+        let left = Arc::new(AtomicUsize::new(0));
+        let readers: Vec<_> = (0..READERS)
+            .map(|_| {
+                let (cell, inside, left) = (cell.clone(), inside.clone(), left.clone());
+                thread::spawn(move || {
+                    cell.with(|v| {
+                        inside.wait();
+                        thread::sleep(std::time::Duration::from_millis(50));
+                        left.fetch_add(1, SeqCst);
+                        *v
+                    })
+                })
+            })
+            .collect();
+        // Every reader is inside: SLOTS of them in slots, the others in the overflow count.
+        inside.wait();
+        assert_eq!(cell.overflow.0.load(SeqCst), READERS - SLOTS);
+        let old = cell.store(Arc::new(1));
+        assert_eq!(
+            left.load(SeqCst),
+            READERS,
+            "the writer waited for every reader"
+        );
+        assert_eq!(*old, 0);
+        for r in readers {
+            assert_eq!(r.join().unwrap(), 0);
+        }
+        assert_eq!(cell.overflow.0.load(SeqCst), 0);
+        assert!(cell.readers.iter().all(|s| s.0.load(SeqCst) == 0));
+        assert_eq!(cell.with(|v| *v), 1);
     }
 
     #[test]
