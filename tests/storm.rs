@@ -2055,7 +2055,7 @@ fn valgrind_flows() {
             sip_port,
             "uac-call.xml",
             "1000",
-            "**41061234",
+            "**41066789",
             &["-key", "from_user", "1000", "-timeout", "90"],
         );
         let _ = ok; // the dialplan hangs up: sipp may count the call as failed
