@@ -13,7 +13,8 @@
 //!
 //! The slots are cache-line-sized and a reader starts at one picked from its stack address
 //! (thread stacks are disjoint), so readers on different threads do not bounce one line. A
-//! reader claims a free slot with one compare-and-swap and frees it with a plain store; if
+//! reader claims a free slot with one compare-and-swap and frees it with a plain store (the
+//! slot's generation moves on, so a writer waits only for the readers inside at its swap); if
 //! every slot is taken (more readers inside at once than slots), it counts itself in a shared
 //! overflow counter instead, so entering stays a bounded number of steps.
 
@@ -33,16 +34,31 @@ const FREE_SLOT: Slot = Slot(AtomicUsize::new(0));
 
 pub struct SnapshotCell<T> {
     current: AtomicPtr<T>,
-    /// Each 0 (free) or 1 (one reader inside).
+    /// Each even (free) or odd (one reader inside); every exit moves to the next even value,
+    /// so a writer can tell that the reader it saw inside has left.
     readers: [Slot; SLOTS],
     /// Readers that found every slot taken, counted.
     overflow: Slot,
     writer: Mutex<()>,
 }
 
+/// Spins, then yields, while `busy` holds.
+fn wait_while(busy: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while busy() {
+        spins += 1;
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// Holds a reader's place for as long as it lives (also through a panic in `with`).
 enum Reading<'a> {
-    Slot(&'a AtomicUsize),
+    /// A claimed slot and the (odd) value it holds while we are inside.
+    Slot(&'a AtomicUsize, usize),
     Overflow(&'a AtomicUsize),
 }
 
@@ -54,8 +70,12 @@ impl<'a> Reading<'a> {
         let start = ((addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) % SLOTS;
         for k in 0..SLOTS {
             let slot = &readers[(start + k) % SLOTS].0;
-            if slot.load(Relaxed) == 0 && slot.compare_exchange(0, 1, SeqCst, Relaxed).is_ok() {
-                return Reading::Slot(slot);
+            let free = slot.load(Relaxed);
+            if free & 1 == 0 {
+                let inside = free.wrapping_add(1);
+                if slot.compare_exchange(free, inside, SeqCst, Relaxed).is_ok() {
+                    return Reading::Slot(slot, inside);
+                }
             }
         }
         overflow.0.fetch_add(1, SeqCst);
@@ -66,8 +86,8 @@ impl<'a> Reading<'a> {
 impl Drop for Reading<'_> {
     fn drop(&mut self) {
         match self {
-            // The slot is ours alone: a plain release store frees it.
-            Reading::Slot(slot) => slot.store(0, Release),
+            // The slot is ours alone: a plain release store frees it, with a new generation.
+            Reading::Slot(slot, inside) => slot.store(inside.wrapping_add(1), Release),
             Reading::Overflow(count) => {
                 count.fetch_sub(1, Release);
             }
@@ -173,19 +193,17 @@ impl<T> SnapshotCell<T> {
     /// Swaps the pointer and waits until no reader can still be using the old one.
     fn swap_ptr(&self, new: *mut T) -> *mut T {
         let old = self.current.swap(new, SeqCst);
-        // A reader that loaded `old` is counted until it is done with it. Readers arriving now
-        // see the new pointer, so each slot drains in a few instructions.
-        for slot in self.readers.iter().chain(std::iter::once(&self.overflow)) {
-            let mut spins = 0u32;
-            while slot.0.load(SeqCst) != 0 {
-                spins += 1;
-                if spins < 64 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
+        // A reader that loaded `old` holds its slot until it is done with it. Readers arriving
+        // now see the new pointer: for a slot, waiting until its value changes (the reader
+        // inside at the swap has left) is enough, however busy the slot stays after; the
+        // shared overflow count must drain to zero.
+        for slot in &self.readers {
+            let inside = slot.0.load(SeqCst);
+            if inside & 1 == 1 {
+                wait_while(|| slot.0.load(SeqCst) == inside);
             }
         }
+        wait_while(|| self.overflow.0.load(SeqCst) != 0);
         old
     }
 }
@@ -267,7 +285,7 @@ mod tests {
             assert_eq!(r.join().unwrap(), 0);
         }
         assert_eq!(cell.overflow.0.load(SeqCst), 0);
-        assert!(cell.readers.iter().all(|s| s.0.load(SeqCst) == 0));
+        assert!(cell.readers.iter().all(|s| s.0.load(SeqCst) & 1 == 0));
         assert_eq!(cell.with(|v| *v), 1);
     }
 
