@@ -6,13 +6,12 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Asterisk;
+use deviceuser_bench::ami::Wire;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -92,17 +91,14 @@ fn start_bindings() -> Vec<(String, String)> {
 // ---------------------------------------------------------------------------------------
 
 struct RawAmi {
-    stream: TcpStream,
-    buf: Vec<u8>,
+    wire: Wire,
     next: u32,
 }
 
 impl RawAmi {
     fn connect(ast: &Asterisk) -> RawAmi {
-        let stream = TcpStream::connect(("127.0.0.1", ast.ami_port)).expect("AMI connect");
         let mut ami = RawAmi {
-            stream,
-            buf: Vec::new(),
+            wire: Wire::connect(ast.ami_port).expect("AMI connect"),
             next: 0,
         };
         let r = ami.action(&[
@@ -127,7 +123,7 @@ impl RawAmi {
             msg.extend_from_slice(b"\r\n");
         }
         msg.extend_from_slice(format!("ActionID: {id}\r\n\r\n").as_bytes());
-        self.stream.write_all(&msg).expect("AMI write");
+        self.wire.send(&msg).expect("AMI write");
         self.response(&id)
             .unwrap_or_else(|| panic!("no AMI response to {}", String::from_utf8_lossy(&msg)))
     }
@@ -136,28 +132,14 @@ impl RawAmi {
     /// answers a message it could not parse without one). None after a timeout.
     fn response(&mut self, id: &str) -> Option<String> {
         let deadline = Instant::now() + T;
-        loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let text = String::from_utf8_lossy(&self.buf[..i]).into_owned();
-                self.buf.drain(..i + 4);
-                let ours = text.contains(&format!("ActionID: {id}"));
-                let anonymous = text.starts_with("Response:") && !text.contains("ActionID:");
-                if ours || anonymous {
-                    return Some(text);
-                }
-                continue;
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .ok()?;
-            let mut chunk = [0u8; 8192];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(_) => return None,
+        while let Ok(Some(text)) = self.wire.read_text(deadline) {
+            let ours = text.contains(&format!("ActionID: {id}"));
+            let anonymous = text.starts_with("Response:") && !text.contains("ActionID:");
+            if ours || anonymous {
+                return Some(text);
             }
         }
+        None
     }
 }
 

@@ -8,16 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// One AMI message: ordered `key: value` pairs.
-#[derive(Clone, Debug, Default)]
+/// One AMI message: ordered `key: value` pairs (keys may repeat, e.g. `Output`).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Message {
     pub fields: Vec<(String, String)>,
 }
 
 impl Message {
-    fn parse(text: &str) -> Message {
+    pub fn parse(text: &str) -> Message {
         let fields = text
             .split("\r\n")
+            .flat_map(|l| l.split('\n'))
             .filter(|l| !l.is_empty())
             .map(|l| match l.split_once(':') {
                 Some((k, v)) => (k.trim().to_string(), v.trim_start().to_string()),
@@ -27,6 +28,7 @@ impl Message {
         Message { fields }
     }
 
+    /// First value of `key` (case-insensitive).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.fields
             .iter()
@@ -34,19 +36,45 @@ impl Message {
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn is_success(&self) -> bool {
+    /// All values of `key`, in order.
+    pub fn get_all(&self, key: &str) -> Vec<&str> {
+        self.fields
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// `get` or "".
+    pub fn val(&self, key: &str) -> &str {
+        self.get(key).unwrap_or("")
+    }
+
+    pub fn event(&self) -> Option<&str> {
+        self.get("Event")
+    }
+
+    pub fn response(&self) -> Option<&str> {
         self.get("Response")
+    }
+
+    pub fn is_success(&self) -> bool {
+        self.response()
             .is_some_and(|r| r.eq_ignore_ascii_case("Success"))
     }
 
-    /// `Output:` lines of a `Command` response.
+    /// `Output:` lines of a `Command` response, joined with newlines.
     pub fn output(&self) -> String {
-        self.fields
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("Output"))
-            .map(|(_, v)| v.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.get_all("Output").join("\n")
+    }
+}
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (k, v) in &self.fields {
+            writeln!(f, "{k}: {v}")?;
+        }
+        Ok(())
     }
 }
 
@@ -89,10 +117,19 @@ impl Framer {
             }
         }
     }
+
+    /// The first line, if complete (the greeting has no empty line after it).
+    fn take_line(&mut self) -> Option<String> {
+        let i = self.buf.windows(2).position(|w| w == b"\r\n")?;
+        let line = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+        self.buf.drain(..i + 2);
+        self.scan = 0;
+        Some(line)
+    }
 }
 
 /// Renders one action; `fields` without `ActionID`.
-pub fn render(fields: &[(&str, &str)], id: u64) -> String {
+pub fn render(fields: &[(&str, &str)], id: impl std::fmt::Display) -> String {
     let mut s = String::with_capacity(128);
     for (k, v) in fields {
         s.push_str(k);
@@ -104,62 +141,39 @@ pub fn render(fields: &[(&str, &str)], id: u64) -> String {
     s
 }
 
-/// Outcome of a pipelined burst.
-#[derive(Clone, Debug)]
-pub struct Burst {
-    pub actions: usize,
-    pub elapsed: Duration,
-    pub failed: usize,
-    pub first_failure: Option<String>,
-}
-
-impl Burst {
-    pub fn per_second(&self) -> f64 {
-        self.actions as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-pub struct Ami {
+/// The wire side of an AMI session, shared by the benchmark driver and the integration
+/// tests: the socket, the greeting, and the framing of what arrives into messages.
+pub struct Wire {
     stream: TcpStream,
     framer: Framer,
-    next_id: u64,
+    /// The greeting line ("Asterisk Call Manager/x.y.z").
+    pub banner: String,
 }
 
-impl Ami {
-    /// Connects and logs in as the `deviceuser` manager user. `events`: the Login's `Events`
-    /// header (`off`, `call`, ...).
-    pub fn connect(port: u16, events: &str) -> Result<Ami, String> {
+impl Wire {
+    /// Connects to the AMI port on 127.0.0.1 and reads the greeting (not logged in yet).
+    pub fn connect(port: u16) -> Result<Wire, String> {
         let stream = TcpStream::connect(("127.0.0.1", port))
             .map_err(|e| format!("connect to AMI port {port}: {e}"))?;
         stream.set_nodelay(true).ok();
-        let mut ami = Ami {
+        let mut wire = Wire {
             stream,
             framer: Framer::new(),
-            next_id: 1,
+            banner: String::new(),
         };
-        // The greeting is one line without the empty line that ends messages.
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(i) = ami.framer.buf.windows(2).position(|w| w == b"\r\n") {
-                ami.framer.buf.drain(..i + 2);
-                break;
+            if let Some(line) = wire.framer.take_line() {
+                wire.banner = line;
+                return Ok(wire);
             }
-            if !ami.fill(deadline)? {
+            if !wire.fill(deadline)? {
                 return Err("no AMI greeting".into());
             }
         }
-        let r = ami.action(&[
-            ("Action", "Login"),
-            ("Username", "deviceuser"),
-            ("Secret", "deviceuser"),
-            ("Events", events),
-        ])?;
-        if !r.is_success() {
-            return Err(format!("AMI login refused: {:?}", r.get("Message")));
-        }
-        Ok(ami)
     }
 
+    /// Reads more bytes; false at the deadline.
     fn fill(&mut self, deadline: Instant) -> Result<bool, String> {
         let now = Instant::now();
         if now >= deadline {
@@ -188,15 +202,69 @@ impl Ami {
         }
     }
 
-    fn read_message(&mut self, deadline: Instant) -> Result<Option<Message>, String> {
+    /// The next complete message as received (lossy UTF-8), or None at the deadline.
+    pub fn read_text(&mut self, deadline: Instant) -> Result<Option<String>, String> {
         loop {
             if let Some(t) = self.framer.next_text() {
-                return Ok(Some(Message::parse(&t)));
+                return Ok(Some(t));
             }
             if !self.fill(deadline)? {
                 return Ok(None);
             }
         }
+    }
+
+    /// The next complete message, or None at the deadline.
+    pub fn read_message(&mut self, deadline: Instant) -> Result<Option<Message>, String> {
+        Ok(self.read_text(deadline)?.map(|t| Message::parse(&t)))
+    }
+
+    /// Writes bytes as they are (a rendered action, or anything a test wants to send).
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| format!("AMI write: {e}"))
+    }
+}
+
+/// Outcome of a pipelined burst.
+#[derive(Clone, Debug)]
+pub struct Burst {
+    pub actions: usize,
+    pub elapsed: Duration,
+    pub failed: usize,
+    pub first_failure: Option<String>,
+}
+
+impl Burst {
+    pub fn per_second(&self) -> f64 {
+        self.actions as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+pub struct Ami {
+    wire: Wire,
+    next_id: u64,
+}
+
+impl Ami {
+    /// Connects and logs in as the `deviceuser` manager user. `events`: the Login's `Events`
+    /// header (`off`, `call`, ...).
+    pub fn connect(port: u16, events: &str) -> Result<Ami, String> {
+        let mut ami = Ami {
+            wire: Wire::connect(port)?,
+            next_id: 1,
+        };
+        let r = ami.action(&[
+            ("Action", "Login"),
+            ("Username", "deviceuser"),
+            ("Secret", "deviceuser"),
+            ("Events", events),
+        ])?;
+        if !r.is_success() {
+            return Err(format!("AMI login refused: {:?}", r.get("Message")));
+        }
+        Ok(ami)
     }
 
     /// Sends one action and waits (up to 120 s) for its response; events are skipped.
@@ -217,9 +285,7 @@ impl Ami {
 
     /// Writes an already rendered action (see [`render`]).
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.stream
-            .write_all(bytes)
-            .map_err(|e| format!("AMI write: {e}"))
+        self.wire.send(bytes)
     }
 
     /// Reserves an ActionID for [`Ami::send_raw`].
@@ -232,7 +298,7 @@ impl Ami {
     pub fn wait_response(&mut self, id: u64, deadline: Instant) -> Result<Message, String> {
         let want = id.to_string();
         loop {
-            match self.read_message(deadline)? {
+            match self.wire.read_message(deadline)? {
                 None => return Err(format!("no response to ActionID {id}")),
                 Some(m) if m.get("Response").is_some() && m.get("ActionID") == Some(&want) => {
                     return Ok(m)
@@ -264,6 +330,7 @@ impl Ami {
         }
         let last = self.next_id - 1;
         let mut writer = self
+            .wire
             .stream
             .try_clone()
             .map_err(|e| format!("clone AMI socket: {e}"))?;
@@ -274,7 +341,7 @@ impl Ami {
         let mut first_failure = None;
         let deadline = start + Duration::from_secs(600);
         while got < actions.len() {
-            let m = match self.read_message(deadline)? {
+            let m = match self.wire.read_message(deadline)? {
                 Some(m) => m,
                 None => return Err(format!("pipeline: {got}/{} responses", actions.len())),
             };
@@ -307,7 +374,7 @@ impl Ami {
 
 impl Drop for Ami {
     fn drop(&mut self) {
-        let _ = self.stream.write_all(b"Action: Logoff\r\n\r\n");
+        let _ = self.wire.send(b"Action: Logoff\r\n\r\n");
     }
 }
 
@@ -356,12 +423,13 @@ impl StateWatch {
         }
         let seen = Arc::new(Mutex::new(Seen::default()));
         let mut stream = ami
+            .wire
             .stream
             .try_clone()
             .map_err(|e| format!("clone AMI socket: {e}"))?;
         stream.set_read_timeout(None).ok();
         let mut framer = Framer::new();
-        std::mem::swap(&mut framer.buf, &mut ami.framer.buf);
+        std::mem::swap(&mut framer.buf, &mut ami.wire.framer.buf);
         let shared = Arc::clone(&seen);
         thread::spawn(move || {
             let mut chunk = vec![0u8; 1 << 16];

@@ -12,8 +12,7 @@ pub mod sip;
 
 use std::collections::{HashSet, VecDeque};
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -619,82 +618,13 @@ impl Drop for Asterisk {
 // AMI
 // ---------------------------------------------------------------------------
 
-/// An AMI message: ordered key/value pairs (keys may repeat, e.g. `Output`).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Message {
-    pub fields: Vec<(String, String)>,
-}
+pub use deviceuser_bench::ami::Message;
+use deviceuser_bench::ami::{render, Wire};
 
-impl Message {
-    fn parse(text: &str) -> Message {
-        let mut fields = Vec::new();
-        for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
-            if line.is_empty() {
-                continue;
-            }
-            match line.split_once(':') {
-                Some((k, v)) => fields.push((k.trim().to_string(), v.trim_start().to_string())),
-                None => fields.push((String::new(), line.to_string())),
-            }
-        }
-        Message { fields }
-    }
-
-    /// First value of `key` (case-insensitive).
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// All values of `key`, in order.
-    pub fn get_all(&self, key: &str) -> Vec<&str> {
-        self.fields
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// `get` or "".
-    pub fn val(&self, key: &str) -> &str {
-        self.get(key).unwrap_or("")
-    }
-
-    pub fn event(&self) -> Option<&str> {
-        self.get("Event")
-    }
-
-    pub fn response(&self) -> Option<&str> {
-        self.get("Response")
-    }
-
-    pub fn is_success(&self) -> bool {
-        self.response()
-            .is_some_and(|r| r.eq_ignore_ascii_case("Success"))
-    }
-
-    /// `Output:` lines of a `Command` response, joined with newlines.
-    pub fn output(&self) -> String {
-        self.get_all("Output").join("\n")
-    }
-}
-
-impl std::fmt::Display for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (k, v) in &self.fields {
-            writeln!(f, "{k}: {v}")?;
-        }
-        Ok(())
-    }
-}
-
-/// A plain-socket AMI client. Events that arrive while waiting for something
-/// else are buffered for [`Ami::wait_event`].
+/// A plain-socket AMI client (the wire side is the benchmark driver's [`Wire`]). Events that
+/// arrive while waiting for something else are buffered for [`Ami::wait_event`].
 pub struct Ami {
-    stream: TcpStream,
-    buf: Vec<u8>,
+    wire: Wire,
     events: VecDeque<Message>,
     next_id: u64,
     /// The greeting line ("Asterisk Call Manager/x.y.z").
@@ -706,29 +636,14 @@ pub struct Ami {
 impl Ami {
     /// Connects and logs in.
     pub fn connect(port: u16, user: &str, secret: &str) -> Result<Ami, String> {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .map_err(|e| format!("connect to AMI port {port}: {e}"))?;
-        stream.set_nodelay(true).ok();
+        let wire = Wire::connect(port)?;
         let mut ami = Ami {
-            stream,
-            buf: Vec::new(),
+            banner: wire.banner.clone(),
+            wire,
             events: VecDeque::new(),
             next_id: 1,
-            banner: String::new(),
             timeout: TIMEOUT,
         };
-        // Greeting: a single line.
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(i) = ami.buf.windows(2).position(|w| w == b"\r\n") {
-                ami.banner = String::from_utf8_lossy(&ami.buf[..i]).into_owned();
-                ami.buf.drain(..i + 2);
-                break;
-            }
-            if !ami.fill(deadline)? {
-                return Err("no AMI greeting".into());
-            }
-        }
         let r = ami.try_action(&[("Action", "Login"), ("Username", user), ("Secret", secret)])?;
         if !r.is_success() {
             return Err(format!("login as {user} refused: {}", r.val("Message")));
@@ -736,62 +651,13 @@ impl Ami {
         Ok(ami)
     }
 
-    /// Reads more bytes; false on timeout.
-    fn fill(&mut self, deadline: Instant) -> Result<bool, String> {
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(false);
-        }
-        let left = (deadline - now).max(Duration::from_millis(1));
-        self.stream
-            .set_read_timeout(Some(left))
-            .map_err(|e| e.to_string())?;
-        let mut chunk = [0u8; 16384];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => Err("AMI connection closed".into()),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(true)
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(true),
-            Err(e) => Err(format!("AMI read: {e}")),
-        }
-    }
-
     /// The next complete message from the socket, or None at the deadline.
     fn read_message(&mut self, deadline: Instant) -> Result<Option<Message>, String> {
-        loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let text = String::from_utf8_lossy(&self.buf[..i]).into_owned();
-                self.buf.drain(..i + 4);
-                if text.trim().is_empty() {
-                    continue;
-                }
-                return Ok(Some(Message::parse(&text)));
-            }
-            if !self.fill(deadline)? {
-                return Ok(None);
-            }
-        }
+        self.wire.read_message(deadline)
     }
 
     fn send(&mut self, fields: &[(&str, &str)], id: &str) -> Result<(), String> {
-        let mut text = String::new();
-        for (k, v) in fields {
-            text.push_str(&format!("{k}: {v}\r\n"));
-        }
-        text.push_str(&format!("ActionID: {id}\r\n\r\n"));
-        self.stream
-            .write_all(text.as_bytes())
-            .map_err(|e| format!("AMI write: {e}"))
+        self.wire.send(render(fields, id).as_bytes())
     }
 
     fn new_id(&mut self) -> String {
@@ -941,6 +807,6 @@ impl Ami {
 
 impl Drop for Ami {
     fn drop(&mut self) {
-        let _ = self.stream.write_all(b"Action: Logoff\r\n\r\n");
+        let _ = self.wire.send(b"Action: Logoff\r\n\r\n");
     }
 }
