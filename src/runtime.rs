@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use deviceuser_core::astdb::{
     binding_key, binding_value, decode_binding, decode_dnd_key, dnd_key, DND_VALUE, FAMILY,
 };
-use deviceuser_core::config::{is_user_state, Config, USER_STATE_PREFIX};
+use deviceuser_core::config::{Config, USER_STATE_PREFIX};
 use deviceuser_core::policy::any_unregister_policy;
 use deviceuser_core::{BindingTable, Changes, Lockout, Snapshot, Stats, Unregistered};
 use rustc_hash::FxHashMap;
@@ -489,26 +489,25 @@ fn publish_users_state(users: impl Iterator<Item = String>, state: DeviceState) 
     }
 }
 
-/// A device's state changed somewhere in Asterisk: re-publish the state of its user.
+/// A followed (bound) device's state changed: publish its user's state again. One snapshot,
+/// taken under the publish lock, so the state published is never older than the last one.
 pub fn device_changed(dial: &str, state: DeviceState) {
-    if is_user_state(dial) {
-        return;
-    }
     let rt = current();
     let Some(rt) = rt.as_ref() else { return };
-    let user = rt.table.with_snapshot(|s| {
-        let dev = s.config().device_for_dial(dial)?;
-        if any_unregister_policy(s.config()) {
-            let mut tracker = rt.unregistered.lock().unwrap_or_else(|e| e.into_inner());
-            tracker.seen(&dev.id, state == DeviceState::UNAVAILABLE, now());
-        }
-        s.user_on(&dev.id).map(|b| b.user.clone())
-    });
-    let Some(user) = user else { return };
     let mut published = published();
     let snap = rt.table.snapshot();
-    let state = user_state(&snap, &user, Some((dial, state)));
-    publish_user(&mut published, &user, state);
+    let Some(dev) = snap.config().device_for_dial(dial) else {
+        return;
+    };
+    if any_unregister_policy(snap.config()) {
+        let mut tracker = rt.unregistered.lock().unwrap_or_else(|e| e.into_inner());
+        tracker.seen(&dev.id, state == DeviceState::UNAVAILABLE, now());
+    }
+    let Some(b) = snap.user_on(&dev.id) else {
+        return;
+    };
+    let state = user_state(&snap, &b.user, Some((dial, state)));
+    publish_user(&mut published, &b.user, state);
 }
 
 /// Turns a user's do-not-disturb on or off: persisted, published (BUSY while on), announced.

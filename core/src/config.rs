@@ -36,6 +36,26 @@ pub struct RawConfig {
     pub sections: Vec<RawSection>,
 }
 
+/// Sections with their keys and values, in order, without line numbers: what two readings
+/// of the same config have in common.
+pub type RawShape = Vec<(String, Vec<(String, String)>)>;
+
+impl RawConfig {
+    pub fn shape(&self) -> RawShape {
+        self.sections
+            .iter()
+            .map(|s| {
+                let vars = s
+                    .vars
+                    .iter()
+                    .map(|v| (v.key.clone(), v.value.clone()))
+                    .collect();
+                (s.name.clone(), vars)
+            })
+            .collect()
+    }
+}
+
 /// What happens when a user who is already logged in somewhere logs in on another device.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MultipleLogins {

@@ -29,23 +29,6 @@ pub const FILE: &str = "fuzz.conf";
 // config: raw text -> text::parse -> Config::from_raw
 // ---------------------------------------------------------------------------------------
 
-/// Sections, keys and values of a raw config, without line numbers.
-type Shape = Vec<(String, Vec<(String, String)>)>;
-
-fn shape(r: &RawConfig) -> Shape {
-    r.sections
-        .iter()
-        .map(|s| {
-            let vars = s
-                .vars
-                .iter()
-                .map(|v| (v.key.clone(), v.value.clone()))
-                .collect();
-            (s.name.clone(), vars)
-        })
-        .collect()
-}
-
 /// Text through the parser and the validator: errors are well-formed, accepted configs
 /// satisfy the model's invariants and load into a consistent binding table.
 pub fn config(data: &[u8]) {
@@ -73,7 +56,7 @@ pub fn config(data: &[u8]) {
     // What the parser read, written back, reads the same.
     let again = text::parse(FILE, &text::render(&raw))
         .unwrap_or_else(|e| panic!("rendered config does not parse: {e}"));
-    assert_eq!(shape(&again), shape(&raw));
+    assert_eq!(again.shape(), raw.shape());
     check_raw_config(&raw);
 }
 

@@ -271,6 +271,27 @@ struct LoginResults {
     ping: deviceuser_bench::ami::Burst,
 }
 
+/// Two fan-out rounds (every `Custom:dev/N` to INUSE, then back to NOT_INUSE), each timed
+/// until the watched devices (`watched` + N) reached the new state.
+fn fanout_rounds(
+    inst: &Instance,
+    driver: &mut Ami,
+    watch: &StateWatch,
+    watched: &str,
+    label: &str,
+) -> Res<Vec<Round>> {
+    let mut rounds = Vec::new();
+    for state in ["INUSE", "NOT_INUSE"] {
+        let r = churn(inst, driver, watch, "dev/", FANOUT, state, watched, state)?;
+        eprintln!(
+            "[bench]   {label} {state}: {}/{} in {:?}, cpu {:.2}s",
+            r.arrived, r.changes, r.wall, r.cpu
+        );
+        rounds.push(r);
+    }
+    Ok(rounds)
+}
+
 fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<ModuleRun> {
     eprintln!(
         "[bench] module instance: {FANOUT} users and devices (Custom:dev/N), hints in {HINTS}"
@@ -333,23 +354,7 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
         eprintln!("[bench]   {FANOUT} logins in {:?}", b.elapsed);
         inst.settle();
         let watch = StateWatch::start(inst.ami_port)?;
-        for (state, watch_state) in [("INUSE", "INUSE"), ("NOT_INUSE", "NOT_INUSE")] {
-            let r = churn(
-                &inst,
-                &mut driver,
-                &watch,
-                "dev/",
-                FANOUT,
-                state,
-                "DeviceUser:",
-                watch_state,
-            )?;
-            eprintln!(
-                "[bench]   fan-out {state}: {}/{} in {:?}, cpu {:.2}s",
-                r.arrived, r.changes, r.wall, r.cpu
-            );
-            fanout.rounds.push(r);
-        }
+        fanout.rounds = fanout_rounds(&inst, &mut driver, &watch, "DeviceUser:", "fan-out")?;
         tps_after = taskprocessors(&mut driver)?;
     }
     let whole_run = overload_warnings(&inst.log_since(0));
@@ -593,23 +598,13 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool) -> Res<BaselineRun> {
     let mut fanout = FanoutSide { rounds: Vec::new() };
     let mut tps_after = BTreeMap::new();
     if do_fanout {
-        for state in ["INUSE", "NOT_INUSE"] {
-            let r = churn(
-                &inst,
-                &mut driver,
-                &watch,
-                "dev/",
-                FANOUT,
-                state,
-                "Custom:dev/",
-                state,
-            )?;
-            eprintln!(
-                "[bench]   baseline fan-out {state}: {}/{} in {:?}, cpu {:.2}s",
-                r.arrived, r.changes, r.wall, r.cpu
-            );
-            fanout.rounds.push(r);
-        }
+        fanout.rounds = fanout_rounds(
+            &inst,
+            &mut driver,
+            &watch,
+            "Custom:dev/",
+            "baseline fan-out",
+        )?;
         tps_after = taskprocessors(&mut driver)?;
     }
     let mut overhead = Vec::new();
