@@ -182,12 +182,7 @@ fn wrong_pin_three_times_fails_without_logging_the_pin() {
 
 #[test]
 fn unknown_user_by_prompts_is_nouser() {
-    let ast = hd::builder("hd-login-nouser")
-        .conf(
-            "res_deviceuser.conf",
-            &hd::deviceuser_conf_with_general("max_attempts = 2"),
-        )
-        .start();
+    let ast = hd::start_with_general("hd-login-nouser", "max_attempts = 2");
     let mut phone = Baresip::start(&ast, "1002", false);
     let mark = ast.log_mark();
     dial_answered(&mut phone, &ast, "*11");
@@ -214,12 +209,7 @@ fn unknown_user_by_prompts_is_nouser() {
 
 #[test]
 fn no_input_times_out_and_fails() {
-    let ast = hd::builder("hd-login-empty")
-        .conf(
-            "res_deviceuser.conf",
-            &hd::deviceuser_conf_with_general("max_attempts = 1"),
-        )
-        .start();
+    let ast = hd::start_with_general("hd-login-empty", "max_attempts = 1");
     let mut phone = Baresip::start(&ast, "1000", false);
     let mark = ast.log_mark();
     dial_answered(&mut phone, &ast, "*11");

@@ -4,21 +4,11 @@
 mod common;
 mod hotdesk_common;
 
-use common::Asterisk;
 use hotdesk_common as hd;
-
-fn start_with_general(name: &str, general: &str) -> Asterisk {
-    hd::builder(name)
-        .conf(
-            "res_deviceuser.conf",
-            &hd::deviceuser_conf_with_general(general),
-        )
-        .start()
-}
 
 #[test]
 fn multiple_logins_yes_keeps_both() {
-    let ast = start_with_general("hd-pol-yes", "multiple_logins = yes");
+    let ast = hd::start_with_general("hd-pol-yes", "multiple_logins = yes");
     hd::login_ok(&ast, "1000", "4101", "1234");
     hd::login_ok(&ast, "1001", "4101", "1234");
     assert_eq!(hd::devices_of(&ast, "4101"), ["1000", "1001"]);
@@ -30,7 +20,7 @@ fn multiple_logins_yes_keeps_both() {
 
 #[test]
 fn multiple_logins_no_denies_the_second_device() {
-    let ast = start_with_general("hd-pol-no", "multiple_logins = no");
+    let ast = hd::start_with_general("hd-pol-no", "multiple_logins = no");
     hd::login_ok(&ast, "1000", "4101", "1234");
     let mark = ast.log_mark();
     assert_eq!(hd::login(&ast, "1001", "4101", "1234"), "DENIED");
@@ -49,7 +39,7 @@ fn multiple_logins_no_denies_the_second_device() {
 
 #[test]
 fn multiple_logins_replace_frees_the_first_device() {
-    let ast = start_with_general("hd-pol-replace", "multiple_logins = replace");
+    let ast = hd::start_with_general("hd-pol-replace", "multiple_logins = replace");
     hd::login_ok(&ast, "1000", "4101", "1234");
     let mark = ast.log_mark();
     hd::login_ok(&ast, "1001", "4101", "1234");

@@ -12,12 +12,7 @@ const LOCKOUT: &str = "max_login_failures = 3\nlockout_window = 60\nlockout_time
 
 #[test]
 fn wrong_pins_by_dtmf_lock_the_user_out_then_the_lock_expires() {
-    let ast = hd::builder("lock-dtmf")
-        .conf(
-            "res_deviceuser.conf",
-            &hd::deviceuser_conf_with_general(LOCKOUT),
-        )
-        .start();
+    let ast = hd::start_with_general("lock-dtmf", LOCKOUT);
     let mut ami = ast.ami_events();
     let mut phone = Baresip::start(&ast, "1000", false);
     let mark = ast.log_mark();
@@ -89,12 +84,7 @@ fn wrong_pins_by_dtmf_lock_the_user_out_then_the_lock_expires() {
 
 #[test]
 fn lockout_holds_under_parallel_attempts_from_several_devices() {
-    let ast = hd::builder("lock-parallel")
-        .conf(
-            "res_deviceuser.conf",
-            &hd::deviceuser_conf_with_general(LOCKOUT),
-        )
-        .start();
+    let ast = hd::start_with_general("lock-parallel", LOCKOUT);
     // Six wrong PINs at once: two calls from each of three devices, all running together.
     let mark = ast.log_mark();
     let calls: Vec<_> = ["1000", "1001", "1002"]

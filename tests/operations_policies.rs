@@ -1,19 +1,15 @@
 //! Login policies on a real Asterisk: max_login_time, shift_end, logout_on_unregister (with a
 //! real SIP registration going away), DND, statistics, and timers surviving a restart.
 mod common;
+mod hotdesk_common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::sip::Sipp;
 use common::Asterisk;
+use hotdesk_common::deviceuser_conf_with_general;
 
 const T: Duration = Duration::from_secs(15);
-
-fn sample_with(general: &str) -> String {
-    let sample =
-        std::fs::read_to_string(common::repo().join("res_deviceuser.conf.sample")).unwrap();
-    sample.replacen("[general]\n", &format!("[general]\n{general}\n"), 1)
-}
 
 fn now() -> u64 {
     SystemTime::now()
@@ -31,7 +27,10 @@ fn bound(ast: &Asterisk, user: &str, device: &str) -> bool {
 #[test]
 fn max_login_time_logs_out_with_reason_timeout() {
     let ast = Asterisk::builder("pol-timeout")
-        .conf("res_deviceuser.conf", &sample_with("max_login_time = 2"))
+        .conf(
+            "res_deviceuser.conf",
+            &deviceuser_conf_with_general("max_login_time = 2"),
+        )
         .start();
     let mut ami = ast.ami_events();
     ami.action(&[
@@ -53,7 +52,7 @@ fn max_login_time_logs_out_with_reason_timeout() {
 
 #[test]
 fn per_user_override_disables_max_login_time() {
-    let conf = sample_with("max_login_time = 1").replace(
+    let conf = deviceuser_conf_with_general("max_login_time = 1").replace(
         "fullname = Operator 4102\n",
         "fullname = Operator 4102\nmax_login_time = 0\n",
     );
@@ -98,7 +97,7 @@ fn restored_login_keeps_its_time_and_shift_end_applies() {
     let mut ast = ast;
     ast.write_conf(
         "res_deviceuser.conf",
-        &sample_with(&format!("shift_end = {half_hour_ago}")),
+        &deviceuser_conf_with_general(&format!("shift_end = {half_hour_ago}")),
     );
     let mark = ast.unload_and_load();
     assert!(
@@ -123,7 +122,10 @@ fn restored_login_keeps_its_time_and_shift_end_applies() {
 #[test]
 fn restored_login_keeps_its_time_for_max_login_time() {
     let ast = Asterisk::builder("pol-restore-timeout")
-        .conf("res_deviceuser.conf", &sample_with("max_login_time = 600"))
+        .conf(
+            "res_deviceuser.conf",
+            &deviceuser_conf_with_general("max_login_time = 600"),
+        )
         .start();
     let mut ami = ast.ami();
     let r = ami.action(&[
@@ -151,7 +153,7 @@ fn logout_on_unregister_follows_the_real_registration() {
     let ast = Asterisk::builder("pol-unreg")
         .conf(
             "res_deviceuser.conf",
-            &sample_with("logout_on_unregister = 2"),
+            &deviceuser_conf_with_general("logout_on_unregister = 2"),
         )
         .start();
     Sipp::register(&ast, "1001").expect("register 1001");

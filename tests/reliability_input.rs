@@ -522,6 +522,19 @@ fn garbage(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Reloads the module, which must refuse the file and keep the running configuration;
+/// returns what was logged meanwhile.
+fn reload_refused(ast: &Asterisk) -> String {
+    let mark = ast.log_mark();
+    ast.cli("module reload res_deviceuser.so");
+    assert!(
+        ast.wait_log_since(mark, "keeping the running configuration", T),
+        "{}",
+        ast.log_since(mark)
+    );
+    ast.log_since(mark)
+}
+
 #[test]
 fn config_file_of_binary_garbage_is_declined() {
     let ast = Asterisk::builder("rel-conf-garbage").start();
@@ -530,16 +543,7 @@ fn config_file_of_binary_garbage_is_declined() {
     conf.extend(garbage(4096));
     std::fs::write(ast.etc().join("res_deviceuser.conf"), &conf).unwrap();
     // At reload: refused, the running configuration stays.
-    let mark = ast.log_mark();
-    ast.cli("module reload res_deviceuser.so");
-    assert!(
-        ast.wait_log_since(mark, "keeping the running configuration", T),
-        "{}",
-        ast.log_since(mark)
-    );
-    assert!(ast
-        .log_since(mark)
-        .contains("res_deviceuser.conf cannot be parsed"));
+    assert!(reload_refused(&ast).contains("res_deviceuser.conf cannot be parsed"));
     assert!(module_running(&ast));
     assert!(ast
         .cli("deviceuser show devices")
@@ -566,24 +570,17 @@ fn config_file_of_binary_garbage_is_declined() {
     assert_no_pin_in_log(&ast);
 }
 
-/// Known gap: Asterisk's config engine reads binary garbage after a valid `[general]`
-/// header as `[general]` options (lines without `=` are skipped with a warning), the
-/// module only warns about unknown options, and the reload applies a config with no
-/// devices and no users, logging everybody out. A key or section name with control
-/// characters or bytes that are not UTF-8 should make the file invalid.
+/// Asterisk's config engine reads binary garbage after a valid `[general]` header as
+/// `[general]` options (lines without `=` are skipped with a warning). Keys or section names
+/// with control characters or bytes that are not UTF-8 make the file invalid, so the reload
+/// is refused instead of applying a config with no devices and no users.
 #[test]
 fn config_file_with_garbage_after_a_valid_header_is_refused() {
     let ast = Asterisk::builder("rel-conf-garbage2").start();
     let mut conf = b"[general]\nmultiple_logins = yes\n".to_vec();
     conf.extend(garbage(4096));
     std::fs::write(ast.etc().join("res_deviceuser.conf"), &conf).unwrap();
-    let mark = ast.log_mark();
-    ast.cli("module reload res_deviceuser.so");
-    assert!(
-        ast.wait_log_since(mark, "keeping the running configuration", T),
-        "{}",
-        ast.log_since(mark)
-    );
+    reload_refused(&ast);
     assert!(ast
         .cli("deviceuser show devices")
         .contains("4 devices found"));
@@ -621,20 +618,12 @@ fn config_file_with_a_100kb_line_is_handled() {
         "z".repeat(100_000)
     );
     ast.write_conf("res_deviceuser.conf", &conf);
-    let mark = ast.log_mark();
-    ast.cli("module reload res_deviceuser.so");
     // The fixed device lost its default_user line: a clear error, and the running
     // configuration stays.
+    let log = reload_refused(&ast);
     assert!(
-        ast.wait_log_since(mark, "keeping the running configuration", T),
-        "{}",
-        ast.log_since(mark)
-    );
-    assert!(
-        ast.log_since(mark)
-            .contains("[3000] default_user: a fixed device needs a default_user"),
-        "{}",
-        ast.log_since(mark)
+        log.contains("[3000] default_user: a fixed device needs a default_user"),
+        "{log}"
     );
     assert!(module_running(&ast));
     assert!(ast

@@ -78,6 +78,16 @@ pub fn start(name: &str) -> Asterisk {
     builder(name).start()
 }
 
+/// [`start`] with extra `[general]` lines in the sample res_deviceuser.conf.
+pub fn start_with_general(name: &str, general: &str) -> Asterisk {
+    builder(name)
+        .conf(
+            "res_deviceuser.conf",
+            &deviceuser_conf_with_general(general),
+        )
+        .start()
+}
+
 /// The `NoOp(<label>: <value>)` status logged by the dialplan on a channel of
 /// `endpoint` after `mark`, once it appears.
 pub fn wait_status(ast: &Asterisk, mark: usize, endpoint: &str, label: &str) -> Option<String> {
