@@ -70,8 +70,8 @@ pub fn handle(id: i32, a: &Action) {
                 })
                 .map(|b| {
                     vec![
-                        ("User", b.user.clone()),
-                        ("Device", b.device.clone()),
+                        ("User", b.user.to_string()),
+                        ("Device", b.device.to_string()),
                         ("LoginTime", b.since.to_string()),
                         ("Duration", now.saturating_sub(b.since).to_string()),
                     ]
@@ -91,17 +91,20 @@ pub fn handle(id: i32, a: &Action) {
                 .values()
                 .map(|d| {
                     vec![
-                        ("Device", d.id.clone()),
-                        ("Description", d.description.clone()),
+                        ("Device", d.id.to_string()),
+                        ("Description", d.description.to_string()),
                         ("Mode", d.mode.to_string()),
-                        ("DefaultUser", d.default_user.clone().unwrap_or_default()),
+                        (
+                            "DefaultUser",
+                            d.default_user.as_deref().unwrap_or_default().to_string(),
+                        ),
                         (
                             "User",
                             snap.user_on(&d.id)
-                                .map(|b| b.user.clone())
+                                .map(|b| b.user.to_string())
                                 .unwrap_or_default(),
                         ),
-                        ("Dial", d.dial.clone()),
+                        ("Dial", d.dial.to_string()),
                     ]
                 })
                 .collect();
@@ -142,10 +145,13 @@ pub fn handle(id: i32, a: &Action) {
                 .values()
                 .map(|u| {
                     vec![
-                        ("User", u.id.clone()),
-                        ("FullName", u.fullname.clone()),
-                        ("Language", u.language.clone().unwrap_or_default()),
-                        ("CallerIDNum", u.cid_number.clone()),
+                        ("User", u.id.to_string()),
+                        ("FullName", u.fullname.to_string()),
+                        (
+                            "Language",
+                            u.language.as_deref().unwrap_or_default().to_string(),
+                        ),
+                        ("CallerIDNum", u.cid_number.to_string()),
                         ("Devices", snap.devices_of(&u.id).join(",")),
                         ("State", user_state(&snap, &u.id, None).name()),
                         (

@@ -336,9 +336,11 @@ fn logout_on(rt: &Runtime, chan: &Channel, data: &str) -> &'static str {
             record_cel(chan, c);
         }),
         None => {
-            let device = rt
-                .table
-                .with_snapshot(|s| s.config().device_for_channel(&name).map(|d| d.id.clone()));
+            let device = rt.table.with_snapshot(|s| {
+                s.config()
+                    .device_for_channel(&name)
+                    .map(|d| d.id.to_string())
+            });
             let Some(device) = device else {
                 log::warning(&format!(
                     "UserLogout: channel {name} is not a configured device"

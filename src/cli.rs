@@ -102,7 +102,7 @@ pub fn run(id: i32, a: &Args) -> Outcome {
         (4, 3) if a.argv[2].eq_ignore_ascii_case("all") => {
             let now = runtime::now();
             let mut removed = 0;
-            for device in snap.bindings().into_iter().map(|b| b.device.clone()) {
+            for device in snap.bindings().into_iter().map(|b| b.device.to_string()) {
                 match rt
                     .table
                     .logout_device(&device, Reason::Admin, now, runtime::commit)
@@ -162,9 +162,13 @@ pub fn run(id: i32, a: &Args) -> Outcome {
                 let (forwarded, pending) = crate::host::devstate::watched();
                 out.push_str(&format!(
                     "Module heap in use: {:.1} MB ({bytes} bytes)\n\
-                     Device states followed: {} ({pending} of them not published yet)\n",
+                     Device states followed: {} ({pending} of them not published yet)\n\
+                     Commit work queued (AstDB writes, states to publish): {}\n\
+                     User states published: {}\n",
                     bytes as f64 / (1024.0 * 1024.0),
-                    forwarded + pending
+                    forwarded + pending,
+                    crate::deferred::pending(),
+                    runtime::publish_count()
                 ));
             }
             Outcome::Done(out)
@@ -222,8 +226,8 @@ pub fn candidates(id: i32, a: &Args) -> Vec<String> {
         runtime::with(|rt| {
             let snap = rt.table.snapshot();
             match kind.map(|s| s.to_ascii_lowercase()).as_deref() {
-                Some("user") => snap.config().users.keys().cloned().collect(),
-                Some("device") => snap.config().devices.keys().cloned().collect(),
+                Some("user") => snap.config().users.keys().map(str::to_string).collect(),
+                Some("device") => snap.config().devices.keys().map(str::to_string).collect(),
                 _ => Vec::new(),
             }
         })

@@ -44,7 +44,7 @@ pub fn read(which: i32, chan: Option<&Channel>, data: &str) -> Result<String, St
                     let dev = snap.config().device_for_channel(&name);
                     dev.ok_or(format!("channel {name} is not a configured device"))?
                         .id
-                        .clone()
+                        .to_string()
                 }
                 [device] if snap.config().device(device).is_some() => device.clone(),
                 [device] => return Err(format!("no such device '{device}'")),
@@ -52,7 +52,7 @@ pub fn read(which: i32, chan: Option<&Channel>, data: &str) -> Result<String, St
             };
             Ok(snap
                 .user_on(&device)
-                .map(|b| b.user.clone())
+                .map(|b| b.user.to_string())
                 .unwrap_or_default())
         }
         _ => {
@@ -65,9 +65,9 @@ pub fn read(which: i32, chan: Option<&Channel>, data: &str) -> Result<String, St
                 return Err(format!("no such user '{user}'"));
             };
             Ok(match field.to_ascii_lowercase().as_str() {
-                "fullname" => u.fullname.clone(),
-                "cid_number" => u.cid_number.clone(),
-                "language" => u.language.clone().unwrap_or_default(),
+                "fullname" => u.fullname.to_string(),
+                "cid_number" => u.cid_number.to_string(),
+                "language" => u.language.as_deref().unwrap_or_default().to_string(),
                 "devices" => snap.devices_of(user).join(","),
                 "dial" => snap.dial_of(user),
                 "state" => user_state(&snap, user, None).name(),

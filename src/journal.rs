@@ -89,11 +89,15 @@ pub fn append(entries: &[Entry], state: impl FnOnce() -> String) {
     }
 }
 
-/// Empties the journal once nothing was appended for a while (AstDB has it all by then).
+/// Empties the journal once nothing was appended, and nothing written to AstDB, for a while
+/// (AstDB has committed it all by then).
 pub fn truncate_if_idle() {
     let mut guard = JOURNAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(j) = guard.as_mut() else { return };
-    if j.len > 0 && j.last_append.elapsed() > COMMITTED_AFTER {
+    if j.len > 0
+        && j.last_append.elapsed() > COMMITTED_AFTER
+        && crate::deferred::quiet_for(COMMITTED_AFTER)
+    {
         match j.file.set_len(0) {
             Ok(()) => j.len = 0,
             Err(e) => log::warning(&format!("cannot empty the journal: {e}")),

@@ -8,6 +8,7 @@
 mod ami;
 mod apps;
 mod cli;
+mod deferred;
 mod functions;
 mod host;
 mod journal;

@@ -9,13 +9,15 @@ use deviceuser_core::astdb::{
 };
 use deviceuser_core::config::{Config, USER_STATE_PREFIX};
 use deviceuser_core::policy::any_unregister_policy;
-use deviceuser_core::{BindingTable, Changes, Lockout, Snapshot, Stats, Unregistered};
+use deviceuser_core::{
+    BindingTable, Changes, CompactString, Lockout, Snapshot, Stats, Unregistered,
+};
 use rustc_hash::FxHashMap;
 use snapcell::SnapshotCell;
 
 use crate::host::devstate::{self, Aggregate, DeviceState};
 use crate::host::{ami, astdb, config, hints, log};
-use crate::journal;
+use crate::{deferred, journal};
 
 pub const CONFIG_FILE: &str = "res_deviceuser.conf";
 /// Device state provider label: hints name `DeviceUser:<user>` (`USER_STATE_PREFIX`).
@@ -41,9 +43,10 @@ static RUNTIME: SnapshotCell<Runtime> = SnapshotCell::empty();
 /// computed from an older snapshot is never published after one computed from a newer
 /// snapshot. Held only around computing and publishing (never by the device state provider
 /// itself). Emptied at unload: statics are not dropped at `dlclose`.
-static PUBLISHED: Mutex<Option<FxHashMap<String, DeviceState>>> = Mutex::new(None);
+static PUBLISHED: Mutex<Option<FxHashMap<CompactString, DeviceState>>> = Mutex::new(None);
 
-type Published = Option<FxHashMap<String, DeviceState>>;
+/// By user id, inline (no allocation per user).
+type Published = Option<FxHashMap<CompactString, DeviceState>>;
 
 fn published() -> std::sync::MutexGuard<'static, Published> {
     PUBLISHED.lock().unwrap_or_else(|e| e.into_inner())
@@ -56,7 +59,15 @@ fn publish_user(published: &mut Published, user: &str, state: DeviceState) {
         return;
     }
     devstate::publish(&device_name(user), state);
-    map.insert(user.to_string(), state);
+    map.insert(CompactString::from(user), state);
+    PUBLISH_COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `DeviceUser:` states published since the process started (for `deviceuser show stats`).
+static PUBLISH_COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn publish_count() -> u64 {
+    PUBLISH_COUNT.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 pub fn current() -> Option<Arc<Runtime>> {
@@ -108,8 +119,8 @@ pub fn start() -> Result<(), String> {
     for (key, value) in astdb::tree(FAMILY, "binding") {
         match decode_binding(&key, &value) {
             Ok(b) => {
-                saved_values.insert(b.device.clone(), value);
-                saved.insert(b.device.clone(), b);
+                saved_values.insert(b.device.to_string(), value);
+                saved.insert(b.device.to_string(), b);
             }
             Err(e) => {
                 log::warning(&format!("ignoring AstDB entry /{FAMILY}/{key}: {e}"));
@@ -139,7 +150,7 @@ pub fn start() -> Result<(), String> {
     table.with_snapshot(|s| {
         for b in s.bindings() {
             let value = binding_value(b);
-            if saved_values.remove(&b.device).as_deref() != Some(value.as_str()) {
+            if saved_values.remove(b.device.as_str()).as_deref() != Some(value.as_str()) {
                 if let Err(e) = astdb::put(FAMILY, &binding_key(&b.device), &value) {
                     log::warning(&e);
                 }
@@ -180,6 +191,11 @@ pub fn start() -> Result<(), String> {
         ),
     );
     let stats = Mutex::new(Stats::new());
+    // From here on, commits leave their AstDB writes and publishing to the commit thread (the
+    // restore above wrote at once).
+    if let Err(e) = deferred::start() {
+        log::warning(&format!("{e}: commits write AstDB and publish themselves"));
+    }
     RUNTIME.set(Some(Arc::new(Runtime {
         table,
         stats,
@@ -250,7 +266,7 @@ fn active_users(snap: &Snapshot) -> Vec<String> {
     let mut users: Vec<String> = snap
         .bindings()
         .into_iter()
-        .map(|b| b.user.clone())
+        .map(|b| b.user.to_string())
         .collect();
     users.extend(snap.dnd_users().into_iter().map(str::to_string));
     users.sort();
@@ -261,6 +277,7 @@ fn active_users(snap: &Snapshot) -> Vec<String> {
 /// Unload: forget the runtime, remove owned hints, and leave no stale cached states.
 pub fn stop() {
     let old = RUNTIME.set(None);
+    deferred::stop();
     journal::close();
     if let Some(rt) = old.as_deref() {
         let snap = rt.table.snapshot();
@@ -316,7 +333,7 @@ pub fn reload() -> Result<(), String> {
             .users
             .keys()
             .filter(|u| new.config().user(u).is_none())
-            .cloned(),
+            .map(str::to_string),
         DeviceState::UNAVAILABLE,
     );
     log::verbose(2, &format!("reloaded {CONFIG_FILE}"));
@@ -346,20 +363,20 @@ pub fn device_name(user: &str) -> String {
     format!("{USER_STATE_PREFIX}{user}")
 }
 
-/// AstDB write-through of one commit: removals first, then additions.
-fn write_through(changes: &Changes) {
+/// AstDB writes of one commit: removals first, then additions.
+fn write_through(changes: &Changes, work: &mut deferred::Work) {
     for (b, _) in &changes.removed {
         if !changes.added.iter().any(|(a, _)| a.device == b.device) {
-            astdb::del(FAMILY, &binding_key(&b.device));
+            work.del(FAMILY, binding_key(&b.device));
         }
     }
     for (b, _) in &changes.added {
-        if let Err(e) = astdb::put(FAMILY, &binding_key(&b.device), &binding_value(b)) {
-            log::error(&format!(
-                "{e}: the login of {} on {} is not persisted",
-                b.user, b.device
-            ));
-        }
+        work.put(
+            FAMILY,
+            binding_key(&b.device),
+            binding_value(b),
+            format!("the login of {} on {}", b.user, b.device),
+        );
     }
 }
 
@@ -379,7 +396,8 @@ pub fn commit(changes: &Changes) {
         &deviceuser_core::journal::entries_for(changes),
         current_state,
     );
-    write_through(changes);
+    let mut work = deferred::Work::default();
+    write_through(changes, &mut work);
     let now = now();
     with(|rt| watch_changes(rt, changes, now));
     with(|rt| {
@@ -392,8 +410,8 @@ pub fn commit(changes: &Changes) {
         ami::event(
             "DeviceUserLogout",
             &[
-                ("User", b.user.clone()),
-                ("Device", b.device.clone()),
+                ("User", b.user.to_string()),
+                ("Device", b.device.to_string()),
                 ("Reason", reason.to_string()),
                 ("Duration", now.saturating_sub(b.since).to_string()),
             ],
@@ -410,8 +428,8 @@ pub fn commit(changes: &Changes) {
         ami::event(
             "DeviceUserLogin",
             &[
-                ("User", b.user.clone()),
-                ("Device", b.device.clone()),
+                ("User", b.user.to_string()),
+                ("Device", b.device.to_string()),
                 ("Reason", reason.to_string()),
             ],
         );
@@ -423,7 +441,8 @@ pub fn commit(changes: &Changes) {
             ),
         );
     }
-    publish_users(changes.affected_users().into_iter());
+    work.publish(changes.affected_users().into_iter());
+    deferred::submit(work);
 }
 
 /// A refused login: a security-style warning and an AMI event. Never carries the password.
@@ -472,7 +491,7 @@ pub fn user_state(
     agg.result()
 }
 
-fn publish_users(users: impl Iterator<Item = String>) {
+pub fn publish_users(users: impl Iterator<Item = String>) {
     let mut published = published();
     let Some(snap) = with(|rt| rt.table.snapshot()) else {
         return;
@@ -518,12 +537,16 @@ pub fn set_dnd(rt: &Runtime, user: &str, on: bool) -> Result<bool, String> {
                 &[deviceuser_core::journal::Entry::Dnd(user.to_string(), on)],
                 current_state,
             );
+            let mut work = deferred::Work::default();
             if on {
-                if let Err(e) = astdb::put(FAMILY, &dnd_key(user), DND_VALUE) {
-                    log::error(&format!("{e}: DND of {user} is not persisted"));
-                }
+                work.put(
+                    FAMILY,
+                    dnd_key(user),
+                    DND_VALUE.to_string(),
+                    format!("DND of {user}"),
+                );
             } else {
-                astdb::del(FAMILY, &dnd_key(user));
+                work.del(FAMILY, dnd_key(user));
             }
             ami::event(
                 "DeviceUserDND",
@@ -539,7 +562,8 @@ pub fn set_dnd(rt: &Runtime, user: &str, on: bool) -> Result<bool, String> {
                     if on { "on" } else { "off" }
                 ),
             );
-            publish_users(std::iter::once(user.to_string()));
+            work.publish(std::iter::once(user.to_string()));
+            deferred::submit(work);
         })
         .map_err(|e| e.to_string())
 }

@@ -58,6 +58,28 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) as f64 / clock_ticks()
 }
 
+/// Context switches of all the process's threads so far (voluntary + involuntary): how often
+/// its threads went to sleep and were woken, or were preempted.
+pub fn switches(pid: u32) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            fs::read_to_string(t.path().join("status"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// VmRSS of a process, in bytes.
 pub fn rss_bytes(pid: u32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
@@ -189,6 +211,10 @@ impl Instance {
 
     pub fn rss(&self) -> u64 {
         rss_bytes(self.pid)
+    }
+
+    pub fn switches(&self) -> u64 {
+        switches(self.pid)
     }
 
     /// Waits for Asterisk to have nothing left to do (see [`wait_idle`]).

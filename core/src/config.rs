@@ -7,6 +7,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::Hasher;
+
+use compact_str::CompactString;
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
+
+pub use crate::idmap::{IdMap, Identified};
 
 use crate::password;
 
@@ -227,13 +234,13 @@ impl Default for General {
 /// A phone, identified by its section name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
-    pub id: String,
-    pub description: String,
+    pub id: CompactString,
+    pub description: CompactString,
     pub mode: DeviceMode,
     /// Dial string reaching this phone, e.g. `PJSIP/1000`; also how its channels are recognised.
-    pub dial: String,
+    pub dial: CompactString,
     /// User bound to the device when nobody else is (always, for a fixed device).
-    pub default_user: Option<String>,
+    pub default_user: Option<CompactString>,
     /// `logout_on_unregister` of this device: seconds, `0` = [`Override::Off`], unset =
     /// [`Override::Inherit`] (`[general]`).
     pub logout_on_unregister: Override<u64>,
@@ -242,13 +249,13 @@ pub struct Device {
 /// A person who can log in, identified by their extension.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
-    pub id: String,
-    pub fullname: String,
+    pub id: CompactString,
+    pub fullname: CompactString,
     /// PIN or password hash (see [`password`]); `None` means interactive login is
     /// impossible (admin login still works).
-    pub password: Option<String>,
-    pub language: Option<String>,
-    pub cid_number: String,
+    pub password: Option<CompactString>,
+    pub language: Option<CompactString>,
+    pub cid_number: CompactString,
     /// `max_login_time` of this user: seconds, `0` = [`Override::Off`], unset =
     /// [`Override::Inherit`].
     pub max_login_time: Override<u64>,
@@ -274,18 +281,51 @@ impl User {
 pub struct Config {
     pub file: String,
     pub general: General,
-    pub devices: BTreeMap<String, Device>,
-    pub users: BTreeMap<String, User>,
-    /// Lowercased dial string -> device id, to recognise the device behind a channel quickly.
-    /// A hash map: it is consulted for every device state change in the PBX.
-    dial_index: HashMap<String, String>,
-    /// Dial string exactly as configured -> device id: the usual spelling of device state
-    /// messages, found without lowercasing (no allocation on the hot path).
-    dial_exact: HashMap<String, String>,
+    pub devices: IdMap<Device>,
+    pub users: IdMap<User>,
+    /// Dial strings (compared without regard to ASCII case) -> positions in `devices`, to
+    /// recognise the device behind a channel or a device state quickly: it is consulted for
+    /// every device state change of a bound device. Found without allocating.
+    dial_index: DialIndex,
     /// Whether any `logout_on_unregister` / time policy is on: decided once per config, since
     /// the device state path asks for every change.
     unregister_policy: bool,
     time_policy: bool,
+}
+
+/// Positions in `Config::devices` by dial string, ASCII case ignored (see
+/// [`Config::device_for_dial`]). Derived from the devices, so it takes no part in comparing
+/// configs.
+#[derive(Clone, Debug, Default)]
+struct DialIndex(HashTable<u32>);
+
+impl PartialEq for DialIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DialIndex {}
+
+/// FxHash of the ASCII-lowercased bytes, computed without building the lowercased string.
+fn dial_hash(dial: &str) -> u64 {
+    let mut h = FxHasher::default();
+    for b in dial.bytes() {
+        h.write_u8(b.to_ascii_lowercase());
+    }
+    h.finish()
+}
+
+impl Identified for Device {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Identified for User {
+    fn id(&self) -> &str {
+        &self.id
+    }
 }
 
 /// Result of a successful parse: the config plus non-fatal findings.
@@ -404,9 +444,9 @@ impl Report<'_> {
     }
 }
 
-fn non_empty(v: &str) -> Option<String> {
+fn non_empty<S: for<'a> From<&'a str>>(v: &str) -> Option<S> {
     let v = v.trim();
-    (!v.is_empty()).then(|| v.to_string())
+    (!v.is_empty()).then(|| S::from(v))
 }
 
 /// Accepts the spellings of Asterisk's `ast_true`/`ast_false` plus `replace`.
@@ -552,13 +592,13 @@ struct DeviceDraft {
 }
 
 fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
-    let id = sec.name.clone();
+    let id = CompactString::from(&sec.name);
     let mut d = DeviceDraft {
         device: Device {
             id: id.clone(),
             description: id.clone(),
             mode: DeviceMode::Adhoc,
-            dial: format!("PJSIP/{id}"),
+            dial: compact_str::format_compact!("PJSIP/{id}"),
             default_user: None,
             logout_on_unregister: Override::Inherit,
         },
@@ -636,7 +676,7 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
 }
 
 fn parse_user(sec: &RawSection, r: &mut Report) -> User {
-    let id = sec.name.clone();
+    let id = CompactString::from(&sec.name);
     let mut u = User {
         id: id.clone(),
         fullname: id.clone(),
@@ -774,10 +814,10 @@ impl Config {
             }
         }
 
-        let mut dial_index: HashMap<String, String> = HashMap::new();
+        let mut dial_index: HashMap<String, &str> = HashMap::new();
         for (id, d) in &devices {
             if let Some(du) = &d.device.default_user {
-                if !users.contains_key(du) {
+                if !users.contains_key(du.as_str()) {
                     r.error(
                         id,
                         Some("default_user"),
@@ -786,7 +826,7 @@ impl Config {
                     );
                 }
             }
-            let key = d.device.dial.to_ascii_lowercase();
+            let key = d.device.dial.as_str().to_ascii_lowercase();
             if let Some(other) = dial_index.get(&key) {
                 let msg = format!(
                     "dial string '{}' is already used by device {other}",
@@ -794,28 +834,24 @@ impl Config {
                 );
                 r.error(id, Some("dial"), d.dial_line, msg);
             } else {
-                dial_index.insert(key, id.clone());
+                dial_index.insert(key, id);
             }
         }
 
         if !r.errors.is_empty() {
             return Err(r.errors);
         }
+        drop(dial_index);
         let mut config = Config {
             file: raw.file.clone(),
             general,
-            devices: devices.into_iter().map(|(k, d)| (k, d.device)).collect(),
-            users: users.into_iter().map(|(k, (u, _))| (k, u)).collect(),
-            dial_exact: HashMap::new(),
-            dial_index,
+            devices: IdMap::new(devices.into_values().map(|d| d.device).collect()),
+            users: IdMap::new(users.into_values().map(|(u, _)| u).collect()),
+            dial_index: DialIndex::default(),
             unregister_policy: false,
             time_policy: false,
         };
-        config.dial_exact = config
-            .devices
-            .values()
-            .map(|d| (d.dial.clone(), d.id.clone()))
-            .collect();
+        config.reindex();
         config.unregister_policy = crate::policy::scan_unregister_policy(&config);
         config.time_policy = crate::policy::scan_time_policy(&config);
         Ok(Parsed {
@@ -876,11 +912,26 @@ impl Config {
     /// Device with exactly this dial string; the technology (and the rest) compare
     /// case-insensitively, as Asterisk matches channel technologies.
     pub fn device_for_dial(&self, dial: &str) -> Option<&Device> {
-        let id = match self.dial_exact.get(dial) {
-            Some(id) => id,
-            None => self.dial_index.get(&dial.to_ascii_lowercase())?,
-        };
-        self.devices.get(id)
+        self.dial_index
+            .0
+            .find(dial_hash(dial), |&p| {
+                self.devices
+                    .at(p as usize)
+                    .is_some_and(|d| d.dial.eq_ignore_ascii_case(dial))
+            })
+            .and_then(|&p| self.devices.at(p as usize))
+    }
+
+    /// Rebuilds what is derived from the devices (after a change to them, in tests).
+    pub(crate) fn reindex(&mut self) {
+        let mut index = HashTable::with_capacity(self.devices.len());
+        let devices = &self.devices;
+        for (p, d) in devices.values().enumerate() {
+            index.insert_unique(dial_hash(&d.dial), p as u32, |&q| {
+                devices.at(q as usize).map_or(0, |d| dial_hash(&d.dial))
+            });
+        }
+        self.dial_index = DialIndex(index);
     }
 
     /// Whether `logout_on_unregister` is on for any device (decided when the config was read).
@@ -1150,7 +1201,7 @@ pub(crate) mod tests {
         }
         u.password = None;
         assert!(!u.password_matches(""));
-        u.password = Some(String::new());
+        u.password = Some(CompactString::default());
         assert!(!u.password_matches(""));
     }
 

@@ -55,7 +55,7 @@ pub fn entries_for(changes: &Changes) -> Vec<Entry> {
         .removed
         .iter()
         .filter(|(b, _)| !changes.added.iter().any(|(a, _)| a.device == b.device))
-        .map(|(b, _)| Entry::Unbind(b.device.clone()))
+        .map(|(b, _)| Entry::Unbind(b.device.to_string()))
         .collect();
     out.extend(changes.added.iter().map(|(b, _)| Entry::Bind(b.clone())));
     out
@@ -79,7 +79,7 @@ pub fn replay(
         }
         match decode(line) {
             Ok(Entry::Bind(b)) => {
-                bindings.insert(b.device.clone(), b);
+                bindings.insert(b.device.to_string(), b);
             }
             Ok(Entry::Unbind(d)) => {
                 bindings.remove(&d);

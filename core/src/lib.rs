@@ -7,6 +7,7 @@
 //!
 //! - [`config`]: validated model of `res_deviceuser.conf`.
 //! - [`table`]: the binding table (device ↔ user), lock-free for readers.
+//! - [`pmap`]: the persistent hash map the table's snapshots are made of.
 //! - [`astdb`]: how bindings are persisted in AstDB.
 //! - [`render`]: CLI text output.
 //! - [`args`]: dialplan argument and DTMF input parsing.
@@ -19,14 +20,18 @@ pub mod args;
 pub mod astdb;
 pub mod config;
 pub mod freepbx;
+pub mod idmap;
 pub mod journal;
 pub mod password;
+pub mod pmap;
 pub mod policy;
 pub mod render;
 pub mod stats;
 pub mod table;
 pub mod text;
 
+/// The inline string type of ids in the config and in bindings.
+pub use compact_str::CompactString;
 pub use config::{
     Config, ConfigError, Device, DeviceMode, General, MultipleLogins, Override, Parsed, TimeOfDay,
     User,

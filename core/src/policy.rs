@@ -68,7 +68,7 @@ pub fn due_logouts(s: &Snapshot, now: u64, utc_offset_secs: i64) -> Vec<(String,
                 (None, Some(_)) => Reason::ShiftEnd,
                 (None, None) => return None,
             };
-            Some((b.device.clone(), reason))
+            Some((b.device.to_string(), reason))
         })
         .collect();
     due.sort_by(|a, b| a.0.cmp(&b.0));

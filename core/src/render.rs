@@ -56,7 +56,7 @@ pub fn devices(s: &Snapshot) -> String {
         .values()
         .map(|d| {
             vec![
-                d.id.clone(),
+                d.id.to_string(),
                 cell(Some(&d.description)),
                 d.mode.to_string(),
                 cell(d.default_user.as_deref()),
@@ -87,7 +87,7 @@ pub fn users(s: &Snapshot) -> String {
         .values()
         .map(|u| {
             vec![
-                u.id.clone(),
+                u.id.to_string(),
                 cell(Some(&u.fullname)),
                 cell(u.language.as_deref()),
                 cell(Some(&s.devices_of(&u.id).join(","))),
@@ -110,8 +110,8 @@ pub fn bindings(s: &Snapshot, now: u64, filter: BindingFilter) -> String {
         .filter(|b| keep(b))
         .map(|b| {
             vec![
-                b.user.clone(),
-                b.device.clone(),
+                b.user.to_string(),
+                b.device.to_string(),
                 format_utc(b.since),
                 format_duration(now.saturating_sub(b.since)),
             ]
@@ -146,7 +146,7 @@ pub fn stats(stats: &Stats, s: &Snapshot, now: u64, user: Option<&str>) -> Strin
                 .map_or(0, |st| st.total_secs)
                 .saturating_add(open.iter().sum());
             vec![
-                u.id.clone(),
+                u.id.to_string(),
                 st.map_or(0, |st| st.logins).to_string(),
                 format_duration(total),
                 open.iter()

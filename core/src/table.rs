@@ -14,24 +14,31 @@
 use std::fmt;
 use std::sync::Arc;
 
+use compact_str::CompactString;
+
 use imbl::OrdSet;
-use rustc_hash::FxBuildHasher;
 use snapcell::SnapshotCell;
 use std::sync::Mutex;
 
 use crate::config::{Config, DeviceMode, MultipleLogins};
+use crate::pmap::PMap;
 
 /// A user logged in on a device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binding {
-    pub user: String,
-    pub device: String,
+    /// Ids are inline (up to 24 bytes): a binding is one allocation.
+    pub user: CompactString,
+    pub device: CompactString,
     /// When the binding was made, in unix seconds.
     pub since: u64,
 }
 
 impl Binding {
-    pub fn new(user: impl Into<String>, device: impl Into<String>, since: u64) -> Self {
+    pub fn new(
+        user: impl Into<CompactString>,
+        device: impl Into<CompactString>,
+        since: u64,
+    ) -> Self {
         Binding {
             user: user.into(),
             device: device.into(),
@@ -74,37 +81,36 @@ impl fmt::Display for Reason {
     }
 }
 
-/// Persistent hash maps (HAMT) with FxHash: the device state and call paths look devices and
-/// users up for every change and every call. Keys are only ever inserted from the validated
-/// config, so a fast non-keyed hash cannot be flooded from outside.
 /// Map keys: device and user ids, stored inline when short (up to 24 bytes, which ids
-/// nearly always are), so comparing a key during a lookup reads the map's own node rather
-/// than another heap allocation.
-type Key = compact_str::CompactString;
+/// nearly always are), so comparing a key during a lookup reads the map's own leaf rather
+/// than another heap allocation. Keys are only ever inserted from the validated config, so
+/// the map's fast non-keyed hash cannot be flooded from outside.
+type Key = CompactString;
 
-type HashMap<K, V> = imbl::GenericHashMap<K, V, FxBuildHasher, imbl::shared_ptr::DefaultSharedPtr>;
-
-/// The devices a user is on, and what to dial to ring them all.
-#[derive(Clone, Debug, Default)]
+/// The devices a user is on, and what to dial to ring them all. Cloned whenever a write
+/// rebuilds the map leaf it is in, so both parts are shared (a clone is two counts).
+#[derive(Clone, Debug)]
 struct UserDevices {
-    /// Sorted. A user is on a handful of devices at most: a small vector, not a tree (a
-    /// persistent tree node would cost a kilobyte per logged-in user).
-    devices: Vec<String>,
-    /// The devices' dial strings joined by `&`, in device order; kept in step with `devices`
-    /// by every write, so a call reads it without building anything.
-    dial: Box<str>,
+    /// Sorted. A user is on a handful of devices at most.
+    devices: Arc<[Key]>,
+    /// The devices' dial strings joined by `&`, in device order; rebuilt by every write of
+    /// `devices`, so a call reads it without building anything.
+    dial: Arc<str>,
 }
 
 impl UserDevices {
-    fn refresh_dial(&mut self, config: &Config) {
+    fn new(devices: Vec<Key>, config: &Config) -> Self {
         let mut dial = String::new();
-        for d in self.devices.iter().filter_map(|d| config.device(d)) {
+        for d in devices.iter().filter_map(|d| config.device(d)) {
             if !dial.is_empty() {
                 dial.push('&');
             }
             dial.push_str(&d.dial);
         }
-        self.dial = dial.into_boxed_str();
+        UserDevices {
+            devices: devices.into(),
+            dial: dial.into(),
+        }
     }
 }
 
@@ -112,11 +118,10 @@ impl UserDevices {
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     config: Arc<Config>,
-    /// Bindings boxed: a HAMT node holds 32 entries inline, mostly empty at the leaves, so a
-    /// pointer-sized value keeps the map of 100,000 bindings to a fraction of the memory.
-    by_device: HashMap<Key, Arc<Binding>>,
-    /// Kept inline: a call's `dial` read goes straight from the map's node to the string.
-    by_user: HashMap<Key, UserDevices>,
+    /// Bindings shared between snapshots: a write that rebuilds a leaf copies pointers.
+    by_device: PMap<Key, Arc<Binding>>,
+    /// A call's `dial` read goes from the map's leaf straight to the string.
+    by_user: PMap<Key, UserDevices>,
     /// Users with do-not-disturb on; always configured users.
     dnd: OrdSet<String>,
 }
@@ -138,7 +143,7 @@ impl Snapshot {
     pub fn devices_of(&self, user: &str) -> Vec<&str> {
         self.by_user
             .get(user)
-            .map(|u| u.devices.iter().map(String::as_str).collect())
+            .map(|u| u.devices.iter().map(Key::as_str).collect())
             .unwrap_or_default()
     }
 
@@ -217,12 +222,12 @@ impl Changes {
         self.collect(|b| &b.device)
     }
 
-    fn collect(&self, field: impl Fn(&Binding) -> &String) -> Vec<String> {
+    fn collect(&self, field: impl Fn(&Binding) -> &str) -> Vec<String> {
         let mut v: Vec<String> = self
             .removed
             .iter()
             .chain(&self.added)
-            .map(|(b, _)| field(b).clone())
+            .map(|(b, _)| field(b).to_string())
             .collect();
         v.sort();
         v.dedup();
@@ -289,31 +294,37 @@ impl Tx {
     fn bind(&mut self, b: Binding, reason: Reason) {
         debug_assert!(!self.next.by_device.contains_key(b.device.as_str()));
         let next = &mut self.next;
-        if !next.by_user.contains_key(b.user.as_str()) {
-            next.by_user
-                .insert(Key::from(&b.user), UserDevices::default());
+        let mut devices: Vec<Key> = next
+            .by_user
+            .get(b.user.as_str())
+            .map(|u| u.devices.to_vec())
+            .unwrap_or_default();
+        if let Err(at) = devices.binary_search_by(|d| d.as_str().cmp(&b.device)) {
+            devices.insert(at, b.device.clone());
         }
-        if let Some(entry) = next.by_user.get_mut(b.user.as_str()) {
-            if let Err(at) = entry.devices.binary_search(&b.device) {
-                entry.devices.insert(at, b.device.clone());
-            }
-            entry.refresh_dial(&next.config);
-        }
+        let entry = UserDevices::new(devices, &next.config);
+        next.by_user.insert(b.user.clone(), entry);
         self.next
             .by_device
-            .insert(Key::from(&b.device), Arc::new(b.clone()));
+            .insert(b.device.clone(), Arc::new(b.clone()));
         self.changes.added.push((b, reason));
         self.dirty = true;
     }
 
     fn unbind(&mut self, device: &str, reason: Reason) -> Option<Binding> {
         let b = Arc::unwrap_or_clone(self.next.by_device.remove(device)?);
-        if let Some(entry) = self.next.by_user.get_mut(b.user.as_str()) {
-            entry.devices.retain(|d| d != device);
-            if entry.devices.is_empty() {
+        if let Some(entry) = self.next.by_user.get(b.user.as_str()) {
+            let devices: Vec<Key> = entry
+                .devices
+                .iter()
+                .filter(|d| d.as_str() != device)
+                .cloned()
+                .collect();
+            if devices.is_empty() {
                 self.next.by_user.remove(b.user.as_str());
             } else {
-                entry.refresh_dial(&self.next.config);
+                let entry = UserDevices::new(devices, &self.next.config);
+                self.next.by_user.insert(b.user.clone(), entry);
             }
         }
         self.changes.removed.push((b.clone(), reason));
@@ -360,8 +371,8 @@ impl BindingTable {
         let mut tx = Tx {
             next: Snapshot {
                 config: Arc::new(config),
-                by_device: HashMap::default(),
-                by_user: HashMap::default(),
+                by_device: PMap::default(),
+                by_user: PMap::default(),
                 dnd: OrdSet::new(),
             },
             changes: Changes::default(),
@@ -372,7 +383,7 @@ impl BindingTable {
             .config
             .devices
             .values()
-            .filter_map(|d| Some((d.id.clone(), d.default_user.clone()?)))
+            .filter_map(|d| Some((d.id.to_string(), d.default_user.as_deref()?.to_string())))
             .collect();
         for (device, user) in defaults {
             tx.bind(Binding::new(user, device, now), Reason::Default);
@@ -610,7 +621,7 @@ impl BindingTable {
                 match tx.next.user_on(&b.device) {
                     Some(cur) if cur.user == b.user => {
                         if cur.since != b.since {
-                            tx.next.by_device.insert(Key::from(&b.device), Arc::new(b));
+                            tx.next.by_device.insert(b.device.clone(), Arc::new(b));
                             tx.dirty = true;
                         }
                     }
@@ -687,11 +698,14 @@ impl BindingTable {
                 }
             }
             // Devices that stayed may dial differently now.
-            let users: Vec<Key> = tx.next.by_user.keys().cloned().collect();
-            for u in users {
-                if let Some(entry) = tx.next.by_user.get_mut(u.as_str()) {
-                    entry.refresh_dial(&cfg);
-                }
+            let users: Vec<(Key, UserDevices)> = tx
+                .next
+                .by_user
+                .iter()
+                .map(|(u, e)| (u.clone(), UserDevices::new(e.devices.to_vec(), &cfg)))
+                .collect();
+            for (u, entry) in users {
+                tx.next.by_user.insert(u, entry);
             }
             Ok::<_, std::convert::Infallible>(())
         });
@@ -714,7 +728,7 @@ mod tests {
     fn pairs(s: &Snapshot) -> Vec<(String, String)> {
         s.bindings()
             .into_iter()
-            .map(|b| (b.user.clone(), b.device.clone()))
+            .map(|b| (b.user.to_string(), b.device.to_string()))
             .collect()
     }
 
@@ -1112,7 +1126,7 @@ mod tests {
     }
 
     fn check_invariants(s: &Snapshot) -> Result<(), String> {
-        for (dev, b) in &s.by_device {
+        for (dev, b) in s.by_device.iter() {
             if *dev != b.device {
                 return Err(format!("key {dev} holds binding for {}", b.device));
             }
@@ -1127,12 +1141,12 @@ mod tests {
                 return Err(format!("binding {b:?} not in config"));
             }
         }
-        for (user, entry) in &s.by_user {
+        for (user, entry) in s.by_user.iter() {
             let set = &entry.devices;
             if set.is_empty() {
                 return Err(format!("empty device set for {user}"));
             }
-            for d in set {
+            for d in set.iter() {
                 if s.by_device.get(d.as_str()).map(|b| b.user.as_str()) != Some(user.as_str()) {
                     return Err(format!("{user} -> {d} not mirrored"));
                 }
@@ -1150,7 +1164,7 @@ mod tests {
         }
         for d in s.config.devices.values() {
             if d.mode == DeviceMode::Fixed
-                && s.user_on(&d.id).map(|b| &b.user) != d.default_user.as_ref()
+                && s.user_on(&d.id).map(|b| b.user.as_str()) != d.default_user.as_deref()
             {
                 return Err(format!("fixed device {} not bound to its default", d.id));
             }
@@ -1254,7 +1268,7 @@ mod tests {
 
     /// Applies `c` to the pairs of `before`; must give the pairs of `after`.
     fn replay(before: &Snapshot, c: &Changes, after: &Snapshot) -> Result<(), String> {
-        let mut m: std::collections::BTreeMap<String, String> = before
+        let mut m: std::collections::BTreeMap<CompactString, CompactString> = before
             .by_device
             .values()
             .map(|b| (b.device.clone(), b.user.clone()))
@@ -1269,7 +1283,7 @@ mod tests {
                 return Err(format!("added {b:?} over another binding"));
             }
         }
-        let got: std::collections::BTreeMap<String, String> = after
+        let got: std::collections::BTreeMap<CompactString, CompactString> = after
             .by_device
             .values()
             .map(|b| (b.device.clone(), b.user.clone()))

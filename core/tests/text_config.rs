@@ -16,7 +16,7 @@ fn load(text: &str) -> Result<Config, Vec<String>> {
 fn the_sample_config_is_valid() {
     let sample = include_str!("../../res_deviceuser.conf.sample");
     let c = load(sample).expect("sample config");
-    let devices: Vec<&str> = c.devices.keys().map(String::as_str).collect();
+    let devices: Vec<&str> = c.devices.keys().collect();
     assert_eq!(devices, ["1000", "1001", "1002", "2010"]);
     assert_eq!(c.users.len(), 11);
     assert_eq!(c.device("2010").unwrap().mode, DeviceMode::Fixed);

@@ -14,8 +14,8 @@ use deviceuser_core::astdb::{
 use deviceuser_core::config::{id_problem, RawConfig, MAX_LOGIN_FAILURES, MAX_SECONDS};
 use deviceuser_core::render::{self, BindingFilter};
 use deviceuser_core::{
-    freepbx, password, text, Binding, BindingTable, Changes, Config, DeviceMode, LoginError,
-    LoginMode, LogoutError, MultipleLogins, Reason, Snapshot,
+    freepbx, password, text, Binding, BindingTable, Changes, CompactString, Config, DeviceMode,
+    LoginError, LoginMode, LogoutError, MultipleLogins, Reason, Snapshot,
 };
 
 /// Longest error message a bounded-size input may produce from `args`: messages name the
@@ -154,10 +154,10 @@ pub fn check_config(c: &Config) {
             "dial {} twice",
             d.dial
         );
-        assert_eq!(c.device_for_dial(&d.dial).map(|x| &x.id), Some(id));
+        assert_eq!(c.device_for_dial(&d.dial).map(|x| x.id.as_str()), Some(id));
         assert_eq!(
             c.device_for_dial(&d.dial.to_ascii_uppercase())
-                .map(|x| &x.id),
+                .map(|x| x.id.as_str()),
             Some(id)
         );
     }
@@ -451,7 +451,7 @@ pub fn decode_op(a: u8, b: u8) -> Op {
     }
 }
 
-fn pairs(s: &Snapshot) -> BTreeMap<String, String> {
+fn pairs(s: &Snapshot) -> BTreeMap<CompactString, CompactString> {
     s.bindings()
         .into_iter()
         .map(|b| (b.device.clone(), b.user.clone()))
@@ -487,7 +487,7 @@ pub fn check_snapshot(s: &Snapshot) {
     for u in c.users.keys() {
         let devs = s.devices_of(u);
         for d in &devs {
-            assert_eq!(s.user_on(d).map(|b| &b.user), Some(u), "{u} -> {d}");
+            assert_eq!(s.user_on(d).map(|b| b.user.as_str()), Some(u), "{u} -> {d}");
         }
         let dials: Vec<&str> = devs
             .iter()

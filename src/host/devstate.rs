@@ -4,6 +4,7 @@ use std::os::raw::{c_char, c_void};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 
+use deviceuser_core::CompactString;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{cstring, from_c};
@@ -270,11 +271,19 @@ impl Forward {
 /// Asterisk's topic pool).
 #[derive(Default)]
 struct Watches {
-    forwards: FxHashMap<String, Forward>,
+    forwards: FxHashMap<CompactString, Forward>,
     /// Bound devices that have never published a state, so have no topic to forward yet.
     /// Until their first change they are followed through [`ALL_SUB`], a subscription to all
     /// device state traffic that exists only while this set is not empty.
-    pending: FxHashSet<String>,
+    pending: FxHashSet<CompactString>,
+}
+
+/// The key of a device in [`Watches`]: its name lowercased, inline when short (no
+/// allocation per followed device).
+fn watch_key(device: &str) -> CompactString {
+    let mut key = CompactString::from(device);
+    key.make_ascii_lowercase();
+    key
 }
 
 /// Emptied by [`unsubscribe`]: statics are not dropped at `dlclose`.
@@ -365,7 +374,7 @@ unsafe extern "C" fn on_any_message(
         {
             let mut guard = watches();
             let Some(w) = guard.as_mut() else { return };
-            let key = change.device.to_ascii_lowercase();
+            let key = watch_key(change.device);
             if !w.pending.remove(&key) {
                 return;
             }
@@ -419,7 +428,7 @@ pub fn watch(device: &str) {
     }
     let mut guard = watches();
     let Some(w) = guard.as_mut() else { return };
-    let key = device.to_ascii_lowercase();
+    let key = watch_key(device);
     if w.forwards.contains_key(&key) || w.pending.contains(&key) {
         return;
     }
@@ -441,7 +450,7 @@ pub fn watch(device: &str) {
 
 /// Stops following the state of `device`.
 pub fn unwatch(device: &str) {
-    let key = device.to_ascii_lowercase();
+    let key = watch_key(device);
     let f = watches().as_mut().and_then(|w| {
         w.pending.remove(&key);
         w.forwards.remove(&key)
@@ -453,12 +462,12 @@ pub fn unwatch(device: &str) {
 
 /// Follows exactly `devices`: others are dropped, missing ones added.
 pub fn watch_only(devices: &[&str]) {
-    let want: FxHashSet<String> = devices.iter().map(|d| d.to_ascii_lowercase()).collect();
+    let want: FxHashSet<CompactString> = devices.iter().map(|d| watch_key(d)).collect();
     let stale: Vec<Forward> = {
         let mut guard = watches();
         let Some(w) = guard.as_mut() else { return };
         w.pending.retain(|k| want.contains(k));
-        let gone: Vec<String> = (w.forwards.keys())
+        let gone: Vec<CompactString> = (w.forwards.keys())
             .filter(|k| !want.contains(*k))
             .cloned()
             .collect();

@@ -264,11 +264,38 @@ struct ModuleRun {
     latency: Option<(Vec<Duration>, Vec<Duration>)>,
 }
 
+/// A pipelined burst, with what it cost Asterisk until it was idle again.
+struct Run {
+    burst: deviceuser_bench::ami::Burst,
+    /// Asterisk's CPU time (utime + stime).
+    cpu: f64,
+    /// Context switches of Asterisk's threads.
+    switches: u64,
+    /// `DeviceUser:` states the module published (`deviceuser show stats`).
+    published: u64,
+}
+
+/// A counter line of `deviceuser show stats` ("<name>: <n>").
+fn stats_counter(ami: &mut Ami, name: &str) -> Res<u64> {
+    let out = ami.command("deviceuser show stats")?;
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no `{name}` line in `deviceuser show stats`: {out}"))
+}
+
+impl std::ops::Deref for Run {
+    type Target = deviceuser_bench::ami::Burst;
+    fn deref(&self) -> &Self::Target {
+        &self.burst
+    }
+}
+
 struct LoginResults {
-    module_ami: deviceuser_bench::ami::Burst,
-    module_cli: deviceuser_bench::ami::Burst,
-    freepbx_ami: deviceuser_bench::ami::Burst,
-    ping: deviceuser_bench::ami::Burst,
+    module_ami: Run,
+    module_cli: Run,
+    freepbx_ami: Run,
+    ping: Run,
 }
 
 /// Two fan-out rounds (every `Custom:dev/N` to INUSE, then back to NOT_INUSE), each timed
@@ -379,31 +406,35 @@ fn login_throughput(inst: &Instance, driver: &mut Ami) -> Res<LoginResults> {
     let pairs = |f: &dyn Fn(usize) -> Vec<Vec<(String, String)>>| -> Vec<Vec<(String, String)>> {
         (1..=PAIRS).flat_map(f).collect()
     };
-    let module_ami = pairs(&|n| {
-        vec![
+    // Every user logs in, then every user logs out: each action changes a user's state (a
+    // login right after the same user's logout could be coalesced into no state change).
+    let module_ami: Vec<_> = (1..=PAIRS)
+        .map(|n| {
             fields(&[
                 ("Action", "DeviceUserLogin"),
                 ("User", &user(n)),
                 ("Device", &device(n)),
-            ]),
-            fields(&[("Action", "DeviceUserLogout"), ("User", &user(n))]),
-        ]
-    });
-    let module_cli = pairs(&|n| {
-        vec![
+            ])
+        })
+        .chain((1..=PAIRS).map(|n| fields(&[("Action", "DeviceUserLogout"), ("User", &user(n))])))
+        .collect();
+    let module_cli: Vec<_> = (1..=PAIRS)
+        .map(|n| {
             fields(&[
                 ("Action", "Command"),
                 (
                     "Command",
                     &format!("deviceuser login {} {}", user(n), device(n)),
                 ),
-            ]),
+            ])
+        })
+        .chain((1..=PAIRS).map(|n| {
             fields(&[
                 ("Action", "Command"),
                 ("Command", &format!("deviceuser logout user {}", user(n))),
-            ]),
-        ]
-    });
+            ])
+        }))
+        .collect();
     // FreePBX's login writes two AstDB keys and rewrites the user's hint; logout undoes it.
     let freepbx = pairs(&|n| {
         let (u, d) = (user(n), device(n));
@@ -452,14 +483,24 @@ fn login_throughput(inst: &Instance, driver: &mut Ami) -> Res<LoginResults> {
         .map(|_| fields(&[("Action", "Ping")]))
         .collect();
 
-    let mut run = |name: &str, actions: &[Vec<(String, String)>]| -> Res<_> {
+    let mut run = |name: &str, actions: &[Vec<(String, String)>]| -> Res<Run> {
+        let published0 = stats_counter(driver, "User states published")?;
         inst.settle();
-        let b = driver.pipeline(actions)?;
+        let (cpu0, sw0) = (inst.cpu(), inst.switches());
+        let burst = driver.pipeline(actions)?;
+        inst.settle();
+        let (cpu, switches) = (inst.cpu() - cpu0, inst.switches() - sw0);
+        let published = stats_counter(driver, "User states published")? - published0;
         eprintln!(
-            "[bench]     {name}: {} actions in {:?}",
-            b.actions, b.elapsed
+            "[bench]     {name}: {} actions in {:?}; Asterisk {cpu:.2} s CPU, {switches} thread switches, {published} user states published",
+            burst.actions, burst.elapsed
         );
-        Ok(b)
+        Ok(Run {
+            burst,
+            cpu,
+            switches,
+            published,
+        })
     };
     // Pings and logins alternate over several rounds; each side keeps its median round, so a
     // moment of noise on the machine does not decide the ratio.
@@ -470,7 +511,7 @@ fn login_throughput(inst: &Instance, driver: &mut Ami) -> Res<LoginResults> {
         check(&b, "DeviceUserLogin/Logout")?;
         login_runs.push(b);
     }
-    let median = |mut v: Vec<deviceuser_bench::ami::Burst>| {
+    let median = |mut v: Vec<Run>| {
         v.sort_by_key(|b| b.elapsed);
         v.swap_remove(v.len() / 2)
     };
@@ -1292,7 +1333,10 @@ fn login_rows(rep: &mut Report, m: &ModuleRun, b: Option<&BaselineRun>, php: Opt
     let mut d = format!(
         "Module instance ({FANOUT} users and devices). Each burst is pipelined on one AMI session \
          (a writer thread sends everything, the reader counts responses); per pair = one login and one logout.\n\n\
-         | Path | actions | wall | per pair | pairs/s |\n|---|---|---|---|---|\n"
+         Asterisk's CPU time and its threads' context switches are counted from the first action until it is idle again.\n\n\
+         AMI and CLI bursts: all users log in, then all log out, so every action changes a user's state; \
+         `DeviceUser:` states published counts the states the module published during the burst.\n\n\
+         | Path | actions | wall | per pair | pairs/s | Asterisk CPU per pair | thread switches per pair | `DeviceUser:` states published |\n|---|---|---|---|---|---|---|---|\n"
     );
     for (name, x) in [
         ("AMI `DeviceUserLogin` + `DeviceUserLogout`", &l.module_ami),
@@ -1302,11 +1346,14 @@ fn login_rows(rep: &mut Report, m: &ModuleRun, b: Option<&BaselineRun>, php: Opt
     ] {
         let _ = writeln!(
             d,
-            "| {name} | {} | {} | {:.1} µs | {:.0} |",
+            "| {name} | {} | {} | {:.1} µs | {:.0} | {:.1} µs | {:.1} | {} |",
             x.actions,
             ms(x.elapsed),
             x.elapsed.as_secs_f64() * 1e6 / PAIRS as f64,
-            PAIRS as f64 / x.elapsed.as_secs_f64()
+            PAIRS as f64 / x.elapsed.as_secs_f64(),
+            x.cpu * 1e6 / PAIRS as f64,
+            x.switches as f64 / PAIRS as f64,
+            x.published
         );
     }
     match php {

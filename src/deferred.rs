@@ -1,0 +1,242 @@
+//! The part of a commit that can run behind it: the AstDB writes and publishing the affected
+//! users' device states.
+//!
+//! A commit first appends its change to the journal (a `write` to a file the module owns: in
+//! the page cache before the change is acknowledged, so a `kill -9` loses nothing), then
+//! hands the rest here as one [`Work`]:
+//! - an isolated commit (nothing queued, none in the last [`BURST`]) does it at once, on its
+//!   own thread: a single login's lamp changes with no hand-over between threads;
+//! - commits that arrive back to back (a burst of logins, a storm, a shift change) queue it
+//!   for a thread of the module's own, so the thread that runs each login (AMI, CLI, the
+//!   dialplan) waits neither for sqlite nor for waking every device state subscriber. The
+//!   thread takes what has gathered as one batch: its AstDB writes in commit order, then each
+//!   affected user's state once, computed from the table as it is then.
+//!
+//! AstDB and hints then trail the table by the queue (`deviceuser show stats` prints its
+//! length); the table, the dialplan functions and the device state provider never do. If
+//! Asterisk dies with work queued, the next load replays the journal and brings AstDB in
+//! line. Unload applies what is queued before the journal closes. Without the thread (before
+//! load completes, after unload) all work is done at once.
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::host::thread::{self, Thread};
+use crate::host::{astdb, log};
+use crate::runtime;
+
+/// One piece of deferred work; `what` says what is not persisted if a put fails.
+enum Op {
+    Put {
+        family: &'static str,
+        key: String,
+        value: String,
+        what: String,
+    },
+    Del {
+        family: &'static str,
+        key: String,
+    },
+    /// Publish the user's device state.
+    Publish(String),
+}
+
+impl Op {
+    fn apply(self) {
+        match self {
+            Op::Put {
+                family,
+                key,
+                value,
+                what,
+            } => {
+                if let Err(e) = astdb::put(family, &key, &value) {
+                    log::error(&format!("{e}: {what} is not persisted"));
+                }
+            }
+            Op::Del { family, key } => astdb::del(family, &key),
+            Op::Publish(user) => runtime::publish_users(std::iter::once(user)),
+        }
+    }
+}
+
+/// Applies a batch: AstDB writes in order, then each affected user's state once.
+fn apply_batch(ops: Vec<Op>) {
+    let mut users = Vec::new();
+    for op in ops {
+        match op {
+            Op::Publish(user) => users.push(user),
+            op => op.apply(),
+        }
+    }
+    users.sort_unstable();
+    users.dedup();
+    runtime::publish_users(users.into_iter());
+}
+
+struct Queue {
+    ops: VecDeque<Op>,
+    /// The thread is running (ops are queued, not applied by the caller).
+    running: bool,
+    /// Ops the thread took from the queue and has not applied yet.
+    applying: usize,
+    stop: bool,
+    /// The thread is pausing between the batches of a burst (see [`BURST`]).
+    gathering: bool,
+    /// When the last commit handed its work over.
+    last_submit: Option<Instant>,
+    /// When the last op was applied.
+    last_done: Option<Instant>,
+}
+
+static QUEUE: Mutex<Queue> = Mutex::new(Queue {
+    ops: VecDeque::new(),
+    running: false,
+    applying: 0,
+    stop: false,
+    gathering: false,
+    last_submit: None,
+    last_done: None,
+});
+/// The thread waits here for work (or stop).
+static WORK: Condvar = Condvar::new();
+static THREAD: Mutex<Option<Thread>> = Mutex::new(None);
+
+fn queue() -> std::sync::MutexGuard<'static, Queue> {
+    QUEUE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts the thread (at load, after the restore's own AstDB writes).
+pub fn start() -> Result<(), String> {
+    {
+        let mut q = queue();
+        q.stop = false;
+        q.running = true;
+    }
+    match thread::spawn(run) {
+        Ok(h) => {
+            *THREAD.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+            Ok(())
+        }
+        Err(e) => {
+            queue().running = false;
+            Err(format!("cannot start the commit thread: {e}"))
+        }
+    }
+}
+
+/// Applies what is queued, then stops and joins the thread; later work is done at once.
+pub fn stop() {
+    queue().stop = true;
+    WORK.notify_all();
+    if let Some(h) = THREAD.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        h.join();
+    }
+    // The thread leaves only with an empty queue; if it ended by a panic (caught by the
+    // guard), what it left is applied here.
+    let rest: Vec<Op> = {
+        let mut q = queue();
+        q.running = false;
+        q.applying = 0;
+        q.ops.drain(..).collect()
+    };
+    apply_batch(rest);
+}
+
+/// What one commit leaves to do, in order.
+#[derive(Default)]
+pub struct Work(Vec<Op>);
+
+impl Work {
+    /// `AstDB put /family/key value`; `what` names the change in the error if it fails.
+    pub fn put(&mut self, family: &'static str, key: String, value: String, what: String) {
+        self.0.push(Op::Put {
+            family,
+            key,
+            value,
+            what,
+        });
+    }
+
+    /// `AstDB del /family/key`.
+    pub fn del(&mut self, family: &'static str, key: String) {
+        self.0.push(Op::Del { family, key });
+    }
+
+    /// Publish the users' device states.
+    pub fn publish(&mut self, users: impl Iterator<Item = String>) {
+        self.0.extend(users.map(Op::Publish));
+    }
+}
+
+/// Does `work` now if the commit is isolated, or queues it for the thread (see the module
+/// documentation). Called under the table's writer lock, so work is queued in commit order.
+pub fn submit(work: Work) {
+    if work.0.is_empty() {
+        return;
+    }
+    let mut q = queue();
+    let now = Instant::now();
+    let burst = q.last_submit.is_some_and(|t| now.duration_since(t) < BURST);
+    q.last_submit = Some(now);
+    if !q.running || (!burst && q.ops.is_empty() && q.applying == 0) {
+        // Nothing earlier is pending, and nothing later can be queued before this returns
+        // (commits hold the writer lock): doing it here keeps the order.
+        drop(q);
+        apply_batch(work.0);
+        queue().last_done = Some(Instant::now());
+        return;
+    }
+    let was_idle = q.ops.is_empty() && q.applying == 0 && !q.gathering;
+    q.ops.extend(work.0);
+    drop(q);
+    // A thread that is busy or gathering takes this in its next batch without being woken.
+    if was_idle {
+        WORK.notify_one();
+    }
+}
+
+/// Work not done yet (queued, or being applied).
+pub fn pending() -> usize {
+    let q = queue();
+    q.ops.len() + q.applying
+}
+
+/// Nothing queued, and the last write was applied more than `d` ago (or never).
+pub fn quiet_for(d: Duration) -> bool {
+    let q = queue();
+    q.ops.is_empty() && q.applying == 0 && q.last_done.is_none_or(|t| t.elapsed() > d)
+}
+
+/// Commits (or batches) closer together than this are a burst: commits queue their work, and
+/// the thread pauses for [`GATHER`] between batches so that it is not woken for every commit.
+const BURST: Duration = Duration::from_micros(250);
+const GATHER: Duration = Duration::from_micros(250);
+
+fn run() {
+    let mut last_batch: Option<Instant> = None;
+    loop {
+        if last_batch.is_some_and(|t| t.elapsed() < BURST) {
+            queue().gathering = true;
+            std::thread::sleep(GATHER);
+            queue().gathering = false;
+        }
+        let batch: Vec<Op> = {
+            let mut q = queue();
+            q.applying = 0;
+            q = WORK
+                .wait_while(q, |q| q.ops.is_empty() && !q.stop)
+                .unwrap_or_else(|e| e.into_inner());
+            if q.ops.is_empty() && q.stop {
+                q.running = false;
+                return;
+            }
+            q.applying = q.ops.len();
+            q.ops.drain(..).collect()
+        };
+        apply_batch(batch);
+        let now = Instant::now();
+        queue().last_done = Some(now);
+        last_batch = Some(now);
+    }
+}
