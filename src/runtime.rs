@@ -86,8 +86,20 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// From this many devices and users, reading the config leaves enough freed memory behind
+/// (Asterisk's config structures, the raw model) to hand it back to the system at once.
+const LARGE_CONFIG: usize = 10_000;
+
 /// Reads and validates the config file; logs every error and warning.
 pub fn read_config() -> Result<Config, String> {
+    let config = read_config_file()?;
+    if config.devices.len() + config.users.len() >= LARGE_CONFIG {
+        crate::host::alloc::trim();
+    }
+    Ok(config)
+}
+
+fn read_config_file() -> Result<Config, String> {
     let raw = match config::load(CONFIG_FILE) {
         config::Loaded::Missing => return Err(format!("{CONFIG_FILE} is missing")),
         config::Loaded::Invalid => return Err(format!("{CONFIG_FILE} cannot be parsed")),

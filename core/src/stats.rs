@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
+
 use crate::config::Config;
 use crate::table::{Changes, Reason};
 
@@ -19,7 +21,8 @@ pub struct UserStats {
 /// Statistics of the users whose bindings changed since the module was loaded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    users: BTreeMap<String, UserStats>,
+    /// By user id, inline (no allocation per user).
+    users: BTreeMap<CompactString, UserStats>,
 }
 
 impl Stats {
@@ -29,7 +32,8 @@ impl Stats {
 
     fn entry(&mut self, user: &str) -> &mut UserStats {
         if !self.users.contains_key(user) {
-            self.users.insert(user.to_string(), UserStats::default());
+            self.users
+                .insert(CompactString::from(user), UserStats::default());
         }
         self.users.get_mut(user).expect("just inserted")
     }

@@ -87,30 +87,50 @@ impl fmt::Display for Reason {
 /// the map's fast non-keyed hash cannot be flooded from outside.
 type Key = CompactString;
 
-/// The devices a user is on, and what to dial to ring them all. Cloned whenever a write
-/// rebuilds the map leaf it is in, so both parts are shared (a clone is two counts).
+/// The devices a user is on, and what to dial to ring them all. Copied whenever a write
+/// rebuilds the map leaf it is in; with one device (nearly always) it is all inline.
 #[derive(Clone, Debug)]
 struct UserDevices {
-    /// Sorted. A user is on a handful of devices at most.
-    devices: Arc<[Key]>,
+    devices: Devices,
     /// The devices' dial strings joined by `&`, in device order; rebuilt by every write of
     /// `devices`, so a call reads it without building anything.
-    dial: Arc<str>,
+    dial: CompactString,
+}
+
+/// A user's devices, sorted.
+#[derive(Clone, Debug)]
+enum Devices {
+    One(Key),
+    Many(Arc<[Key]>),
+}
+
+impl Devices {
+    fn as_slice(&self) -> &[Key] {
+        match self {
+            Devices::One(d) => std::slice::from_ref(d),
+            Devices::Many(ds) => ds,
+        }
+    }
 }
 
 impl UserDevices {
-    fn new(devices: Vec<Key>, config: &Config) -> Self {
-        let mut dial = String::new();
+    fn new(mut devices: Vec<Key>, config: &Config) -> Self {
+        let mut dial = CompactString::default();
         for d in devices.iter().filter_map(|d| config.device(d)) {
             if !dial.is_empty() {
                 dial.push('&');
             }
             dial.push_str(&d.dial);
         }
-        UserDevices {
-            devices: devices.into(),
-            dial: dial.into(),
-        }
+        let devices = match devices.len() {
+            1 => Devices::One(devices.remove(0)),
+            _ => Devices::Many(devices.into()),
+        };
+        UserDevices { devices, dial }
+    }
+
+    fn devices(&self) -> &[Key] {
+        self.devices.as_slice()
     }
 }
 
@@ -118,8 +138,8 @@ impl UserDevices {
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     config: Arc<Config>,
-    /// Bindings shared between snapshots: a write that rebuilds a leaf copies pointers.
-    by_device: PMap<Key, Arc<Binding>>,
+    /// Bindings inline (ids are inline too): a binding costs no allocation of its own.
+    by_device: PMap<Key, Binding>,
     /// A call's `dial` read goes from the map's leaf straight to the string.
     by_user: PMap<Key, UserDevices>,
     /// Users with do-not-disturb on; always configured users.
@@ -136,14 +156,14 @@ impl Snapshot {
     }
 
     pub fn user_on(&self, device: &str) -> Option<&Binding> {
-        self.by_device.get(device).map(|b| &**b)
+        self.by_device.get(device)
     }
 
     /// Devices the user is on, sorted by id.
     pub fn devices_of(&self, user: &str) -> Vec<&str> {
         self.by_user
             .get(user)
-            .map(|u| u.devices.iter().map(Key::as_str).collect())
+            .map(|u| u.devices().iter().map(Key::as_str).collect())
             .unwrap_or_default()
     }
 
@@ -165,7 +185,7 @@ impl Snapshot {
         users.sort_unstable_by(|a, b| a.0.cmp(b.0));
         users
             .into_iter()
-            .flat_map(|(_, u)| u.devices.iter().filter_map(|d| self.user_on(d)))
+            .flat_map(|(_, u)| u.devices().iter().filter_map(|d| self.user_on(d)))
             .collect()
     }
 
@@ -297,25 +317,23 @@ impl Tx {
         let mut devices: Vec<Key> = next
             .by_user
             .get(b.user.as_str())
-            .map(|u| u.devices.to_vec())
+            .map(|u| u.devices().to_vec())
             .unwrap_or_default();
         if let Err(at) = devices.binary_search_by(|d| d.as_str().cmp(&b.device)) {
             devices.insert(at, b.device.clone());
         }
         let entry = UserDevices::new(devices, &next.config);
         next.by_user.insert(b.user.clone(), entry);
-        self.next
-            .by_device
-            .insert(b.device.clone(), Arc::new(b.clone()));
+        self.next.by_device.insert(b.device.clone(), b.clone());
         self.changes.added.push((b, reason));
         self.dirty = true;
     }
 
     fn unbind(&mut self, device: &str, reason: Reason) -> Option<Binding> {
-        let b = Arc::unwrap_or_clone(self.next.by_device.remove(device)?);
+        let b = self.next.by_device.remove(device)?;
         if let Some(entry) = self.next.by_user.get(b.user.as_str()) {
             let devices: Vec<Key> = entry
-                .devices
+                .devices()
                 .iter()
                 .filter(|d| d.as_str() != device)
                 .cloned()
@@ -621,7 +639,7 @@ impl BindingTable {
                 match tx.next.user_on(&b.device) {
                     Some(cur) if cur.user == b.user => {
                         if cur.since != b.since {
-                            tx.next.by_device.insert(b.device.clone(), Arc::new(b));
+                            tx.next.by_device.insert(b.device.clone(), b);
                             tx.dirty = true;
                         }
                     }
@@ -666,7 +684,7 @@ impl BindingTable {
                 tx.next.dnd.remove(&u);
             }
             let mut current: Vec<Binding> = (tx.next.by_device.values())
-                .map(|b| Binding::clone(b))
+                .cloned()
                 .collect();
             current.sort_by(|a, b| a.device.cmp(&b.device));
             for b in current {
@@ -702,7 +720,7 @@ impl BindingTable {
                 .next
                 .by_user
                 .iter()
-                .map(|(u, e)| (u.clone(), UserDevices::new(e.devices.to_vec(), &cfg)))
+                .map(|(u, e)| (u.clone(), UserDevices::new(e.devices().to_vec(), &cfg)))
                 .collect();
             for (u, entry) in users {
                 tx.next.by_user.insert(u, entry);
@@ -1133,7 +1151,7 @@ mod tests {
             if !s
                 .by_user
                 .get(b.user.as_str())
-                .is_some_and(|u| u.devices.iter().any(|d| d == dev))
+                .is_some_and(|u| u.devices().iter().any(|d| d == dev))
             {
                 return Err(format!("{dev} -> {} not mirrored", b.user));
             }
@@ -1142,7 +1160,7 @@ mod tests {
             }
         }
         for (user, entry) in s.by_user.iter() {
-            let set = &entry.devices;
+            let set = entry.devices();
             if set.is_empty() {
                 return Err(format!("empty device set for {user}"));
             }

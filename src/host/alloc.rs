@@ -27,6 +27,16 @@ pub fn live_bytes() -> usize {
     LIVE.iter().map(|s| s.0.load(Relaxed)).sum::<isize>().max(0) as usize
 }
 
+/// Hands the heap's free pages back to the system (glibc's `malloc_trim`, what Asterisk's
+/// `malloc trim` command does). Reading a large config goes through Asterisk's config engine,
+/// the raw text model and the validated model at once; once the first two are freed, their
+/// pages would otherwise stay in the process, unused, until something happens to reuse them.
+pub fn trim() {
+    // SAFETY: malloc_trim takes no pointers; it only releases pages malloc has no live chunk
+    // in, under malloc's own locks, and is safe to call from any thread at any time.
+    unsafe { libc::malloc_trim(0) };
+}
+
 pub struct Counting;
 
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
