@@ -29,7 +29,7 @@ pub trait Table: Send + Sync + 'static {
     fn logout(&self, device: &str);
 }
 
-fn var(key: &str, value: &str) -> RawVar {
+pub fn var(key: &str, value: &str) -> RawVar {
     RawVar {
         key: key.into(),
         value: value.into(),
@@ -37,10 +37,11 @@ fn var(key: &str, value: &str) -> RawVar {
     }
 }
 
-/// A validated config of `SIZE` users and devices (`PJSIP/d<n>`).
-pub fn config() -> Config {
-    let mut sections = Vec::new();
-    for n in 1..=SIZE {
+/// The raw model of a config of `count` users and devices (`PJSIP/d<n>`), as read from a
+/// file.
+pub fn raw_config(count: usize) -> RawConfig {
+    let mut sections = Vec::with_capacity(2 * count);
+    for n in 1..=count {
         sections.push(RawSection {
             name: device(n),
             line: 0,
@@ -52,14 +53,22 @@ pub fn config() -> Config {
         sections.push(RawSection {
             name: user(n),
             line: 0,
-            vars: vec![var("type", "user"), var("password", "1234")],
+            vars: vec![
+                var("type", "user"),
+                var("password", "1234"),
+                var("fullname", &format!("Operator {n}")),
+            ],
         });
     }
-    let raw = RawConfig {
-        file: "bench.conf".into(),
+    RawConfig {
+        file: "res_deviceuser.conf".into(),
         sections,
-    };
-    Config::from_raw(&raw)
+    }
+}
+
+/// A validated config of `SIZE` users and devices (`PJSIP/d<n>`).
+pub fn config() -> Config {
+    Config::from_raw(&raw_config(SIZE))
         .unwrap_or_else(|e| panic!("bench config is invalid: {e:?}"))
         .config
 }

@@ -137,15 +137,25 @@ impl<K: Clone + Hash + Eq, V: Clone> PMap<K, V> {
         }
     }
 
-    /// Removes a key; returns its value.
-    pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    /// The leaf slot holding `key` (its path made this map's own) and the key's index in it;
+    /// `None`, changing nothing, if the key is absent.
+    fn find_mut<Q>(&mut self, key: &Q) -> Option<(&mut Leaf<K, V>, usize)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let hash = hash_of(key);
         let i = position(self.leaf(hash), hash, key).ok()?;
-        let slot = self.leaf_mut(hash);
+        Some((self.leaf_mut(hash), i))
+    }
+
+    /// Removes a key; returns its value.
+    pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (slot, i) = self.find_mut(key)?;
         let old = slot.as_deref().unwrap_or(&[]);
         let value = old[i].value.clone();
         *slot = (old.len() > 1).then(|| {
@@ -164,9 +174,7 @@ impl<K: Clone + Hash + Eq, V: Clone> PMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = hash_of(key);
-        let i = position(self.leaf(hash), hash, key).ok()?;
-        let slot = self.leaf_mut(hash);
+        let (slot, i) = self.find_mut(key)?;
         Some(&mut own(slot)[i].value)
     }
 

@@ -683,9 +683,7 @@ impl BindingTable {
             for u in gone {
                 tx.next.dnd.remove(&u);
             }
-            let mut current: Vec<Binding> = (tx.next.by_device.values())
-                .cloned()
-                .collect();
+            let mut current: Vec<Binding> = (tx.next.by_device.values()).cloned().collect();
             current.sort_by(|a, b| a.device.cmp(&b.device));
             for b in current {
                 let old_default = old

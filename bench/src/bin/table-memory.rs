@@ -7,7 +7,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 use deviceuser_bench::conf::{device, user};
-use deviceuser_core::config::{Config, RawConfig, RawSection, RawVar};
+use deviceuser_bench::contention::raw_config;
+use deviceuser_core::config::Config;
 use deviceuser_core::{BindingTable, LoginMode};
 
 struct Counting;
@@ -43,14 +44,6 @@ fn live() -> (isize, usize) {
     (LIVE.load(Ordering::Relaxed), BLOCKS.load(Ordering::Relaxed))
 }
 
-fn var(key: &str, value: &str) -> RawVar {
-    RawVar {
-        key: key.into(),
-        value: value.into(),
-        line: 0,
-    }
-}
-
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
@@ -67,30 +60,7 @@ fn main() {
         (b, k)
     };
     let start = live();
-    let mut sections = Vec::with_capacity(2 * n);
-    for i in 1..=n {
-        sections.push(RawSection {
-            name: device(i),
-            line: 0,
-            vars: vec![
-                var("type", "device"),
-                var("dial", &format!("PJSIP/{}", device(i))),
-            ],
-        });
-        sections.push(RawSection {
-            name: user(i),
-            line: 0,
-            vars: vec![
-                var("type", "user"),
-                var("password", "1234"),
-                var("fullname", &format!("Operator {i}")),
-            ],
-        });
-    }
-    let raw = RawConfig {
-        file: "res_deviceuser.conf".into(),
-        sections,
-    };
+    let raw = raw_config(n);
     let after_raw = report("raw config (as read)", start);
     let config = Config::from_raw(&raw).expect("valid").config;
     let after_config = report("validated config", after_raw);
