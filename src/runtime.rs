@@ -428,13 +428,12 @@ pub fn commit(changes: &Changes) {
                 ("Duration", now.saturating_sub(b.since).to_string()),
             ],
         );
-        log::verbose(
-            3,
-            &format!(
+        log::verbose_with(3, || {
+            format!(
                 "user {} logged out of device {} ({reason})",
                 b.user, b.device
-            ),
-        );
+            )
+        });
     }
     for (b, reason) in &changes.added {
         ami::event(
@@ -445,13 +444,12 @@ pub fn commit(changes: &Changes) {
                 ("Reason", reason.to_string()),
             ],
         );
-        log::verbose(
-            3,
-            &format!(
+        log::verbose_with(3, || {
+            format!(
                 "user {} logged in on device {} ({reason})",
                 b.user, b.device
-            ),
-        );
+            )
+        });
     }
     work.publish(changes.affected_users().into_iter());
     deferred::submit(work);
@@ -567,13 +565,9 @@ pub fn set_dnd(rt: &Runtime, user: &str, on: bool) -> Result<bool, String> {
                     ("DND", if on { "on" } else { "off" }.to_string()),
                 ],
             );
-            log::verbose(
-                3,
-                &format!(
-                    "user {user}: do not disturb {}",
-                    if on { "on" } else { "off" }
-                ),
-            );
+            log::verbose_with(3, || {
+                format!("user {user}: do not disturb {}", if on { "on" } else { "off" })
+            });
             work.publish(std::iter::once(user.to_string()));
             deferred::submit(work);
         })
