@@ -10,7 +10,8 @@
 //!   for a thread of the module's own, so the thread that runs each login (AMI, CLI, the
 //!   dialplan) waits neither for sqlite nor for waking every device state subscriber. The
 //!   thread takes what has gathered as one batch: its AstDB writes in commit order, then each
-//!   affected user's state once, computed from the table as it is then.
+//!   affected user's state once, computed from the table as it is then. While commits keep
+//!   coming it pauses briefly between batches ([`GATHER`]) instead of being woken by each.
 //!
 //! AstDB and hints then trail the table by the queue (`deviceuser show stats` prints its
 //! length); the table, the dialplan functions and the device state provider never do. If
@@ -81,8 +82,10 @@ struct Queue {
     /// Ops the thread took from the queue and has not applied yet.
     applying: usize,
     stop: bool,
-    /// The thread is pausing between the batches of a burst (see [`BURST`]).
+    /// The thread is pausing between the batches of a burst (see [`GATHER`]).
     gathering: bool,
+    /// Commits whose work is in `ops`.
+    commits: usize,
     /// When the last commit handed its work over.
     last_submit: Option<Instant>,
     /// When the last op was applied.
@@ -95,6 +98,7 @@ static QUEUE: Mutex<Queue> = Mutex::new(Queue {
     applying: 0,
     stop: false,
     gathering: false,
+    commits: 0,
     last_submit: None,
     last_done: None,
 });
@@ -138,6 +142,7 @@ pub fn stop() {
         let mut q = queue();
         q.running = false;
         q.applying = 0;
+        q.commits = 0;
         q.ops.drain(..).collect()
     };
     apply_batch(rest);
@@ -189,6 +194,7 @@ pub fn submit(work: Work) {
     }
     let was_idle = q.ops.is_empty() && q.applying == 0 && !q.gathering;
     q.ops.extend(work.0);
+    q.commits += 1;
     drop(q);
     // A thread that is busy or gathering takes this in its next batch without being woken.
     if was_idle {
@@ -208,20 +214,23 @@ pub fn quiet_for(d: Duration) -> bool {
     q.ops.is_empty() && q.applying == 0 && q.last_done.is_none_or(|t| t.elapsed() > d)
 }
 
-/// Commits (or batches) closer together than this are a burst: commits queue their work, and
-/// the thread pauses for [`GATHER`] between batches so that it is not woken for every commit.
-const BURST: Duration = Duration::from_micros(250);
+/// A commit less than this after the previous one is part of a burst: it queues its work
+/// rather than doing it on its own thread.
+const BURST: Duration = Duration::from_millis(1);
+/// After a batch that held the work of several commits, or with more work already waiting,
+/// the thread pauses this long before taking the next batch, so that commits arriving back to
+/// back queue their work without waking it each time.
 const GATHER: Duration = Duration::from_micros(250);
 
 fn run() {
-    let mut last_batch: Option<Instant> = None;
+    let mut gather = false;
     loop {
-        if last_batch.is_some_and(|t| t.elapsed() < BURST) {
+        if gather {
             queue().gathering = true;
             std::thread::sleep(GATHER);
             queue().gathering = false;
         }
-        let batch: Vec<Op> = {
+        let (batch, commits): (Vec<Op>, usize) = {
             let mut q = queue();
             q.applying = 0;
             q = WORK
@@ -232,11 +241,11 @@ fn run() {
                 return;
             }
             q.applying = q.ops.len();
-            q.ops.drain(..).collect()
+            (q.ops.drain(..).collect(), std::mem::take(&mut q.commits))
         };
         apply_batch(batch);
-        let now = Instant::now();
-        queue().last_done = Some(now);
-        last_batch = Some(now);
+        let mut q = queue();
+        q.last_done = Some(Instant::now());
+        gather = commits > 1 || !q.ops.is_empty();
     }
 }

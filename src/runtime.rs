@@ -566,7 +566,10 @@ pub fn set_dnd(rt: &Runtime, user: &str, on: bool) -> Result<bool, String> {
                 ],
             );
             log::verbose_with(3, || {
-                format!("user {user}: do not disturb {}", if on { "on" } else { "off" })
+                format!(
+                    "user {user}: do not disturb {}",
+                    if on { "on" } else { "off" }
+                )
             });
             work.publish(std::iter::once(user.to_string()));
             deferred::submit(work);
