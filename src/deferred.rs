@@ -25,21 +25,24 @@ use std::time::{Duration, Instant};
 use crate::host::thread::{self, Thread};
 use crate::host::{astdb, log};
 use crate::runtime;
+use deviceuser_core::CompactString;
 
-/// One piece of deferred work; `what` says what is not persisted if a put fails.
+/// One piece of deferred work. Strings are inline (keys, values and ids are short), so a
+/// burst of queued work is one growing buffer, not a heap allocation per piece.
 enum Op {
     Put {
         family: &'static str,
-        key: String,
-        value: String,
-        what: String,
+        key: CompactString,
+        value: CompactString,
+        /// What is not persisted if the put fails ("the login", "DND").
+        what: &'static str,
     },
     Del {
         family: &'static str,
-        key: String,
+        key: CompactString,
     },
     /// Publish the user's device state.
-    Publish(String),
+    Publish(CompactString),
 }
 
 impl Op {
@@ -52,7 +55,7 @@ impl Op {
                 what,
             } => {
                 if let Err(e) = astdb::put(family, &key, &value) {
-                    log::error(&format!("{e}: {what} is not persisted"));
+                    log::error(&format!("{e}: {what} ({value}) is not persisted"));
                 }
             }
             Op::Del { family, key } => astdb::del(family, &key),
@@ -154,23 +157,26 @@ pub struct Work(Vec<Op>);
 
 impl Work {
     /// `AstDB put /family/key value`; `what` names the change in the error if it fails.
-    pub fn put(&mut self, family: &'static str, key: String, value: String, what: String) {
+    pub fn put(&mut self, family: &'static str, key: &str, value: &str, what: &'static str) {
         self.0.push(Op::Put {
             family,
-            key,
-            value,
+            key: key.into(),
+            value: value.into(),
             what,
         });
     }
 
     /// `AstDB del /family/key`.
-    pub fn del(&mut self, family: &'static str, key: String) {
-        self.0.push(Op::Del { family, key });
+    pub fn del(&mut self, family: &'static str, key: &str) {
+        self.0.push(Op::Del {
+            family,
+            key: key.into(),
+        });
     }
 
     /// Publish the users' device states.
     pub fn publish(&mut self, users: impl Iterator<Item = String>) {
-        self.0.extend(users.map(Op::Publish));
+        self.0.extend(users.map(|u| Op::Publish(u.into())));
     }
 }
 

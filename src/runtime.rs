@@ -379,15 +379,15 @@ pub fn device_name(user: &str) -> String {
 fn write_through(changes: &Changes, work: &mut deferred::Work) {
     for (b, _) in &changes.removed {
         if !changes.added.iter().any(|(a, _)| a.device == b.device) {
-            work.del(FAMILY, binding_key(&b.device));
+            work.del(FAMILY, &binding_key(&b.device));
         }
     }
     for (b, _) in &changes.added {
         work.put(
             FAMILY,
-            binding_key(&b.device),
-            binding_value(b),
-            format!("the login of {} on {}", b.user, b.device),
+            &binding_key(&b.device),
+            &binding_value(b),
+            "the login",
         );
     }
 }
@@ -501,13 +501,14 @@ pub fn user_state(
     agg.result()
 }
 
-pub fn publish_users(users: impl Iterator<Item = String>) {
+pub fn publish_users<S: AsRef<str>>(users: impl Iterator<Item = S>) {
     let mut published = published();
     let Some(snap) = with(|rt| rt.table.snapshot()) else {
         return;
     };
     for user in users {
-        publish_user(&mut published, &user, user_state(&snap, &user, None));
+        let user = user.as_ref();
+        publish_user(&mut published, user, user_state(&snap, user, None));
     }
 }
 
@@ -549,14 +550,9 @@ pub fn set_dnd(rt: &Runtime, user: &str, on: bool) -> Result<bool, String> {
             );
             let mut work = deferred::Work::default();
             if on {
-                work.put(
-                    FAMILY,
-                    dnd_key(user),
-                    DND_VALUE.to_string(),
-                    format!("DND of {user}"),
-                );
+                work.put(FAMILY, &dnd_key(user), DND_VALUE, "DND");
             } else {
-                work.del(FAMILY, dnd_key(user));
+                work.del(FAMILY, &dnd_key(user));
             }
             ami::event(
                 "DeviceUserDND",
