@@ -156,7 +156,7 @@ def size_of(block):
 def suite_main(argv):
     ap = argparse.ArgumentParser()
     ap.add_argument("--suite", action="store_true")
-    ap.add_argument("--tests", required=True, help="output of cargo test")
+    ap.add_argument("--tests", action="append", required=True, help="output of cargo test (repeatable)")
     ap.add_argument("--duration", type=int)
     ap.add_argument("--skipped", action="append", default=[])
     ap.add_argument("logs", nargs="+")
@@ -196,7 +196,14 @@ def suite_main(argv):
                 g[1] += 1
                 g[2].add(run)
         procs.append((os.path.basename(log), run, leak_check, errors, n_ours))
-    per, failed, started, finished = read_tests(a.tests)
+    per, failed, started, finished = defaultdict(Counter), [], 0, 0
+    for path in a.tests:
+        p, f, s, e = read_tests(path)
+        for binary, c in p.items():
+            per[binary].update(c)
+        failed += f
+        started += s
+        finished += e
     res = Counter()
     for c in per.values():
         res.update(c)
@@ -209,8 +216,10 @@ def suite_main(argv):
         print("- Duration of the test run: %d min %02d s" % (a.duration // 60, a.duration % 60))
     with_check = sum(1 for p in procs if p[2])
     print("- Asterisk processes under memcheck: %d (%d with memcheck's leak check at exit; %d "
-          "without one: killed with SIGKILL by their test)" % (len(procs), with_check, len(procs) - with_check))
-    print("- Tests: %d passed, %d failed, %d ignored (%d test binaries started, %d finished)"
+          "without one: killed with SIGKILL, by their test or because the run was cut short)"
+          % (len(procs), with_check, len(procs) - with_check))
+    print("- Tests (unit and integration): %d passed, %d failed, %d ignored (%d test binaries "
+          "started, %d finished)"
           % (res["ok"], res["FAILED"], res["ignored"], started, finished))
     for f in failed:
         print("  - FAILED %s" % f)
