@@ -1,9 +1,18 @@
 #!/usr/bin/env python3
-"""Summarises a memcheck log for res_deviceuser: counts every error/leak kind, and
-lists the records with a frame in the module (res_deviceuser.so, its crates, src/)."""
+"""Summarises memcheck logs for res_deviceuser: counts every error/leak kind, and
+lists the records with a frame in the module (res_deviceuser.so, its crates, src/).
+
+    valgrind_filter.py LOG [FLOWS]          one log of scripts/valgrind.sh (key flows)
+    valgrind_filter.py --suite --tests CARGO_TEST_LOG [--duration SECONDS]
+        [--skipped 'name: reason']... LOG...    the logs of scripts/valgrind.sh --suite
+
+Exit status in --suite mode: 1 when a record with a module frame is an error or a
+definite/indirect leak, or when a log is not a memcheck log."""
+import argparse
+import os
 import re
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 
 OURS = re.compile(r"res_deviceuser|deviceuser_core|snapcell|/src/(host|runtime|apps|ami|cli|functions|policy)|/core/src/")
 FRAME = re.compile(r"res_deviceuser::|deviceuser_core::|snapcell::|deviceuser_(load|unload|reload)")
@@ -45,7 +54,7 @@ def kind(block):
     return None, head
 
 
-def main():
+def flows_main():
     log, flows = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
     total, ours = Counter(), Counter()
     ours_blocks, summary = [], []
@@ -102,5 +111,163 @@ def main():
     return 0
 
 
+TEST_LINE = re.compile(r"^test (\S+) \.\.\. (ok|FAILED|ignored)")
+RUNNING = re.compile(r"^\s*Running (.+?) \((.+)\)")
+RUN_DIR = re.compile(r"-C \S*/it-runs/([^/\s]+)/etc/asterisk\.conf")
+ADDR = re.compile(r"0x[0-9A-Fa-f]+: ")
+
+
+def read_tests(path):
+    """Results of `cargo test` from its output: {binary: Counter}, failed tests, whether
+    every test binary printed its result line."""
+    per, failed, binary = defaultdict(Counter), [], "?"
+    started = finished = 0
+    for line in open(path, errors="replace"):
+        line = line.rstrip("\n")
+        m = RUNNING.match(line)
+        if m:
+            # "tests/foo.rs" or "unittests src/lib.rs", with the crate of target/.../deps/<crate>-<hash>.
+            binary = "%s (%s)" % (m.group(1), os.path.basename(m.group(2)).rsplit("-", 1)[0])
+            started += 1
+            continue
+        if line.startswith("test result:"):
+            finished += 1
+            continue
+        m = TEST_LINE.match(line)
+        if m:
+            per[binary][m.group(2)] += 1
+            if m.group(2) == "FAILED":
+                failed.append("%s: %s" % (binary, m.group(1)))
+    return per, failed, started, finished
+
+
+def signature(block):
+    """A record's kind and stack without addresses, sizes or record numbers."""
+    frames = [ADDR.sub("", l.strip()) for l in block if l.strip().startswith(("at ", "by "))]
+    return (kind(block)[0], tuple(frames))
+
+
+def size_of(block):
+    head = kind(block)[1].strip()
+    m = re.match(r"([\d,]+) ", head)
+    return int(m.group(1).replace(",", "")) if m else 0
+
+
+def suite_main(argv):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--suite", action="store_true")
+    ap.add_argument("--tests", action="append", required=True, help="output of cargo test (repeatable)")
+    ap.add_argument("--duration", type=int)
+    ap.add_argument("--skipped", action="append", default=[])
+    ap.add_argument("logs", nargs="+")
+    a = ap.parse_args(argv)
+    total, ours = Counter(), Counter()
+    serious = {}  # signature -> [first block, count, set of runs]
+    possibly = {}  # first module frame -> [records, bytes, set of runs]
+    procs, bad_logs = [], []
+    for log in a.logs:
+        text = open(log, errors="replace").read()
+        if "Memcheck, a memory error detector" not in text:
+            bad_logs.append(log)
+            continue
+        m = RUN_DIR.search(text)
+        run = m.group(1) if m else "?"
+        m = re.search(r"ERROR SUMMARY: ([\d,]+) errors", text)
+        errors = m.group(1) if m else "-"
+        leak_check = "HEAP SUMMARY" in text
+        n_ours = 0
+        for b in blocks(log):
+            k, _ = kind(b)
+            if not k:
+                continue
+            total[k] += 1
+            if not any(OURS.search(l) for l in b):
+                continue
+            ours[k] += 1
+            n_ours += 1
+            if k == "leak: possibly lost":
+                frame = next((l.split(":", 1)[1].strip() for l in b if FRAME.search(l)), "?")
+                g = possibly.setdefault(frame, [0, 0, set()])
+                g[0] += 1
+                g[1] += size_of(b)
+                g[2].add(run)
+            else:
+                g = serious.setdefault(signature(b), [b, 0, set()])
+                g[1] += 1
+                g[2].add(run)
+        procs.append((os.path.basename(log), run, leak_check, errors, n_ours))
+    per, failed, started, finished = defaultdict(Counter), [], 0, 0
+    for path in a.tests:
+        p, f, s, e = read_tests(path)
+        for binary, c in p.items():
+            per[binary].update(c)
+        failed += f
+        started += s
+        finished += e
+    res = Counter()
+    for c in per.values():
+        res.update(c)
+
+    print("# valgrind (memcheck) run of the integration suite\n")
+    print("Generated by `scripts/valgrind.sh --suite`: `cargo test --workspace --tests -- "
+          "--test-threads=1` with every Asterisk of the harness (restarts included) under "
+          "memcheck, one log per process (`target/valgrind-suite/logs/vg-<pid>.log`).\n")
+    if a.duration is not None:
+        print("- Duration of the test run: %d min %02d s" % (a.duration // 60, a.duration % 60))
+    with_check = sum(1 for p in procs if p[2])
+    print("- Asterisk processes under memcheck: %d (%d with memcheck's leak check at exit; %d "
+          "without one: killed with SIGKILL, by their test or because the run was cut short)"
+          % (len(procs), with_check, len(procs) - with_check))
+    print("- Tests (unit and integration): %d passed, %d failed, %d ignored (%d test binaries "
+          "started, %d finished)"
+          % (res["ok"], res["FAILED"], res["ignored"], started, finished))
+    for f in failed:
+        print("  - FAILED %s" % f)
+    if a.skipped:
+        print("- Not run under valgrind:")
+        for t in a.skipped:
+            print("  - %s" % t)
+    else:
+        print("- Not run under valgrind: none")
+    for log in bad_logs:
+        print("- NOT A MEMCHECK LOG: `%s`" % log)
+    print("\n| test binary | passed | failed | ignored |")
+    print("|---|---|---|---|")
+    for binary in sorted(per):
+        c = per[binary]
+        print("| %s | %d | %d | %d |" % (binary, c["ok"], c["FAILED"], c["ignored"]))
+    print("\n## Records, all processes\n")
+    print("| kind | records in all logs | records with a res_deviceuser frame |")
+    print("|---|---|---|")
+    for _, name in KINDS:
+        if total[name] or ours[name]:
+            print("| %s | %d | %d |" % (name, total[name], ours[name]))
+    n_serious = sum(g[1] for g in serious.values())
+    print("\n## Errors and definite/indirect leaks with a res_deviceuser frame "
+          "(%d records, %d distinct stacks)\n" % (n_serious, len(serious)))
+    for b, n, runs in sorted(serious.values(), key=lambda g: -g[1]):
+        print("%d record(s) in %s:\n" % (n, ", ".join(sorted(runs))))
+        print("```")
+        print("\n".join(b[:45]))
+        print("```\n")
+    n_poss = sum(g[0] for g in possibly.values())
+    print("\n## 'Possibly lost' with a res_deviceuser frame (%d records), by first module frame\n" % n_poss)
+    print("Blocks still pointed to only from their interior at exit (live data of Asterisk or the "
+          "module when the process ends), not errors.\n")
+    print("| records | bytes | processes | first module frame |")
+    print("|---|---|---|---|")
+    for frame, (n, size, runs) in sorted(possibly.items(), key=lambda kv: -kv[1][0]):
+        print("| %d | %d | %d | `%s` |" % (n, size, len(runs), frame[:140]))
+    print("\n## Processes\n")
+    print("| log | run folder | leak check | memcheck errors | records with a module frame |")
+    print("|---|---|---|---|---|")
+    for name, run, check, errors, n in procs:
+        print("| %s | %s | %s | %s | %d |" % (name, run, "yes" if check else "no (killed)", errors, n))
+    return 1 if serious or bad_logs else 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    if len(sys.argv) > 1 and sys.argv[1] == "--suite":
+        sys.exit(suite_main(sys.argv[1:]))
+    sys.exit(flows_main())
+

@@ -10,6 +10,9 @@
 #   asterisk.sh pid RUN          print the PID of the running instance
 #
 # --conf-dir: a folder whose *.conf files replace or add to the generated ones.
+# DEVICEUSER_VALGRIND=DIR: `start` runs Asterisk under valgrind memcheck as
+# scripts/valgrind.sh does, logging to DIR/vg-<pid>.log, and waits up to 600 s for the
+# boot; `stop` uses `core stop now` and waits up to 600 s for the leak check.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +21,12 @@ TREE=$AST/tree
 LIBDIR=$TREE/usr/lib/x86_64-linux-gnu
 
 die() { printf '[asterisk] ERROR: %s\n' "$*" >&2; exit 1; }
+
+VALGRIND_DIR=${DEVICEUSER_VALGRIND:-}
+if [ -n "$VALGRIND_DIR" ]; then
+    # shellcheck source=scripts/valgrind-lib.sh
+    . "$ROOT/scripts/valgrind-lib.sh"
+fi
 
 asterisk_cmd() { # RUN args...
     local run=$1; shift
@@ -180,12 +189,21 @@ start() {
     local run; run=$(cd "$1" && pwd)
     [ -f "$run/etc/asterisk.conf" ] || die "$run is not a run folder (use mkrun)"
     if pid_of "$run" >/dev/null; then die "already running in $run (pid $(pid_of "$run"))"; fi
-    # The dynamic loader's PID is Asterisk's PID: exec keeps it.
-    ( exec "$LIBDIR/ld-linux-x86-64.so.2" --library-path "$LIBDIR" "$TREE/usr/sbin/asterisk" \
+    local wrapper=() limit=30 pause=0.1
+    if [ -n "$VALGRIND_DIR" ]; then
+        vg_check || die "cannot run Asterisk under valgrind"
+        mkdir -p "$VALGRIND_DIR" || die "cannot create $VALGRIND_DIR"
+        vg_args "$(cd "$VALGRIND_DIR" && pwd)/vg-%p.log"
+        wrapper=(valgrind "${VG_ARGS[@]}")
+        limit=600 pause=1
+    fi
+    # The dynamic loader's PID is Asterisk's PID (valgrind's when under valgrind, which
+    # runs the loader as its program): exec keeps it.
+    ( exec "${wrapper[@]}" "$LIBDIR/ld-linux-x86-64.so.2" --library-path "$LIBDIR" "$TREE/usr/sbin/asterisk" \
         -C "$run/etc/asterisk.conf" -f -n -g >"$run/log/stdout.log" 2>&1 </dev/null ) &
     local pid=$!
     echo "$pid" > "$run/asterisk.pid"
-    local deadline=$((SECONDS + 30))
+    local deadline=$((SECONDS + limit))
     while :; do
         if ! kill -0 "$pid" 2>/dev/null; then
             tail -n 40 "$run/log/stdout.log" >&2 || true
@@ -195,8 +213,8 @@ start() {
             asterisk_cmd "$run" -rx 'core waitfullybooted' 2>/dev/null | grep -q 'fully booted'; then
             break
         fi
-        [ $SECONDS -lt $deadline ] || { kill -9 "$pid" 2>/dev/null || true; die "Asterisk did not boot within 30 s"; }
-        sleep 0.1
+        [ $SECONDS -lt $deadline ] || { kill -9 "$pid" 2>/dev/null || true; die "Asterisk did not boot within $limit s"; }
+        sleep "$pause"
     done
     echo "$pid"
 }
@@ -204,8 +222,15 @@ start() {
 stop() {
     local run=$1 pid
     pid=$(pid_of "$run") || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || { rm -f "$run/asterisk.pid"; return 0; }; sleep 0.05; done
+    if [ -n "$VALGRIND_DIR" ]; then
+        # memcheck's leak check runs at exit: give it time.
+        asterisk_cmd "$(cd "$run" && pwd)" -rx 'core stop now' >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || { rm -f "$run/asterisk.pid"; return 0; }; sleep 1; done
+        echo "[asterisk] Asterisk $pid under valgrind did not exit within 600 s: SIGKILL" >&2
+    else
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || { rm -f "$run/asterisk.pid"; return 0; }; sleep 0.05; done
+    fi
     kill -KILL "$pid" 2>/dev/null || true
     rm -f "$run/asterisk.pid"
 }

@@ -84,8 +84,11 @@ unpack() {
 include_dir() {
     local inc=$AST/include
     mkdir -p "$inc"
-    ln -sfn "$TREE/usr/include/asterisk" "$inc/asterisk"
-    ln -sfn "$TREE/usr/include/asterisk.h" "$inc/asterisk.h"
+    local name
+    for name in asterisk asterisk.h; do
+        [ "$(readlink "$inc/$name" 2>/dev/null)" = "$TREE/usr/include/$name" ] || \
+            ln -sfn "$TREE/usr/include/$name" "$inc/$name"
+    done
 }
 
 host_packages

@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
-# Runs the module's key flows once with Asterisk under valgrind (memcheck) and reports
-# invalid reads/writes, uninitialised values and leaks whose stacks include res_deviceuser:
+# Runs Asterisk under valgrind (memcheck) and reports invalid reads/writes, uninitialised
+# values and leaks whose stacks include res_deviceuser:
 #
-#   scripts/valgrind.sh            -> reliability/valgrind.md (+ the raw log in the run folder)
+#   scripts/valgrind.sh            the key flows once -> reliability/valgrind.md
+#                                  (+ the raw log in the run folder)
+#   scripts/valgrind.sh --suite    the whole integration suite, every Asterisk under
+#                                  memcheck -> reliability/valgrind-suite.md
+#                                  (+ the raw logs in target/valgrind-suite/)
 #
 # Flows (tests/storm.rs valgrind_flows): AMI logins/logouts (replace, refusals), DND,
 # list actions, functions, CLI commands and completion, device state changes of a bound
 # device, a SIP REGISTER and a call that runs UserLogin(), reload (good and broken
 # config), unload/load twice, logouts. Asterisk noise is filtered out: only error and
 # leak records with a frame in res_deviceuser (or its crates) count.
+#
+# Suite: `cargo test --workspace --tests -- --test-threads=1` with DEVICEUSER_VALGRIND set,
+# so that scripts/asterisk.sh starts every instance (restarts included) under memcheck with
+# one vg-<pid>.log each, and the harness scales its waits (DEVICEUSER_VALGRIND_SCALE,
+# default 10). Instances killed with SIGKILL by their test leave no leak summary; their
+# errors still count.
 # Environment: VALGRIND_OPTS_EXTRA adds valgrind options; KEEP=1 keeps the run folder.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,35 +26,57 @@ cd "$ROOT"
 AST=${DEVICEUSER_ASTERISK_DIR:-$ROOT/.asterisk}
 TREE=$AST/tree
 LIBDIR=$TREE/usr/lib/x86_64-linux-gnu
+# shellcheck source=scripts/valgrind-lib.sh
+. "$ROOT/scripts/valgrind-lib.sh"
+
+MODE=flows
+case ${1:-} in
+    "") ;;
+    --suite) MODE=suite ;;
+    *) echo "usage: scripts/valgrind.sh [--suite]" >&2; exit 2 ;;
+esac
 
 command -v valgrind >/dev/null || {
     [ "$(id -u)" -eq 0 ] || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
     apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 }
 "$ROOT/scripts/provision.sh"
+# The headers of the provisioned tree, wherever it is.
+[ -n "${ASTERISK_INCLUDE_DIR:-}" ] || export ASTERISK_INCLUDE_DIR=$AST/include
 cargo build
 MODULE=${DEVICEUSER_MODULE:-$ROOT/target/debug/libres_deviceuser.so}
-cargo test --test storm --no-run
+vg_prepare
+vg_check
 
-# The tree's dynamic loader is stripped: memcheck needs its symbols (strlen) from the
-# matching libc6-dbg of sid, fetched once with the provisioned private apt state.
-DBG=$AST/dbg
-LIBC_VERSION=$(dpkg-deb -f "$(ls "$AST"/debs/libc6_*_amd64.deb | head -n1)" Version)
-if [ ! -d "$DBG/$LIBC_VERSION/usr/lib/debug/.build-id" ]; then
-    APTDIR=$AST/apt
-    mkdir -p "$DBG"
-    (cd "$DBG" && apt-get -o Dir::Etc::SourceList="$APTDIR/sources.list" -o Dir::Etc::SourceParts=/dev/null \
-        -o Dir::State::Lists="$APTDIR/lists" -o Dir::Cache="$APTDIR/cache" -o Dir::State::status="$APTDIR/status" \
-        -o Debug::NoLocking=1 -o Acquire::Languages=none -o Acquire::Check-Valid-Until=false \
-        -o APT::Architecture=amd64 -qq download "libc6-dbg=$LIBC_VERSION" 2>/dev/null)
-    dpkg-deb -x "$DBG/libc6-dbg_${LIBC_VERSION#*:}_amd64.deb" "$DBG/$LIBC_VERSION"
+if [ "$MODE" = suite ]; then
+    OUT=$ROOT/target/valgrind-suite
+    rm -rf "$OUT"
+    mkdir -p "$OUT/logs"
+    # Tests that cannot run under valgrind, with the reason (passed to libtest as --skip).
+    SKIP=()
+    skip_args=()
+    for t in "${SKIP[@]}"; do skip_args+=(--skip "${t%%:*}"); done
+    cargo test --workspace --tests --no-run
+    echo "[valgrind] the integration suite with every Asterisk under memcheck (logs: $OUT/logs)"
+    status=0
+    t0=$SECONDS
+    DEVICEUSER_MODULE=$MODULE DEVICEUSER_VALGRIND=$OUT/logs \
+        cargo test --workspace --tests --no-fail-fast -- --test-threads=1 "${skip_args[@]}" \
+        2>&1 | tee "$OUT/cargo-test.log" || status=1
+    duration=$((SECONDS - t0))
+    shopt -s nullglob
+    logs=("$OUT"/logs/vg-*.log)
+    [ ${#logs[@]} -gt 0 ] || { echo "[valgrind] no memcheck log in $OUT/logs: no Asterisk ran under valgrind" >&2; exit 1; }
+    skipped=()
+    for t in "${SKIP[@]}"; do skipped+=(--skipped "$t"); done
+    python3 "$ROOT/reliability/valgrind_filter.py" --suite --tests "$OUT/cargo-test.log" \
+        --duration "$duration" "${skipped[@]}" "${logs[@]}" > "$ROOT/reliability/valgrind-suite.md" || status=1
+    cat "$ROOT/reliability/valgrind-suite.md"
+    echo "[valgrind] raw logs: $OUT/logs; test output: $OUT/cargo-test.log"
+    exit $status
 fi
-# valgrind 3.19 looks for a .gnu_debuglink name under EXTRA/<object's folder>/ only.
-EXTRA=$DBG/links
-mkdir -p "$EXTRA$LIBDIR"
-for f in "$DBG/$LIBC_VERSION"/usr/lib/debug/.build-id/*/*.debug; do
-    ln -sfn "$f" "$EXTRA$LIBDIR/$(basename "$f")"
-done
+
+cargo test --test storm --no-run
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SIP_PORT=$(free_port); AMI_PORT=$(free_port)
@@ -69,13 +101,9 @@ exten => _**XXXX.,1,UserLogin(${EXTEN:2:4},${EXTEN:6})
 CONF
 
 VGLOG=$RUN/log/valgrind.log
-SUPP=()
-[ -f "$ROOT/reliability/valgrind.supp" ] && SUPP=(--suppressions="$ROOT/reliability/valgrind.supp")
-# valgrind runs the tree's dynamic loader as the program; --keep-debuginfo keeps the
-# symbols of the module after `module unload` dlcloses it.
-valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect,possible \
-    --errors-for-leak-kinds=definite --track-origins=yes --num-callers=40 --keep-debuginfo=yes \
-    --error-limit=no --extra-debuginfo-path="$EXTRA" --log-file="$VGLOG" "${SUPP[@]}" ${VALGRIND_OPTS_EXTRA:-} \
+vg_args "$VGLOG"
+# valgrind runs the tree's dynamic loader as the program.
+valgrind "${VG_ARGS[@]}" \
     "$LIBDIR/ld-linux-x86-64.so.2" --library-path "$LIBDIR" "$TREE/usr/sbin/asterisk" \
     -C "$RUN/etc/asterisk.conf" -f -n -g >"$RUN/log/stdout.log" 2>&1 </dev/null &
 VGPID=$!

@@ -92,15 +92,15 @@ fn login_survives_kill_9() {
     Sipp::register(&ast, "1000").expect("REGISTER 1000");
     hd::login_ok(&ast, "1000", "4101", "1234");
     assert_4101_on_1000(&ast);
-    // AstDB commits its writes within about a second.
-    std::thread::sleep(Duration::from_millis(1500));
+    // AstDB commits its writes within about a second (slower under valgrind).
+    std::thread::sleep(common::scaled(Duration::from_millis(1500)));
 
     kill9_and_restart(&mut ast);
     assert_4101_on_1000(&ast);
 
     // And a logout, then a crash.
     assert_eq!(hd::logout(&ast, "1000"), "SUCCESS");
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(common::scaled(Duration::from_millis(1500)));
     kill9_and_restart(&mut ast);
     assert_nobody_on_1000(&ast);
 }

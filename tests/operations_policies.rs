@@ -206,7 +206,7 @@ fn dnd_shows_busy_persists_and_is_reported() {
     ]);
     assert_eq!(r.response(), Some("Error"), "{r}");
     drop(ami);
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(common::scaled(Duration::from_millis(1500)));
     ast.kill9_and_restart();
     assert!(
         ast.cli("core show hint 4107").contains("State:Busy"),

@@ -131,7 +131,7 @@ impl RawAmi {
     /// The next message carrying `id`, or the next response without an ActionID (Asterisk
     /// answers a message it could not parse without one). None after a timeout.
     fn response(&mut self, id: &str) -> Option<String> {
-        let deadline = Instant::now() + T;
+        let deadline = Instant::now() + common::scaled(T);
         while let Ok(Some(text)) = self.wire.read_text(deadline) {
             let ours = text.contains(&format!("ActionID: {id}"));
             let anonymous = text.starts_with("Response:") && !text.contains("ActionID:");

@@ -6,6 +6,10 @@
 //! ports, so tests run in parallel. The folder is removed when the test
 //! passes and kept (with its logs) when it fails, or always when
 //! `DEVICEUSER_KEEP_RUNS` is set.
+//!
+//! With `DEVICEUSER_VALGRIND=<dir>` every instance runs under valgrind memcheck
+//! (`scripts/asterisk.sh` starts it, one `<dir>/vg-<pid>.log` per process) and every
+//! wait of the harness is [`scaled`] by [`slowdown`].
 #![allow(dead_code)]
 
 pub mod sip;
@@ -20,8 +24,42 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Default timeout of harness waits.
+/// Default timeout of harness waits (before [`scaled`]).
 pub const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The folder of the memcheck logs when the instances run under valgrind
+/// (`DEVICEUSER_VALGRIND`).
+pub fn valgrind_dir() -> Option<PathBuf> {
+    std::env::var_os("DEVICEUSER_VALGRIND")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
+
+/// How many times slower than natively the instances answer: 1, or under valgrind
+/// `DEVICEUSER_VALGRIND_SCALE` (default 10).
+pub fn slowdown() -> u32 {
+    static SLOWDOWN: OnceLock<u32> = OnceLock::new();
+    *SLOWDOWN.get_or_init(|| {
+        if valgrind_dir().is_none() {
+            return 1;
+        }
+        match std::env::var("DEVICEUSER_VALGRIND_SCALE") {
+            Ok(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|&n| n >= 1)
+                .unwrap_or_else(|| panic!("DEVICEUSER_VALGRIND_SCALE={v:?}: not a factor >= 1")),
+            Err(_) => 10,
+        }
+    })
+}
+
+/// A timeout of the harness or of a test, scaled by [`slowdown`]. Every wait of the
+/// harness ([`poll`], [`wait_until`], AMI and SIP peer waits) applies it itself.
+pub fn scaled(d: Duration) -> Duration {
+    d * slowdown()
+}
 
 // ---------------------------------------------------------------------------
 // Paths
@@ -112,9 +150,9 @@ pub fn free_port() -> u16 {
 // Polling
 // ---------------------------------------------------------------------------
 
-/// Polls `f` every 20 ms until it returns `Some`, or `None` after `timeout`.
+/// Polls `f` every 20 ms until it returns `Some`, or `None` after `timeout` ([`scaled`]).
 pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + scaled(timeout);
     loop {
         if let Some(v) = f() {
             return Some(v);
@@ -505,14 +543,32 @@ impl Asterisk {
     }
 
     /// Stops Asterisk (SIGTERM, then SIGKILL). Same run folder: `start_again` or
-    /// `restart` boot it again with its AstDB.
+    /// `restart` boot it again with its AstDB. Under valgrind: `core stop now` (SIGTERM
+    /// if the CLI does not answer), then up to 600 s for memcheck's leak check.
     pub fn stop(&mut self) {
         if self.pid == 0 {
             return;
         }
         let pid = self.pid;
-        kill(pid, "TERM");
-        if !wait_until(Duration::from_secs(10), || !process_alive(pid)) {
+        let grace = if valgrind_dir().is_some() {
+            let run = self.run.to_str().unwrap().to_string();
+            let (ok, _, _) = self.script(&["cli", &run, "core stop now"]);
+            if !ok {
+                kill(pid, "TERM");
+            }
+            Duration::from_secs(600)
+        } else {
+            kill(pid, "TERM");
+            Duration::from_secs(10)
+        };
+        let deadline = Instant::now() + grace;
+        while process_alive(pid) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        if process_alive(pid) {
+            if valgrind_dir().is_some() {
+                eprintln!("Asterisk {pid} under valgrind did not exit within {grace:?}: SIGKILL");
+            }
             kill(pid, "KILL");
             wait_until(Duration::from_secs(5), || !process_alive(pid));
         }
@@ -629,7 +685,7 @@ pub struct Ami {
     next_id: u64,
     /// The greeting line ("Asterisk Call Manager/x.y.z").
     pub banner: String,
-    /// How long `action` waits for its response (default 15 s).
+    /// How long `action` waits for its response (default 15 s, [`scaled`]).
     pub timeout: Duration,
 }
 
@@ -681,7 +737,7 @@ impl Ami {
     pub fn try_action(&mut self, fields: &[(&str, &str)]) -> Result<Message, String> {
         let id = self.new_id();
         self.send(fields, &id)?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + scaled(self.timeout);
         self.wait_response(&id, deadline)
     }
 
@@ -697,7 +753,7 @@ impl Ami {
         let id = self.new_id();
         self.send(fields, &id)
             .unwrap_or_else(|e| panic!("AMI action {fields:?}: {e}"));
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + scaled(self.timeout);
         let resp = self
             .wait_response(&id, deadline)
             .unwrap_or_else(|e| panic!("AMI action {fields:?}: {e}"));
@@ -748,6 +804,7 @@ impl Ami {
 
     /// Waits for an event named `name` (case-insensitive) for which `pred` holds;
     /// earlier buffered events are searched first. Other events stay buffered.
+    /// `timeout` is [`scaled`].
     pub fn wait_event(
         &mut self,
         name: &str,
@@ -759,7 +816,7 @@ impl Ami {
         if let Some(i) = self.events.iter().position(&matches) {
             return self.events.remove(i);
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + scaled(timeout);
         loop {
             match self.read_message(deadline) {
                 Ok(Some(m)) if m.event().is_some() => {

@@ -2,7 +2,7 @@
 //! baresip driven over `ctrl_tcp`. Every peer runs as a child process with its
 //! own folder (under the Asterisk run folder) and is killed when dropped.
 
-use super::{free_port, poll, repo, tail, wait_until, Asterisk, TIMEOUT};
+use super::{free_port, poll, repo, scaled, tail, wait_until, Asterisk, TIMEOUT};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -98,6 +98,7 @@ impl Sipp {
         expires: u32,
     ) -> Result<(), String> {
         let exp = expires.to_string();
+        let sipp_timeout = scaled(Duration::from_secs(20)).as_secs().to_string();
         let mut s = Self::spawn(
             ast,
             "register.xml",
@@ -114,7 +115,7 @@ impl Sipp {
                 "-m",
                 "1",
                 "-timeout",
-                "20",
+                &sipp_timeout,
                 "-timeout_error",
             ],
         );
@@ -262,8 +263,10 @@ impl Sipp {
         self.status
     }
 
-    /// Waits for sipp to exit: Ok if every call succeeded (exit code 0).
+    /// Waits for sipp to exit: Ok if every call succeeded (exit code 0). `timeout` is
+    /// [`scaled`].
     pub fn finish(&mut self, timeout: Duration) -> Result<(), String> {
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(code) = self.try_status() {
@@ -526,7 +529,7 @@ impl Baresip {
         self.ctrl
             .write_all(ns.as_bytes())
             .expect("baresip ctrl_tcp write");
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + scaled(TIMEOUT);
         loop {
             let msgs = self.read_netstrings(deadline);
             if msgs.is_empty() {
@@ -575,9 +578,10 @@ impl Baresip {
 
     /// Waits for an event whose JSON contains `needle` (e.g. "CALL_ESTABLISHED",
     /// "CALL_CLOSED", "CALL_INCOMING"), including events already received;
-    /// returns it and removes it (and every earlier event) from `events`.
+    /// returns it and removes it (and every earlier event) from `events`. `timeout` is
+    /// [`scaled`].
     pub fn wait_event(&mut self, needle: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + scaled(timeout);
         loop {
             if let Some(i) = self.events.iter().position(|e| e.contains(needle)) {
                 let e = self.events[i].clone();
