@@ -32,9 +32,16 @@ LIBDIR=$TREE/usr/lib/x86_64-linux-gnu
 MODE=flows
 case ${1:-} in
     "") ;;
-    --suite) MODE=suite ;;
-    *) echo "usage: scripts/valgrind.sh [--suite]" >&2; exit 2 ;;
+    --suite) MODE=suite; shift ;;
+    *) echo "usage: scripts/valgrind.sh [--suite [--test NAME]...]" >&2; exit 2 ;;
 esac
+# --suite with `--test NAME` arguments runs only those test files (cargo's selectors);
+# VALGRIND_SUITE_NAME names the run (target/<name>/, reliability/<name>.md).
+SELECT=("$@")
+for a in "${SELECT[@]}"; do
+    case $a in --test) ;; -*) echo "only --test NAME selects test files: $a" >&2; exit 2 ;; esac
+done
+SUITE_NAME=${VALGRIND_SUITE_NAME:-valgrind-suite}
 
 command -v valgrind >/dev/null || {
     [ "$(id -u)" -eq 0 ] || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
@@ -49,19 +56,20 @@ vg_prepare
 vg_check
 
 if [ "$MODE" = suite ]; then
-    OUT=$ROOT/target/valgrind-suite
+    OUT=$ROOT/target/$SUITE_NAME
     rm -rf "$OUT"
     mkdir -p "$OUT/logs"
     # Tests that cannot run under valgrind, with the reason (passed to libtest as --skip).
     SKIP=()
     skip_args=()
     for t in "${SKIP[@]}"; do skip_args+=(--skip "${t%%:*}"); done
-    cargo test --workspace --tests --no-run
+    [ ${#SELECT[@]} -gt 0 ] || SELECT=(--workspace --tests)
+    cargo test "${SELECT[@]}" --no-run
     echo "[valgrind] the integration suite with every Asterisk under memcheck (logs: $OUT/logs)"
     status=0
     t0=$SECONDS
     DEVICEUSER_MODULE=$MODULE DEVICEUSER_VALGRIND=$OUT/logs \
-        cargo test --workspace --tests --no-fail-fast -- --test-threads=1 "${skip_args[@]}" \
+        cargo test "${SELECT[@]}" --no-fail-fast -- --test-threads=1 "${skip_args[@]}" \
         2>&1 | tee "$OUT/cargo-test.log" || status=1
     duration=$((SECONDS - t0))
     shopt -s nullglob
@@ -70,8 +78,8 @@ if [ "$MODE" = suite ]; then
     skipped=()
     for t in "${SKIP[@]}"; do skipped+=(--skipped "$t"); done
     python3 "$ROOT/reliability/valgrind_filter.py" --suite --tests "$OUT/cargo-test.log" \
-        --duration "$duration" "${skipped[@]}" "${logs[@]}" > "$ROOT/reliability/valgrind-suite.md" || status=1
-    cat "$ROOT/reliability/valgrind-suite.md"
+        --duration "$duration" "${skipped[@]}" "${logs[@]}" > "$ROOT/reliability/$SUITE_NAME.md" || status=1
+    cat "$ROOT/reliability/$SUITE_NAME.md"
     echo "[valgrind] raw logs: $OUT/logs; test output: $OUT/cargo-test.log"
     exit $status
 fi
