@@ -1,9 +1,8 @@
 //! Per-user login statistics, kept in memory by the host and fed from every commit's
 //! [`Changes`]. They start from zero at each module load.
 
-use std::collections::BTreeMap;
-
 use compact_str::CompactString;
+use rustc_hash::FxHashMap;
 
 use crate::config::Config;
 use crate::table::{Changes, Reason};
@@ -21,8 +20,8 @@ pub struct UserStats {
 /// Statistics of the users whose bindings changed since the module was loaded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// By user id, inline (no allocation per user).
-    users: BTreeMap<CompactString, UserStats>,
+    /// By user id, inline (no allocation per user); one table, not a tree of nodes.
+    users: FxHashMap<CompactString, UserStats>,
 }
 
 impl Stats {
