@@ -32,6 +32,15 @@ KINDS = [
 ]
 
 
+
+def print_kinds(column, total, ours):
+    """The table of record kinds: how many in the logs, how many with a module frame."""
+    print("| kind | %s | records with a res_deviceuser frame |" % column)
+    print("|---|---|---|")
+    for _, name in KINDS:
+        if total[name] or ours[name]:
+            print("| %s | %d | %d |" % (name, total[name], ours[name]))
+
 def blocks(path):
     cur = []
     for raw in open(path, errors="replace"):
@@ -80,11 +89,7 @@ def flows_main():
             print("Flows: %d steps ok, %d failed%s\n" % (ok, len(bad), "".join("\n- " + l for l in bad)))
         except OSError:
             print("Flows: no result file (the driver did not finish)\n")
-    print("| kind | records in the whole log | records with a res_deviceuser frame |")
-    print("|---|---|---|")
-    for _, name in KINDS:
-        if total[name] or ours[name]:
-            print("| %s | %d | %d |" % (name, total[name], ours[name]))
+    print_kinds("records in the whole log", total, ours)
     print("\nmemcheck's own summary (whole process):\n")
     for l in summary:
         print("    " + l)
@@ -237,11 +242,7 @@ def suite_main(argv):
         c = per[binary]
         print("| %s | %d | %d | %d |" % (binary, c["ok"], c["FAILED"], c["ignored"]))
     print("\n## Records, all processes\n")
-    print("| kind | records in all logs | records with a res_deviceuser frame |")
-    print("|---|---|---|")
-    for _, name in KINDS:
-        if total[name] or ours[name]:
-            print("| %s | %d | %d |" % (name, total[name], ours[name]))
+    print_kinds("records in all logs", total, ours)
     n_serious = sum(g[1] for g in serious.values())
     print("\n## Errors and definite/indirect leaks with a res_deviceuser frame "
           "(%d records, %d distinct stacks)\n" % (n_serious, len(serious)))
