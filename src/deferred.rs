@@ -25,43 +25,22 @@ use std::time::{Duration, Instant};
 use crate::host::thread::{self, Thread};
 use crate::host::{astdb, log};
 use crate::runtime;
+use deviceuser_core::astdb::FAMILY;
 use deviceuser_core::CompactString;
 
-/// One piece of deferred work. Strings are inline (keys, values and ids are short), so a
-/// burst of queued work is one growing buffer, not a heap allocation per piece.
+/// One piece of deferred work, on the module's AstDB family. Strings are inline (keys, values
+/// and ids are short), so a burst of queued work is one growing buffer, not a heap
+/// allocation per piece.
 enum Op {
     Put {
-        family: &'static str,
         key: CompactString,
         value: CompactString,
         /// What is not persisted if the put fails ("the login", "DND").
         what: &'static str,
     },
-    Del {
-        family: &'static str,
-        key: CompactString,
-    },
+    Del(CompactString),
     /// Publish the user's device state.
     Publish(CompactString),
-}
-
-impl Op {
-    fn apply(self) {
-        match self {
-            Op::Put {
-                family,
-                key,
-                value,
-                what,
-            } => {
-                if let Err(e) = astdb::put(family, &key, &value) {
-                    log::error(&format!("{e}: {what} ({value}) is not persisted"));
-                }
-            }
-            Op::Del { family, key } => astdb::del(family, &key),
-            Op::Publish(user) => runtime::publish_users(std::iter::once(user)),
-        }
-    }
 }
 
 /// Applies a batch: AstDB writes in order, then each affected user's state once.
@@ -69,8 +48,13 @@ fn apply_batch(ops: Vec<Op>) {
     let mut users = Vec::new();
     for op in ops {
         match op {
+            Op::Put { key, value, what } => {
+                if let Err(e) = astdb::put(FAMILY, &key, &value) {
+                    log::error(&format!("{e}: {what} ({value}) is not persisted"));
+                }
+            }
+            Op::Del(key) => astdb::del(FAMILY, &key),
             Op::Publish(user) => users.push(user),
-            op => op.apply(),
         }
     }
     users.sort_unstable();
@@ -156,22 +140,18 @@ pub fn stop() {
 pub struct Work(Vec<Op>);
 
 impl Work {
-    /// `AstDB put /family/key value`; `what` names the change in the error if it fails.
-    pub fn put(&mut self, family: &'static str, key: &str, value: &str, what: &'static str) {
+    /// `AstDB put /deviceuser/<key> <value>`; `what` names the change in the error if it fails.
+    pub fn put(&mut self, key: &str, value: &str, what: &'static str) {
         self.0.push(Op::Put {
-            family,
             key: key.into(),
             value: value.into(),
             what,
         });
     }
 
-    /// `AstDB del /family/key`.
-    pub fn del(&mut self, family: &'static str, key: &str) {
-        self.0.push(Op::Del {
-            family,
-            key: key.into(),
-        });
+    /// `AstDB del /deviceuser/<key>`.
+    pub fn del(&mut self, key: &str) {
+        self.0.push(Op::Del(key.into()));
     }
 
     /// Publish the users' device states.

@@ -379,16 +379,11 @@ pub fn device_name(user: &str) -> String {
 fn write_through(changes: &Changes, work: &mut deferred::Work) {
     for (b, _) in &changes.removed {
         if !changes.added.iter().any(|(a, _)| a.device == b.device) {
-            work.del(FAMILY, &binding_key(&b.device));
+            work.del(&binding_key(&b.device));
         }
     }
     for (b, _) in &changes.added {
-        work.put(
-            FAMILY,
-            &binding_key(&b.device),
-            &binding_value(b),
-            "the login",
-        );
+        work.put(&binding_key(&b.device), &binding_value(b), "the login");
     }
 }
 
@@ -550,9 +545,9 @@ pub fn set_dnd(rt: &Runtime, user: &str, on: bool) -> Result<bool, String> {
             );
             let mut work = deferred::Work::default();
             if on {
-                work.put(FAMILY, &dnd_key(user), DND_VALUE, "DND");
+                work.put(&dnd_key(user), DND_VALUE, "DND");
             } else {
-                work.del(FAMILY, &dnd_key(user));
+                work.del(&dnd_key(user));
             }
             ami::event(
                 "DeviceUserDND",

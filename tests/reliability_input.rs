@@ -522,17 +522,27 @@ fn garbage(n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Reloads the module, which must refuse the file and keep the running configuration;
-/// returns what was logged meanwhile.
-fn reload_refused(ast: &Asterisk) -> String {
+/// Runs a CLI command and waits until the log shows `needle`; returns what was logged
+/// meanwhile.
+fn cli_until_logged(ast: &Asterisk, command: &str, needle: &str) -> String {
     let mark = ast.log_mark();
-    ast.cli("module reload res_deviceuser.so");
+    ast.cli(command);
     assert!(
-        ast.wait_log_since(mark, "keeping the running configuration", T),
+        ast.wait_log_since(mark, needle, T),
         "{}",
         ast.log_since(mark)
     );
     ast.log_since(mark)
+}
+
+/// Reloads the module, which must refuse the file and keep the running configuration;
+/// returns what was logged meanwhile.
+fn reload_refused(ast: &Asterisk) -> String {
+    cli_until_logged(
+        ast,
+        "module reload res_deviceuser.so",
+        "keeping the running configuration",
+    )
 }
 
 #[test]
@@ -551,14 +561,7 @@ fn config_file_of_binary_garbage_is_declined() {
     assert_eq!(bindings(&ast), start_bindings());
     // At load: declined with the reason.
     ast.cli("module unload res_deviceuser.so");
-    let mark = ast.log_mark();
-    ast.cli("module load res_deviceuser.so");
-    assert!(
-        ast.wait_log_since(mark, "not loading", T),
-        "{}",
-        ast.log_since(mark)
-    );
-    let log = ast.log_since(mark);
+    let log = cli_until_logged(&ast, "module load res_deviceuser.so", "not loading");
     assert!(
         log.lines().any(|l| l.contains("ERROR")
             && l.contains("not loading")

@@ -922,8 +922,16 @@ impl Config {
             .and_then(|&p| self.devices.at(p as usize))
     }
 
-    /// Rebuilds what is derived from the devices (after a change to them, in tests).
-    pub(crate) fn reindex(&mut self) {
+    /// Removes a device and rebuilds what is derived from the devices (edits under test).
+    #[cfg(test)]
+    pub(crate) fn remove_device(&mut self, id: &str) -> Option<Device> {
+        let d = self.devices.remove(id);
+        self.reindex();
+        d
+    }
+
+    /// Rebuilds what is derived from the devices.
+    fn reindex(&mut self) {
         let mut index = HashTable::with_capacity(self.devices.len());
         let devices = &self.devices;
         for (p, d) in devices.values().enumerate() {

@@ -71,19 +71,20 @@ impl<T: Identified> IdMap<T> {
     }
 
     /// (id, item) in id order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
-        self.items.iter().map(|t| (t.id(), t))
+    pub fn iter(&self) -> Iter<'_, T> {
+        self.items.iter().map(with_id)
     }
 
-    /// Changes an item in place; its id must stay the same.
-    pub fn get_mut(&mut self, id: &str) -> Option<&mut T> {
+    /// Changes an item in place; its id must stay the same (for edits of a config under test).
+    #[cfg(test)]
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut T> {
         let p = self.position(id)?;
         Some(&mut self.items[p])
     }
 
-    /// Removes an item (rebuilds the index: for edits of a config under test, not for
-    /// lookups).
-    pub fn remove(&mut self, id: &str) -> Option<T> {
+    /// Removes an item (rebuilds the index: for edits of a config under test).
+    #[cfg(test)]
+    pub(crate) fn remove(&mut self, id: &str) -> Option<T> {
         let p = self.position(id)?;
         let mut items = std::mem::take(&mut self.items).into_vec();
         let removed = items.remove(p);
@@ -126,11 +127,18 @@ impl<T: Identified + PartialEq> PartialEq for IdMap<T> {
 
 impl<T: Identified + Eq> Eq for IdMap<T> {}
 
+/// The iterator of [`IdMap::iter`].
+pub type Iter<'a, T> = std::iter::Map<std::slice::Iter<'a, T>, fn(&'a T) -> (&'a str, &'a T)>;
+
+fn with_id<T: Identified>(item: &T) -> (&str, &T) {
+    (item.id(), item)
+}
+
 impl<'a, T: Identified> IntoIterator for &'a IdMap<T> {
     type Item = (&'a str, &'a T);
-    type IntoIter = Box<dyn Iterator<Item = (&'a str, &'a T)> + 'a>;
+    type IntoIter = Iter<'a, T>;
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+        self.iter()
     }
 }
 

@@ -1075,7 +1075,7 @@ mod tests {
         // Survives a reload for users that still exist.
         let mut new = sample();
         new.users.remove("2010");
-        new.devices.remove("2010");
+        new.remove_device("2010");
         t.reconfigure(new, 1, nop);
         assert_eq!(t.snapshot().dnd_users(), vec!["101"]);
     }

@@ -34,17 +34,26 @@ pub fn notice(msg: &str) {
 
 /// A verbose message at `level` (shown from `core set verbose <level>` on), like `ast_verb`.
 pub fn verbose(level: i32, msg: &str) {
-    verbose_with(level, || msg.to_string());
+    if verbose_shown(level) {
+        emit_verbose(level, msg);
+    }
 }
 
 /// [`verbose`], with the message built only if something shows it (the commit path logs
 /// every login at level 3, which is usually off).
 pub fn verbose_with(level: i32, msg: impl FnOnce() -> String) {
-    // SAFETY: ast_verb_sys_level is a plain int global the logger keeps current.
-    if unsafe { sys::ast_verb_sys_level } < level {
-        return;
+    if verbose_shown(level) {
+        emit_verbose(level, &msg());
     }
-    let text = cstring(&msg());
+}
+
+fn verbose_shown(level: i32) -> bool {
+    // SAFETY: ast_verb_sys_level is a plain int global the logger keeps current.
+    unsafe { sys::ast_verb_sys_level >= level }
+}
+
+fn emit_verbose(level: i32, msg: &str) {
+    let text = cstring(msg);
     // SAFETY: variadic with the constant format "%s\n" and one valid C string argument.
     unsafe {
         sys::__ast_verbose(
