@@ -45,7 +45,7 @@ pub fn entry(id: i32) -> Option<(&'static CStr, &'static CStr)> {
         ),
         6 => (
             c"deviceuser show stats",
-            c"Usage: deviceuser show stats [user <id>]\n       Logins per user since the module was loaded: number of logins, time\n       logged in (finished and current sessions) and the current session;\n       without a user, also the heap memory the module holds and how many\n       devices' states it follows (the bound ones).\n",
+            c"Usage: deviceuser show stats [user <id>]\n       Logins per user since the module was loaded: number of logins, time\n       logged in (finished and current sessions) and the current session.\n       Without a user: the users who logged in since the load or are logged\n       in now, then the heap memory the module holds and how many devices'\n       states it follows (the bound ones).\n",
         ),
         7 => (
             c"deviceuser import freepbx",
@@ -164,11 +164,13 @@ pub fn run(id: i32, a: &Args) -> Outcome {
                     "Module heap in use: {:.1} MB ({bytes} bytes)\n\
                      Device states followed: {} ({pending} of them not published yet)\n\
                      Commit work queued (AstDB writes, states to publish): {}\n\
-                     User states published: {}\n",
+                     User states published: {}\n\
+                     Heap trimmed after bursts of commits: {}\n",
                     bytes as f64 / (1024.0 * 1024.0),
                     forwarded + pending,
                     crate::deferred::pending(),
-                    runtime::publish_count()
+                    runtime::publish_count(),
+                    crate::deferred::trims()
                 ));
             }
             Outcome::Done(out)

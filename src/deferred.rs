@@ -19,6 +19,7 @@
 //! line. Unload applies what is queued before the journal closes. Without the thread (before
 //! load completes, after unload) all work is done at once.
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -207,9 +208,27 @@ const BURST: Duration = Duration::from_millis(1);
 /// the thread pauses this long before taking the next batch, so that commits arriving back to
 /// back queue their work without waking it each time.
 const GATHER: Duration = Duration::from_micros(250);
+/// A burst of this many commits through the thread leaves memory behind in Asterisk's heaps:
+/// its AMI events (held until the AMI server's purge, every 5 s), the device state messages
+/// queued to every subscriber, sqlite's pages. Once freed, glibc keeps most of it resident,
+/// pinned by a live block above it. After such a burst and [`TRIM_QUIET`] without work, the
+/// thread hands the heap's free pages back to the system, as Asterisk's `malloc trim` does.
+const TRIM_AFTER: usize = 1000;
+const TRIM_QUIET: Duration = Duration::from_secs(6);
+static TRIMS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many times the heap was trimmed after a burst since the module was loaded.
+pub fn trims() -> usize {
+    TRIMS.load(Relaxed)
+}
+
+/// A drained queue keeps at most this many slots of the burst that grew it.
+const KEEP_SLOTS: usize = 1024;
 
 fn run() {
     let mut gather = false;
+    // Commits applied by the thread since the heap was last trimmed.
+    let mut untrimmed = 0usize;
     loop {
         if gather {
             queue().gathering = true;
@@ -219,16 +238,35 @@ fn run() {
         let (batch, commits): (Vec<Op>, usize) = {
             let mut q = queue();
             q.applying = 0;
-            q = WORK
-                .wait_while(q, |q| q.ops.is_empty() && !q.stop)
-                .unwrap_or_else(|e| e.into_inner());
+            while q.ops.is_empty() && !q.stop {
+                if untrimmed < TRIM_AFTER {
+                    q = WORK
+                        .wait_while(q, |q| q.ops.is_empty() && !q.stop)
+                        .unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
+                let (g, waited) = WORK
+                    .wait_timeout_while(q, TRIM_QUIET, |q| q.ops.is_empty() && !q.stop)
+                    .unwrap_or_else(|e| e.into_inner());
+                q = g;
+                if waited.timed_out() {
+                    drop(q);
+                    crate::host::alloc::trim();
+                    TRIMS.fetch_add(1, Relaxed);
+                    untrimmed = 0;
+                    q = queue();
+                }
+            }
             if q.ops.is_empty() && q.stop {
                 q.running = false;
                 return;
             }
             q.applying = q.ops.len();
-            (q.ops.drain(..).collect(), std::mem::take(&mut q.commits))
+            let batch = q.ops.drain(..).collect();
+            q.ops.shrink_to(KEEP_SLOTS);
+            (batch, std::mem::take(&mut q.commits))
         };
+        untrimmed = untrimmed.saturating_add(commits);
         apply_batch(batch);
         let mut q = queue();
         q.last_done = Some(Instant::now());

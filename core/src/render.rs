@@ -13,58 +13,94 @@ pub enum BindingFilter {
     Device(String),
 }
 
-fn cell(v: Option<&str>) -> String {
+fn cell(v: Option<&str>) -> &str {
     match v {
-        Some(s) if !s.is_empty() => s.to_string(),
-        _ => "-".to_string(),
+        Some(s) if !s.is_empty() => s,
+        _ => "-",
+    }
+}
+
+/// Rows of cells in one text buffer: a table of 100,000 rows takes two allocations, not one
+/// per cell (what an administrator's `show` costs the PBX's heap stays near the output's
+/// size).
+struct Grid {
+    cols: usize,
+    text: String,
+    /// End offset in `text` of each cell, row after row.
+    ends: Vec<usize>,
+}
+
+impl Grid {
+    fn new(cols: usize) -> Self {
+        Self {
+            cols,
+            text: String::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    fn row(&mut self, cells: &[&dyn std::fmt::Display]) {
+        debug_assert_eq!(cells.len(), self.cols);
+        for c in cells {
+            use std::fmt::Write;
+            let _ = write!(self.text, "{c}");
+            self.ends.push(self.text.len());
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.ends.len() / self.cols.max(1)
+    }
+
+    fn cells(&self, row: usize) -> impl Iterator<Item = &str> {
+        (row * self.cols..(row + 1) * self.cols).map(|i| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            &self.text[start..self.ends[i]]
+        })
     }
 }
 
 /// Lays out `rows` under `headers`, columns separated by two spaces, trailing blanks
 /// trimmed, then "`n` `noun`(s) found".
-fn table(headers: &[&str], rows: &[Vec<String>], noun: &str) -> String {
+fn table(headers: &[&str], rows: &Grid, noun: &str) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, c) in widths.iter_mut().zip(row) {
+    for r in 0..rows.rows() {
+        for (w, c) in widths.iter_mut().zip(rows.cells(r)) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut s = String::new();
+    let mut out = String::with_capacity(rows.text.len() + rows.ends.len() * 2 + 64);
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
         for (c, w) in cells.zip(&widths) {
-            s.push_str(c);
-            s.extend(std::iter::repeat_n(' ', w - c.chars().count() + 2));
+            out.push_str(c);
+            out.extend(std::iter::repeat_n(' ', w - c.chars().count() + 2));
         }
-        let mut s = s.trim_end().to_string();
-        s.push('\n');
-        s
+        out.truncate(out.trim_end().len());
+        out.push('\n');
     };
-    let mut out = line(&mut headers.iter().copied());
-    for row in rows {
-        out += &line(&mut row.iter().map(String::as_str));
+    line(&mut headers.iter().copied());
+    for r in 0..rows.rows() {
+        line(&mut rows.cells(r));
     }
-    let plural = if rows.len() == 1 { "" } else { "s" };
-    out += &format!("{} {noun}{plural} found\n", rows.len());
+    let n = rows.rows();
+    let plural = if n == 1 { "" } else { "s" };
+    out += &format!("{n} {noun}{plural} found\n");
     out
 }
 
 /// `core show`-style list of all configured devices and who is on them.
 pub fn devices(s: &Snapshot) -> String {
-    let rows: Vec<Vec<String>> = s
-        .config()
-        .devices
-        .values()
-        .map(|d| {
-            vec![
-                d.id.to_string(),
-                cell(Some(&d.description)),
-                d.mode.to_string(),
-                cell(d.default_user.as_deref()),
-                cell(s.user_on(&d.id).map(|b| b.user.as_str())),
-                cell(Some(&d.dial)),
-            ]
-        })
-        .collect();
+    let mut rows = Grid::new(6);
+    for d in s.config().devices.values() {
+        rows.row(&[
+            &d.id,
+            &cell(Some(&d.description)),
+            &d.mode,
+            &cell(d.default_user.as_deref()),
+            &cell(s.user_on(&d.id).map(|b| b.user.as_str())),
+            &cell(Some(&d.dial)),
+        ]);
+    }
     table(
         &[
             "Device",
@@ -81,19 +117,15 @@ pub fn devices(s: &Snapshot) -> String {
 
 /// All configured users and the devices they are on.
 pub fn users(s: &Snapshot) -> String {
-    let rows: Vec<Vec<String>> = s
-        .config()
-        .users
-        .values()
-        .map(|u| {
-            vec![
-                u.id.to_string(),
-                cell(Some(&u.fullname)),
-                cell(u.language.as_deref()),
-                cell(Some(&s.devices_of(&u.id).join(","))),
-            ]
-        })
-        .collect();
+    let mut rows = Grid::new(4);
+    for u in s.config().users.values() {
+        rows.row(&[
+            &u.id,
+            &cell(Some(&u.fullname)),
+            &cell(u.language.as_deref()),
+            &cell(Some(&s.devices_of(&u.id).join(","))),
+        ]);
+    }
     table(&["User", "Name", "Language", "Devices"], &rows, "user")
 }
 
@@ -104,19 +136,15 @@ pub fn bindings(s: &Snapshot, now: u64, filter: BindingFilter) -> String {
         BindingFilter::User(u) => b.user == *u,
         BindingFilter::Device(d) => b.device == *d,
     };
-    let rows: Vec<Vec<String>> = s
-        .bindings()
-        .into_iter()
-        .filter(|b| keep(b))
-        .map(|b| {
-            vec![
-                b.user.to_string(),
-                b.device.to_string(),
-                format_utc(b.since),
-                format_duration(now.saturating_sub(b.since)),
-            ]
-        })
-        .collect();
+    let mut rows = Grid::new(4);
+    for b in s.bindings().into_iter().filter(|b| keep(b)) {
+        rows.row(&[
+            &b.user,
+            &b.device,
+            &format_utc(b.since),
+            &format_duration(now.saturating_sub(b.since)),
+        ]);
+    }
     table(
         &["User", "Device", "Logged in since", "Duration"],
         &rows,
@@ -124,37 +152,35 @@ pub fn bindings(s: &Snapshot, now: u64, filter: BindingFilter) -> String {
     )
 }
 
-/// Login statistics of all configured users, or of one (`user`; none found if it is not
-/// configured). "Time logged in" is the ended sessions plus the open ones up to `now`
-/// (summed over devices); "Current session" is the age of the user's oldest current binding,
-/// `-` when they are on no device.
+/// Login statistics of the users who logged in since the module was loaded or are logged in
+/// now, or of one user (`user`, shown even without any; none found if it is not configured).
+/// "Time logged in" is the ended sessions plus the open ones up to `now` (summed over
+/// devices); "Current session" is the age of the user's oldest current binding, `-` when they
+/// are on no device.
 pub fn stats(stats: &Stats, s: &Snapshot, now: u64, user: Option<&str>) -> String {
-    let rows: Vec<Vec<String>> = s
-        .config()
-        .users
-        .values()
-        .filter(|u| user.is_none_or(|want| u.id == want))
-        .map(|u| {
-            let st = stats.user(&u.id);
-            let open: Vec<u64> = s
-                .devices_of(&u.id)
-                .into_iter()
-                .filter_map(|d| s.user_on(d))
-                .map(|b| now.saturating_sub(b.since))
-                .collect();
-            let total = st
-                .map_or(0, |st| st.total_secs)
-                .saturating_add(open.iter().sum());
-            vec![
-                u.id.to_string(),
-                st.map_or(0, |st| st.logins).to_string(),
-                format_duration(total),
-                open.iter()
-                    .max()
-                    .map_or_else(|| "-".to_string(), |d| format_duration(*d)),
-            ]
-        })
-        .collect();
+    let mut rows = Grid::new(4);
+    for u in s.config().users.values() {
+        if user.is_some_and(|want| u.id != want) {
+            continue;
+        }
+        let st = stats.user(&u.id);
+        let (mut open_sum, mut open_max) = (0u64, None::<u64>);
+        for b in s.devices_of(&u.id).into_iter().filter_map(|d| s.user_on(d)) {
+            let age = now.saturating_sub(b.since);
+            open_sum = open_sum.saturating_add(age);
+            open_max = open_max.max(Some(age));
+        }
+        if user.is_none() && st.is_none() && open_max.is_none() {
+            continue;
+        }
+        let total = st.map_or(0, |st| st.total_secs).saturating_add(open_sum);
+        rows.row(&[
+            &u.id,
+            &st.map_or(0, |st| st.logins),
+            &format_duration(total),
+            &open_max.map_or_else(|| "-".to_string(), format_duration),
+        ]);
+    }
     table(
         &["User", "Logins", "Time logged in", "Current session"],
         &rows,
@@ -288,6 +314,13 @@ mod tests {
     #[test]
     fn stats_table() {
         let t = BindingTable::new(sample(), 1000);
+        // Before anyone logs in: only the users on their default devices; a named user is
+        // shown anyway.
+        let fresh = stats(&Stats::new(), &t.snapshot(), 1060, None);
+        assert!(!fresh.contains("\n101 "), "{fresh}");
+        assert!(fresh.ends_with("\n2 users found\n"), "{fresh}");
+        assert!(stats(&Stats::new(), &t.snapshot(), 1060, Some("101"))
+            .contains("\n101   0       0s              -\n"));
         let mut st = Stats::new();
         let c = t
             .login("101", "1000", LoginMode::Admin, 1100, |_| {})
@@ -329,10 +362,9 @@ mod tests {
 
     #[test]
     fn long_ids_widen_columns() {
-        let rows = vec![
-            vec!["a".repeat(70), "x".into()],
-            vec!["b".into(), "".into()],
-        ];
+        let mut rows = Grid::new(2);
+        rows.row(&[&"a".repeat(70), &"x"]);
+        rows.row(&[&"b", &""]);
         let out = table(&["Id", "V"], &rows, "thing");
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], format!("Id{}V", " ".repeat(70)));
