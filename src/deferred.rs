@@ -100,6 +100,7 @@ fn queue() -> std::sync::MutexGuard<'static, Queue> {
 
 /// Starts the thread (at load, after the restore's own AstDB writes).
 pub fn start() -> Result<(), String> {
+    TRIMS.store(0, Relaxed);
     {
         let mut q = queue();
         q.stop = false;
@@ -217,7 +218,8 @@ const TRIM_AFTER: usize = 1000;
 const TRIM_QUIET: Duration = Duration::from_secs(6);
 static TRIMS: AtomicUsize = AtomicUsize::new(0);
 
-/// How many times the heap was trimmed after a burst since the module was loaded.
+/// How many times the heap was trimmed after a burst since the module was loaded (the
+/// thread started).
 pub fn trims() -> usize {
     TRIMS.load(Relaxed)
 }

@@ -1,0 +1,139 @@
+//! A config large enough that the module's arrays and tables are blocks of 128 KB and more,
+//! which the module maps from the kernel itself (`host::alloc`): load, a burst of logins and
+//! logouts, the heap trim the commit thread makes once the burst is over, unload and load.
+mod common;
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use common::{poll, Asterisk};
+
+const USERS: usize = 5000;
+const T: Duration = Duration::from_secs(30);
+
+fn conf() -> String {
+    let mut s = String::from("[general]\nmultiple_logins = yes\n");
+    for n in 1..=USERS {
+        let _ = write!(
+            s,
+            "\n[d{n}]\ntype = device\ndial = PJSIP/d{n}\n\n[{}]\ntype = user\npassword = 1234\nfullname = Operator {n}\n",
+            100_000 + n
+        );
+    }
+    s
+}
+
+/// A `<name>: <value>` line of `deviceuser show stats`.
+fn stat(ast: &Asterisk, name: &str) -> String {
+    let out = ast.cli("deviceuser show stats");
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(": "))
+        .unwrap_or_else(|| panic!("no `{name}` line: {out}"))
+        .to_string()
+}
+
+/// The module's heap in bytes (`Module heap in use: 1.2 MB (1234567 bytes)`).
+fn heap(ast: &Asterisk) -> u64 {
+    let v = stat(ast, "Module heap in use");
+    v.split_once(" MB (")
+        .and_then(|(_, b)| b.strip_suffix(" bytes)")?.parse().ok())
+        .unwrap_or_else(|| panic!("heap line: {v}"))
+}
+
+fn last_line(out: &str) -> &str {
+    out.lines().last().unwrap_or("")
+}
+
+#[test]
+fn a_large_config_goes_through_mapped_blocks_a_burst_and_a_reload() {
+    let ast = Asterisk::builder("scale-memory")
+        .conf("res_deviceuser.conf", &conf())
+        .start();
+    assert_eq!(
+        last_line(&ast.cli("deviceuser show users")),
+        "5000 users found"
+    );
+    let at_load = heap(&ast);
+    // The config alone: some hundred bytes per user and device, in a few large blocks.
+    assert!(
+        at_load > (USERS as u64) * 100 && at_load < 16 << 20,
+        "module heap at load: {at_load} bytes"
+    );
+
+    // Back-to-back logins and logouts: the commit thread takes them as a burst.
+    let mut ami = ast.ami();
+    for n in 1..=USERS {
+        let r = ami.action(&[
+            ("Action", "DeviceUserLogin"),
+            ("User", &(100_000 + n).to_string()),
+            ("Device", &format!("d{n}")),
+        ]);
+        assert!(r.is_success(), "login {n}: {r}");
+    }
+    assert_eq!(
+        last_line(&ast.cli("deviceuser show bindings")),
+        "5000 bindings found"
+    );
+    assert_eq!(
+        ami.getvar("DEVICEUSER_DIAL(104321)", None).as_deref(),
+        Some("PJSIP/d4321")
+    );
+    for n in 1..=USERS {
+        let r = ami.action(&[
+            ("Action", "DeviceUserLogout"),
+            ("User", &(100_000 + n).to_string()),
+        ]);
+        assert!(r.is_success(), "logout {n}: {r}");
+    }
+    assert_eq!(
+        last_line(&ast.cli("deviceuser show bindings")),
+        "0 bindings found"
+    );
+    // Every user logged in once: the statistics list all of them.
+    assert_eq!(
+        last_line(
+            ast.cli("deviceuser show stats")
+                .split("Module heap")
+                .next()
+                .unwrap_or("")
+        ),
+        "5000 users found"
+    );
+    // The work queued by the burst is applied, then the heap is trimmed once it is quiet.
+    assert!(
+        poll(T, || (stat(
+            &ast,
+            "Commit work queued (AstDB writes, states to publish)"
+        ) == "0")
+            .then_some(()))
+        .is_some(),
+        "commit work still queued"
+    );
+    let trims = poll(T, || {
+        let n: u64 = stat(&ast, "Heap trimmed after bursts of commits")
+            .parse()
+            .ok()?;
+        (n >= 1).then_some(n)
+    });
+    assert!(
+        trims.is_some(),
+        "no heap trim after a burst of {USERS} commits"
+    );
+
+    // Unload frees the large blocks with the rest; a fresh load holds what the first did.
+    ast.unload_and_load();
+    assert_eq!(
+        last_line(&ast.cli("deviceuser show users")),
+        "5000 users found"
+    );
+    let reloaded = heap(&ast);
+    assert!(
+        reloaded.abs_diff(at_load) < at_load / 20,
+        "module heap at load {at_load} bytes, after unload and load {reloaded} bytes"
+    );
+    assert_eq!(
+        stat(&ast, "Heap trimmed after bursts of commits"),
+        "0",
+        "the count starts again at load"
+    );
+}
