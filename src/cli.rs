@@ -45,7 +45,7 @@ pub fn entry(id: i32) -> Option<(&'static CStr, &'static CStr)> {
         ),
         6 => (
             c"deviceuser show stats",
-            c"Usage: deviceuser show stats [user <id>]\n       Logins per user since the module was loaded: number of logins, time\n       logged in (finished and current sessions) and the current session.\n       Without a user: the users who logged in since the load or are logged\n       in now, then the heap memory the module holds and how many devices'\n       states it follows (the bound ones).\n",
+            c"Usage: deviceuser show stats [user <id>|summary]\n       Logins per user since the module was loaded: number of logins, time\n       logged in (finished and current sessions) and the current session.\n       Without a user: the users who logged in since the load or are logged\n       in now, then the module's counters: the heap memory it holds, how\n       many devices' states it follows (the bound ones), its queued commit\n       work, the states it published. 'summary' prints the counters alone.\n",
         ),
         7 => (
             c"deviceuser import freepbx",
@@ -146,17 +146,23 @@ pub fn run(id: i32, a: &Args) -> Outcome {
                 Err(e) => Outcome::Failed(format!("Cannot set do not disturb for {user}: {e}\n")),
             }
         }
-        (6, 3) | (6, 5) => {
-            let user = match a.argv.get(3).map(|w| w.to_ascii_lowercase()) {
-                None => None,
-                Some(w) if w == "user" => Some(a.argv[4].as_str()),
-                Some(_) => return Outcome::Usage,
+        (6, 3) | (6, 4) | (6, 5) => {
+            let word = a.argv.get(3).map(|w| w.to_ascii_lowercase());
+            let (user, table) = match (word.as_deref(), a.argv.len()) {
+                (None, _) => (None, true),
+                (Some("user"), 5) => (Some(a.argv[4].as_str()), true),
+                (Some("summary"), 4) => (None, false),
+                _ => return Outcome::Usage,
             };
             if let Some(u) = user.filter(|u| snap.config().user(u).is_none()) {
                 return Outcome::Failed(format!("No such user '{u}'\n"));
             }
-            let stats = rt.stats.lock().unwrap_or_else(|e| e.into_inner());
-            let mut out = render::stats(&stats, &snap, runtime::now(), user);
+            let mut out = if table {
+                let stats = rt.stats.lock().unwrap_or_else(|e| e.into_inner());
+                render::stats(&stats, &snap, runtime::now(), user)
+            } else {
+                String::new()
+            };
             if user.is_none() {
                 let bytes = crate::host::alloc::live_bytes();
                 let (forwarded, pending) = crate::host::devstate::watched();

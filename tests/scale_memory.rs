@@ -23,9 +23,9 @@ fn conf() -> String {
     s
 }
 
-/// A `<name>: <value>` line of `deviceuser show stats`.
+/// A `<name>: <value>` line of `deviceuser show stats summary`.
 fn stat(ast: &Asterisk, name: &str) -> String {
-    let out = ast.cli("deviceuser show stats");
+    let out = ast.cli("deviceuser show stats summary");
     out.lines()
         .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(": "))
         .unwrap_or_else(|| panic!("no `{name}` line: {out}"))
@@ -89,15 +89,17 @@ fn a_large_config_goes_through_mapped_blocks_a_burst_and_a_reload() {
         last_line(&ast.cli("deviceuser show bindings")),
         "0 bindings found"
     );
-    // Every user logged in once: the statistics list all of them.
+    // Every user logged in once: the statistics list all of them, then the counters; the
+    // summary has the counters alone.
+    let full = ast.cli("deviceuser show stats");
+    let (table, counters) = full.split_once("Module heap").expect("counters");
+    assert_eq!(last_line(table), "5000 users found");
+    let summary = ast.cli("deviceuser show stats summary");
+    assert!(summary.starts_with("Module heap"), "{summary}");
     assert_eq!(
-        last_line(
-            ast.cli("deviceuser show stats")
-                .split("Module heap")
-                .next()
-                .unwrap_or("")
-        ),
-        "5000 users found"
+        summary.lines().count(),
+        counters.lines().count(),
+        "{summary}"
     );
     // The work queued by the burst is applied, then the heap is trimmed once it is quiet.
     assert!(

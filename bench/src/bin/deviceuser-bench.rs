@@ -293,11 +293,11 @@ struct Run {
 
 /// A counter line of `deviceuser show stats` ("<name>: <n>").
 fn stats_counter(ami: &mut Ami, name: &str) -> Res<u64> {
-    let out = ami.command("deviceuser show stats")?;
+    let out = ami.command("deviceuser show stats summary")?;
     out.lines()
         .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("no `{name}` line in `deviceuser show stats`: {out}"))
+        .ok_or_else(|| format!("no `{name}` line in `deviceuser show stats summary`: {out}"))
 }
 
 impl std::ops::Deref for Run {
@@ -724,11 +724,11 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool) -> Res<BaselineRun> {
 
 /// The module's own heap, as `deviceuser show stats` reports it ("12.3 MB").
 fn module_heap(ami: &mut Ami) -> Res<String> {
-    let out = ami.command("deviceuser show stats")?;
+    let out = ami.command("deviceuser show stats summary")?;
     out.lines()
         .find_map(|l| l.trim().strip_prefix("Module heap in use: "))
         .map(|v| v.split(" (").next().unwrap_or(v).to_string())
-        .ok_or_else(|| format!("no module heap line in `deviceuser show stats`: {out}"))
+        .ok_or_else(|| format!("no module heap line in `deviceuser show stats summary`: {out}"))
 }
 
 fn scale(rep: &mut Report) -> Res<()> {
