@@ -253,8 +253,15 @@ fn run() {
                 q = g;
                 if waited.timed_out() {
                     drop(q);
+                    let t = Instant::now();
                     crate::host::alloc::trim();
                     TRIMS.fetch_add(1, Relaxed);
+                    log::verbose_with(3, || {
+                        format!(
+                            "heap trimmed after a burst of {untrimmed} commits ({:.1} ms)",
+                            t.elapsed().as_secs_f64() * 1000.0
+                        )
+                    });
                     untrimmed = 0;
                     q = queue();
                 }
