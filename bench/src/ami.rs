@@ -403,20 +403,23 @@ struct Seen {
 }
 
 /// Counts `DeviceStateChange` events on a session of its own (which receives events only,
-/// filtered to that event in Asterisk), on a background thread that never stalls the socket.
+/// filtered in Asterisk to that event for devices named `device_prefix`…, so the session
+/// carries only the events a scenario waits for), on a background thread that never stalls
+/// the socket.
 pub struct StateWatch {
     seen: Arc<Mutex<Seen>>,
     _ami: Ami,
 }
 
 impl StateWatch {
-    pub fn start(port: u16) -> Result<StateWatch, String> {
-        // DeviceStateChange belongs to the `call` class.
+    pub fn start(port: u16, device_prefix: &str) -> Result<StateWatch, String> {
+        // DeviceStateChange belongs to the `call` class; of the events of that class, only
+        // DeviceStateChange has a `Device:` header naming a device with a technology prefix.
         let mut ami = Ami::connect(port, "call")?;
         let r = ami.action(&[
             ("Action", "Filter"),
             ("Operation", "Add"),
-            ("Filter", "Event: DeviceStateChange"),
+            ("Filter", &format!("Device: {device_prefix}")),
         ])?;
         if !r.is_success() {
             return Err(format!("AMI Filter refused: {:?}", r.get("Message")));

@@ -401,7 +401,7 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
         check(&b, "DeviceUserLogin")?;
         eprintln!("[bench]   {FANOUT} logins in {:?}", b.elapsed);
         inst.settle();
-        let watch = StateWatch::start(inst.ami_port)?;
+        let watch = StateWatch::start(inst.ami_port, "DeviceUser:")?;
         fanout.rounds = fanout_rounds(&inst, &mut driver, &watch, "DeviceUser:", "fan-out")?;
         tps_after = taskprocessors(&mut driver)?;
     }
@@ -656,7 +656,7 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool) -> Res<BaselineRun> {
     .map_err(|e| eprintln!("[bench]   Setvar → NOTIFY not measured: {e}"))
     .ok();
 
-    let watch = StateWatch::start(inst.ami_port)?;
+    let watch = StateWatch::start(inst.ami_port, "Custom:")?;
     let mut fanout = FanoutSide { rounds: Vec::new() };
     let mut tps_after = BTreeMap::new();
     if do_fanout {
@@ -1127,7 +1127,7 @@ fn fanout_rows(rep: &mut Report, m: &ModuleRun, b: &BaselineRun) {
          `DeviceUser:<user>` owned by the module (`hint_context`). Baseline instance: the module \
          not loaded, {FANOUT} hints straight on `Custom:dev/<n>`. Both: `Setvar DEVICE_STATE(Custom:dev/<n>)` \
          for every device, pipelined on one AMI session; a second session (events only, class `call`, \
-         filtered to `DeviceStateChange`) counts distinct devices reaching the new state. Wall: first \
+         filtered in Asterisk to the `DeviceStateChange` events of the awaited devices: `Device: DeviceUser:` on the module instance, `Device: Custom:` on the baseline) counts distinct devices reaching the new state. Wall: first \
          Setvar → last awaited event. CPU: Asterisk's utime+stime from before the burst until it is idle. \
          Each side runs {FANOUT_CYCLES} cycles (→ INUSE, → NOT_INUSE); the summary compares the median cycles.\n"
     );
