@@ -1,6 +1,6 @@
-//! A config large enough that the module's arrays and tables are blocks of 128 KB and more,
-//! which the module maps from the kernel itself (`host::alloc`): load, a burst of logins and
-//! logouts, the heap trim the commit thread makes once the burst is over, unload and load.
+//! A config of 5,000 users and devices: load, a burst of logins and logouts, the statistics
+//! and counters after it, the heap trim the commit thread makes once the burst is over, and
+//! the module heap after unload and load.
 mod common;
 
 use std::fmt::Write;
@@ -45,7 +45,7 @@ fn last_line(out: &str) -> &str {
 }
 
 #[test]
-fn a_large_config_goes_through_mapped_blocks_a_burst_and_a_reload() {
+fn a_large_config_goes_through_a_burst_a_trim_and_a_reload() {
     let ast = Asterisk::builder("scale-memory")
         .conf("res_deviceuser.conf", &conf())
         .start();
@@ -54,7 +54,7 @@ fn a_large_config_goes_through_mapped_blocks_a_burst_and_a_reload() {
         "5000 users found"
     );
     let at_load = heap(&ast);
-    // The config alone: some hundred bytes per user and device, in a few large blocks.
+    // The config alone: some hundred bytes per user and device.
     assert!(
         at_load > (USERS as u64) * 100 && at_load < 16 << 20,
         "module heap at load: {at_load} bytes"
@@ -122,7 +122,7 @@ fn a_large_config_goes_through_mapped_blocks_a_burst_and_a_reload() {
         "no heap trim after a burst of {USERS} commits"
     );
 
-    // Unload frees the large blocks with the rest; a fresh load holds what the first did.
+    // Unload frees what the module held; a fresh load holds what the first did.
     ast.unload_and_load();
     assert_eq!(
         last_line(&ast.cli("deviceuser show users")),
