@@ -71,11 +71,12 @@ fn table(headers: &[&str], rows: &Grid, noun: &str) -> String {
     }
     let mut out = String::with_capacity(rows.text.len() + rows.ends.len() * 2 + 64);
     let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let start = out.len();
         for (c, w) in cells.zip(&widths) {
             out.push_str(c);
             out.extend(std::iter::repeat_n(' ', w - c.chars().count() + 2));
         }
-        out.truncate(out.trim_end().len());
+        out.truncate(start + out[start..].trim_end().len());
         out.push('\n');
     };
     line(&mut headers.iter().copied());
@@ -365,11 +366,15 @@ mod tests {
         let mut rows = Grid::new(2);
         rows.row(&[&"a".repeat(70), &"x"]);
         rows.row(&[&"b", &""]);
+        rows.row(&[&"", &""]);
         let out = table(&["Id", "V"], &rows, "thing");
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], format!("Id{}V", " ".repeat(70)));
         assert_eq!(lines[1], format!("{}  x", "a".repeat(70)));
-        assert_eq!(lines[3], "2 things found");
+        assert_eq!(lines[2], "b");
+        // A row of empty cells is an empty line: it never swallows the line before it.
+        assert_eq!(lines[3], "");
+        assert_eq!(lines[4], "3 things found");
         assert_eq!(cell(Some("")), "-");
     }
 }
