@@ -1,5 +1,6 @@
 //! Asterisk instances for the benchmarks: run folders made by `scripts/asterisk.sh` under
 //! `bench/tmp/`, private ports, and what the benchmarks read from `/proc` (CPU time, RSS).
+use std::collections::HashMap;
 use std::fs;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -56,6 +57,27 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     // After the command name: field 3 (state) is index 0, so utime (14) and stime (15) are 11, 12.
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     (ticks(11) + ticks(12)) as f64 / clock_ticks()
+}
+
+/// CPU time of each of the process's threads so far, in nanoseconds, by thread id
+/// (`/proc/<pid>/task/<tid>/schedstat`: finer than the clock ticks of `stat`).
+pub fn thread_cpu_ns(pid: u32) -> HashMap<u32, u64> {
+    let mut m = HashMap::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return m;
+    };
+    for t in tasks.flatten() {
+        let Some(tid) = t.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let ns = fs::read_to_string(t.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok());
+        if let Some(ns) = ns {
+            m.insert(tid, ns);
+        }
+    }
+    m
 }
 
 /// Context switches of all the process's threads so far (voluntary + involuntary): how often
@@ -215,6 +237,10 @@ impl Instance {
 
     pub fn switches(&self) -> u64 {
         switches(self.pid)
+    }
+
+    pub fn thread_cpu_ns(&self) -> HashMap<u32, u64> {
+        thread_cpu_ns(self.pid)
     }
 
     /// Waits for Asterisk to have nothing left to do (see [`wait_idle`]).
