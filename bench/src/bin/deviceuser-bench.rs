@@ -691,9 +691,10 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool) -> Res<BaselineRun> {
     if do_overhead {
         let mut loaded = false;
         let mut state = "NOT_INUSE";
-        for i in 0..6 {
-            // Alternate so drift (AstDB growth, caches) spreads over both sides.
-            let want_loaded = matches!(i, 1 | 2 | 5);
+        for i in 0..10 {
+            // Alternate (ABBA) so drift (AstDB growth, caches) spreads over both sides: five
+            // rounds each.
+            let want_loaded = matches!(i % 4, 1 | 2);
             if want_loaded != loaded {
                 let op = if want_loaded { "load" } else { "unload" };
                 module_op(&mut driver, op, "res_deviceuser.so")?;
@@ -1219,30 +1220,31 @@ fn overhead_rows(rep: &mut Report, b: &BaselineRun) {
     if b.overhead.is_empty() {
         return;
     }
-    let sum = |loaded: bool| -> (f64, f64, usize, usize) {
-        b.overhead.iter().filter(|(l, _)| *l == loaded).fold(
-            (0.0, 0.0, 0, 0),
-            |(w, c, n, miss), (_, r)| {
-                (
-                    w + r.wall.as_secs_f64(),
-                    c + r.cpu,
-                    n + 1,
-                    miss + r.changes - r.arrived,
-                )
-            },
+    // Median per side: one round disturbed by the machine does not decide the comparison.
+    let side = |loaded: bool| -> (f64, f64, usize, usize) {
+        let rounds: Vec<&Round> = b
+            .overhead
+            .iter()
+            .filter(|(l, _)| *l == loaded)
+            .map(|(_, r)| r)
+            .collect();
+        let median = |f: &dyn Fn(&Round) -> f64| {
+            let mut v: Vec<f64> = rounds.iter().map(|r| f(r)).collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        (
+            median(&|r| r.wall.as_secs_f64()),
+            median(&|r| r.cpu),
+            rounds.len(),
+            rounds.iter().map(|r| r.changes - r.arrived).sum(),
         )
     };
-    let (lw, lc, ln, lm) = sum(true);
-    let (uw, uc, un, um) = sum(false);
-    let (lw, lc, uw, uc) = (
-        lw / ln as f64,
-        lc / ln as f64,
-        uw / un as f64,
-        uc / un as f64,
-    );
+    let (lw, lc, ln, lm) = side(true);
+    let (uw, uc, un, um) = side(false);
     let pct = |a: f64, b: f64| format!("{:+.1}%", (a / b - 1.0) * 100.0);
     rep.row(
-        &format!("2. unrelated churn ({FANOUT} unbound devices): Asterisk CPU per round, loaded vs unloaded"),
+        &format!("2. unrelated churn ({FANOUT} unbound devices): Asterisk CPU per round, loaded vs unloaded (medians)"),
         secs(lc),
         secs(uc),
         pct(lc, uc),
@@ -1250,7 +1252,7 @@ fn overhead_rows(rep: &mut Report, b: &BaselineRun) {
         Some(lc / uc <= 1.03),
     );
     rep.row(
-        "2. unrelated churn: wall per round, loaded vs unloaded",
+        "2. unrelated churn: wall per round, loaded vs unloaded (medians)",
         secs(lw),
         secs(uw),
         pct(lw, uw),
@@ -1260,7 +1262,7 @@ fn overhead_rows(rep: &mut Report, b: &BaselineRun) {
     let mut d = format!(
         "Baseline instance, `Setvar DEVICE_STATE(Custom:free/<n>)` for {FANOUT} devices that are configured \
          in res_deviceuser.conf but bound to nobody, rounds alternating module unloaded/loaded \
-         (`module unload`/`module load res_deviceuser.so`). Mean per round: loaded {} wall / {:.2} s CPU \
+         (`module unload`/`module load res_deviceuser.so`). Median per round: loaded {} wall / {:.2} s CPU \
          ({ln} rounds, {lm} missed), unloaded {} wall / {:.2} s CPU ({un} rounds, {um} missed).\n\n\
          | # | module | wall | CPU |\n|---|---|---|---|\n",
         secs(lw),
