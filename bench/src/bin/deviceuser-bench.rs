@@ -1220,31 +1220,44 @@ fn overhead_rows(rep: &mut Report, b: &BaselineRun) {
     if b.overhead.is_empty() {
         return;
     }
-    // Median per side: one round disturbed by the machine does not decide the comparison.
-    let side = |loaded: bool| -> (f64, f64, usize, usize) {
+    // Mean per side: the rounds alternate ABBA, which cancels a steady drift of the machine
+    // in the means (not in the medians, which the details show too).
+    struct Side {
+        wall: f64,
+        cpu: f64,
+        median_wall: f64,
+        median_cpu: f64,
+        rounds: usize,
+        missed: usize,
+    }
+    let side = |loaded: bool| -> Side {
         let rounds: Vec<&Round> = b
             .overhead
             .iter()
             .filter(|(l, _)| *l == loaded)
             .map(|(_, r)| r)
             .collect();
+        let n = rounds.len().max(1) as f64;
         let median = |f: &dyn Fn(&Round) -> f64| {
             let mut v: Vec<f64> = rounds.iter().map(|r| f(r)).collect();
             v.sort_by(f64::total_cmp);
             v.get(v.len() / 2).copied().unwrap_or(0.0)
         };
-        (
-            median(&|r| r.wall.as_secs_f64()),
-            median(&|r| r.cpu),
-            rounds.len(),
-            rounds.iter().map(|r| r.changes - r.arrived).sum(),
-        )
+        Side {
+            wall: rounds.iter().map(|r| r.wall.as_secs_f64()).sum::<f64>() / n,
+            cpu: rounds.iter().map(|r| r.cpu).sum::<f64>() / n,
+            median_wall: median(&|r| r.wall.as_secs_f64()),
+            median_cpu: median(&|r| r.cpu),
+            rounds: rounds.len(),
+            missed: rounds.iter().map(|r| r.changes - r.arrived).sum(),
+        }
     };
-    let (lw, lc, ln, lm) = side(true);
-    let (uw, uc, un, um) = side(false);
+    let (l, u) = (side(true), side(false));
+    let (lw, lc, ln, lm) = (l.wall, l.cpu, l.rounds, l.missed);
+    let (uw, uc, un, um) = (u.wall, u.cpu, u.rounds, u.missed);
     let pct = |a: f64, b: f64| format!("{:+.1}%", (a / b - 1.0) * 100.0);
     rep.row(
-        &format!("2. unrelated churn ({FANOUT} unbound devices): Asterisk CPU per round, loaded vs unloaded (medians)"),
+        &format!("2. unrelated churn ({FANOUT} unbound devices): Asterisk CPU per round, loaded vs unloaded (means of 5 ABBA rounds each)"),
         secs(lc),
         secs(uc),
         pct(lc, uc),
@@ -1252,7 +1265,7 @@ fn overhead_rows(rep: &mut Report, b: &BaselineRun) {
         Some(lc / uc <= 1.03),
     );
     rep.row(
-        "2. unrelated churn: wall per round, loaded vs unloaded (medians)",
+        "2. unrelated churn: wall per round, loaded vs unloaded (means)",
         secs(lw),
         secs(uw),
         pct(lw, uw),
@@ -1262,13 +1275,19 @@ fn overhead_rows(rep: &mut Report, b: &BaselineRun) {
     let mut d = format!(
         "Baseline instance, `Setvar DEVICE_STATE(Custom:free/<n>)` for {FANOUT} devices that are configured \
          in res_deviceuser.conf but bound to nobody, rounds alternating module unloaded/loaded \
-         (`module unload`/`module load res_deviceuser.so`). Median per round: loaded {} wall / {:.2} s CPU \
-         ({ln} rounds, {lm} missed), unloaded {} wall / {:.2} s CPU ({un} rounds, {um} missed).\n\n\
+         (`module unload`/`module load res_deviceuser.so`). Mean per round: loaded {} wall / {:.2} s CPU \
+         ({ln} rounds, {lm} missed), unloaded {} wall / {:.2} s CPU ({un} rounds, {um} missed). \
+         Medians: loaded {} / {:.2} s CPU, unloaded {} / {:.2} s CPU ({} CPU).\n\n\
          | # | module | wall | CPU |\n|---|---|---|---|\n",
         secs(lw),
         lc,
         secs(uw),
-        uc
+        uc,
+        secs(l.median_wall),
+        l.median_cpu,
+        secs(u.median_wall),
+        u.median_cpu,
+        pct(l.median_cpu, u.median_cpu)
     );
     for (i, (l, r)) in b.overhead.iter().enumerate() {
         let _ = writeln!(
