@@ -145,11 +145,7 @@ fn a_user_on_two_devices_stays_open_until_the_last_logout() {
 
 /// `Device states followed: N (M of them not published yet)` of `deviceuser show stats`.
 fn followed(ast: &Asterisk) -> (usize, usize) {
-    let out = ast.cli("deviceuser show stats");
-    let line = out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Device states followed: "))
-        .unwrap_or_else(|| panic!("no followed line: {out}"));
+    let line = ast.stats_counter("Device states followed");
     let (n, rest) = line.split_once(" (").expect("N (M ...)");
     let m = rest.split_whitespace().next().expect("M");
     (n.parse().expect("N"), m.parse().expect("M"))

@@ -244,17 +244,8 @@ fn stats_count_logins_and_time() {
     assert!(out.contains("No such user"), "{out}");
     // Without a user, the module's own heap: the sample config and a few bindings take some
     // kilobytes, far from a megabyte-scale leak.
-    let out = ast.cli("deviceuser show stats");
-    let heap: u64 = out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Module heap in use: "))
-        .and_then(|v| v.split_once(" MB (")?.1.strip_suffix(" bytes)"))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no heap line: {out}"));
-    assert!(
-        heap > 1000 && heap < 16 << 20,
-        "module heap {heap} bytes: {out}"
-    );
+    let heap = ast.module_heap_bytes();
+    assert!(heap > 1000 && heap < 16 << 20, "module heap {heap} bytes");
 }
 
 /// HH:MM of a unix time in the local zone of this machine (which Asterisk shares).

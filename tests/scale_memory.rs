@@ -23,23 +23,6 @@ fn conf() -> String {
     s
 }
 
-/// A `<name>: <value>` line of `deviceuser show stats summary`.
-fn stat(ast: &Asterisk, name: &str) -> String {
-    let out = ast.cli("deviceuser show stats summary");
-    out.lines()
-        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(": "))
-        .unwrap_or_else(|| panic!("no `{name}` line: {out}"))
-        .to_string()
-}
-
-/// The module's heap in bytes (`Module heap in use: 1.2 MB (1234567 bytes)`).
-fn heap(ast: &Asterisk) -> u64 {
-    let v = stat(ast, "Module heap in use");
-    v.split_once(" MB (")
-        .and_then(|(_, b)| b.strip_suffix(" bytes)")?.parse().ok())
-        .unwrap_or_else(|| panic!("heap line: {v}"))
-}
-
 fn last_line(out: &str) -> &str {
     out.lines().last().unwrap_or("")
 }
@@ -53,7 +36,7 @@ fn a_large_config_goes_through_a_burst_a_trim_and_a_reload() {
         last_line(&ast.cli("deviceuser show users")),
         "5000 users found"
     );
-    let at_load = heap(&ast);
+    let at_load = ast.module_heap_bytes();
     // The config alone: some hundred bytes per user and device.
     assert!(
         at_load > (USERS as u64) * 100 && at_load < 16 << 20,
@@ -103,8 +86,7 @@ fn a_large_config_goes_through_a_burst_a_trim_and_a_reload() {
     );
     // The work queued by the burst is applied, then the heap is trimmed once it is quiet.
     assert!(
-        poll(T, || (stat(
-            &ast,
+        poll(T, || (ast.stats_counter(
             "Commit work queued (AstDB writes, states to publish)"
         ) == "0")
             .then_some(()))
@@ -112,7 +94,8 @@ fn a_large_config_goes_through_a_burst_a_trim_and_a_reload() {
         "commit work still queued"
     );
     let trims = poll(T, || {
-        let n: u64 = stat(&ast, "Heap trimmed after bursts of commits")
+        let n: u64 = ast
+            .stats_counter("Heap trimmed after bursts of commits")
             .parse()
             .ok()?;
         (n >= 1).then_some(n)
@@ -128,13 +111,13 @@ fn a_large_config_goes_through_a_burst_a_trim_and_a_reload() {
         last_line(&ast.cli("deviceuser show users")),
         "5000 users found"
     );
-    let reloaded = heap(&ast);
+    let reloaded = ast.module_heap_bytes();
     assert!(
         reloaded.abs_diff(at_load) < at_load / 20,
         "module heap at load {at_load} bytes, after unload and load {reloaded} bytes"
     );
     assert_eq!(
-        stat(&ast, "Heap trimmed after bursts of commits"),
+        ast.stats_counter("Heap trimmed after bursts of commits"),
         "0",
         "the count starts again at load"
     );

@@ -59,38 +59,32 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) as f64 / clock_ticks()
 }
 
+/// `(tid, content)` of the file `name` of each of the process's threads.
+fn task_files(pid: u32, name: &str) -> impl Iterator<Item = (u32, String)> + '_ {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(move |t| {
+            let tid = t.file_name().to_str()?.parse().ok()?;
+            Some((tid, fs::read_to_string(t.path().join(name)).ok()?))
+        })
+}
+
 /// CPU time of each of the process's threads so far, in nanoseconds, by thread id
 /// (`/proc/<pid>/task/<tid>/schedstat`: finer than the clock ticks of `stat`).
 pub fn thread_cpu_ns(pid: u32) -> HashMap<u32, u64> {
-    let mut m = HashMap::new();
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return m;
-    };
-    for t in tasks.flatten() {
-        let Some(tid) = t.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let ns = fs::read_to_string(t.path().join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse().ok());
-        if let Some(ns) = ns {
-            m.insert(tid, ns);
-        }
-    }
-    m
+    task_files(pid, "schedstat")
+        .filter_map(|(tid, s)| Some((tid, s.split_whitespace().next()?.parse().ok()?)))
+        .collect()
 }
 
 /// Context switches of all the process's threads so far (voluntary + involuntary): how often
 /// its threads went to sleep and were woken, or were preempted.
 pub fn switches(pid: u32) -> u64 {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .map(|t| {
-            fs::read_to_string(t.path().join("status"))
-                .unwrap_or_default()
+    task_files(pid, "status")
+        .map(|(_, status)| {
+            status
                 .lines()
                 .filter_map(|l| {
                     l.strip_prefix("voluntary_ctxt_switches:")

@@ -440,6 +440,23 @@ impl Asterisk {
         }
     }
 
+    /// The value of a `<name>: <value>` counter line of `deviceuser show stats summary`.
+    pub fn stats_counter(&self, name: &str) -> String {
+        let out = self.cli("deviceuser show stats summary");
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(": "))
+            .unwrap_or_else(|| panic!("no `{name}` line: {out}"))
+            .to_string()
+    }
+
+    /// The module's own heap in bytes (`Module heap in use: 1.2 MB (1234567 bytes)`).
+    pub fn module_heap_bytes(&self) -> u64 {
+        let v = self.stats_counter("Module heap in use");
+        v.split_once(" MB (")
+            .and_then(|(_, b)| b.strip_suffix(" bytes)")?.parse().ok())
+            .unwrap_or_else(|| panic!("heap line: {v}"))
+    }
+
     /// A logged-in AMI session as `deviceuser` (all permissions).
     pub fn ami(&self) -> Ami {
         self.ami_as("deviceuser", "deviceuser")

@@ -293,13 +293,20 @@ struct Run {
     session_cpu: Duration,
 }
 
-/// A counter line of `deviceuser show stats` ("<name>: <n>").
-fn stats_counter(ami: &mut Ami, name: &str) -> Res<u64> {
+/// The value of a `<name>: <value>` line of `deviceuser show stats summary`.
+fn stats_line(ami: &mut Ami, name: &str) -> Res<String> {
     let out = ami.command("deviceuser show stats summary")?;
     out.lines()
         .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.trim().parse().ok())
+        .map(|v| v.trim().to_string())
         .ok_or_else(|| format!("no `{name}` line in `deviceuser show stats summary`: {out}"))
+}
+
+/// A counter line of `deviceuser show stats summary` ("<name>: <n>").
+fn stats_counter(ami: &mut Ami, name: &str) -> Res<u64> {
+    let v = stats_line(ami, name)?;
+    v.parse()
+        .map_err(|_| format!("`{name}` is not a count: {v}"))
 }
 
 impl std::ops::Deref for Run {
@@ -741,13 +748,10 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool) -> Res<BaselineRun> {
 // 4: scale
 // ---------------------------------------------------------------------------
 
-/// The module's own heap, as `deviceuser show stats` reports it ("12.3 MB").
+/// The module's own heap, as `deviceuser show stats summary` reports it ("12.3 MB").
 fn module_heap(ami: &mut Ami) -> Res<String> {
-    let out = ami.command("deviceuser show stats summary")?;
-    out.lines()
-        .find_map(|l| l.trim().strip_prefix("Module heap in use: "))
-        .map(|v| v.split(" (").next().unwrap_or(v).to_string())
-        .ok_or_else(|| format!("no module heap line in `deviceuser show stats summary`: {out}"))
+    let v = stats_line(ami, "Module heap in use")?;
+    Ok(v.split(" (").next().unwrap_or(&v).to_string())
 }
 
 fn scale(rep: &mut Report) -> Res<()> {
