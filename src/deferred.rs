@@ -1,5 +1,5 @@
-//! The part of a commit that can run behind it: the AstDB writes and publishing the affected
-//! users' device states.
+//! The part of a commit that can run behind it: the AstDB writes, no longer following the state
+//! of the devices it freed, and publishing the affected users' device states.
 //!
 //! A commit first appends its change to the journal (a `write` to a file the module owns: in
 //! the page cache before the change is acknowledged, so a `kill -9` loses nothing), then
@@ -9,8 +9,9 @@
 //! - commits that arrive back to back (a burst of logins, a storm, a shift change) queue it
 //!   for a thread of the module's own, so the thread that runs each login (AMI, CLI, the
 //!   dialplan) waits neither for sqlite nor for waking every device state subscriber. The
-//!   thread takes what has gathered as one batch: its AstDB writes in commit order, then each
-//!   affected user's state once, computed from the table as it is then. While commits keep
+//!   thread takes what has gathered as one batch: its AstDB writes in commit order, then the
+//!   forwards of the freed devices cancelled (unless bound again), then each affected user's
+//!   state once, computed from the table as it is then. While commits keep
 //!   coming it pauses briefly between batches ([`GATHER`]) instead of being woken by each.
 //!
 //! AstDB and hints then trail the table by the queue (`deviceuser show stats` prints its
@@ -40,13 +41,16 @@ enum Op {
         what: &'static str,
     },
     Del(CompactString),
+    /// Stop following the state of the device (by id) if it is still free.
+    Release(CompactString),
     /// Publish the user's device state.
     Publish(CompactString),
 }
 
-/// Applies a batch: AstDB writes in order, then each affected user's state once.
+/// Applies a batch: AstDB writes in order, then each freed device released once, then each
+/// affected user's state once.
 fn apply_batch(ops: Vec<Op>) {
-    let mut users = Vec::new();
+    let (mut devices, mut users) = (Vec::new(), Vec::new());
     for op in ops {
         match op {
             Op::Put { key, value, what } => {
@@ -55,8 +59,14 @@ fn apply_batch(ops: Vec<Op>) {
                 }
             }
             Op::Del(key) => astdb::del(FAMILY, &key),
+            Op::Release(device) => devices.push(device),
             Op::Publish(user) => users.push(user),
         }
+    }
+    if !devices.is_empty() {
+        devices.sort_unstable();
+        devices.dedup();
+        runtime::release_devices(&devices);
     }
     users.sort_unstable();
     users.dedup();
@@ -154,6 +164,12 @@ impl Work {
     /// `AstDB del /deviceuser/<key>`.
     pub fn del(&mut self, key: &str) {
         self.0.push(Op::Del(key.into()));
+    }
+
+    /// Stop following the states of the devices (by id) the commit freed, unless they are
+    /// bound again by then.
+    pub fn release<'a>(&mut self, devices: impl Iterator<Item = &'a str>) {
+        self.0.extend(devices.map(|d| Op::Release(d.into())));
     }
 
     /// Publish the users' device states.

@@ -228,27 +228,36 @@ pub fn announce() {
     with(|rt| sync_hints(None, rt.table.snapshot().config()));
 }
 
-/// Follows the state of the devices a commit bound, and stops following those it freed. A
-/// device bound while already unregistered is told to the unregister tracker, since no
-/// change may ever come for it.
-fn watch_changes(rt: &Runtime, changes: &Changes, now: u64) {
+/// Follows the state of the devices a commit bound. A device bound while already
+/// unregistered is told to the unregister tracker, since no change may ever come for it.
+/// Runs in the commit, before it is acknowledged: every change of the device after that
+/// reaches the module.
+fn follow_bound(rt: &Runtime, changes: &Changes, now: u64) {
     let snap = rt.table.snapshot();
-    let dial = |device: &str| snap.config().device(device).map(|d| d.dial.as_str());
-    for (b, _) in &changes.removed {
-        if snap.user_on(&b.device).is_none() {
-            if let Some(d) = dial(&b.device) {
-                devstate::unwatch(d);
-            }
-        }
-    }
     let unregister_policy = any_unregister_policy(snap.config());
     for (b, _) in &changes.added {
-        let Some(d) = dial(&b.device) else { continue };
+        let Some(d) = snap.config().device(&b.device).map(|d| d.dial.as_str()) else {
+            continue;
+        };
         devstate::watch(d);
         if unregister_policy {
             let unavailable = devstate::device_state(d) == DeviceState::UNAVAILABLE;
             let mut tracker = rt.unregistered.lock().unwrap_or_else(|e| e.into_inner());
             tracker.seen(&b.device, unavailable, now);
+        }
+    }
+}
+
+/// Stops following the state of those of `devices` (ids of devices commits freed) that are
+/// still free. Deferred work: the table decides, read under the followed-devices lock, so a
+/// device bound again meanwhile keeps its forward (its login follows it under that lock
+/// after committing).
+pub fn release_devices(devices: &[CompactString]) {
+    let Some(rt) = current() else { return };
+    let snap = rt.table.snapshot();
+    for id in devices {
+        if let Some(dev) = snap.config().device(id) {
+            devstate::unwatch_unless(&dev.dial, || rt.table.snapshot().user_on(id).is_some());
         }
     }
 }
@@ -406,7 +415,8 @@ pub fn commit(changes: &Changes) {
     let mut work = deferred::Work::default();
     write_through(changes, &mut work);
     let now = now();
-    with(|rt| watch_changes(rt, changes, now));
+    with(|rt| follow_bound(rt, changes, now));
+    work.release(changes.removed.iter().map(|(b, _)| b.device.as_str()));
     with(|rt| {
         rt.stats
             .lock()

@@ -189,3 +189,110 @@ fn a_bound_device_is_followed_from_its_first_state_change_on() {
         "a freed device is not followed"
     );
 }
+
+/// Back-to-back commits leave their AstDB writes, their published states and the release of
+/// the devices they freed to the commit thread; a login follows its device before it is
+/// acknowledged. A device that changes state right after its login, before the burst's work
+/// is applied, shows in its user's hint; every bound device is followed and each later change
+/// reaches the hint; a burst of logouts, or of logins each undone at once, leaves none
+/// followed once applied.
+#[test]
+fn devices_bound_in_a_burst_are_followed_as_the_table_says() {
+    const N: usize = 100;
+    let mut conf = hd::deviceuser_conf_with_general("hint_context = burst-hints");
+    for n in 1..=N {
+        conf.push_str(&format!(
+            "\n[b{n}]\ntype = device\ndial = Custom:burst-{n}\n\n[{}]\ntype = user\npassword = 1234\n",
+            7000 + n
+        ));
+    }
+    let ast = hd::builder("hd-burst-follow")
+        .conf("res_deviceuser.conf", &conf)
+        .start();
+    let mut ami = ast.ami();
+    let set_state = |ami: &mut common::Ami, n: usize, state: &str| {
+        let r = ami.action(&[
+            ("Action", "Setvar"),
+            ("Variable", &format!("DEVICE_STATE(Custom:burst-{n})")),
+            ("Value", state),
+        ]);
+        assert!(r.is_success(), "Setvar Custom:burst-{n}: {r}");
+    };
+    // Every device has a state topic (published once), so it is followed through a forward.
+    for n in 1..=N {
+        set_state(&mut ami, n, "NOT_INUSE");
+    }
+    let followed0 = followed(&ast);
+    let drained = || {
+        common::wait_until(LONG, || {
+            ast.stats_counter(
+                "Commit work queued (AstDB writes, devices to follow, states to publish)",
+            ) == "0"
+        })
+    };
+    // How many of the burst users' hints show `state`.
+    let hints_in = |state: &str| {
+        ast.cli("core show hints")
+            .lines()
+            .filter(|l| {
+                let exten = l.trim_start().split('@').next().unwrap_or("");
+                exten
+                    .parse()
+                    .is_ok_and(|u: usize| u > 7000 && u <= 7000 + N)
+                    && l.contains("@burst-hints")
+                    && l.contains(&format!("State:{state} "))
+            })
+            .count()
+    };
+    let wait_hints = |state: &str| {
+        let ok = common::wait_until(LONG, || hints_in(state) == N);
+        assert!(ok, "{} of {N} hints {state}", hints_in(state));
+    };
+
+    for n in 1..=N {
+        let r = ami.action(&[
+            ("Action", "DeviceUserLogin"),
+            ("User", &(7000 + n).to_string()),
+            ("Device", &format!("b{n}")),
+        ]);
+        assert!(r.is_success(), "login {n}: {r}");
+        set_state(&mut ami, n, "RINGING");
+    }
+    assert!(drained(), "the burst's work is applied");
+    wait_hints("Ringing");
+    assert_eq!(
+        followed(&ast),
+        (followed0.0 + N, followed0.1),
+        "every device bound in the burst is followed"
+    );
+    for n in 1..=N {
+        set_state(&mut ami, n, "INUSE");
+    }
+    wait_hints("InUse");
+
+    for n in 1..=N {
+        let r = ami.action(&[
+            ("Action", "DeviceUserLogout"),
+            ("User", &(7000 + n).to_string()),
+        ]);
+        assert!(r.is_success(), "logout {n}: {r}");
+    }
+    assert!(drained(), "the logouts' work is applied");
+    wait_hints("Unavailable");
+    assert_eq!(followed(&ast), followed0, "no freed device is followed");
+
+    for n in 1..=N {
+        let (u, d) = ((7000 + n).to_string(), format!("b{n}"));
+        let r = ami.action(&[("Action", "DeviceUserLogin"), ("User", &u), ("Device", &d)]);
+        assert!(r.is_success(), "login {n}: {r}");
+        let r = ami.action(&[("Action", "DeviceUserLogout"), ("User", &u)]);
+        assert!(r.is_success(), "logout {n}: {r}");
+    }
+    assert!(drained(), "the login/logout burst's work is applied");
+    assert_eq!(
+        followed(&ast),
+        followed0,
+        "a device logged in and out again is not followed"
+    );
+    assert_eq!(hints_in("Unavailable"), N);
+}

@@ -448,13 +448,19 @@ pub fn watch(device: &str) {
     }
 }
 
-/// Stops following the state of `device`.
-pub fn unwatch(device: &str) {
+/// Stops following the state of `device` unless `needed` (asked under the lock [`watch`]
+/// takes) says it is still wanted.
+pub fn unwatch_unless(device: &str, needed: impl FnOnce() -> bool) {
     let key = watch_key(device);
-    let f = watches().as_mut().and_then(|w| {
+    let f = {
+        let mut guard = watches();
+        let Some(w) = guard.as_mut() else { return };
+        if needed() {
+            return;
+        }
         w.pending.remove(&key);
         w.forwards.remove(&key)
-    });
+    };
     if let Some(f) = f {
         f.cancel();
     }

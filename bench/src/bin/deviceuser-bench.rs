@@ -428,6 +428,73 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
     })
 }
 
+/// As many AMI Pings as a login burst has actions (one per login or logout).
+fn pings() -> Vec<Vec<(String, String)>> {
+    (0..2 * PAIRS)
+        .map(|_| fields(&[("Action", "Ping")]))
+        .collect()
+}
+
+/// The thread of Asterisk serving `driver`'s AMI session: the busiest one in a burst of Pings.
+fn session_thread(inst: &Instance, driver: &mut Ami, pings: &[Vec<(String, String)>]) -> Res<u32> {
+    inst.settle();
+    let before = inst.thread_cpu_ns();
+    driver.pipeline(pings)?;
+    let after = inst.thread_cpu_ns();
+    after
+        .iter()
+        .max_by_key(|(tid, ns)| *ns - before.get(tid).copied().unwrap_or(0))
+        .map(|(tid, _)| *tid)
+        .ok_or_else(|| "no thread of Asterisk found".into())
+}
+
+/// One pipelined burst, measured from an idle Asterisk until it is idle again. `module`: the
+/// module is loaded, and the states it published during the burst are counted.
+fn measured_burst(
+    inst: &Instance,
+    driver: &mut Ami,
+    session_tid: u32,
+    name: &str,
+    actions: &[Vec<(String, String)>],
+    module: bool,
+) -> Res<Run> {
+    let published0 = if module {
+        stats_counter(driver, "User states published")?
+    } else {
+        0
+    };
+    inst.settle();
+    let (cpu0, sw0) = (inst.cpu(), inst.switches());
+    let session0 = inst.thread_cpu_ns().get(&session_tid).copied().unwrap_or(0);
+    let burst = driver.pipeline(actions)?;
+    let session1 = inst.thread_cpu_ns().get(&session_tid).copied().unwrap_or(0);
+    let session_cpu = Duration::from_nanos(session1.saturating_sub(session0));
+    inst.settle();
+    let (cpu, switches) = (inst.cpu() - cpu0, inst.switches() - sw0);
+    let published = if module {
+        stats_counter(driver, "User states published")? - published0
+    } else {
+        0
+    };
+    eprintln!(
+        "[bench]     {name}: {} actions in {:?}; Asterisk {cpu:.2} s CPU, {switches} thread switches, {published} user states published",
+        burst.actions, burst.elapsed
+    );
+    Ok(Run {
+        burst,
+        cpu,
+        switches,
+        published,
+        session_cpu,
+    })
+}
+
+/// The median of `runs` by wall time.
+fn median_run(mut runs: Vec<Run>) -> Run {
+    runs.sort_by_key(|b| b.elapsed);
+    runs.swap_remove(runs.len() / 2)
+}
+
 /// Alternating rounds of Pings and of logins/logouts (the median round of each is kept).
 const LOGIN_ROUNDS: usize = 5;
 
@@ -509,44 +576,10 @@ fn login_throughput(inst: &Instance, driver: &mut Ami) -> Res<LoginResults> {
             ]),
         ]
     });
-    let pings: Vec<_> = (0..2 * PAIRS)
-        .map(|_| fields(&[("Action", "Ping")]))
-        .collect();
-
-    // The driver's AMI session thread: the one that works through a burst of Pings.
-    let session_tid = {
-        inst.settle();
-        let before = inst.thread_cpu_ns();
-        driver.pipeline(&pings)?;
-        let after = inst.thread_cpu_ns();
-        after
-            .iter()
-            .max_by_key(|(tid, ns)| *ns - before.get(tid).copied().unwrap_or(0))
-            .map(|(tid, _)| *tid)
-            .ok_or("no thread of Asterisk found")?
-    };
-    let mut run = |name: &str, actions: &[Vec<(String, String)>]| -> Res<Run> {
-        let published0 = stats_counter(driver, "User states published")?;
-        inst.settle();
-        let (cpu0, sw0) = (inst.cpu(), inst.switches());
-        let session0 = inst.thread_cpu_ns().get(&session_tid).copied().unwrap_or(0);
-        let burst = driver.pipeline(actions)?;
-        let session1 = inst.thread_cpu_ns().get(&session_tid).copied().unwrap_or(0);
-        let session_cpu = Duration::from_nanos(session1.saturating_sub(session0));
-        inst.settle();
-        let (cpu, switches) = (inst.cpu() - cpu0, inst.switches() - sw0);
-        let published = stats_counter(driver, "User states published")? - published0;
-        eprintln!(
-            "[bench]     {name}: {} actions in {:?}; Asterisk {cpu:.2} s CPU, {switches} thread switches, {published} user states published",
-            burst.actions, burst.elapsed
-        );
-        Ok(Run {
-            burst,
-            cpu,
-            switches,
-            published,
-            session_cpu,
-        })
+    let pings = pings();
+    let session_tid = session_thread(inst, driver, &pings)?;
+    let mut run = |name: &str, actions: &[Vec<(String, String)>]| {
+        measured_burst(inst, driver, session_tid, name, actions, true)
     };
     // Pings and logins alternate over several rounds; each side keeps its median round, so a
     // moment of noise on the machine does not decide the ratio.
@@ -557,12 +590,8 @@ fn login_throughput(inst: &Instance, driver: &mut Ami) -> Res<LoginResults> {
         check(&b, "DeviceUserLogin/Logout")?;
         login_runs.push(b);
     }
-    let median = |mut v: Vec<Run>| {
-        v.sort_by_key(|b| b.elapsed);
-        v.swap_remove(v.len() / 2)
-    };
-    let ping = median(pings_runs);
-    let module_ami = median(login_runs);
+    let ping = median_run(pings_runs);
+    let module_ami = median_run(login_runs);
     let module_cli = run("CLI deviceuser login/logout", &module_cli)?;
     check(&module_cli, "CLI deviceuser login/logout")?;
     let freepbx_ami = run("FreePBX AMI path", &freepbx)?;
@@ -624,9 +653,12 @@ struct BaselineRun {
     /// (module loaded, round)
     overhead: Vec<(bool, Round)>,
     setvar_notify: Option<Vec<Duration>>,
+    /// Asterisk's own state changes over AMI (`Setvar DEVICE_STATE` of hinted devices): the
+    /// median round.
+    own_change: Option<Run>,
 }
 
-fn baseline_instance(do_fanout: bool, do_overhead: bool) -> Res<BaselineRun> {
+fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<BaselineRun> {
     eprintln!(
         "[bench] baseline instance: {FANOUT} hints on Custom:dev/N; {FANOUT} configured, unbound devices Custom:free/N"
     );
@@ -680,6 +712,35 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool) -> Res<BaselineRun> {
     })()
     .map_err(|e| eprintln!("[bench]   Setvar → NOTIFY not measured: {e}"))
     .ok();
+
+    // Reference for the login burst: Asterisk's own device-state change over AMI, of hinted
+    // devices (func_devstate's AstDB write, the state's publication, the hint's new state).
+    let own_change = if do_login {
+        eprintln!("[bench]   Asterisk's own state changes over AMI: {PAIRS} pairs");
+        let session_tid = session_thread(&inst, &mut driver, &pings())?;
+        let setvars: Vec<_> = ["INUSE", "NOT_INUSE"]
+            .iter()
+            .flat_map(|state| {
+                (1..=PAIRS).map(move |n| setvar_device_state(&format!("Custom:dev/{n}"), state))
+            })
+            .collect();
+        let mut runs = Vec::new();
+        for _ in 0..LOGIN_ROUNDS {
+            let r = measured_burst(
+                &inst,
+                &mut driver,
+                session_tid,
+                "Setvar DEVICE_STATE",
+                &setvars,
+                false,
+            )?;
+            check(&r, "Setvar DEVICE_STATE")?;
+            runs.push(r);
+        }
+        Some(median_run(runs))
+    } else {
+        None
+    };
 
     let watch = StateWatch::start(inst.ami_port, "Custom:")?;
     let mut fanout = FanoutSide { rounds: Vec::new() };
@@ -741,6 +802,7 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool) -> Res<BaselineRun> {
         tps_after,
         overhead,
         setvar_notify,
+        own_change,
     })
 }
 
@@ -1338,6 +1400,21 @@ fn login_rows(rep: &mut Report, m: &ModuleRun, b: Option<&BaselineRun>, php: Opt
         "≤ 1.5× Ping time",
         Some(ma / ping <= 1.5),
     );
+    let own = b.and_then(|b| b.own_change.as_ref());
+    if let Some(own) = own {
+        let o = per_pair(own);
+        rep.row(
+            &format!(
+                "3. the same vs Asterisk's own device-state change over AMI (`Setvar DEVICE_STATE(Custom:…)` of hinted devices, 2 per pair, pipelined the same way on the baseline instance; median of {LOGIN_ROUNDS} rounds; AMI session thread CPU per action {:.1} µs)",
+                per_action(own)
+            ),
+            pps(ma),
+            pps(o),
+            ratio(ma, o),
+            "(report)",
+            None,
+        );
+    }
     rep.row(
         "3. login+logout throughput via CLI (`Action: Command`) vs FreePBX AMI path",
         pps(mc),
@@ -1435,7 +1512,11 @@ fn login_rows(rep: &mut Report, m: &ModuleRun, b: Option<&BaselineRun>, php: Opt
         ("CLI `deviceuser login` / `logout user` via `Action: Command`", &l.module_cli),
         ("FreePBX AMI path: 2× `DBPut` + `dialplan add extension …,hint,… into ext-local replace`; logout: 2× `DBPut` + `dialplan remove extension …@ext-local hint`", &l.freepbx_ami),
         ("transport limit: AMI `Ping` (2 per pair)", &l.ping),
-    ] {
+    ]
+    .into_iter()
+    .chain(own.map(|own| {
+        ("reference, baseline instance: Asterisk's own state change, `Setvar DEVICE_STATE(Custom:dev/<n>)` of a hinted device (→ INUSE for all, then → NOT_INUSE; median of the rounds)", own)
+    })) {
         let _ = writeln!(
             d,
             "| {name} | {} | {} | {:.1} µs | {:.0} | {:.1} µs | {:.1} µs | {:.1} | {} |",
@@ -1554,7 +1635,7 @@ fn main() {
         None
     };
     let baseline = if want("fanout") || want("overhead") || want("login") {
-        match baseline_instance(want("fanout"), want("overhead")) {
+        match baseline_instance(want("fanout"), want("overhead"), want("login")) {
             Ok(b) => Some(b),
             Err(e) => {
                 failures.push(format!("baseline instance: {e}"));
