@@ -888,6 +888,25 @@ fn scale(rep: &mut Report) -> Res<()> {
         .unwrap_or("")
         .to_string();
     eprintln!("[bench]   restore load {reload:?}; {restored}");
+    // Every user logs out: each cancels its device's forward into the module's topic.
+    let logouts: Vec<_> = (1..=SCALE)
+        .map(|n| fields(&[("Action", "DeviceUserLogout"), ("User", &user(n))]))
+        .collect();
+    let cpu2 = inst.cpu();
+    let lb = ami.pipeline(&logouts)?;
+    check(&lb, "DeviceUserLogout")?;
+    let settle_logout = inst.settle();
+    let logout_cpu = inst.cpu() - cpu2;
+    let left = ami
+        .command("deviceuser show bindings")?
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string();
+    eprintln!(
+        "[bench]   {SCALE} logouts in {:?}, idle {settle_logout:?} later, {logout_cpu:.2} s CPU; {left}",
+        lb.elapsed
+    );
     drop(ami);
     inst.stop();
 
@@ -975,6 +994,14 @@ fn scale(rep: &mut Report) -> Res<()> {
         reload_cpu,
         mb(rss4, 0),
         settle_reload.as_secs_f64()
+    );
+    let _ = writeln!(
+        d,
+        "| {SCALE} `DeviceUserLogout` pipelined | {} ({}) | {:.2} s until idle | – | idle {:.2} s after the last response; then: `{left}` |",
+        ms(lb.elapsed),
+        rate(SCALE as f64, lb.elapsed),
+        logout_cpu,
+        settle_logout.as_secs_f64()
     );
     rep.detail(
         &format!("4. Scale: {SCALE} users and {SCALE} devices (`PJSIP/d<n>`)"),
