@@ -1,5 +1,6 @@
 //! AMI (manager) plumbing: reading action headers, responses (including list responses),
 //! and events.
+use std::ffi::{CStr, CString};
 use std::os::raw::c_int;
 
 use super::{cstring, from_c};
@@ -11,9 +12,33 @@ pub struct Action {
     m: *const sys::message,
 }
 
-/// Keeps a header value on one line, so it cannot inject headers into a response or event.
-fn one_line(v: &str) -> String {
-    v.replace(['\r', '\n'], " ")
+/// Appends `v` kept on one line (CR and LF become spaces), so it cannot inject headers into a
+/// response or event, and without NULs (never valid in Asterisk strings).
+fn push_one_line(out: &mut Vec<u8>, v: &str) {
+    out.extend(v.bytes().filter(|&b| b != 0).map(|b| match b {
+        b'\r' | b'\n' => b' ',
+        b => b,
+    }));
+}
+
+/// Appends a `key: value` header line, the value on one line.
+fn push_field(out: &mut Vec<u8>, key: &str, value: &str) {
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b": ");
+    push_one_line(out, value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Text built by [`push_one_line`] and [`push_field`] as a C string (it holds no NUL).
+fn c_text(bytes: Vec<u8>) -> CString {
+    CString::new(bytes).unwrap_or_default()
+}
+
+/// `v` on one line, as a C string.
+fn c_one_line(v: &str) -> CString {
+    let mut out = Vec::with_capacity(v.len() + 1);
+    push_one_line(&mut out, v);
+    c_text(out)
 }
 
 impl Action {
@@ -29,20 +54,22 @@ impl Action {
         let n = cstring(name);
         // SAFETY: live message; astman_get_header returns a string owned by the message
         // ("" when absent) and does not modify the name.
-        unsafe { from_c(sys::astman_get_header(self.m, n.as_ptr().cast_mut())) }
-            .unwrap_or_default()
-            .trim()
-            .to_string()
+        let v = unsafe { from_c(sys::astman_get_header(self.m, n.as_ptr().cast_mut())) }
+            .unwrap_or_default();
+        match v.trim() {
+            t if t.len() == v.len() => v,
+            t => t.to_string(),
+        }
     }
 
     pub fn ack(&self, msg: &str) {
-        let t = cstring(&one_line(msg));
+        let t = c_one_line(msg);
         // SAFETY: live session and message; Asterisk copies the text into the response.
         unsafe { sys::astman_send_ack(self.s, self.m, t.as_ptr().cast_mut()) };
     }
 
     pub fn error(&self, msg: &str) {
-        let t = cstring(&one_line(msg));
+        let t = c_one_line(msg);
         // SAFETY: as above.
         unsafe { sys::astman_send_error(self.s, self.m, t.as_ptr().cast_mut()) };
     }
@@ -61,18 +88,17 @@ impl Action {
             )
         };
         let id = self.header("ActionID");
-        let id_line = if id.is_empty() {
-            String::new()
-        } else {
-            format!("ActionID: {}\r\n", one_line(&id))
-        };
         for item in items {
-            let mut text = format!("Event: {event}\r\n{id_line}");
-            for (k, v) in item {
-                text += &format!("{k}: {}\r\n", one_line(v));
+            let mut text = Vec::with_capacity(256);
+            push_field(&mut text, "Event", event);
+            if !id.is_empty() {
+                push_field(&mut text, "ActionID", &id);
             }
-            text += "\r\n";
-            self.append(&text);
+            for (k, v) in item {
+                push_field(&mut text, k, v);
+            }
+            text.extend_from_slice(b"\r\n");
+            self.append(&c_text(text));
         }
         let c = cstring(complete);
         // SAFETY: live session and message; the count fits an int for any real list.
@@ -87,20 +113,19 @@ impl Action {
         }
     }
 
-    fn append(&self, text: &str) {
-        let t = cstring(text);
+    fn append(&self, text: &CStr) {
         // SAFETY: live session; constant "%s" format with one C string.
-        unsafe { sys::astman_append(self.s, c"%s".as_ptr(), t.as_ptr()) };
+        unsafe { sys::astman_append(self.s, c"%s".as_ptr(), text.as_ptr()) };
     }
 }
 
 /// Sends a manager event of class `agent` to every AMI session allowed to read it.
 pub fn event(name: &str, fields: &[(&str, String)]) {
-    let mut body = String::new();
+    let mut body = Vec::with_capacity(128);
     for (k, v) in fields {
-        body += &format!("{k}: {}\r\n", one_line(v));
+        push_field(&mut body, k, v);
     }
-    let (n, b) = (cstring(name), cstring(&body));
+    let (n, b) = (cstring(name), c_text(body));
     // SAFETY: variadic with the constant format "%s" and one C string; no channels.
     unsafe {
         sys::__ast_manager_event_multichan(

@@ -23,7 +23,9 @@ use std::os::raw::c_char;
 
 /// A C string for Asterisk, with interior NULs (never valid in Asterisk strings) dropped.
 pub fn cstring(s: &str) -> CString {
-    CString::new(s.replace('\0', "")).unwrap_or_default()
+    let mut bytes = Vec::with_capacity(s.len() + 1);
+    bytes.extend(s.bytes().filter(|&b| b != 0));
+    CString::new(bytes).unwrap_or_default()
 }
 
 /// Reads a C string owned by Asterisk into a Rust string (lossy for non-UTF-8 bytes).

@@ -496,7 +496,7 @@ fn median_run(mut runs: Vec<Run>) -> Run {
 }
 
 /// Alternating rounds of Pings and of logins/logouts (the median round of each is kept).
-const LOGIN_ROUNDS: usize = 5;
+const LOGIN_ROUNDS: usize = 9;
 
 fn login_throughput(inst: &Instance, driver: &mut Ami) -> Res<LoginResults> {
     eprintln!("[bench]   login/logout throughput: {PAIRS} pairs each way");
