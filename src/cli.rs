@@ -169,11 +169,13 @@ pub fn run(id: i32, a: &Args) -> Outcome {
                 out.push_str(&format!(
                     "Module heap in use: {:.1} MB ({bytes} bytes)\n\
                      Device states followed: {} ({pending} of them not published yet)\n\
+                     Device state messages received: {}\n\
                      Commit work queued (AstDB writes, devices to follow, states to publish): {}\n\
                      User states published: {}\n\
                      Heap trimmed after bursts of commits: {}\n",
                     bytes as f64 / (1024.0 * 1024.0),
                     forwarded + pending,
+                    crate::host::devstate::received(),
                     crate::deferred::pending(),
                     runtime::publish_count(),
                     crate::deferred::trims()

@@ -265,10 +265,20 @@ fn devices_bound_in_a_burst_are_followed_as_the_table_says() {
         (followed0.0 + N, followed0.1),
         "every device bound in the burst is followed"
     );
+    let received = || -> u64 {
+        let v = ast.stats_counter("Device state messages received");
+        v.parse().unwrap_or_else(|_| panic!("not a count: {v}"))
+    };
+    let before = received();
     for n in 1..=N {
         set_state(&mut ami, n, "INUSE");
     }
     wait_hints("InUse");
+    assert!(
+        received() >= before + N as u64,
+        "each change of a bound device reaches the module: {before} → {}",
+        received()
+    );
 
     for n in 1..=N {
         let r = ami.action(&[
@@ -280,6 +290,16 @@ fn devices_bound_in_a_burst_are_followed_as_the_table_says() {
     assert!(drained(), "the logouts' work is applied");
     wait_hints("Unavailable");
     assert_eq!(followed(&ast), followed0, "no freed device is followed");
+    let before = received();
+    for n in 1..=N {
+        set_state(&mut ami, n, "BUSY");
+    }
+    std::thread::sleep(common::scaled(std::time::Duration::from_secs(1)));
+    assert_eq!(
+        received(),
+        before,
+        "no change of a free device reaches the module"
+    );
 
     for n in 1..=N {
         let (u, d) = ((7000 + n).to_string(), format!("b{n}"));

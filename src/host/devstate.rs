@@ -1,7 +1,7 @@
 //! Device state: our provider, queries of other devices, Asterisk's aggregation rules,
 //! publishing, and a subscription to the state changes of bound devices.
 use std::os::raw::{c_char, c_void};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use deviceuser_core::CompactString;
@@ -236,11 +236,21 @@ fn dispatch(change: &Change<'_>) {
     handler(change);
 }
 
+/// Device-state messages delivered to the module's subscriptions since they were made.
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+
+/// How many device-state messages reached the module since load (every message either
+/// subscription delivered, whatever it said).
+pub fn received() -> u64 {
+    RECEIVED.load(Ordering::Relaxed)
+}
+
 unsafe extern "C" fn on_message(
     _data: *mut c_void,
     _sub: *mut sys::stasis_subscription,
     msg: *mut sys::stasis_message,
 ) {
+    RECEIVED.fetch_add(1, Ordering::Relaxed);
     super::guard::guard("device state subscription", (), || {
         // SAFETY: msg is a live message for the duration of the callback.
         if let Some(change) = unsafe { aggregate_change(msg) } {
@@ -342,6 +352,7 @@ unsafe fn subscribe_to(
 /// the subscription's own serialized thread and must be fast.
 pub fn subscribe(handler: ChangeHandler) -> Result<(), String> {
     HANDLER.store(handler as *mut (), Ordering::Release);
+    RECEIVED.store(0, Ordering::Relaxed);
     // SAFETY: valid C string; we own the returned reference until `unsubscribe`.
     let topic = unsafe { sys::stasis_topic_create(c"res_deviceuser:devicestate".as_ptr()) };
     if topic.is_null() {
@@ -366,6 +377,7 @@ unsafe extern "C" fn on_any_message(
     _sub: *mut sys::stasis_subscription,
     msg: *mut sys::stasis_message,
 ) {
+    RECEIVED.fetch_add(1, Ordering::Relaxed);
     super::guard::guard("device state subscription (pending devices)", (), || {
         // SAFETY: msg is a live message for the duration of the callback.
         let Some(change) = (unsafe { aggregate_change(msg) }) else {
