@@ -250,12 +250,7 @@ fn devices_bound_in_a_burst_are_followed_as_the_table_says() {
     };
 
     for n in 1..=N {
-        let r = ami.action(&[
-            ("Action", "DeviceUserLogin"),
-            ("User", &(7000 + n).to_string()),
-            ("Device", &format!("b{n}")),
-        ]);
-        assert!(r.is_success(), "login {n}: {r}");
+        ami.login_ok(&(7000 + n).to_string(), &format!("b{n}"));
         set_state(&mut ami, n, "RINGING");
     }
     assert!(drained(), "the burst's work is applied");
@@ -281,11 +276,7 @@ fn devices_bound_in_a_burst_are_followed_as_the_table_says() {
     );
 
     for n in 1..=N {
-        let r = ami.action(&[
-            ("Action", "DeviceUserLogout"),
-            ("User", &(7000 + n).to_string()),
-        ]);
-        assert!(r.is_success(), "logout {n}: {r}");
+        ami.logout_ok(&(7000 + n).to_string());
     }
     assert!(drained(), "the logouts' work is applied");
     wait_hints("Unavailable");
@@ -302,11 +293,9 @@ fn devices_bound_in_a_burst_are_followed_as_the_table_says() {
     );
 
     for n in 1..=N {
-        let (u, d) = ((7000 + n).to_string(), format!("b{n}"));
-        let r = ami.action(&[("Action", "DeviceUserLogin"), ("User", &u), ("Device", &d)]);
-        assert!(r.is_success(), "login {n}: {r}");
-        let r = ami.action(&[("Action", "DeviceUserLogout"), ("User", &u)]);
-        assert!(r.is_success(), "logout {n}: {r}");
+        let u = (7000 + n).to_string();
+        ami.login_ok(&u, &format!("b{n}"));
+        ami.logout_ok(&u);
     }
     assert!(drained(), "the login/logout burst's work is applied");
     assert_eq!(

@@ -46,12 +46,7 @@ fn a_large_config_goes_through_a_burst_a_trim_and_a_reload() {
     // Back-to-back logins and logouts: the commit thread takes them as a burst.
     let mut ami = ast.ami();
     for n in 1..=USERS {
-        let r = ami.action(&[
-            ("Action", "DeviceUserLogin"),
-            ("User", &(100_000 + n).to_string()),
-            ("Device", &format!("d{n}")),
-        ]);
-        assert!(r.is_success(), "login {n}: {r}");
+        ami.login_ok(&(100_000 + n).to_string(), &format!("d{n}"));
     }
     assert_eq!(
         last_line(&ast.cli("deviceuser show bindings")),
@@ -62,11 +57,7 @@ fn a_large_config_goes_through_a_burst_a_trim_and_a_reload() {
         Some("PJSIP/d4321")
     );
     for n in 1..=USERS {
-        let r = ami.action(&[
-            ("Action", "DeviceUserLogout"),
-            ("User", &(100_000 + n).to_string()),
-        ]);
-        assert!(r.is_success(), "logout {n}: {r}");
+        ami.logout_ok(&(100_000 + n).to_string());
     }
     assert_eq!(
         last_line(&ast.cli("deviceuser show bindings")),

@@ -764,6 +764,22 @@ impl Ami {
             .unwrap_or_else(|e| panic!("AMI action {fields:?}: {e}"))
     }
 
+    /// `DeviceUserLogin` of `user` on `device`, which must succeed.
+    pub fn login_ok(&mut self, user: &str, device: &str) {
+        let r = self.action(&[
+            ("Action", "DeviceUserLogin"),
+            ("User", user),
+            ("Device", device),
+        ]);
+        assert!(r.is_success(), "login of {user} on {device}: {r}");
+    }
+
+    /// `DeviceUserLogout` of `user` everywhere, which must succeed.
+    pub fn logout_ok(&mut self, user: &str) {
+        let r = self.action(&[("Action", "DeviceUserLogout"), ("User", user)]);
+        assert!(r.is_success(), "logout of {user}: {r}");
+    }
+
     /// A list action (e.g. `CoreShowChannels`): the response and the events carrying
     /// its ActionID, up to the one whose name ends with "Complete" (not included).
     pub fn list_action(&mut self, fields: &[(&str, &str)]) -> (Message, Vec<Message>) {
