@@ -170,7 +170,7 @@ pub fn run(id: i32, a: &Args) -> Outcome {
                     "Module heap in use: {:.1} MB ({bytes} bytes)\n\
                      Device states followed: {} ({pending} of them not published yet)\n\
                      Device state messages received: {}\n\
-                     Commit work queued (AstDB writes, devices to follow, states to publish): {}\n\
+                     Commit work queued (AstDB writes, devices to release, states to publish): {}\n\
                      User states published: {}\n\
                      Heap trimmed after bursts of commits: {}\n",
                     bytes as f64 / (1024.0 * 1024.0),

@@ -257,22 +257,34 @@ pub fn release_devices(devices: &[CompactString]) {
     let snap = rt.table.snapshot();
     for id in devices {
         if let Some(dev) = snap.config().device(id) {
-            devstate::unwatch_unless(&dev.dial, || rt.table.snapshot().user_on(id).is_some());
+            // Decided by dial, from one snapshot read under the lock: after a reload the dial
+            // may belong to another device, bound now.
+            devstate::unwatch_unless(&dev.dial, || dial_bound(&rt.table.snapshot(), &dev.dial));
         }
     }
 }
 
-/// Follows the state of exactly the bound devices (after load and reload).
-pub fn watch_bound_devices() {
-    let Some(snap) = with(|rt| rt.table.snapshot()) else {
-        return;
-    };
-    let dials: Vec<&str> = snap
-        .bindings()
+/// Whether a device dialled as `dial` is bound in `snap`.
+fn dial_bound(snap: &Snapshot, dial: &str) -> bool {
+    snap.config()
+        .device_for_dial(dial)
+        .is_some_and(|d| snap.user_on(&d.id).is_some())
+}
+
+/// The dial strings of the bound devices in `snap`.
+fn bound_dials(snap: &Snapshot) -> Vec<String> {
+    snap.bindings()
         .into_iter()
-        .filter_map(|b| snap.config().device(&b.device).map(|d| d.dial.as_str()))
-        .collect();
-    devstate::watch_only(&dials);
+        .filter_map(|b| snap.config().device(&b.device).map(|d| d.dial.to_string()))
+        .collect()
+}
+
+/// Follows the state of exactly the bound devices (after load and reload). The set is read
+/// under the followed-devices lock, so a login committed meanwhile (which follows its device
+/// under that lock) is in it or follows its device after.
+pub fn watch_bound_devices() {
+    let Some(rt) = current() else { return };
+    devstate::watch_only(|| bound_dials(&rt.table.snapshot()));
 }
 
 /// Publishes the state of every user that is on a device or in DND (see [`announce`]).

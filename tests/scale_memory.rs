@@ -78,7 +78,7 @@ fn a_large_config_goes_through_a_burst_a_trim_and_a_reload() {
     // The work queued by the burst is applied, then the heap is trimmed once it is quiet.
     assert!(
         poll(T, || (ast.stats_counter(
-            "Commit work queued (AstDB writes, devices to follow, states to publish)"
+            "Commit work queued (AstDB writes, devices to release, states to publish)"
         ) == "0")
             .then_some(()))
         .is_some(),

@@ -435,11 +435,16 @@ fn forward(device: &str, create: bool) -> Option<Forward> {
 
 /// Starts following the state of `device` ("PJSIP/1000", "Custom:x"); idempotent.
 pub fn watch(device: &str) {
+    if let Some(w) = watches().as_mut() {
+        watch_locked(w, device);
+    }
+}
+
+/// [`watch`], with the followed-devices lock held.
+fn watch_locked(w: &mut Watches, device: &str) {
     if device.is_empty() {
         return;
     }
-    let mut guard = watches();
-    let Some(w) = guard.as_mut() else { return };
     let key = watch_key(device);
     if w.forwards.contains_key(&key) || w.pending.contains(&key) {
         return;
@@ -478,24 +483,29 @@ pub fn unwatch_unless(device: &str, needed: impl FnOnce() -> bool) {
     }
 }
 
-/// Follows exactly `devices`: others are dropped, missing ones added.
-pub fn watch_only(devices: &[&str]) {
-    let want: FxHashSet<CompactString> = devices.iter().map(|d| watch_key(d)).collect();
-    let stale: Vec<Forward> = {
+/// Follows exactly the devices `devices` lists, asked under the followed-devices lock: others
+/// are dropped, missing ones added, before the lock is released.
+pub fn watch_only(devices: impl FnOnce() -> Vec<String>) {
+    let stale = {
         let mut guard = watches();
         let Some(w) = guard.as_mut() else { return };
+        // Asked under the lock [`watch`] takes (see `runtime::watch_bound_devices`).
+        let devices = devices();
+        let want: FxHashSet<CompactString> = devices.iter().map(|d| watch_key(d)).collect();
         w.pending.retain(|k| want.contains(k));
         let gone: Vec<CompactString> = (w.forwards.keys())
             .filter(|k| !want.contains(*k))
             .cloned()
             .collect();
-        gone.iter().filter_map(|k| w.forwards.remove(k)).collect()
+        let stale: Vec<Forward> = gone.iter().filter_map(|k| w.forwards.remove(k)).collect();
+        // Still under the lock: a logout's release (which decides under it) comes after.
+        for d in &devices {
+            watch_locked(w, d);
+        }
+        stale
     };
     for f in stale {
         f.cancel();
-    }
-    for d in devices {
-        watch(d);
     }
 }
 

@@ -908,7 +908,9 @@ fn scale(rep: &mut Report) -> Res<()> {
         .unwrap_or("")
         .to_string();
     eprintln!("[bench]   restore load {reload:?}; {restored}");
-    // Every user logs out: each cancels its device's forward into the module's topic.
+    // Every user logs out. These devices have never published a state (no endpoint), so the
+    // module waits for their first one instead of forwarding their topics: each logout takes
+    // its device out of that set.
     let logouts: Vec<_> = (1..=SCALE)
         .map(|n| fields(&[("Action", "DeviceUserLogout"), ("User", &user(n))]))
         .collect();
