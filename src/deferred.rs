@@ -70,7 +70,7 @@ fn apply_batch(ops: Vec<Op>) {
     }
     users.sort_unstable();
     users.dedup();
-    runtime::publish_users(users.into_iter());
+    runtime::publish_committed(users.into_iter());
 }
 
 struct Queue {

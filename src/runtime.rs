@@ -54,8 +54,13 @@ fn published() -> std::sync::MutexGuard<'static, Published> {
 
 /// Publishes `state` for `user` unless it is the last state published for them.
 fn publish_user(published: &mut Published, user: &str, state: DeviceState) {
+    publish_user_if(published, user, state, false);
+}
+
+/// [`publish_user`]; with `always`, even when `state` is the last state published.
+fn publish_user_if(published: &mut Published, user: &str, state: DeviceState, always: bool) {
     let map = published.get_or_insert_with(FxHashMap::default);
-    if map.get(user) == Some(&state) {
+    if !always && map.get(user) == Some(&state) {
         return;
     }
     devstate::publish(&device_name(user), state);
@@ -519,13 +524,27 @@ pub fn user_state(
 }
 
 pub fn publish_users<S: AsRef<str>>(users: impl Iterator<Item = S>) {
+    publish_users_if(users, false);
+}
+
+/// Publishes the states of users that commits changed, each even when it equals the last
+/// state published. Asterisk's hint engine asks the provider (the live table) whenever it
+/// handles a message for the user's device, so while the commits of one batch were made it
+/// may have shown a state that was never published (a login and a logout taken together,
+/// say, with the device ringing in between); publishing again makes it ask once more, after
+/// the last of them.
+pub fn publish_committed<S: AsRef<str>>(users: impl Iterator<Item = S>) {
+    publish_users_if(users, true);
+}
+
+fn publish_users_if<S: AsRef<str>>(users: impl Iterator<Item = S>, always: bool) {
     let mut published = published();
     let Some(snap) = with(|rt| rt.table.snapshot()) else {
         return;
     };
     for user in users {
         let user = user.as_ref();
-        publish_user(&mut published, user, user_state(&snap, user, None));
+        publish_user_if(&mut published, user, user_state(&snap, user, None), always);
     }
 }
 

@@ -195,7 +195,8 @@ fn a_bound_device_is_followed_from_its_first_state_change_on() {
 /// acknowledged. A device that changes state right after its login, before the burst's work
 /// is applied, shows in its user's hint; every bound device is followed and each later change
 /// reaches the hint; a burst of logouts, or of logins each undone at once, leaves none
-/// followed once applied.
+/// followed once applied; a logout right before the same device's next login leaves it
+/// followed.
 #[test]
 fn devices_bound_in_a_burst_are_followed_as_the_table_says() {
     const N: usize = 100;
