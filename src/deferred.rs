@@ -41,7 +41,7 @@ enum Op {
         what: &'static str,
     },
     Del(CompactString),
-    /// Stop following the state of the device (by id) if it is still free.
+    /// Stop following the state this dial string names unless a device dialled so is bound.
     Release(CompactString),
     /// Publish the user's device state.
     Publish(CompactString),
@@ -50,7 +50,7 @@ enum Op {
 /// Applies a batch: AstDB writes in order, then each freed device released once, then each
 /// affected user's state once.
 fn apply_batch(ops: Vec<Op>) {
-    let (mut devices, mut users) = (Vec::new(), Vec::new());
+    let (mut dials, mut users) = (Vec::new(), Vec::new());
     for op in ops {
         match op {
             Op::Put { key, value, what } => {
@@ -59,14 +59,14 @@ fn apply_batch(ops: Vec<Op>) {
                 }
             }
             Op::Del(key) => astdb::del(FAMILY, &key),
-            Op::Release(device) => devices.push(device),
+            Op::Release(dial) => dials.push(dial),
             Op::Publish(user) => users.push(user),
         }
     }
-    if !devices.is_empty() {
-        devices.sort_unstable();
-        devices.dedup();
-        runtime::release_devices(&devices);
+    if !dials.is_empty() {
+        dials.sort_unstable();
+        dials.dedup();
+        runtime::release_dials(&dials);
     }
     users.sort_unstable();
     users.dedup();
@@ -166,10 +166,10 @@ impl Work {
         self.0.push(Op::Del(key.into()));
     }
 
-    /// Stop following the states of the devices (by id) the commit freed, unless they are
-    /// bound again by then.
-    pub fn release<'a>(&mut self, devices: impl Iterator<Item = &'a str>) {
-        self.0.extend(devices.map(|d| Op::Release(d.into())));
+    /// Stop following the states of the devices the commit freed (by dial string), unless
+    /// they are bound again by then.
+    pub fn release<'a>(&mut self, dials: impl Iterator<Item = &'a str>) {
+        self.0.extend(dials.map(|d| Op::Release(d.into())));
     }
 
     /// Publish the users' device states.

@@ -52,13 +52,9 @@ fn published() -> std::sync::MutexGuard<'static, Published> {
     PUBLISHED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Publishes `state` for `user` unless it is the last state published for them.
-fn publish_user(published: &mut Published, user: &str, state: DeviceState) {
-    publish_user_if(published, user, state, false);
-}
-
-/// [`publish_user`]; with `always`, even when `state` is the last state published.
-fn publish_user_if(published: &mut Published, user: &str, state: DeviceState, always: bool) {
+/// Publishes `state` for `user` unless it is the last state published for them (with
+/// `always`, even then).
+fn publish_user(published: &mut Published, user: &str, state: DeviceState, always: bool) {
     let map = published.get_or_insert_with(FxHashMap::default);
     if !always && map.get(user) == Some(&state) {
         return;
@@ -233,17 +229,17 @@ pub fn announce() {
     with(|rt| sync_hints(None, rt.table.snapshot().config()));
 }
 
-/// Follows the state of the devices a commit bound. A device bound while already
-/// unregistered is told to the unregister tracker, since no change may ever come for it.
-/// Runs in the commit, before it is acknowledged: every change of the device after that
-/// reaches the module.
-fn follow_bound(rt: &Runtime, changes: &Changes, now: u64) {
+/// Follows the state of the devices a commit bound, and leaves releasing those it freed to
+/// its deferred work. A device bound while already unregistered is told to the unregister
+/// tracker, since no change may ever come for it. Runs in the commit, before it is
+/// acknowledged: every change of a bound device after that reaches the module.
+fn follow_changes(rt: &Runtime, changes: &Changes, now: u64, work: &mut deferred::Work) {
     let snap = rt.table.snapshot();
+    let dial = |device: &str| snap.config().device(device).map(|d| d.dial.as_str());
+    work.release(changes.removed.iter().filter_map(|(b, _)| dial(&b.device)));
     let unregister_policy = any_unregister_policy(snap.config());
     for (b, _) in &changes.added {
-        let Some(d) = snap.config().device(&b.device).map(|d| d.dial.as_str()) else {
-            continue;
-        };
+        let Some(d) = dial(&b.device) else { continue };
         devstate::watch(d);
         if unregister_policy {
             let unavailable = devstate::device_state(d) == DeviceState::UNAVAILABLE;
@@ -253,19 +249,14 @@ fn follow_bound(rt: &Runtime, changes: &Changes, now: u64) {
     }
 }
 
-/// Stops following the state of those of `devices` (ids of devices commits freed) that are
-/// still free. Deferred work: the table decides, read under the followed-devices lock, so a
-/// device bound again meanwhile keeps its forward (its login follows it under that lock
-/// after committing).
-pub fn release_devices(devices: &[CompactString]) {
+/// Stops following the states `dials` name (devices commits freed) unless a device dialled
+/// so is bound again. Deferred work: the table decides, read under the followed-devices
+/// lock, so a device bound again meanwhile (its login follows it under that lock after
+/// committing), or another device given the dial by a reload, keeps the forward.
+pub fn release_dials(dials: &[CompactString]) {
     let Some(rt) = current() else { return };
-    let snap = rt.table.snapshot();
-    for id in devices {
-        if let Some(dev) = snap.config().device(id) {
-            // Decided by dial, from one snapshot read under the lock: after a reload the dial
-            // may belong to another device, bound now.
-            devstate::unwatch_unless(&dev.dial, || dial_bound(&rt.table.snapshot(), &dev.dial));
-        }
+    for dial in dials {
+        devstate::unwatch_unless(dial, || dial_bound(&rt.table.snapshot(), dial));
     }
 }
 
@@ -432,8 +423,7 @@ pub fn commit(changes: &Changes) {
     let mut work = deferred::Work::default();
     write_through(changes, &mut work);
     let now = now();
-    with(|rt| follow_bound(rt, changes, now));
-    work.release(changes.removed.iter().map(|(b, _)| b.device.as_str()));
+    with(|rt| follow_changes(rt, changes, now, &mut work));
     with(|rt| {
         rt.stats
             .lock()
@@ -544,14 +534,14 @@ fn publish_users_if<S: AsRef<str>>(users: impl Iterator<Item = S>, always: bool)
     };
     for user in users {
         let user = user.as_ref();
-        publish_user_if(&mut published, user, user_state(&snap, user, None), always);
+        publish_user(&mut published, user, user_state(&snap, user, None), always);
     }
 }
 
 fn publish_users_state(users: impl Iterator<Item = String>, state: DeviceState) {
     let mut published = published();
     for user in users {
-        publish_user(&mut published, &user, state);
+        publish_user(&mut published, &user, state, false);
     }
 }
 
@@ -573,7 +563,7 @@ pub fn device_changed(dial: &str, state: DeviceState) {
         return;
     };
     let state = user_state(&snap, &b.user, Some((dial, state)));
-    publish_user(&mut published, &b.user, state);
+    publish_user(&mut published, &b.user, state, false);
 }
 
 /// Turns a user's do-not-disturb on or off: persisted, published (BUSY while on), announced.

@@ -227,13 +227,7 @@ fn devices_bound_in_a_burst_are_followed_as_the_table_says() {
     // No bound device waits for its first state, so no subscription to all device-state
     // traffic exists: only bound devices' changes reach the module.
     assert_eq!(followed0.1, 0, "devices waiting for their first state");
-    let drained = || {
-        common::wait_until(LONG, || {
-            ast.stats_counter(
-                "Commit work queued (AstDB writes, devices to release, states to publish)",
-            ) == "0"
-        })
-    };
+    let drained = || ast.commit_work_applied(LONG);
     // How many of the burst users' hints show `state`.
     let hints_in = |state: &str| {
         ast.cli("core show hints")
@@ -264,10 +258,7 @@ fn devices_bound_in_a_burst_are_followed_as_the_table_says() {
         (followed0.0 + N, followed0.1),
         "every device bound in the burst is followed"
     );
-    let received = || -> u64 {
-        let v = ast.stats_counter("Device state messages received");
-        v.parse().unwrap_or_else(|_| panic!("not a count: {v}"))
-    };
+    let received = || ast.stats_count("Device state messages received");
     let before = received();
     for n in 1..=N {
         set_state(&mut ami, n, "INUSE");

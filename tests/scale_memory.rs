@@ -76,19 +76,9 @@ fn a_large_config_goes_through_a_burst_a_trim_and_a_reload() {
         "{summary}"
     );
     // The work queued by the burst is applied, then the heap is trimmed once it is quiet.
-    assert!(
-        poll(T, || (ast.stats_counter(
-            "Commit work queued (AstDB writes, devices to release, states to publish)"
-        ) == "0")
-            .then_some(()))
-        .is_some(),
-        "commit work still queued"
-    );
+    assert!(ast.commit_work_applied(T), "commit work still queued");
     let trims = poll(T, || {
-        let n: u64 = ast
-            .stats_counter("Heap trimmed after bursts of commits")
-            .parse()
-            .ok()?;
+        let n = ast.stats_count("Heap trimmed after bursts of commits");
         (n >= 1).then_some(n)
     });
     assert!(
@@ -108,8 +98,8 @@ fn a_large_config_goes_through_a_burst_a_trim_and_a_reload() {
         "module heap at load {at_load} bytes, after unload and load {reloaded} bytes"
     );
     assert_eq!(
-        ast.stats_counter("Heap trimmed after bursts of commits"),
-        "0",
+        ast.stats_count("Heap trimmed after bursts of commits"),
+        0,
         "the count starts again at load"
     );
 }

@@ -449,6 +449,22 @@ impl Asterisk {
             .to_string()
     }
 
+    /// A counter of `deviceuser show stats summary` that is a plain count.
+    pub fn stats_count(&self, name: &str) -> u64 {
+        let v = self.stats_counter(name);
+        v.parse()
+            .unwrap_or_else(|_| panic!("`{name}` is not a count: {v}"))
+    }
+
+    /// Waits until the module's commit thread has applied all queued work; false on timeout.
+    pub fn commit_work_applied(&self, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            self.stats_count(
+                "Commit work queued (AstDB writes, devices to release, states to publish)",
+            ) == 0
+        })
+    }
+
     /// The module's own heap in bytes (`Module heap in use: 1.2 MB (1234567 bytes)`).
     pub fn module_heap_bytes(&self) -> u64 {
         let v = self.stats_counter("Module heap in use");
