@@ -1470,6 +1470,24 @@ fn storm() {
         let _ = h.join();
     }
     let duration = sh.elapsed();
+    // What RSS holds at the end, and how much of it is freed heap that glibc had kept:
+    // Asterisk's `malloc trim` hands that back to the system.
+    let mut trimmed = String::new();
+    if !crashed {
+        let pid = sh.pid();
+        thread::sleep(Duration::from_secs(6));
+        let before = vm_rss_kb(pid);
+        let out = ast.cli("malloc trim");
+        let after = vm_rss_kb(pid);
+        trimmed = match (before, after) {
+            (Some(b), Some(a)) => format!(
+                "RSS at the end (writers stopped 6 s before): {b} kB; after Asterisk's `malloc trim`: {a} kB ({:+} kB; {})",
+                a as i64 - b as i64,
+                out.trim()
+            ),
+            _ => "RSS at the end: unreadable".into(),
+        };
+    }
     // A graceful stop, then the bindings after a restart.
     let mut after_restart = String::new();
     if !crashed {
@@ -1551,6 +1569,9 @@ fn storm() {
             lastr.1,
             lastr.1 as i64 - first.1 as i64
         );
+    }
+    if !trimmed.is_empty() {
+        let _ = writeln!(s, "{trimmed}");
     }
     let _ = writeln!(s, "\n## Consistency checks\n");
     for c in &st.checks {
