@@ -664,7 +664,7 @@ struct BaselineRun {
 /// Rounds of unrelated churn, alternating module unloaded and loaded (ABBA), half each. A
 /// round's Asterisk CPU varies by about ±8 % on this machine (and is read in 10 ms ticks), so
 /// a difference of a few percent needs the mean of many.
-const OVERHEAD_ROUNDS: usize = 20;
+const OVERHEAD_ROUNDS: usize = 32;
 
 fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<BaselineRun> {
     eprintln!(
@@ -767,7 +767,23 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
     let mut overhead_module_msgs = 0;
     if do_overhead {
         let mut loaded = false;
-        let mut state = "NOT_INUSE";
+        // One round first, not counted: the first churn after the instance started runs
+        // slower on both sides (caches, AstDB pages).
+        let warm = churn(
+            &inst,
+            &mut driver,
+            &watch,
+            "free/",
+            FANOUT,
+            "INUSE",
+            "Custom:free/",
+            "INUSE",
+        )?;
+        eprintln!(
+            "[bench]   unrelated churn, warm-up (not counted): {}/{} in {:?}, cpu {:.2}s",
+            warm.arrived, warm.changes, warm.wall, warm.cpu
+        );
+        let mut state = "INUSE";
         for i in 0..OVERHEAD_ROUNDS {
             // Alternate (ABBA) so drift (AstDB growth, caches) spreads over both sides: half
             // the rounds each.
@@ -1340,6 +1356,9 @@ fn overhead_rows(rep: &mut Report, b: &BaselineRun) {
     struct Side {
         wall: f64,
         cpu: f64,
+        /// Squared standard errors of the means (sample variance / rounds).
+        wall_se2: f64,
+        cpu_se2: f64,
         median_wall: f64,
         median_cpu: f64,
         rounds: usize,
@@ -1358,9 +1377,17 @@ fn overhead_rows(rep: &mut Report, b: &BaselineRun) {
             v.sort_by(f64::total_cmp);
             v.get(v.len() / 2).copied().unwrap_or(0.0)
         };
+        let se2 = |f: &dyn Fn(&Round) -> f64| {
+            let mean = rounds.iter().map(|r| f(r)).sum::<f64>() / n;
+            let var =
+                rounds.iter().map(|r| (f(r) - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+            var / n
+        };
         Side {
             wall: rounds.iter().map(|r| r.wall.as_secs_f64()).sum::<f64>() / n,
             cpu: rounds.iter().map(|r| r.cpu).sum::<f64>() / n,
+            wall_se2: se2(&|r| r.wall.as_secs_f64()),
+            cpu_se2: se2(&|r| r.cpu),
             median_wall: median(&|r| r.wall.as_secs_f64()),
             median_cpu: median(&|r| r.cpu),
             rounds: rounds.len(),
@@ -1371,19 +1398,24 @@ fn overhead_rows(rep: &mut Report, b: &BaselineRun) {
     let (lw, lc, ln, lm) = (l.wall, l.cpu, l.rounds, l.missed);
     let (uw, uc, un, um) = (u.wall, u.cpu, u.rounds, u.missed);
     let pct = |a: f64, b: f64| format!("{:+.1}%", (a / b - 1.0) * 100.0);
+    // The difference of the means with its 95 % interval (normal approximation), relative to
+    // the unloaded mean: how far round-to-round noise alone moves the figure.
+    let interval = |a: f64, b: f64, se2: f64| {
+        format!("{} (±{:.1}%)", pct(a, b), 1.96 * se2.sqrt() / b * 100.0)
+    };
     rep.row(
-        &format!("2. unrelated churn ({FANOUT} unbound devices): Asterisk CPU per round, loaded vs unloaded (means of {} ABBA rounds each)", OVERHEAD_ROUNDS / 2),
+        &format!("2. unrelated churn ({FANOUT} unbound devices): Asterisk CPU per round, loaded vs unloaded (means of {} ABBA rounds each; ± the 95% interval of the difference from round-to-round noise)", OVERHEAD_ROUNDS / 2),
         secs(lc),
         secs(uc),
-        pct(lc, uc),
+        interval(lc, uc, l.cpu_se2 + u.cpu_se2),
         "≤ +3%",
         Some(lc / uc <= 1.03),
     );
     rep.row(
-        "2. unrelated churn: wall per round, loaded vs unloaded (means)",
+        "2. unrelated churn: wall per round, loaded vs unloaded (means, ± as above)",
         secs(lw),
         secs(uw),
-        pct(lw, uw),
+        interval(lw, uw, l.wall_se2 + u.wall_se2),
         "≤ +3%",
         Some(lw / uw <= 1.03),
     );
@@ -1401,7 +1433,9 @@ fn overhead_rows(rep: &mut Report, b: &BaselineRun) {
     let mut d = format!(
         "Baseline instance, `Setvar DEVICE_STATE(Custom:free/<n>)` for {FANOUT} devices that are configured \
          in res_deviceuser.conf but bound to nobody, rounds alternating module unloaded/loaded \
-         (`module unload`/`module load res_deviceuser.so`). Mean per round: loaded {} wall / {:.2} s CPU \
+         (`module unload`/`module load res_deviceuser.so`) after one uncounted warm-up round. The \
+         summary's ± is the 95% interval of the difference of the means (normal approximation, \
+         from the rounds' spread): a difference inside it is not told apart from noise. Mean per round: loaded {} wall / {:.2} s CPU \
          ({ln} rounds, {lm} missed), unloaded {} wall / {:.2} s CPU ({un} rounds, {um} missed). \
          Medians: loaded {} / {:.2} s CPU, unloaded {} / {:.2} s CPU ({} CPU).\n\n\
          | # | module | wall | CPU |\n|---|---|---|---|\n",
