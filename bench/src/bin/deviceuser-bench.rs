@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use deviceuser_bench::ami::{act, Ami, StateWatch};
 use deviceuser_bench::conf::{self, device, user};
@@ -608,7 +608,7 @@ fn login_throughput(inst: &Instance, driver: &mut Ami) -> Res<LoginResults> {
 fn notify_latency(inst: &Instance, driver: &mut Ami) -> Res<(Vec<Duration>, Vec<Duration>)> {
     let (u, d) = (user(FANOUT), device(FANOUT));
     eprintln!("[bench]   login → NOTIFY latency: {LATENCY_PAIRS} pairs, user {u}");
-    let w = Watcher::subscribe(inst.sip_port, "watcher", &u)?;
+    let w = Watcher::subscribe(&inst.run.join("watcher"), inst.sip_port, "watcher", &u)?;
     let (mut login, mut logout) = (Vec::new(), Vec::new());
     for _ in 0..LATENCY_PAIRS {
         for (action, out, want) in [
@@ -622,7 +622,7 @@ fn notify_latency(inst: &Instance, driver: &mut Ami) -> Res<(Vec<Duration>, Vec<
             }
             let id = driver.reserve_id();
             let text = deviceuser_bench::ami::render(&f, id);
-            let t0 = Instant::now();
+            let t0 = SystemTime::now();
             driver.send_raw(text.as_bytes())?;
             let n = w
                 .next(Duration::from_secs(5))
@@ -633,7 +633,7 @@ fn notify_latency(inst: &Instance, driver: &mut Ami) -> Res<(Vec<Duration>, Vec<
                     sip::basic(&n.body)
                 ));
             }
-            out.push(n.at.saturating_duration_since(t0));
+            out.push(sip::latency(t0, &n));
             let r = driver.wait_response(id, Instant::now() + Duration::from_secs(5))?;
             if !r.is_success() {
                 return Err(format!("{action} failed: {:?}", r.get("Message")));
@@ -699,7 +699,12 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
 
     // Reference: Asterisk's own state → NOTIFY latency (Setvar of a hinted Custom device).
     let setvar_notify = (|| -> Res<Vec<Duration>> {
-        let w = Watcher::subscribe(inst.sip_port, "watcher", &user(FANOUT))?;
+        let w = Watcher::subscribe(
+            &inst.run.join("watcher"),
+            inst.sip_port,
+            "watcher",
+            &user(FANOUT),
+        )?;
         let mut v = Vec::new();
         for i in 0..LATENCY_PAIRS * 2 {
             let state = if i % 2 == 0 { "INUSE" } else { "NOT_INUSE" };
@@ -708,12 +713,12 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
             let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let id = driver.reserve_id();
             let text = deviceuser_bench::ami::render(&f, id);
-            let t0 = Instant::now();
+            let t0 = SystemTime::now();
             driver.send_raw(text.as_bytes())?;
             let n = w
                 .next(Duration::from_secs(5))
                 .ok_or("no NOTIFY after Setvar")?;
-            v.push(n.at.saturating_duration_since(t0));
+            v.push(sip::latency(t0, &n));
             driver.wait_response(id, Instant::now() + Duration::from_secs(5))?;
         }
         Ok(v)
@@ -1540,7 +1545,7 @@ fn login_rows(rep: &mut Report, m: &ModuleRun, b: Option<&BaselineRun>, php: Opt
         });
         rep.row(
             &format!(
-                "3. AMI login/logout → NOTIFY at a presence watcher, p99 ({} samples; p50 {})",
+                "3. AMI login/logout → NOTIFY at a sipp presence watcher, p99 ({} samples; p50 {})",
                 all.len(),
                 ms(quantile(&all, 0.5))
             ),
@@ -1559,9 +1564,10 @@ fn login_rows(rep: &mut Report, m: &ModuleRun, b: Option<&BaselineRun>, php: Opt
         );
         let mut d = format!(
             "{LATENCY_PAIRS} sequential pairs on the module instance: `DeviceUserLogin` then `DeviceUserLogout` \
-             of user {} on device {} (`Custom:dev/{FANOUT}`, NOT_INUSE), with a UDP presence watcher (pidf) \
-             subscribed to the user's module-owned hint. Latency = AMI action written → NOTIFY received \
-             (same clock, same process).\n\n| | p50 | p90 | p99 | max |\n|---|---|---|---|---|\n",
+             of user {} on device {} (`Custom:dev/{FANOUT}`, NOT_INUSE), watched by `sipp` (sip-tester) \
+             subscribed (presence, pidf) to the user's module-owned hint, answering each NOTIFY. Latency = \
+             the wall clock when the AMI action was written → the time sipp logged the NOTIFY as received \
+             (its message trace, in µs; one machine clock).\n\n| | p50 | p90 | p99 | max |\n|---|---|---|---|---|\n",
             user(FANOUT),
             device(FANOUT)
         );
