@@ -17,7 +17,9 @@ cargo test --workspace "$@"
 [ -s "$lines" ] || { echo "no module log lines were collected: the integration tests did not run" >&2; exit 1; }
 pins=$(sed -n 's/^password *= *\([0-9][0-9]*\)$/\1/p' "$ROOT/res_deviceuser.conf.sample" | sort -u | paste -sd'|')
 [ -n "$pins" ] || { echo "no PINs found in the sample configuration" >&2; exit 1; }
-if grep -nwE "$pins" "$lines" >&2; then
+# Only the messages are searched: the prefix Asterisk writes (time, level, thread id, call id)
+# holds numbers of its own, such as a thread id equal to a PIN.
+if sed -E 's/^\[[^]]*\] [A-Z]+(\[[^]]*\])+ //' "$lines" | grep -nwE "$pins" >&2; then
     echo "a configured PIN appears in the module's log lines above" >&2
     exit 1
 fi
