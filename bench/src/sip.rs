@@ -6,7 +6,7 @@
 use std::fs::{self, File};
 use std::io::Read;
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -25,7 +25,6 @@ pub struct Watcher {
     notifies: Receiver<Notify>,
     child: Child,
     stop: Arc<AtomicBool>,
-    dir: PathBuf,
 }
 
 /// SUBSCRIBE (Event: presence, pidf) without authentication, then 200 to every NOTIFY.
@@ -206,7 +205,6 @@ impl Watcher {
             notifies: rx,
             child,
             stop,
-            dir: dir.to_path_buf(),
         };
         if w.next(Duration::from_secs(10)).is_none() {
             let screen =
@@ -231,11 +229,6 @@ impl Watcher {
     /// Drops NOTIFYs already received.
     pub fn drain(&self) {
         while self.notifies.try_recv().is_ok() {}
-    }
-
-    /// Where sipp's files are.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
