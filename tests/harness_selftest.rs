@@ -72,12 +72,7 @@ fn blf_watcher_sees_custom_state_changes() {
         .conf("extensions.conf", &dialplan_with_custom_hint())
         .start();
     let mut ami = ast.ami();
-    let r = ami.action(&[
-        ("Action", "Setvar"),
-        ("Variable", "DEVICE_STATE(Custom:x)"),
-        ("Value", "NOT_INUSE"),
-    ]);
-    assert!(r.is_success(), "{r}");
+    ami.setvar_ok("DEVICE_STATE(Custom:x)", "NOT_INUSE");
 
     let watcher = Sipp::watcher(&ast, "1000", "9000");
     let first = watcher

@@ -212,12 +212,7 @@ fn devices_bound_in_a_burst_are_followed_as_the_table_says() {
         .start();
     let mut ami = ast.ami();
     let set_state = |ami: &mut common::Ami, n: usize, state: &str| {
-        let r = ami.action(&[
-            ("Action", "Setvar"),
-            ("Variable", &format!("DEVICE_STATE(Custom:burst-{n})")),
-            ("Value", state),
-        ]);
-        assert!(r.is_success(), "Setvar Custom:burst-{n}: {r}");
+        ami.setvar_ok(&format!("DEVICE_STATE(Custom:burst-{n})"), state);
     };
     // Every device has a state topic (published once), so it is followed through a forward.
     for n in 1..=N {

@@ -121,12 +121,7 @@ fn lockout_holds_under_parallel_attempts_from_several_devices() {
 fn dnd_through_the_dialplan_function() {
     let ast = hd::start("dnd-func");
     let mut ami = ast.ami();
-    let r = ami.action(&[
-        ("Action", "Setvar"),
-        ("Variable", "DEVICEUSER(4104,dnd)"),
-        ("Value", "on"),
-    ]);
-    assert!(r.is_success(), "{r}");
+    ami.setvar_ok("DEVICEUSER(4104,dnd)", "on");
     assert_eq!(
         ami.getvar("DEVICEUSER(4104,dnd)", None).as_deref(),
         Some("1")

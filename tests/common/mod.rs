@@ -909,6 +909,16 @@ impl Ami {
             None
         }
     }
+
+    /// Global `Setvar` of a variable or function, which must succeed.
+    pub fn setvar_ok(&mut self, variable: &str, value: &str) {
+        let r = self.action(&[
+            ("Action", "Setvar"),
+            ("Variable", variable),
+            ("Value", value),
+        ]);
+        assert!(r.is_success(), "Setvar {variable} = {value}: {r}");
+    }
 }
 
 impl Drop for Ami {

@@ -623,6 +623,27 @@ fn login_throughput(inst: &Instance, driver: &mut Ami) -> Res<LoginResults> {
     })
 }
 
+/// Sends one action and waits for the NOTIFY it causes at `w` (NOTIFYs before it are
+/// dropped), then for the action's response: the NOTIFY, the time from sending to its
+/// arrival, and the response.
+fn action_to_notify(
+    driver: &mut Ami,
+    w: &Watcher,
+    fields: &[(&str, &str)],
+) -> Res<(sip::Notify, Duration, deviceuser_bench::ami::Message)> {
+    w.drain();
+    let id = driver.reserve_id();
+    let text = deviceuser_bench::ami::render(fields, id);
+    let t0 = SystemTime::now();
+    driver.send_raw(text.as_bytes())?;
+    let n = w
+        .next(Duration::from_secs(5))
+        .ok_or_else(|| format!("no NOTIFY after {:?}", fields.first()))?;
+    let latency = sip::latency(t0, &n);
+    let r = driver.wait_response(id, Instant::now() + Duration::from_secs(5))?;
+    Ok((n, latency, r))
+}
+
 /// Login → NOTIFY and logout → NOTIFY of one user watched by a presence subscriber.
 fn notify_latency(inst: &Instance, driver: &mut Ami) -> Res<(Vec<Duration>, Vec<Duration>)> {
     let (u, d) = (user(FANOUT), device(FANOUT));
@@ -634,26 +655,18 @@ fn notify_latency(inst: &Instance, driver: &mut Ami) -> Res<(Vec<Duration>, Vec<
             ("DeviceUserLogin", &mut login, "open"),
             ("DeviceUserLogout", &mut logout, "closed"),
         ] {
-            w.drain();
             let mut f = vec![("Action", action), ("User", u.as_str())];
             if action == "DeviceUserLogin" {
                 f.push(("Device", d.as_str()));
             }
-            let id = driver.reserve_id();
-            let text = deviceuser_bench::ami::render(&f, id);
-            let t0 = SystemTime::now();
-            driver.send_raw(text.as_bytes())?;
-            let n = w
-                .next(Duration::from_secs(5))
-                .ok_or_else(|| format!("no NOTIFY after {action}"))?;
+            let (n, latency, r) = action_to_notify(driver, &w, &f)?;
             if sip::basic(&n.body) != want {
                 return Err(format!(
                     "NOTIFY after {action} says {:?}, expected {want}",
                     sip::basic(&n.body)
                 ));
             }
-            out.push(sip::latency(t0, &n));
-            let r = driver.wait_response(id, Instant::now() + Duration::from_secs(5))?;
+            out.push(latency);
             if !r.is_success() {
                 return Err(format!("{action} failed: {:?}", r.get("Message")));
             }
@@ -727,18 +740,9 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
         let mut v = Vec::new();
         for i in 0..LATENCY_PAIRS * 2 {
             let state = if i % 2 == 0 { "INUSE" } else { "NOT_INUSE" };
-            w.drain();
             let f = setvar_device_state(&format!("Custom:dev/{FANOUT}"), state);
             let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let id = driver.reserve_id();
-            let text = deviceuser_bench::ami::render(&f, id);
-            let t0 = SystemTime::now();
-            driver.send_raw(text.as_bytes())?;
-            let n = w
-                .next(Duration::from_secs(5))
-                .ok_or("no NOTIFY after Setvar")?;
-            v.push(sip::latency(t0, &n));
-            driver.wait_response(id, Instant::now() + Duration::from_secs(5))?;
+            v.push(action_to_notify(&mut driver, &w, &f)?.1);
         }
         Ok(v)
     })()
