@@ -8,6 +8,7 @@ use deviceuser_core::astdb::{
     binding_key, binding_value, decode_binding, decode_dnd_key, dnd_key, DND_VALUE, FAMILY,
 };
 use deviceuser_core::config::{Config, USER_STATE_PREFIX};
+use deviceuser_core::dialplan;
 use deviceuser_core::policy::any_unregister_policy;
 use deviceuser_core::{
     BindingTable, Changes, CompactString, Lockout, Snapshot, Stats, Unregistered,
@@ -311,7 +312,9 @@ pub fn stop() {
     if let Some(rt) = old.as_deref() {
         let snap = rt.table.snapshot();
         if let Some(ctx) = &snap.config().general.hint_context {
-            for user in snap.config().users.keys() {
+            let mut users: Vec<&str> = snap.config().users.keys().collect();
+            dialplan::sort_for_removing(&mut users);
+            for user in users {
                 hints::remove(ctx, user);
             }
         }
@@ -369,17 +372,29 @@ pub fn reload() -> Result<(), String> {
     Ok(())
 }
 
+/// Removes the hints of users who left the config (all of them if the context changed) and
+/// adds the missing ones: after a `module reload` only the users added to the config get a
+/// new hint (one walk of the context finds the others), and one removed by hand comes back.
+/// Hints are added and removed in the order that costs Asterisk least (see
+/// [`dialplan`](deviceuser_core::dialplan)).
 fn sync_hints(old: Option<&Config>, new: &Config) {
     if let Some((old, ctx)) = old.and_then(|c| Some((c, c.general.hint_context.as_ref()?))) {
         let keep = new.general.hint_context.as_ref() == Some(ctx);
-        for user in old.users.keys() {
-            if !keep || new.user(user).is_none() {
-                hints::remove(ctx, user);
-            }
+        let mut gone: Vec<&str> = (old.users.keys())
+            .filter(|u| !keep || new.user(u).is_none())
+            .collect();
+        dialplan::sort_for_removing(&mut gone);
+        for user in gone {
+            hints::remove(ctx, user);
         }
     }
     if let Some(ctx) = &new.general.hint_context {
-        for user in new.users.keys() {
+        let present: FxHashMap<String, String> = hints::owned(ctx).into_iter().collect();
+        let mut missing: Vec<&str> = (new.users.keys())
+            .filter(|u| present.get(*u) != Some(&device_name(u)))
+            .collect();
+        dialplan::sort_for_adding(&mut missing);
+        for user in missing {
             if let Err(e) = hints::add(ctx, user, &device_name(user)) {
                 log::warning(&e);
             }

@@ -118,3 +118,63 @@ fn module_hints_serve_blf_across_dialplan_and_module_reloads() {
     hd::wait_hint_in(&ast, "4101", CTX, "Idle");
     hd::assert_alive(&ast);
 }
+
+/// The module's hints in `ctx`, from `dialplan show` (extension → device list).
+fn module_hints(ast: &Asterisk, ctx: &str) -> Vec<(String, String)> {
+    let out = ast.cli(&format!("dialplan show {ctx}"));
+    let mut hints: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| {
+            let (exten, rest) = l.trim().strip_prefix('\'')?.split_once('\'')?;
+            let device = rest.split_whitespace().nth(2)?;
+            device
+                .starts_with("DeviceUser:")
+                .then(|| (exten.to_string(), device.to_string()))
+        })
+        .collect();
+    hints.sort();
+    hints
+}
+
+#[test]
+fn module_reload_adds_and_removes_the_hints_that_changed() {
+    let ast = start();
+    let before = module_hints(&ast, CTX);
+    assert!(
+        before.contains(&("4110".into(), "DeviceUser:4110".into())),
+        "{before:?}"
+    );
+    assert!(before.iter().all(|(e, d)| d == &format!("DeviceUser:{e}")));
+
+    // The config loses 4110 and gains 4199.
+    let conf = hd::deviceuser_conf_with_general(&format!("hint_context = {CTX}"))
+        .replacen("[4110]\n", "[4199]\n", 1);
+    ast.write_conf("res_deviceuser.conf", &conf);
+    let out = ast.cli("module reload res_deviceuser.so");
+    assert!(out.contains("reloaded successfully"), "{out}");
+    let mut expected: Vec<(String, String)> = (before.iter().cloned())
+        .filter(|(e, _)| e != "4110")
+        .chain([("4199".to_string(), "DeviceUser:4199".to_string())])
+        .collect();
+    expected.sort();
+    assert_eq!(module_hints(&ast, CTX), expected);
+    assert!(hint_line(&ast, "4199").contains("State:Unavailable"));
+    assert!(!ast
+        .cli("core show hint 4110")
+        .contains(&format!("4110@{CTX}")));
+
+    // Another hint context: every hint moves there.
+    let other = "moved-hints";
+    ast.write_conf(
+        "res_deviceuser.conf",
+        &conf.replace(
+            &format!("hint_context = {CTX}"),
+            &format!("hint_context = {other}"),
+        ),
+    );
+    let out = ast.cli("module reload res_deviceuser.so");
+    assert!(out.contains("reloaded successfully"), "{out}");
+    assert_eq!(module_hints(&ast, CTX), Vec::new());
+    assert_eq!(module_hints(&ast, other), expected);
+    hd::assert_alive(&ast);
+}
