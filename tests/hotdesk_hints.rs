@@ -152,8 +152,9 @@ fn module_reload_adds_and_removes_the_hints_that_changed() {
     ast.write_conf("res_deviceuser.conf", &conf);
     let out = ast.cli("module reload res_deviceuser.so");
     assert!(out.contains("reloaded successfully"), "{out}");
-    let mut expected: Vec<(String, String)> = (before.iter().cloned())
-        .filter(|(e, _)| e != "4110")
+    let mut expected: Vec<(String, String)> = (before.iter())
+        .filter(|&(e, _)| e != "4110")
+        .cloned()
         .chain([("4199".to_string(), "DeviceUser:4199".to_string())])
         .collect();
     expected.sort();
