@@ -118,6 +118,32 @@ fn module_op(ami: &mut Ami, op: &str, module: &str) -> Res<()> {
     Ok(())
 }
 
+/// Switches Asterisk's extension matcher at run time (`dialplan set extenpatternmatchnew`):
+/// the trie (`true`) or the default walk of a context's extensions (`false`).
+fn set_trie_matcher(ami: &mut Ami, on: bool) -> Res<()> {
+    let out = ami.command(&format!("dialplan set extenpatternmatchnew {on}"))?;
+    let want = if on {
+        "NEW pattern match"
+    } else {
+        "OLD pattern match"
+    };
+    if !out.contains(want) {
+        return Err(format!("dialplan set extenpatternmatchnew {on}: {out}"));
+    }
+    Ok(())
+}
+
+/// Times `dialplan reload` (synchronous: the CLI returns once the new dialplan is in place).
+fn dialplan_reload(ami: &mut Ami) -> Res<Duration> {
+    let t = Instant::now();
+    let out = ami.command("dialplan reload")?;
+    let d = t.elapsed();
+    if !out.contains("Dialplan reloaded") {
+        return Err(format!("dialplan reload: {out}"));
+    }
+    Ok(d)
+}
+
 /// Names of taskprocessors, from `core show taskprocessors`.
 fn taskprocessors(ami: &mut Ami) -> Res<BTreeMap<String, (u64, u64, u64)>> {
     // Columns: name, processed, in queue, max depth, low water, high water (alert level).
@@ -273,8 +299,14 @@ struct ModuleRun {
     /// Overload warnings over the instance's whole life (load, logins, fan-out).
     whole_run: BTreeMap<String, usize>,
     load_10k: Duration,
+    /// `module reload` with the configuration unchanged (every user keeps their hint).
+    reload_10k: Duration,
+    /// `dialplan reload` with the module's hints in place.
+    dialplan_reload: Duration,
     our_tps: Vec<String>,
     fanout: FanoutSide,
+    /// The same fan-out with Asterisk's trie matcher.
+    fanout_trie: FanoutSide,
     tps_after: BTreeMap<String, (u64, u64, u64)>,
     login: LoginResults,
     latency: Option<(Vec<Duration>, Vec<Duration>)>,
@@ -380,6 +412,12 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
         .filter(|k| !tps_before.contains_key(k))
         .collect();
     eprintln!("[bench]   loaded in {load_10k:?}; new taskprocessors: {our_tps:?}");
+    let t = Instant::now();
+    module_op(&mut driver, "reload", "res_deviceuser.so")?;
+    let reload_10k = t.elapsed();
+    let dialplan_reload = dialplan_reload(&mut driver)?;
+    eprintln!("[bench]   module reload in {reload_10k:?}; dialplan reload in {dialplan_reload:?}");
+    inst.settle();
 
     // Every Custom device starts NOT_INUSE.
     let reset: Vec<_> = (1..=FANOUT)
@@ -406,6 +444,7 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
     };
 
     let mut fanout = FanoutSide { rounds: Vec::new() };
+    let mut fanout_trie = FanoutSide { rounds: Vec::new() };
     let mut tps_after = BTreeMap::new();
     if do_fanout {
         eprintln!("[bench]   logging in {FANOUT} users");
@@ -416,6 +455,15 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
         let watch = StateWatch::start(inst.ami_port, "DeviceUser:")?;
         fanout.rounds = fanout_rounds(&inst, &mut driver, &watch, "DeviceUser:", "fan-out")?;
         tps_after = taskprocessors(&mut driver)?;
+        set_trie_matcher(&mut driver, true)?;
+        fanout_trie.rounds = fanout_rounds(
+            &inst,
+            &mut driver,
+            &watch,
+            "DeviceUser:",
+            "fan-out, trie matcher",
+        )?;
+        set_trie_matcher(&mut driver, false)?;
     }
     let whole_run = overload_warnings(&inst.log_since(0));
     drop(driver);
@@ -423,8 +471,11 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
     Ok(ModuleRun {
         whole_run,
         load_10k,
+        reload_10k,
+        dialplan_reload,
         our_tps,
         fanout,
+        fanout_trie,
         tps_after,
         login,
         latency,
@@ -681,6 +732,10 @@ fn notify_latency(inst: &Instance, driver: &mut Ami) -> Res<(Vec<Duration>, Vec<
 
 struct BaselineRun {
     fanout: FanoutSide,
+    /// The same fan-out with Asterisk's trie matcher.
+    fanout_trie: FanoutSide,
+    /// `dialplan reload` with the hints of extensions.conf.
+    dialplan_reload: Duration,
     tps_after: BTreeMap<String, (u64, u64, u64)>,
     /// (module loaded, round)
     overhead: Vec<(bool, Round)>,
@@ -718,6 +773,9 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
         module_noload: true,
     })?;
     let mut driver = Ami::connect(inst.ami_port, "off")?;
+    inst.settle();
+    let dialplan_reload = dialplan_reload(&mut driver)?;
+    eprintln!("[bench]   dialplan reload in {dialplan_reload:?}");
     let reset: Vec<_> = (1..=FANOUT)
         .flat_map(|n| {
             [
@@ -780,6 +838,7 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
 
     let watch = StateWatch::start(inst.ami_port, "Custom:")?;
     let mut fanout = FanoutSide { rounds: Vec::new() };
+    let mut fanout_trie = FanoutSide { rounds: Vec::new() };
     let mut tps_after = BTreeMap::new();
     if do_fanout {
         fanout.rounds = fanout_rounds(
@@ -790,6 +849,15 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
             "baseline fan-out",
         )?;
         tps_after = taskprocessors(&mut driver)?;
+        set_trie_matcher(&mut driver, true)?;
+        fanout_trie.rounds = fanout_rounds(
+            &inst,
+            &mut driver,
+            &watch,
+            "Custom:dev/",
+            "baseline fan-out, trie matcher",
+        )?;
+        set_trie_matcher(&mut driver, false)?;
     }
     let mut overhead = Vec::new();
     let mut overhead_module_msgs = 0;
@@ -862,6 +930,8 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
     inst.stop();
     Ok(BaselineRun {
         fanout,
+        fanout_trie,
+        dialplan_reload,
         tps_after,
         overhead,
         overhead_module_msgs,
@@ -1275,6 +1345,17 @@ fn fanout_rows(rep: &mut Report, m: &ModuleRun, b: &BaselineRun) {
         "0",
         Some(mf.missed() == 0),
     );
+    let (mt, bt) = (&m.fanout_trie, &b.fanout_trie);
+    if !mt.rounds.is_empty() && !bt.rounds.is_empty() {
+        rep.row(
+            "1. the same fan-out with Asterisk's trie matcher on both instances (`dialplan set extenpatternmatchnew true`): Asterisk CPU (median of the cycles; wall and the change from the default in details)",
+            secs(mt.cpu()),
+            secs(bt.cpu()),
+            ratio(mt.cpu(), bt.cpu()),
+            "(report)",
+            None,
+        );
+    }
     let mw_ = mf.warnings();
     let ours: usize = mw_
         .iter()
@@ -1333,6 +1414,38 @@ fn fanout_rows(rep: &mut Report, m: &ModuleRun, b: &BaselineRun) {
             );
         }
     }
+    if !mt.rounds.is_empty() && !bt.rounds.is_empty() {
+        let change = |a: f64, b: f64| format!("{:+.0} %", (b / a - 1.0) * 100.0);
+        let _ = writeln!(
+            d,
+            "\n**Asterisk's extension matcher.** Every hint state change runs the AMI `ExtensionStatus` \
+             callback (`manager_state_cb` in `main/manager.c`), which looks the hint up with \
+             `ast_get_hint`. With Asterisk's default matcher that lookup walks the hint context's \
+             extensions one by one (`pbx_find_extension` in `main/pbx.c`), so each change costs in \
+             proportion to the number of hints in the context ({FANOUT} on both instances). The trie \
+             matcher (`extenpatternmatchnew = yes` in `extensions.conf`, or `dialplan set \
+             extenpatternmatchnew true`) finds it directly. The same fan-out with the trie, \
+             {FANOUT_CYCLES} cycles per side (median cycle):\n"
+        );
+        let _ = writeln!(
+            d,
+            "| Side | CPU, default | CPU, trie | change | wall, default | wall, trie | change | missed (trie) |\n|---|---|---|---|---|---|---|---|"
+        );
+        for (side, f, t) in [("module", mf, mt), ("baseline", bf, bt)] {
+            let (fw, tw) = (f.wall().as_secs_f64(), t.wall().as_secs_f64());
+            let _ = writeln!(
+                d,
+                "| {side} | {} | {} | {} | {} | {} | {} | {} |",
+                secs(f.cpu()),
+                secs(t.cpu()),
+                change(f.cpu(), t.cpu()),
+                secs(fw),
+                secs(tw),
+                change(fw, tw),
+                t.missed()
+            );
+        }
+    }
     let _ = writeln!(
         d,
         "\nOur subscription's taskprocessor (new at `module load`): {}; module load with {FANOUT} users/devices and hints: {}.\n",
@@ -1373,6 +1486,42 @@ fn fanout_rows(rep: &mut Report, m: &ModuleRun, b: &BaselineRun) {
         );
     }
     rep.detail("1. Device-state fan-out", d);
+}
+
+/// `module load`/`module reload` with the module's hints, and `dialplan reload` with them
+/// against the same number of hints in extensions.conf.
+fn hint_rows(rep: &mut Report, m: &ModuleRun, b: Option<&BaselineRun>) {
+    rep.row(
+        &format!("4. `module load`, {FANOUT} users + devices and their hints (`hint_context`)"),
+        ms(m.load_10k),
+        "–".into(),
+        "–".into(),
+        "(report)",
+        None,
+    );
+    rep.row(
+        &format!("4. `module reload`, {FANOUT} users with their hints, configuration unchanged"),
+        ms(m.reload_10k),
+        "–".into(),
+        "–".into(),
+        "(report)",
+        None,
+    );
+    if let Some(b) = b {
+        rep.row(
+            &format!(
+                "4. `dialplan reload` with {FANOUT} hints: the module's (`hint_context`) vs as many in extensions.conf (Asterisk copies or re-reads each, in both cases)"
+            ),
+            ms(m.dialplan_reload),
+            ms(b.dialplan_reload),
+            ratio(
+                m.dialplan_reload.as_secs_f64(),
+                b.dialplan_reload.as_secs_f64(),
+            ),
+            "(report)",
+            None,
+        );
+    }
 }
 
 fn overhead_rows(rep: &mut Report, b: &BaselineRun) {
@@ -1789,6 +1938,7 @@ fn main() {
     }
     if let Some(m) = &module {
         login_rows(&mut rep, m, baseline.as_ref(), php);
+        hint_rows(&mut rep, m, baseline.as_ref());
     }
     if want("scale") {
         if let Err(e) = scale(&mut rep) {
