@@ -179,3 +179,42 @@ fn module_reload_adds_and_removes_the_hints_that_changed() {
     assert_eq!(module_hints(&ast, other), expected);
     hd::assert_alive(&ast);
 }
+
+/// The pattern hint the README suggests for large user counts: Asterisk makes a hint for one
+/// user (`DeviceUser:<user>`) when it is first asked for, and that hint follows the user.
+#[test]
+fn a_pattern_hint_becomes_a_hint_per_user_on_demand() {
+    const PAT: &str = "pattern-hints";
+    let ast = hd::builder("hd-pattern-hints")
+        .conf(
+            "extensions.conf",
+            &format!(
+                "{}\n[{PAT}]\nexten => _41XX,hint,DeviceUser:${{EXTEN}}\n",
+                hd::test_dialplan()
+            ),
+        )
+        .start();
+    assert!(!ast
+        .cli("core show hint 4101")
+        .contains(&format!("4101@{PAT}")));
+    let mut ami = ast.ami();
+    let r = ami.action(&[
+        ("Action", "ExtensionState"),
+        ("Exten", "4101"),
+        ("Context", PAT),
+    ]);
+    assert_eq!(r.get("Hint"), Some("DeviceUser:4101"), "{r:?}");
+    assert_eq!(r.get("StatusText"), Some("Unavailable"), "{r:?}");
+    let line = ast.cli("core show hint 4101");
+    assert!(
+        line.contains(&format!("4101@{PAT}")) && line.contains("DeviceUser:4101"),
+        "{line}"
+    );
+
+    Sipp::register(&ast, "1000").expect("REGISTER 1000");
+    hd::login_ok(&ast, "1000", "4101", "1234");
+    hd::wait_hint_in(&ast, "4101", PAT, "Idle");
+    assert_eq!(hd::logout(&ast, "1000"), "SUCCESS");
+    hd::wait_hint_in(&ast, "4101", PAT, "Unavailable");
+    hd::assert_alive(&ast);
+}
