@@ -116,7 +116,7 @@ pub fn start() -> Result<(), String> {
         q.stop = false;
         q.running = true;
     }
-    match thread::spawn(run) {
+    match thread::spawn(c"devuser-commit", run) {
         Ok(h) => {
             *THREAD.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
             Ok(())

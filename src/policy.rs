@@ -26,7 +26,8 @@ static THREAD: Mutex<Option<Thread>> = Mutex::new(None);
 
 pub fn start() -> Result<(), String> {
     *TIMER.stop.lock().unwrap_or_else(|e| e.into_inner()) = false;
-    let handle = thread::spawn(run).map_err(|e| format!("cannot start the policy thread: {e}"))?;
+    let handle = thread::spawn(c"devuser-policy", run)
+        .map_err(|e| format!("cannot start the policy thread: {e}"))?;
     *THREAD.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
     Ok(())
 }

@@ -79,6 +79,14 @@ pub fn thread_cpu_ns(pid: u32) -> HashMap<u32, u64> {
         .collect()
 }
 
+/// The ids of the process's threads named `name` (`/proc/<pid>/task/<tid>/comm`).
+pub fn threads_named(pid: u32, name: &str) -> Vec<u32> {
+    task_files(pid, "comm")
+        .filter(|(_, comm)| comm.trim_end() == name)
+        .map(|(tid, _)| tid)
+        .collect()
+}
+
 /// Context switches of all the process's threads so far (voluntary + involuntary): how often
 /// its threads went to sleep and were woken, or were preempted.
 pub fn switches(pid: u32) -> u64 {
@@ -235,6 +243,10 @@ impl Instance {
 
     pub fn thread_cpu_ns(&self) -> HashMap<u32, u64> {
         thread_cpu_ns(self.pid)
+    }
+
+    pub fn threads_named(&self, name: &str) -> Vec<u32> {
+        threads_named(self.pid, name)
     }
 
     /// Waits for Asterisk to have nothing left to do (see [`wait_idle`]).

@@ -3,6 +3,7 @@
 //! `std::thread::spawn` registers a thread-local destructor (for the thread's handle) in the
 //! module; glibc then never unmaps the module after `dlclose`, so `module unload` would leave
 //! the old code mapped. A bare pthread running a plain function registers nothing.
+use std::ffi::CStr;
 use std::os::raw::c_void;
 
 pub struct Thread(libc::pthread_t);
@@ -14,9 +15,10 @@ extern "C" fn trampoline(arg: *mut c_void) -> *mut c_void {
     std::ptr::null_mut()
 }
 
-/// Starts `body` on a new thread. `body` must not touch thread-local values with destructors
-/// (no `std::thread::current()`, no `thread_local!` with a `Drop` type).
-pub fn spawn(body: fn()) -> Result<Thread, String> {
+/// Starts `body` on a new thread named `name` (at most 15 bytes: what `top -H`, `ps -L` and
+/// `/proc/<pid>/task/<tid>/comm` show). `body` must not touch thread-local values with
+/// destructors (no `std::thread::current()`, no `thread_local!` with a `Drop` type).
+pub fn spawn(name: &'static CStr, body: fn()) -> Result<Thread, String> {
     // SAFETY: an all-zero pthread_t is a valid placeholder that pthread_create overwrites.
     let mut t: libc::pthread_t = unsafe { std::mem::zeroed() };
     // SAFETY: default attributes; the trampoline has the C signature pthread expects, and its
@@ -27,6 +29,9 @@ pub fn spawn(body: fn()) -> Result<Thread, String> {
     if rc != 0 {
         return Err(format!("pthread_create failed ({rc})"));
     }
+    // SAFETY: `t` is the thread just created; the name is NUL-terminated and the kernel copies
+    // it. A name that is too long is refused (ERANGE) and the thread keeps the process's name.
+    unsafe { libc::pthread_setname_np(t, name.as_ptr()) };
     Ok(Thread(t))
 }
 

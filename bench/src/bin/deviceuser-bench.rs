@@ -2,7 +2,7 @@
 //! measures res_deviceuser against baselines in the same run, and writes `bench/results.md`.
 //!
 //! `deviceuser-bench [--only fanout,overhead,login,scale,table] [--out FILE]`
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs;
 use std::process::Command;
@@ -323,6 +323,39 @@ struct Run {
     published: u64,
     /// CPU time of the AMI session's thread from the first action to the last response.
     session_cpu: Duration,
+    /// Asterisk's CPU from before the burst until it was idle again, by thread.
+    split: CpuSplit,
+}
+
+/// Where a burst's CPU went: the AMI session's thread, the module's commit thread
+/// (`devuser-commit`), and every other thread of Asterisk (the hint engine, stasis, the AMI
+/// event router, the device-state thread, AstDB's).
+#[derive(Default)]
+struct CpuSplit {
+    session: Duration,
+    commit: Duration,
+    other: Duration,
+}
+
+/// Splits the CPU time between two readings of every thread (see [`CpuSplit`]).
+fn split_cpu(
+    before: &HashMap<u32, u64>,
+    after: &HashMap<u32, u64>,
+    session_tid: u32,
+    commit_tids: &[u32],
+) -> CpuSplit {
+    let mut split = CpuSplit::default();
+    for (tid, ns) in after {
+        let d = Duration::from_nanos(ns.saturating_sub(before.get(tid).copied().unwrap_or(0)));
+        if *tid == session_tid {
+            split.session += d;
+        } else if commit_tids.contains(tid) {
+            split.commit += d;
+        } else {
+            split.other += d;
+        }
+    }
+    split
 }
 
 /// The value of a `<name>: <value>` line of `deviceuser show stats summary`.
@@ -412,12 +445,6 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
         .filter(|k| !tps_before.contains_key(k))
         .collect();
     eprintln!("[bench]   loaded in {load_10k:?}; new taskprocessors: {our_tps:?}");
-    let t = Instant::now();
-    module_op(&mut driver, "reload", "res_deviceuser.so")?;
-    let reload_10k = t.elapsed();
-    let dialplan_reload = dialplan_reload(&mut driver)?;
-    eprintln!("[bench]   module reload in {reload_10k:?}; dialplan reload in {dialplan_reload:?}");
-    inst.settle();
 
     // Every Custom device starts NOT_INUSE.
     let reset: Vec<_> = (1..=FANOUT)
@@ -465,6 +492,14 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
         )?;
         set_trie_matcher(&mut driver, false)?;
     }
+    // Last, as a dialplan reload rebuilds the hint context (its extensions then lie elsewhere
+    // in memory, which moves the cost of Asterisk's own walks of it).
+    inst.settle();
+    let t = Instant::now();
+    module_op(&mut driver, "reload", "res_deviceuser.so")?;
+    let reload_10k = t.elapsed();
+    let dialplan_reload = dialplan_reload(&mut driver)?;
+    eprintln!("[bench]   module reload in {reload_10k:?}; dialplan reload in {dialplan_reload:?}");
     let whole_run = overload_warnings(&inst.log_since(0));
     drop(driver);
     inst.stop();
@@ -518,13 +553,16 @@ fn measured_burst(
         0
     };
     inst.settle();
+    let commit_tids = inst.threads_named("devuser-commit");
     let (cpu0, sw0) = (inst.cpu(), inst.switches());
-    let session0 = inst.thread_cpu_ns().get(&session_tid).copied().unwrap_or(0);
+    let threads0 = inst.thread_cpu_ns();
+    let session0 = threads0.get(&session_tid).copied().unwrap_or(0);
     let burst = driver.pipeline(actions)?;
     let session1 = inst.thread_cpu_ns().get(&session_tid).copied().unwrap_or(0);
     let session_cpu = Duration::from_nanos(session1.saturating_sub(session0));
     inst.settle();
     let (cpu, switches) = (inst.cpu() - cpu0, inst.switches() - sw0);
+    let split = split_cpu(&threads0, &inst.thread_cpu_ns(), session_tid, &commit_tids);
     let published = if module {
         stats_counter(driver, "User states published")? - published0
     } else {
@@ -540,6 +578,7 @@ fn measured_burst(
         switches,
         published,
         session_cpu,
+        split,
     })
 }
 
@@ -773,9 +812,6 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
         module_noload: true,
     })?;
     let mut driver = Ami::connect(inst.ami_port, "off")?;
-    inst.settle();
-    let dialplan_reload = dialplan_reload(&mut driver)?;
-    eprintln!("[bench]   dialplan reload in {dialplan_reload:?}");
     let reset: Vec<_> = (1..=FANOUT)
         .flat_map(|n| {
             [
@@ -925,6 +961,10 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
             overhead.push((loaded, r));
         }
     }
+    // Last, as on the module instance.
+    inst.settle();
+    let dialplan_reload = dialplan_reload(&mut driver)?;
+    eprintln!("[bench]   dialplan reload in {dialplan_reload:?}");
     drop(watch);
     drop(driver);
     inst.stop();
@@ -1813,6 +1853,38 @@ fn login_rows(rep: &mut Report, m: &ModuleRun, b: Option<&BaselineRun>, php: Opt
             x.session_cpu.as_secs_f64() * 1e6 / x.actions as f64,
             x.switches as f64 / PAIRS as f64,
             x.published
+        );
+    }
+    let _ = writeln!(
+        d,
+        "\nWhere Asterisk's CPU went, per pair, from before each burst until Asterisk was idle \
+         again (`/proc/<pid>/task/<tid>/schedstat`): the AMI session's thread, the module's commit \
+         thread (`devuser-commit`: AstDB writes and state publishing of back-to-back commits), and \
+         every other thread (Asterisk's reaction: the hint engine, stasis dispatch, the AMI event \
+         router, AstDB).\n\n\
+         | Path | AMI session thread | module commit thread | Asterisk's other threads | total |\n|---|---|---|---|---|"
+    );
+    for (name, x) in [
+        ("AMI `DeviceUserLogin` + `DeviceUserLogout`", &l.module_ami),
+        ("AMI `Ping` (2 per pair)", &l.ping),
+        ("`Ping` with the logins' headers", &l.sized_ping),
+    ]
+    .into_iter()
+    .chain(own.map(|own| {
+        (
+            "`Setvar DEVICE_STATE` of a hinted device (baseline instance)",
+            own,
+        )
+    })) {
+        let per = |t: Duration| t.as_secs_f64() * 1e6 / PAIRS as f64;
+        let s = &x.split;
+        let _ = writeln!(
+            d,
+            "| {name} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs |",
+            per(s.session),
+            per(s.commit),
+            per(s.other),
+            per(s.session + s.commit + s.other)
         );
     }
     match php {
