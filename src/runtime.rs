@@ -312,11 +312,7 @@ pub fn stop() {
     if let Some(rt) = old.as_deref() {
         let snap = rt.table.snapshot();
         if let Some(ctx) = &snap.config().general.hint_context {
-            let mut users: Vec<&str> = snap.config().users.keys().collect();
-            dialplan::sort_for_removing(&mut users);
-            for user in users {
-                hints::remove(ctx, user);
-            }
+            remove_hints(ctx, hints::owned(ctx).into_iter().map(|(u, _)| u));
         }
         publish_users_state(active_users(&snap).into_iter(), DeviceState::UNAVAILABLE);
     }
@@ -372,33 +368,41 @@ pub fn reload() -> Result<(), String> {
     Ok(())
 }
 
-/// Removes the hints of users who left the config (all of them if the context changed) and
-/// adds the missing ones: after a `module reload` only the users added to the config get a
-/// new hint (one walk of the context finds the others), and one removed by hand comes back.
-/// Hints are added and removed in the order that costs Asterisk least (see
-/// [`dialplan`](deviceuser_core::dialplan)).
+/// Brings the module's hints in line with `new`: one walk of each context involved finds the
+/// hints the module has there; those of users no longer configured (all of them in a context
+/// no longer used) are removed, and only the missing ones are added. So a `module reload`
+/// touches only the users added or removed. Hints are added and removed in the order that
+/// costs Asterisk least (see [`dialplan`](deviceuser_core::dialplan)).
 fn sync_hints(old: Option<&Config>, new: &Config) {
-    if let Some((old, ctx)) = old.and_then(|c| Some((c, c.general.hint_context.as_ref()?))) {
-        let keep = new.general.hint_context.as_ref() == Some(ctx);
-        let mut gone: Vec<&str> = (old.users.keys())
-            .filter(|u| !keep || new.user(u).is_none())
-            .collect();
-        dialplan::sort_for_removing(&mut gone);
-        for user in gone {
-            hints::remove(ctx, user);
+    let ctx = new.general.hint_context.as_deref();
+    if let Some(old_ctx) = old.and_then(|c| c.general.hint_context.as_deref()) {
+        if ctx != Some(old_ctx) {
+            remove_hints(old_ctx, hints::owned(old_ctx).into_iter().map(|(u, _)| u));
         }
     }
-    if let Some(ctx) = &new.general.hint_context {
-        let present: FxHashMap<String, String> = hints::owned(ctx).into_iter().collect();
-        let mut missing: Vec<&str> = (new.users.keys())
-            .filter(|u| present.get(*u) != Some(&device_name(u)))
-            .collect();
-        dialplan::sort_for_adding(&mut missing);
-        for user in missing {
-            if let Err(e) = hints::add(ctx, user, &device_name(user)) {
-                log::warning(&e);
-            }
+    let Some(ctx) = ctx else { return };
+    let present: FxHashMap<String, String> = hints::owned(ctx).into_iter().collect();
+    remove_hints(
+        ctx,
+        (present.keys()).filter(|u| new.user(u).is_none()).cloned(),
+    );
+    let mut missing: Vec<&str> = (new.users.keys())
+        .filter(|u| present.get(*u).is_none_or(|d| *d != device_name(u)))
+        .collect();
+    dialplan::sort_for_adding(&mut missing);
+    for user in missing {
+        if let Err(e) = hints::add(ctx, user, &device_name(user)) {
+            log::warning(&e);
         }
+    }
+}
+
+/// Removes the module's hints of `users` from `ctx`, in ascending order.
+fn remove_hints(ctx: &str, users: impl Iterator<Item = String>) {
+    let mut users: Vec<String> = users.collect();
+    dialplan::sort_for_removing(&mut users);
+    for user in &users {
+        hints::remove(ctx, user);
     }
 }
 

@@ -10,9 +10,12 @@
 use std::cmp::Ordering;
 
 /// Asterisk's `ext_cmp` for the names of two extensions: plain names (no leading `_`) come
-/// before patterns, and compare byte by byte as C `char`s (signed on x86-64), skipping the
-/// `-` separators. Patterns are ordered among themselves by their text; Asterisk orders them
-/// by what they match, which only moves where each pattern's walk ends.
+/// before patterns, and compare byte by byte as C `char`s (signed on x86-64, unsigned on
+/// aarch64), skipping the `-` separators, up to and including the terminating NUL (so on
+/// x86-64 a name sorts after a longer one that continues with a byte above 0x7f). Patterns
+/// are ordered among themselves by their text; Asterisk orders them by what they match,
+/// which only moves where each pattern's walk ends. Names here never hold spaces (ids
+/// cannot), which Asterisk strips from extension names.
 pub fn ext_cmp(left: &str, right: &str) -> Ordering {
     match (left.starts_with('_'), right.starts_with('_')) {
         (false, true) => Ordering::Less,
@@ -20,10 +23,10 @@ pub fn ext_cmp(left: &str, right: &str) -> Ordering {
         (true, true) => left.cmp(right),
         (false, false) => {
             let key = |s: &str| {
-                s.bytes()
-                    .filter(|&b| b != b'-')
-                    .map(|b| b as i8)
-                    .collect::<Vec<i8>>()
+                (s.bytes().filter(|&b| b != b'-'))
+                    .chain([0])
+                    .map(|b| b as std::ffi::c_char)
+                    .collect::<Vec<_>>()
             };
             key(left).cmp(&key(right))
         }
@@ -52,9 +55,16 @@ mod tests {
         assert_eq!(ext_cmp("2", "10"), Ordering::Greater);
         assert_eq!(ext_cmp("555-1234", "5551234"), Ordering::Equal);
         assert_eq!(ext_cmp("5-55", "554"), Ordering::Greater);
-        // A byte above 0x7f is a negative C char: it sorts before ASCII.
-        assert_eq!(ext_cmp("é", "a"), Ordering::Less);
         assert_eq!(ext_cmp("A", "a"), Ordering::Less);
+        assert_eq!(ext_cmp("a", "ab"), Ordering::Less);
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn bytes_above_0x7f_are_negative_chars_on_x86_64() {
+        // A negative C char sorts before ASCII, and before the end of a shorter name.
+        assert_eq!(ext_cmp("é", "a"), Ordering::Less);
+        assert_eq!(ext_cmp("a", "aé"), Ordering::Greater);
     }
 
     #[test]

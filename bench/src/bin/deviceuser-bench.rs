@@ -337,7 +337,9 @@ struct CpuSplit {
     other: Duration,
 }
 
-/// Splits the CPU time between two readings of every thread (see [`CpuSplit`]).
+/// Splits the CPU time between two readings of every thread (see [`CpuSplit`]). A thread that
+/// ended in between is not counted (its time can no longer be read); Asterisk starts and ends
+/// none during these bursts.
 fn split_cpu(
     before: &HashMap<u32, u64>,
     after: &HashMap<u32, u64>,
@@ -554,6 +556,9 @@ fn measured_burst(
     };
     inst.settle();
     let commit_tids = inst.threads_named("devuser-commit");
+    if module && commit_tids.is_empty() {
+        return Err("no thread named devuser-commit in the module instance".into());
+    }
     let (cpu0, sw0) = (inst.cpu(), inst.switches());
     let threads0 = inst.thread_cpu_ns();
     let session0 = threads0.get(&session_tid).copied().unwrap_or(0);
