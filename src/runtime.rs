@@ -312,7 +312,7 @@ pub fn stop() {
     if let Some(rt) = old.as_deref() {
         let snap = rt.table.snapshot();
         if let Some(ctx) = &snap.config().general.hint_context {
-            remove_hints(ctx, hints::owned(ctx).into_iter().map(|(u, _)| u));
+            clear_hints(ctx);
         }
         publish_users_state(active_users(&snap).into_iter(), DeviceState::UNAVAILABLE);
     }
@@ -377,7 +377,7 @@ fn sync_hints(old: Option<&Config>, new: &Config) {
     let ctx = new.general.hint_context.as_deref();
     if let Some(old_ctx) = old.and_then(|c| c.general.hint_context.as_deref()) {
         if ctx != Some(old_ctx) {
-            remove_hints(old_ctx, hints::owned(old_ctx).into_iter().map(|(u, _)| u));
+            clear_hints(old_ctx);
         }
     }
     let Some(ctx) = ctx else { return };
@@ -387,7 +387,12 @@ fn sync_hints(old: Option<&Config>, new: &Config) {
         (present.keys()).filter(|u| new.user(u).is_none()).cloned(),
     );
     let mut missing: Vec<&str> = (new.users.keys())
-        .filter(|u| present.get(*u).is_none_or(|d| *d != device_name(u)))
+        .filter(|u| {
+            present
+                .get(*u)
+                .and_then(|d| d.strip_prefix(USER_STATE_PREFIX))
+                != Some(*u)
+        })
         .collect();
     dialplan::sort_for_adding(&mut missing);
     for user in missing {
@@ -395,6 +400,11 @@ fn sync_hints(old: Option<&Config>, new: &Config) {
             log::warning(&e);
         }
     }
+}
+
+/// Removes every hint the module has in `ctx`.
+fn clear_hints(ctx: &str) {
+    remove_hints(ctx, hints::owned(ctx).into_iter().map(|(u, _)| u));
 }
 
 /// Removes the module's hints of `users` from `ctx`, in ascending order.

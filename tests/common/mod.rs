@@ -780,20 +780,31 @@ impl Ami {
             .unwrap_or_else(|e| panic!("AMI action {fields:?}: {e}"))
     }
 
+    /// Sends an action that must succeed; `what` names it in the failure.
+    pub fn action_ok(&mut self, fields: &[(&str, &str)], what: &str) -> Message {
+        let r = self.action(fields);
+        assert!(r.is_success(), "{what}: {r}");
+        r
+    }
+
     /// `DeviceUserLogin` of `user` on `device`, which must succeed.
     pub fn login_ok(&mut self, user: &str, device: &str) {
-        let r = self.action(&[
-            ("Action", "DeviceUserLogin"),
-            ("User", user),
-            ("Device", device),
-        ]);
-        assert!(r.is_success(), "login of {user} on {device}: {r}");
+        self.action_ok(
+            &[
+                ("Action", "DeviceUserLogin"),
+                ("User", user),
+                ("Device", device),
+            ],
+            &format!("login of {user} on {device}"),
+        );
     }
 
     /// `DeviceUserLogout` of `user` everywhere, which must succeed.
     pub fn logout_ok(&mut self, user: &str) {
-        let r = self.action(&[("Action", "DeviceUserLogout"), ("User", user)]);
-        assert!(r.is_success(), "logout of {user}: {r}");
+        self.action_ok(
+            &[("Action", "DeviceUserLogout"), ("User", user)],
+            &format!("logout of {user}"),
+        );
     }
 
     /// A list action (e.g. `CoreShowChannels`): the response and the events carrying
@@ -912,12 +923,14 @@ impl Ami {
 
     /// Global `Setvar` of a variable or function, which must succeed.
     pub fn setvar_ok(&mut self, variable: &str, value: &str) {
-        let r = self.action(&[
-            ("Action", "Setvar"),
-            ("Variable", variable),
-            ("Value", value),
-        ]);
-        assert!(r.is_success(), "Setvar {variable} = {value}: {r}");
+        self.action_ok(
+            &[
+                ("Action", "Setvar"),
+                ("Variable", variable),
+                ("Value", value),
+            ],
+            &format!("Setvar {variable} = {value}"),
+        );
     }
 }
 

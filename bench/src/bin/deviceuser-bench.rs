@@ -251,6 +251,7 @@ fn rate(n: f64, d: Duration) -> String {
 // 1 + 3: the module instance (fan-out, login throughput and latency)
 // ---------------------------------------------------------------------------
 
+#[derive(Default)]
 struct FanoutSide {
     rounds: Vec<Round>,
 }
@@ -409,10 +410,7 @@ fn fanout_rounds(
     watched: &str,
     label: &str,
 ) -> Res<(FanoutSide, FanoutSide)> {
-    let mut sides = (
-        FanoutSide { rounds: Vec::new() },
-        FanoutSide { rounds: Vec::new() },
-    );
+    let mut sides = <(FanoutSide, FanoutSide)>::default();
     for _ in 0..FANOUT_CYCLES {
         for trie in [false, true] {
             set_trie_matcher(driver, trie)?;
@@ -489,8 +487,7 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
         None
     };
 
-    let mut fanout = FanoutSide { rounds: Vec::new() };
-    let mut fanout_trie = FanoutSide { rounds: Vec::new() };
+    let (mut fanout, mut fanout_trie) = <(FanoutSide, FanoutSide)>::default();
     let mut tps_after = BTreeMap::new();
     if do_fanout {
         eprintln!("[bench]   logging in {FANOUT} users");
@@ -887,8 +884,7 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
     };
 
     let watch = StateWatch::start(inst.ami_port, "Custom:")?;
-    let mut fanout = FanoutSide { rounds: Vec::new() };
-    let mut fanout_trie = FanoutSide { rounds: Vec::new() };
+    let (mut fanout, mut fanout_trie) = <(FanoutSide, FanoutSide)>::default();
     let mut tps_after = BTreeMap::new();
     if do_fanout {
         (fanout, fanout_trie) = fanout_rounds(
