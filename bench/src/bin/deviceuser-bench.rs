@@ -1739,6 +1739,14 @@ fn login_rows(rep: &mut Report, m: &ModuleRun, b: Option<&BaselineRun>, php: Opt
             "(report)",
             None,
         );
+        rep.row(
+            "3. Asterisk alone, for scale: its own device-state change over AMI (the `Setvar DEVICE_STATE` burst above) vs the Ping burst (the transport's limit above)",
+            pps(o),
+            format!("{:.0} pairs/s", 1.0 / ping),
+            ratio(o, ping),
+            "(report)",
+            None,
+        );
     }
     rep.row(
         "3. login+logout throughput via CLI (`Action: Command`) vs FreePBX AMI path",
