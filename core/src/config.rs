@@ -852,8 +852,8 @@ impl Config {
             time_policy: false,
         };
         config.reindex();
-        config.unregister_policy = crate::policy::scan_unregister_policy(&config);
-        config.time_policy = crate::policy::scan_time_policy(&config);
+        config.unregister_policy = scan_unregister_policy(&config);
+        config.time_policy = scan_time_policy(&config);
         Ok(Parsed {
             config,
             warnings: r.warnings,
@@ -951,6 +951,24 @@ impl Config {
     pub fn has_time_policy(&self) -> bool {
         self.time_policy
     }
+}
+
+/// Whether any time policy is configured (read once, when the config is built).
+fn scan_time_policy(c: &Config) -> bool {
+    c.general.max_login_time > 0
+        || c.general.shift_end.is_some()
+        || scan_unregister_policy(c)
+        || c.users.values().any(|u| {
+            u.max_login_time.resolve(None).is_some() || u.shift_end.resolve(None).is_some()
+        })
+}
+
+/// Whether `logout_on_unregister` is on for any device (read once, when the config is built).
+fn scan_unregister_policy(c: &Config) -> bool {
+    c.general.logout_on_unregister > 0
+        || c.devices
+            .values()
+            .any(|d| c.logout_on_unregister_of(&d.id).is_some())
 }
 
 #[cfg(test)]

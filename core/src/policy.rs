@@ -87,22 +87,6 @@ pub fn any_unregister_policy(c: &Config) -> bool {
     c.has_unregister_policy()
 }
 
-pub(crate) fn scan_time_policy(c: &Config) -> bool {
-    c.general.max_login_time > 0
-        || c.general.shift_end.is_some()
-        || scan_unregister_policy(c)
-        || c.users.values().any(|u| {
-            u.max_login_time.resolve(None).is_some() || u.shift_end.resolve(None).is_some()
-        })
-}
-
-pub(crate) fn scan_unregister_policy(c: &Config) -> bool {
-    c.general.logout_on_unregister > 0
-        || c.devices
-            .values()
-            .any(|d| c.logout_on_unregister_of(&d.id).is_some())
-}
-
 /// Most devices [`Unregistered`] and most users [`Lockout`] track at once.
 pub const MAX_TRACKED: usize = 100_000;
 
