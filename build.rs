@@ -1,7 +1,7 @@
 //! Builds the Asterisk side of res_deviceuser:
 //! - finds the Asterisk headers (`ASTERISK_INCLUDE_DIR`, else the provisioned ones, else /usr/include);
 //! - runs bindgen over `asterisk-headers/wrapper.h` into `OUT_DIR/bindings.rs`;
-//! - compiles the C shim (module info, registration tables) with `cc`, linked whole-archive
+//! - compiles the C shim (module info) with `cc`, linked whole-archive
 //!   so its constructor (`ast_module_register`) is kept;
 //! - writes `include/res_deviceuser.h` with cbindgen: the Rust functions the shim calls.
 use std::env;
@@ -51,7 +51,7 @@ fn main() {
     for p in [&wrapper, &shim] {
         println!("cargo:rerun-if-changed={}", p.display());
     }
-    println!("cargo:rerun-if-changed=src/host/entry.rs");
+    println!("cargo:rerun-if-changed=src/entry.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
 
     // cbindgen first: the shim includes the header it writes.
@@ -59,9 +59,9 @@ fn main() {
         .with_config(
             cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml"),
         )
-        .with_src(root.join("src/host/entry.rs"))
+        .with_src(root.join("src/entry.rs"))
         .generate()
-        .expect("cbindgen failed on src/host/entry.rs");
+        .expect("cbindgen failed on src/entry.rs");
     // Only rewrite when the text changed, so the committed header's mtime stays put.
     let mut text = Vec::new();
     generated.write(&mut text);

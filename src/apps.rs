@@ -1,33 +1,14 @@
 //! Dialplan applications `UserLogin([user[,password]])` and `UserLogout([user])`.
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use deviceuser_core::args::{parse_digits, split_args};
-use deviceuser_core::config::shown;
-use deviceuser_core::{Changes, DeviceMode, LoginError, LoginMode, LogoutError, Reason};
+use deviceuser_core::config::{shown, Device, General, User};
+use deviceuser_core::{DeviceMode, LoginError, LoginMode, LogoutError, Reason, Snapshot};
 
 use crate::host::channel::{Channel, Input};
 use crate::host::log;
-use crate::runtime::{self, Runtime};
-
-/// Login prompts running on channels; unload is refused while any is.
-static RUNNING: AtomicUsize = AtomicUsize::new(0);
-
-pub fn running() -> usize {
-    RUNNING.load(Ordering::SeqCst)
-}
-
-struct Running;
-impl Running {
-    fn enter() -> Running {
-        RUNNING.fetch_add(1, Ordering::SeqCst);
-        Running
-    }
-}
-impl Drop for Running {
-    fn drop(&mut self) {
-        RUNNING.fetch_sub(1, Ordering::SeqCst);
-    }
-}
+use crate::instance::Instance;
+use crate::pipeline::Origin;
+use crate::security::login_failed;
+use crate::state::now;
 
 const MAX_DIGITS: usize = 32;
 const DIGIT_TIMEOUT_MS: i32 = 5000;
@@ -39,8 +20,14 @@ const RETRY_USER_PROMPT: &str = "agent-incorrect";
 /// Asks for the PIN again when the user was given by the dialplan: "Password incorrect.
 /// Please enter your password followed by the pound key."
 const RETRY_PASSWORD_PROMPT: &str = "auth-incorrect";
+/// Played when a login is refused for good.
+const REFUSED_PROMPT: &str = "agent-incorrect";
 /// Played when the last attempt failed: "I'm sorry." "Goodbye."
 const GIVE_UP_PROMPTS: [&str; 2] = ["im-sorry", "vm-goodbye"];
+/// Played on a fixed device: "... is unavailable." "Goodbye."
+const FIXED_PROMPTS: [&str; 2] = ["vm-isunavail", "vm-goodbye"];
+const LOGGED_IN_PROMPT: &str = "agent-loginok";
+const LOGGED_OUT_PROMPT: &str = "agent-loggedoff";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LoginStatus {
@@ -67,6 +54,16 @@ impl LoginStatus {
             LoginStatus::Hangup => "HANGUP",
         }
     }
+
+    fn of(e: &LoginError) -> LoginStatus {
+        match e {
+            LoginError::Denied => LoginStatus::Denied,
+            LoginError::FixedDevice => LoginStatus::Fixed,
+            LoginError::NoPassword => LoginStatus::NoPassword,
+            LoginError::NoSuchUser => LoginStatus::NoUser,
+            LoginError::NoSuchDevice => LoginStatus::Failed,
+        }
+    }
 }
 
 /// What one entry (from an argument or from the keypad) gave.
@@ -87,10 +84,19 @@ fn ask(chan: &Channel, prompt: &str) -> Entry {
     }
 }
 
+/// Plays `prompts` in turn, stopping at a hangup.
+fn play_all(chan: &Channel, prompts: &[&str]) {
+    for p in prompts {
+        if chan.play(p).is_err() {
+            break;
+        }
+    }
+}
+
 /// `UserLogin([user[,password]])`. Returns -1 only when the caller hung up.
-pub fn login(chan: &Channel, data: &str) -> i32 {
-    let _running = Running::enter();
-    let status = runtime::with(|rt| login_on(rt, chan, data)).unwrap_or(LoginStatus::Failed);
+pub fn login(inst: &Instance, chan: &Channel, data: &str) -> i32 {
+    let _prompt = inst.prompt();
+    let status = LoginCall::start(inst, chan, data).map_or_else(|s| s, |call| call.run());
     chan.set_var(LOGIN_STATUS, status.as_str());
     if status == LoginStatus::Hangup {
         -1
@@ -99,227 +105,268 @@ pub fn login(chan: &Channel, data: &str) -> i32 {
     }
 }
 
-fn login_on(rt: &Runtime, chan: &Channel, data: &str) -> LoginStatus {
-    let name = chan.name();
-    let args = split_args(data);
-    if args.len() > 2 {
-        log::warning(&format!(
-            "UserLogin on {name}: too many arguments ({} given, expected [user[,password]])",
-            args.len()
-        ));
-        return LoginStatus::Failed;
-    }
-    let snap = rt.table.snapshot();
-    let general = snap.config().general.clone();
-    let Some(device) = snap.config().device_for_channel(&name).cloned() else {
-        log::warning(&format!(
-            "UserLogin: channel {name} is not a configured device (no device has this dial string)"
-        ));
-        return LoginStatus::Failed;
-    };
-    if chan.answer().is_err() {
-        return LoginStatus::Hangup;
-    }
-    if device.mode == DeviceMode::Fixed {
-        log::notice(&format!(
-            "UserLogin on {name}: device {} is fixed; login refused",
-            device.id
-        ));
-        let _ = chan
-            .play("vm-isunavail")
-            .and_then(|_| chan.play("vm-goodbye"));
-        return LoginStatus::Fixed;
-    }
-    let given_user = args.first().filter(|s| !s.is_empty()).cloned();
-    let given_pin = args.get(1).filter(|s| !s.is_empty()).cloned();
-    let mut last = LoginStatus::Failed;
-    // After a failed attempt the "incorrect" prompt asks for the next entry itself, so the
-    // caller is never told to enter something that is not asked next, nor invited to try
-    // again when no attempt is left.
-    let mut user_prompt = general.user_prompt.clone();
-    let mut password_prompt = general.password_prompt.clone();
-    for attempt in 1..=general.max_attempts {
-        let more = attempt < general.max_attempts;
-        let user_id = match &given_user {
-            Some(u) => Entry::Value(u.clone()),
-            None => ask(chan, &user_prompt),
+/// One run of `UserLogin` on a device.
+struct LoginCall<'a> {
+    inst: &'a Instance,
+    chan: &'a Channel,
+    snap: std::sync::Arc<Snapshot>,
+    general: General,
+    device: Device,
+    given_user: Option<String>,
+    given_pin: Option<String>,
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// The call is over with this status.
+    Done(LoginStatus),
+    /// Try again (if attempts are left) with this status as the last one, asking again for
+    /// the user or only for the PIN.
+    Retry(LoginStatus, Retry),
+}
+
+enum Retry {
+    User,
+    Pin,
+}
+
+impl<'a> LoginCall<'a> {
+    /// Checks the arguments and the device, and answers.
+    fn start(inst: &'a Instance, chan: &'a Channel, data: &str) -> Result<Self, LoginStatus> {
+        let name = chan.name();
+        let args = split_args(data);
+        if args.len() > 2 {
+            log::warning(&format!(
+                "UserLogin on {name}: too many arguments ({} given, expected [user[,password]])",
+                args.len()
+            ));
+            return Err(LoginStatus::Failed);
+        }
+        let snap = inst.snapshot();
+        let Some(device) = snap.config().device_for_channel(&name).cloned() else {
+            log::warning(&format!(
+                "UserLogin: channel {name} is not a configured device (no device has this dial string)"
+            ));
+            return Err(LoginStatus::Failed);
         };
-        let user_id = match user_id {
-            Entry::Hangup => return LoginStatus::Hangup,
+        if chan.answer().is_err() {
+            return Err(LoginStatus::Hangup);
+        }
+        if device.mode == DeviceMode::Fixed {
+            log::notice(&format!(
+                "UserLogin on {name}: device {} is fixed; login refused",
+                device.id
+            ));
+            play_all(chan, &FIXED_PROMPTS);
+            return Err(LoginStatus::Fixed);
+        }
+        let general = snap.config().general.clone();
+        Ok(LoginCall {
+            inst,
+            chan,
+            general,
+            device,
+            given_user: args.first().filter(|s| !s.is_empty()).cloned(),
+            given_pin: args.get(1).filter(|s| !s.is_empty()).cloned(),
+            snap,
+        })
+    }
+
+    /// Up to `max_attempts` attempts. After a failed one the "incorrect" prompt asks for the
+    /// next entry itself, so the caller is never told to enter something that is not asked
+    /// next, nor invited to try again when no attempt is left.
+    fn run(self) -> LoginStatus {
+        let mut user_prompt = self.general.user_prompt.clone();
+        let mut password_prompt = self.general.password_prompt.clone();
+        let mut last = LoginStatus::Failed;
+        for attempt in 1..=self.general.max_attempts {
+            match self.attempt(&user_prompt, &password_prompt) {
+                Attempt::Done(status) => return status,
+                Attempt::Retry(status, retry) => {
+                    last = status;
+                    if attempt == self.general.max_attempts {
+                        break;
+                    }
+                    match retry {
+                        Retry::User => user_prompt = RETRY_USER_PROMPT.to_string(),
+                        Retry::Pin => password_prompt = RETRY_PASSWORD_PROMPT.to_string(),
+                    }
+                }
+            }
+        }
+        log::warning(&format!(
+            "UserLogin on device {}: giving up after {} attempts",
+            self.device.id, self.general.max_attempts
+        ));
+        play_all(self.chan, &GIVE_UP_PROMPTS);
+        last
+    }
+
+    fn attempt(&self, user_prompt: &str, password_prompt: &str) -> Attempt {
+        let user_id = match self
+            .given_user
+            .clone()
+            .map_or_else(|| ask(self.chan, user_prompt), Entry::Value)
+        {
+            Entry::Hangup => return Attempt::Done(LoginStatus::Hangup),
             Entry::Bad(why) => {
                 log::notice(&format!(
                     "UserLogin on device {}: bad user entry: {why}",
-                    device.id
+                    self.device.id
                 ));
-                last = LoginStatus::NoUser;
-                if !more {
-                    break;
-                }
-                user_prompt = RETRY_USER_PROMPT.to_string();
-                continue;
+                return Attempt::Retry(LoginStatus::NoUser, Retry::User);
             }
             Entry::Value(u) => u,
         };
-        let user = snap.config().user(&user_id).cloned();
+        let user = self.snap.config().user(&user_id).cloned();
         if let Some(u) = &user {
-            if u.password.is_none() {
-                runtime::login_failed(&device.id, Some(&user_id), "no password");
-                log::warning(&format!(
-                    "UserLogin on device {}: user {user_id} has no password and cannot log in",
-                    device.id
-                ));
-                let _ = chan.play("agent-incorrect");
-                return LoginStatus::NoPassword;
-            }
-            let locked = rt
-                .lockout
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .check(&u.id, runtime::now());
-            if let Err(left) = locked {
-                runtime::login_failed(&device.id, Some(&user_id), "locked out");
-                log::warning(&format!(
-                    "UserLogin on device {}: user {user_id} is locked out for {left} more seconds after repeated wrong PINs",
-                    device.id
-                ));
-                let _ = chan.play("agent-incorrect");
-                return LoginStatus::Locked;
+            if let Some(status) = self.refused_before_pin(u) {
+                return Attempt::Done(status);
             }
         }
-        let pin = match &given_pin {
-            Some(p) => Entry::Value(p.clone()),
-            None => ask(chan, &password_prompt),
-        };
-        let pin = match pin {
-            Entry::Hangup => return LoginStatus::Hangup,
+        let pin = match self
+            .given_pin
+            .clone()
+            .map_or_else(|| ask(self.chan, password_prompt), Entry::Value)
+        {
+            Entry::Hangup => return Attempt::Done(LoginStatus::Hangup),
             Entry::Bad(_) => String::new(),
             Entry::Value(p) => p,
         };
-        let ok = user.as_ref().is_some_and(|u| u.password_matches(&pin));
-        let now = runtime::now();
-        if let Some(u) = &user {
-            // Checked again after the PIN: attempts running in parallel all passed the first
-            // check, and none may get in (or count as a plain failure) once one has locked.
-            let mut lockout = rt.lockout.lock().unwrap_or_else(|e| e.into_inner());
-            let locked_before = lockout.check(&u.id, now).is_err();
-            let locked_now = !locked_before && !ok && lockout.failure(&u.id, now, &general);
-            drop(lockout);
-            if locked_before {
-                runtime::login_failed(&device.id, Some(&u.id), "locked out");
-                log::warning(&format!(
-                    "UserLogin on device {}: user {} is locked out after repeated wrong PINs",
-                    device.id, u.id
-                ));
-            } else if !ok {
-                runtime::login_failed(&device.id, Some(&u.id), "wrong password");
-                log::warning(&format!(
-                    "UserLogin on device {}: failed login as user {} (wrong password)",
-                    device.id, u.id
-                ));
-            }
-            if locked_now {
-                log::warning(&format!(
-                    "UserLogin: user {} locked out for {} seconds after {} wrong PINs within {} seconds (last try on device {})",
-                    u.id, general.lockout_time, general.max_login_failures, general.lockout_window, device.id
-                ));
-            }
-            if locked_before || locked_now {
-                let _ = chan.play("agent-incorrect");
-                return LoginStatus::Locked;
-            }
+        let Some(user) = user else {
+            let shown = shown(&user_id);
+            login_failed(&self.device.id, Some(&shown), "no such user");
+            log::warning(&format!(
+                "UserLogin on device {}: failed login as user {shown} (no such user)",
+                self.device.id
+            ));
+            return self.retry_or_refuse(LoginStatus::NoUser);
+        };
+        let ok = user.password_matches(&pin);
+        if let Some(status) = self.count_pin(&user, ok) {
+            return Attempt::Done(status);
         }
         if !ok {
-            last = if user.is_none() {
-                LoginStatus::NoUser
-            } else {
-                LoginStatus::Failed
-            };
-            if user.is_none() {
-                let shown = shown(&user_id);
-                runtime::login_failed(&device.id, Some(&shown), "no such user");
-                log::warning(&format!(
-                    "UserLogin on device {}: failed login as user {shown} (no such user)",
-                    device.id
-                ));
-            }
-            if given_pin.is_some() {
-                // A PIN from the dialplan is not asked again.
-                let _ = chan.play("agent-incorrect");
-                return last;
-            }
-            if !more {
-                break;
-            }
-            if given_user.is_some() {
-                password_prompt = RETRY_PASSWORD_PROMPT.to_string();
-            } else {
-                user_prompt = RETRY_USER_PROMPT.to_string();
-            }
-            continue;
+            return self.retry_or_refuse(LoginStatus::Failed);
         }
-        let user = user.expect("checked above");
-        let result = rt.table.login(
+        Attempt::Done(self.commit(&user))
+    }
+
+    /// A user who cannot log in whatever the PIN: no password, or locked out.
+    fn refused_before_pin(&self, u: &User) -> Option<LoginStatus> {
+        let device = &self.device.id;
+        if u.password.is_none() {
+            login_failed(device, Some(&u.id), "no password");
+            log::warning(&format!(
+                "UserLogin on device {device}: user {} has no password and cannot log in",
+                u.id
+            ));
+            let _ = self.chan.play(REFUSED_PROMPT);
+            return Some(LoginStatus::NoPassword);
+        }
+        if let Err(left) = self.inst.state().lockout().check(&u.id, now()) {
+            login_failed(device, Some(&u.id), "locked out");
+            log::warning(&format!(
+                "UserLogin on device {device}: user {} is locked out for {left} more seconds after repeated wrong PINs",
+                u.id
+            ));
+            let _ = self.chan.play(REFUSED_PROMPT);
+            return Some(LoginStatus::Locked);
+        }
+        None
+    }
+
+    /// Counts a PIN entry for lockout; `Some(Locked)` if the user is (or just got) locked.
+    /// Checked again after the PIN: attempts running in parallel all passed the first
+    /// check, and none may get in (or count as a plain failure) once one has locked.
+    fn count_pin(&self, u: &User, ok: bool) -> Option<LoginStatus> {
+        let now = now();
+        let device = &self.device.id;
+        let mut lockout = self.inst.state().lockout();
+        let locked_before = lockout.check(&u.id, now).is_err();
+        let locked_now = !locked_before && !ok && lockout.failure(&u.id, now, &self.general);
+        drop(lockout);
+        if locked_before {
+            login_failed(device, Some(&u.id), "locked out");
+            log::warning(&format!(
+                "UserLogin on device {device}: user {} is locked out after repeated wrong PINs",
+                u.id
+            ));
+        } else if !ok {
+            login_failed(device, Some(&u.id), "wrong password");
+            log::warning(&format!(
+                "UserLogin on device {device}: failed login as user {} (wrong password)",
+                u.id
+            ));
+        }
+        if locked_now {
+            let g = &self.general;
+            log::warning(&format!(
+                "UserLogin: user {} locked out for {} seconds after {} wrong PINs within {} seconds (last try on device {device})",
+                u.id, g.lockout_time, g.max_login_failures, g.lockout_window
+            ));
+        }
+        if locked_before || locked_now {
+            let _ = self.chan.play(REFUSED_PROMPT);
+            return Some(LoginStatus::Locked);
+        }
+        None
+    }
+
+    /// A wrong user or PIN: a PIN from the dialplan is not asked again; otherwise ask again
+    /// for the user, or for the PIN alone when the dialplan gave the user.
+    fn retry_or_refuse(&self, status: LoginStatus) -> Attempt {
+        if self.given_pin.is_some() {
+            let _ = self.chan.play(REFUSED_PROMPT);
+            return Attempt::Done(status);
+        }
+        let retry = if self.given_user.is_some() {
+            Retry::Pin
+        } else {
+            Retry::User
+        };
+        Attempt::Retry(status, retry)
+    }
+
+    fn commit(&self, user: &User) -> LoginStatus {
+        let device = &self.device.id;
+        let result = self.inst.login(
+            Origin::Phone,
+            Some(self.chan),
             &user.id,
-            &device.id,
+            device,
             LoginMode::Interactive,
-            runtime::now(),
-            |changes| {
-                runtime::commit(changes);
-                record_cel(chan, changes);
-            },
         );
-        return match result {
+        match result {
             Ok(_) => {
-                rt.lockout
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .success(&user.id);
+                self.inst.state().lockout().success(&user.id);
                 if let Some(lang) = user.language.as_deref().filter(|l| !l.is_empty()) {
-                    chan.set_language(lang);
+                    self.chan.set_language(lang);
                 }
                 // The login stands even if the caller hangs up during the confirmation.
-                let _ = chan.play("agent-loginok");
+                let _ = self.chan.play(LOGGED_IN_PROMPT);
                 LoginStatus::Success
             }
             Err(e) => {
-                runtime::login_failed(&device.id, Some(&user.id), &e.to_string());
-                log::warning(&format!(
-                    "UserLogin of {} on device {}: {e}",
-                    user.id, device.id
-                ));
-                let _ = chan.play("agent-incorrect");
-                match e {
-                    LoginError::Denied => LoginStatus::Denied,
-                    LoginError::FixedDevice => LoginStatus::Fixed,
-                    LoginError::NoPassword => LoginStatus::NoPassword,
-                    LoginError::NoSuchUser => LoginStatus::NoUser,
-                    LoginError::NoSuchDevice => LoginStatus::Failed,
-                }
+                login_failed(device, Some(&user.id), &e.to_string());
+                log::warning(&format!("UserLogin of {} on device {device}: {e}", user.id));
+                let _ = self.chan.play(REFUSED_PROMPT);
+                LoginStatus::of(&e)
             }
-        };
-    }
-    log::warning(&format!(
-        "UserLogin on device {}: giving up after {} attempts",
-        device.id, general.max_attempts
-    ));
-    for prompt in GIVE_UP_PROMPTS {
-        if chan.play(prompt).is_err() {
-            break;
         }
     }
-    last
 }
 
 /// `UserLogout([user])`: with no argument, logs out of the calling device; with a user,
 /// logs that user out everywhere.
-pub fn logout(chan: &Channel, data: &str) -> i32 {
-    let _running = Running::enter();
-    let status = runtime::with(|rt| logout_on(rt, chan, data)).unwrap_or("FAILED");
+pub fn logout(inst: &Instance, chan: &Channel, data: &str) -> i32 {
+    let _prompt = inst.prompt();
+    let status = logout_on(inst, chan, data);
     chan.set_var(LOGOUT_STATUS, status);
     0
 }
 
-fn logout_on(rt: &Runtime, chan: &Channel, data: &str) -> &'static str {
+fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> &'static str {
     let name = chan.name();
     let args = split_args(data);
     if args.len() > 1 {
@@ -329,31 +376,20 @@ fn logout_on(rt: &Runtime, chan: &Channel, data: &str) -> &'static str {
         ));
         return "FAILED";
     }
-    let now = runtime::now();
     let result = match args.first().filter(|s| !s.is_empty()) {
-        Some(user) => rt.table.logout_user(user, Reason::Manual, now, |c| {
-            runtime::commit(c);
-            record_cel(chan, c);
-        }),
+        Some(user) => inst.logout_user(Origin::Phone, Some(chan), user, Reason::Manual),
         None => {
-            let device = rt.table.with_snapshot(|s| {
-                s.config()
-                    .device_for_channel(&name)
-                    .map(|d| d.id.to_string())
-            });
-            let Some(device) = device else {
+            let snap = inst.snapshot();
+            let Some(device) = snap.config().device_for_channel(&name) else {
                 log::warning(&format!(
                     "UserLogout: channel {name} is not a configured device"
                 ));
                 return "FAILED";
             };
-            let r = rt.table.logout_device(&device, Reason::Manual, now, |c| {
-                runtime::commit(c);
-                record_cel(chan, c);
-            });
-            // Answered either way: "agent logged off" is also true of a device nobody was on.
+            let r = inst.logout_device(Origin::Phone, Some(chan), &device.id, Reason::Manual);
+            // Answered either way: "logged off" is also true of a device nobody was on.
             if chan.answer().is_ok() {
-                let _ = chan.play("agent-loggedoff");
+                let _ = chan.play(LOGGED_OUT_PROMPT);
             }
             r
         }
@@ -369,33 +405,5 @@ fn logout_on(rt: &Runtime, chan: &Channel, data: &str) -> &'static str {
                 LogoutError::NoSuchDevice => "FAILED",
             }
         }
-    }
-}
-
-/// Login statistics as CEL user events on the channel that made the change, so they land in
-/// whatever CEL backend the administrator uses (`USER_DEFINED`, eventtype
-/// `DEVICEUSER_LOGIN` / `DEVICEUSER_LOGOUT`).
-fn record_cel(chan: &Channel, changes: &Changes) {
-    let now = runtime::now();
-    for (b, reason) in &changes.removed {
-        chan.cel_user_event(
-            "DEVICEUSER_LOGOUT",
-            &format!(
-                "user={},device={},start={},end={now},duration={},reason={reason}",
-                b.user,
-                b.device,
-                b.since,
-                now.saturating_sub(b.since)
-            ),
-        );
-    }
-    for (b, reason) in &changes.added {
-        chan.cel_user_event(
-            "DEVICEUSER_LOGIN",
-            &format!(
-                "user={},device={},start={},reason={reason}",
-                b.user, b.device, b.since
-            ),
-        );
     }
 }

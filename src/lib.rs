@@ -1,21 +1,37 @@
 //! res_deviceuser: hot-desking ("Device & User" mode) for Asterisk.
 //!
-//! Layers: `sys` (generated bindings), `host` (every `unsafe`: safe wrappers over Asterisk
-//! and the entry points the C shim calls), feature adapters (`apps`, `functions`, `cli`),
-//! `runtime` (the live state and commit path), and the pure `deviceuser_core` crate.
+//! Layers, bottom up (see ARCHITECTURE.md): `sys` (generated bindings); `host` (every
+//! `unsafe`: safe wrappers over Asterisk, registration trampolines); the loaded state and
+//! its commit pipeline (`state`, `journal`, `deferred`, `effects`, `pipeline`, `sinks`,
+//! `config_file`, `restore`, `hint_sync`, `security`, `instance`); feature adapters
+//! (`apps`, `functions`, `cli`, `ami`, `policy`); and `entry`, the tables of what the module
+//! registers and the functions the C shim calls. The domain rules are in the pure
+//! `deviceuser_core` crate.
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![deny(clippy::disallowed_methods, clippy::disallowed_macros)]
 
 mod ami;
 mod apps;
 mod cli;
+mod config_file;
 mod deferred;
+mod effects;
+mod entry;
 mod functions;
+mod hint_sync;
 mod host;
+mod instance;
 mod journal;
+mod pipeline;
 mod policy;
-mod runtime;
+mod restore;
+mod security;
+mod sinks;
+mod state;
 mod sys;
 
-/// Counts the module's heap for `deviceuser show stats`; allocation itself is Asterisk's malloc.
+/// Counts the module's heap for `deviceuser show stats`; allocation itself is Asterisk's
+/// malloc. The one static besides the entry layer's root: a global allocator must be one.
 #[global_allocator]
 static ALLOCATOR: host::alloc::Counting = host::alloc::Counting;

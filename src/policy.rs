@@ -1,100 +1,73 @@
 //! Automatic logouts: `max_login_time`, `shift_end` and `logout_on_unregister`. A thread of
-//! the module's own checks once a second (only when a policy is configured) and logs out
-//! through the same commit path as every other logout. It is joined at unload.
-use std::sync::{Condvar, Mutex};
+//! the module's own (`devuser-policy`) checks once a second and logs out through the same
+//! commit pipeline as every other logout. It also does the module's housekeeping: ending
+//! the subscription to all device state traffic once no bound device is pending, and
+//! emptying the journal once AstDB has committed it.
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use deviceuser_core::policy::{any_time_policy, any_unregister_policy, due_logouts};
+use deviceuser_core::policy::due_logouts;
 use deviceuser_core::Reason;
 
 use crate::host::clock::utc_offset;
 use crate::host::devstate::{device_state, DeviceState};
 use crate::host::log;
-use crate::host::thread::{self, Thread};
-use crate::runtime::{self, Runtime};
+use crate::host::thread::{StopSignal, Worker};
+use crate::instance::Instance;
+use crate::journal::COMMITTED_AFTER;
+use crate::pipeline::Origin;
+use crate::state::now;
 
-struct Timer {
-    stop: Mutex<bool>,
-    wake: Condvar,
+/// Starts the thread. It holds the instance weakly: unload stops and joins it first.
+pub fn start(inst: &Arc<Instance>) -> Result<Worker, String> {
+    let weak = Arc::downgrade(inst);
+    Worker::start(c"devuser-policy", move |stop| run(&weak, &stop))
+        .map_err(|e| format!("cannot start the policy thread: {e}"))
 }
 
-static TIMER: Timer = Timer {
-    stop: Mutex::new(false),
-    wake: Condvar::new(),
-};
-static THREAD: Mutex<Option<Thread>> = Mutex::new(None);
-
-pub fn start() -> Result<(), String> {
-    *TIMER.stop.lock().unwrap_or_else(|e| e.into_inner()) = false;
-    let handle = thread::spawn(c"devuser-policy", run)
-        .map_err(|e| format!("cannot start the policy thread: {e}"))?;
-    *THREAD.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
-    Ok(())
-}
-
-/// Stops and joins the thread (before the module's code is unmapped).
-pub fn stop() {
-    *TIMER.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
-    TIMER.wake.notify_all();
-    if let Some(h) = THREAD.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        h.join();
+fn run(weak: &Weak<Instance>, stop: &StopSignal) {
+    if let Some(inst) = weak.upgrade() {
+        inst.watch_bound_devices();
+        inst.publish_active_users();
     }
-}
-
-fn run() {
-    runtime::watch_bound_devices();
-    runtime::publish_active_users();
     let mut seeded = false;
-    loop {
-        {
-            let stop = TIMER.stop.lock().unwrap_or_else(|e| e.into_inner());
-            let (stop, _) = TIMER
-                .wake
-                .wait_timeout_while(stop, Duration::from_secs(1), |s| !*s)
-                .unwrap_or_else(|e| e.into_inner());
-            if *stop {
-                return;
-            }
+    while !stop.wait(Duration::from_secs(1)) {
+        let Some(inst) = weak.upgrade() else { return };
+        inst.follower().tend();
+        if !seeded {
+            seed_unregistered(&inst);
+            seeded = true;
         }
-        crate::host::devstate::tend();
-        runtime::with(|rt| {
-            if !seeded {
-                seed_unregistered(rt);
-                seeded = true;
-            }
-            tick(rt, runtime::now());
-        });
-        crate::journal::truncate_if_idle();
+        tick(&inst, now());
+        let idle = inst.executor().quiet_for(COMMITTED_AFTER);
+        inst.state().journal.truncate_if_idle(idle);
     }
 }
 
 /// Devices that were already unregistered when the module loaded never send a change.
-fn seed_unregistered(rt: &Runtime) {
-    let snap = rt.table.snapshot();
-    if !any_unregister_policy(snap.config()) {
+fn seed_unregistered(inst: &Instance) {
+    let snap = inst.snapshot();
+    if !snap.config().has_unregister_policy() {
         return;
     }
-    let now = runtime::now();
-    let mut tracker = rt.unregistered.lock().unwrap_or_else(|e| e.into_inner());
+    let now = now();
+    let mut tracker = inst.state().unregistered();
     for b in snap.bindings() {
         if let Some(dev) = snap.config().device(&b.device) {
-            tracker.seen(
-                &dev.id,
-                device_state(&dev.dial) == DeviceState::UNAVAILABLE,
-                now,
-            );
+            let unavailable = device_state(&dev.dial) == DeviceState::UNAVAILABLE;
+            tracker.seen(&dev.id, unavailable, now);
         }
     }
 }
 
-fn tick(rt: &Runtime, now: u64) {
-    let snap = rt.table.snapshot();
+fn tick(inst: &Instance, now: u64) {
+    let snap = inst.snapshot();
     let mut due: Vec<(String, Reason)> = Vec::new();
-    if any_time_policy(snap.config()) {
+    if snap.config().has_time_policy() {
         due = due_logouts(&snap, now, utc_offset(now));
     }
-    if any_unregister_policy(snap.config()) {
-        let tracker = rt.unregistered.lock().unwrap_or_else(|e| e.into_inner());
+    if snap.config().has_unregister_policy() {
+        let tracker = inst.state().unregistered();
         due.extend(
             tracker
                 .due(&snap, now)
@@ -103,21 +76,14 @@ fn tick(rt: &Runtime, now: u64) {
         );
     }
     for (device, reason) in due {
-        if let Err(e) = rt
-            .table
-            .logout_device(&device, reason, now, runtime::commit)
-        {
-            log::debug(&format!(
+        match inst.logout_device(Origin::Policy, None, &device, reason) {
+            Err(e) => log::debug(&format!(
                 "automatic logout of device {device} ({reason}): {e}"
-            ));
-        } else {
-            log::notice(&format!(
+            )),
+            Ok(_) => log::notice(&format!(
                 "device {device}: user logged out automatically ({reason})"
-            ));
+            )),
         }
     }
-    rt.lockout
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .prune(now);
+    inst.state().lockout().prune(now);
 }

@@ -29,6 +29,16 @@ pub fn parse_digits(input: &str, max_len: usize) -> Result<String, String> {
     Ok(input.to_string())
 }
 
+/// An on/off value given by an administrator or the dialplan (DND): `1`/`0`, `on`/`off`,
+/// `yes`/`no`, `true`/`false`, any case.
+pub fn parse_on_off(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "on" | "yes" | "true" => Some(true),
+        "0" | "off" | "no" | "false" => Some(false),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +61,18 @@ mod tests {
         assert!(parse_digits("#", 4).unwrap_err().contains("'#'"));
         assert!(parse_digits("1a", 4).unwrap_err().contains("'a'"));
         assert!(parse_digits("12345", 4).unwrap_err().contains("at most 4"));
+    }
+
+    #[test]
+    fn on_off_values() {
+        for v in ["1", "on", "YES", " true "] {
+            assert_eq!(parse_on_off(v), Some(true), "{v}");
+        }
+        for v in ["0", "Off", "no", "false"] {
+            assert_eq!(parse_on_off(v), Some(false), "{v}");
+        }
+        for v in ["", "2", "maybe", "onn"] {
+            assert_eq!(parse_on_off(v), None, "{v}");
+        }
     }
 }

@@ -210,6 +210,9 @@ pub struct General {
     pub lockout_window: u64,
     /// `lockout_time`: seconds a locked-out user must wait; default 300, at least 1.
     pub lockout_time: u64,
+    /// `commit_log`: one NOTICE line per commit (origin, what changed) — an audit trail of
+    /// every login, logout and DND change, whoever made it. Default off.
+    pub commit_log: bool,
 }
 
 impl Default for General {
@@ -227,6 +230,7 @@ impl Default for General {
             max_login_failures: 5,
             lockout_window: 300,
             lockout_time: 300,
+            commit_log: false,
         }
     }
 }
@@ -518,6 +522,16 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                 ),
             },
             "hint_context" => g.hint_context = non_empty(v),
+            "commit_log" => match parse_multiple_logins(v) {
+                Some(MultipleLogins::Yes) => g.commit_log = true,
+                Some(MultipleLogins::No) => g.commit_log = false,
+                _ => r.error(
+                    &sec.name,
+                    Some(&key),
+                    line,
+                    format!("bad value '{v}' (expected yes or no)"),
+                ),
+            },
             "allowed_numbers" => {
                 g.allowed_numbers.clear();
                 for n in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {

@@ -17,6 +17,7 @@
 //! slot's generation moves on, so a writer waits only for the readers inside at its swap); if
 //! every slot is taken (more readers inside at once than slots), it counts itself in a shared
 //! overflow counter instead, so entering stays a bounded number of steps.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::sync::atomic::{
     AtomicPtr, AtomicUsize,

@@ -11,6 +11,31 @@ pub const CLI_SUCCESS: *mut c_char = std::ptr::null_mut();
 pub const CLI_SHOWUSAGE: *mut c_char = 1 as *mut c_char;
 pub const CLI_FAILURE: *mut c_char = 2 as *mut c_char;
 
+/// What a CLI command's handler ended with.
+pub enum Outcome {
+    /// Success, with the text to print.
+    Done(String),
+    /// Wrong arguments: Asterisk prints the usage.
+    Usage,
+    /// Failure, with the text to print.
+    Failed(String),
+}
+
+/// Prints the outcome's text and returns Asterisk's result for it.
+pub fn finish(fd: c_int, outcome: Outcome) -> *mut c_char {
+    match outcome {
+        Outcome::Done(text) => {
+            print(fd, &text);
+            CLI_SUCCESS
+        }
+        Outcome::Usage => CLI_SHOWUSAGE,
+        Outcome::Failed(text) => {
+            print(fd, &text);
+            CLI_FAILURE
+        }
+    }
+}
+
 pub enum Call {
     /// Fill in the command and usage text.
     Init,

@@ -12,10 +12,10 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod devstate;
-pub mod entry;
 pub mod guard;
 pub mod hints;
 pub mod log;
+pub mod register;
 pub mod thread;
 
 use std::ffi::{CStr, CString};

@@ -6,6 +6,7 @@
     non_upper_case_globals,
     dead_code,
     clippy::all,
+    clippy::undocumented_unsafe_blocks,
     unsafe_op_in_unsafe_fn,
     improper_ctypes
 )]

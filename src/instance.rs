@@ -1,0 +1,364 @@
+//! The loaded module: one [`Instance`], created by `load` and shut down by `unload`.
+//!
+//! It owns everything the module holds while loaded: the shared [`State`] (table, config,
+//! statistics, lockout, journal, published states), the commit [`Pipeline`] and its
+//! executor, the device-state follower, and the parts that run ([`Running`]: registrations,
+//! the policy thread, the provider), which unload drops in their declaration order. Every
+//! change of bindings or DND goes through the operations here, which run the pipeline:
+//! adapters (apps, functions, CLI, AMI, the policy timer) cannot skip it.
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use deviceuser_core::{
+    BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
+};
+
+use crate::deferred::Executor;
+use crate::effects::{bound_dials, Effects};
+use crate::host::channel::Channel;
+use crate::host::devstate::follow::{Change as DeviceChange, Follower};
+use crate::host::devstate::provider::Provider;
+use crate::host::devstate::DeviceState;
+use crate::host::log;
+use crate::host::register::Registered;
+use crate::host::thread::Worker;
+use crate::pipeline::{Change, Commit, Origin, Pipeline};
+use crate::sinks::{
+    AnnounceSink, CelSink, CommitLogSink, FollowSink, JournalSink, PersistSink, PublishSink,
+};
+use crate::state::{active_users, now, user_state, State};
+use crate::{config_file, hint_sync, restore};
+
+/// Device state provider label: hints name `DeviceUser:<user>`.
+pub const PROVIDER_LABEL: &std::ffi::CStr = c"DeviceUser";
+
+pub struct Instance {
+    state: Arc<State>,
+    pipeline: Pipeline,
+    follower: Arc<Follower>,
+    /// Login and logout prompts running on channels: unload is refused while any is.
+    prompts: AtomicUsize,
+    running: Mutex<Option<Running>>,
+}
+
+/// What runs while the module is loaded. Unload drops it: fields drop in declaration order,
+/// which is the unload order. The fields are held for their `Drop` alone.
+#[allow(dead_code)]
+struct Running {
+    /// Applications, functions, CLI commands, AMI actions: no new call comes in.
+    registered: Option<Registered>,
+    /// The policy timer: no automatic logout starts.
+    policy: Option<Worker>,
+    /// Device-state subscriptions: no device change comes in.
+    follower: CloseFollower,
+    /// The provider (Asterisk waits for calls in flight).
+    provider: Option<Provider>,
+    /// The commit executor: what is queued is applied, then its thread is joined.
+    executor: StopExecutor,
+    /// The journal closed, the module's hints removed, no stale state left published.
+    finish: Finish,
+}
+
+struct CloseFollower(Arc<Follower>);
+impl Drop for CloseFollower {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+struct StopExecutor(Arc<Executor<crate::effects::Op>>);
+impl Drop for StopExecutor {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+struct Finish(Arc<State>);
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.0.journal.close();
+        let snap = self.0.snapshot();
+        if let Some(ctx) = &snap.config().general.hint_context {
+            hint_sync::clear_hints(ctx);
+        }
+        self.0
+            .publish_users_state(active_users(&snap).into_iter(), DeviceState::UNAVAILABLE);
+    }
+}
+
+/// Counts a running prompt while alive.
+pub struct Prompt<'a>(&'a AtomicUsize);
+impl Drop for Prompt<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Instance {
+    /// Reads the config, restores bindings, opens the journal, builds the pipeline and starts
+    /// following bound devices. Nothing is registered with Asterisk yet: see [`attach`].
+    ///
+    /// [`attach`]: Instance::attach
+    pub fn load() -> Result<Arc<Instance>, String> {
+        let config = config_file::read()?;
+        let now = now();
+        let table = BindingTable::new(config, now);
+        let restored = restore::restore(&table, now);
+        let state = State::new(table);
+        if let Err(e) = state.journal.open(&state.full_state()) {
+            log::error(&format!(
+                "{e}: a kill -9 may lose the last second of changes"
+            ));
+        }
+        let snap = state.snapshot();
+        log::verbose(
+            2,
+            &format!(
+                "{} devices, {} users, {} bindings ({restored} restored from AstDB)",
+                snap.config().devices.len(),
+                snap.config().users.len(),
+                snap.binding_count(),
+            ),
+        );
+        let for_changes = Arc::clone(&state);
+        let follower = Follower::start(Box::new(move |c: &DeviceChange<'_>| {
+            device_changed(&for_changes, c.device, c.state)
+        }))?;
+        let effects = Effects {
+            state: Arc::clone(&state),
+            follower: Arc::clone(&follower),
+        };
+        let executor = Arc::new(Executor::start(
+            c"devuser-commit",
+            Box::new(move |ops| effects.apply(ops)),
+        ));
+        let mut pipeline = Pipeline::new(Arc::clone(&executor));
+        pipeline.add(Box::new(JournalSink(Arc::clone(&state))));
+        pipeline.add(Box::new(AnnounceSink(Arc::clone(&state))));
+        pipeline.add(Box::new(CelSink));
+        pipeline.add(Box::new(CommitLogSink {
+            state: Arc::clone(&state),
+            seq: AtomicU64::new(0),
+        }));
+        pipeline.add(Box::new(FollowSink {
+            state: Arc::clone(&state),
+            follower: Arc::clone(&follower),
+        }));
+        pipeline.add(Box::new(PersistSink));
+        pipeline.add(Box::new(PublishSink));
+        let running = Running {
+            registered: None,
+            policy: None,
+            follower: CloseFollower(Arc::clone(&follower)),
+            provider: None,
+            executor: StopExecutor(executor),
+            finish: Finish(Arc::clone(&state)),
+        };
+        Ok(Arc::new(Instance {
+            state,
+            pipeline,
+            follower,
+            prompts: AtomicUsize::new(0),
+            running: Mutex::new(Some(running)),
+        }))
+    }
+
+    /// Keeps what load registered with Asterisk (in the order it was made: provider,
+    /// registrations, policy thread), for unload to drop in [`Running`]'s order. Then adds
+    /// the owned hints.
+    pub fn attach(&self, provider: Provider, registered: Registered, policy: Worker) {
+        if let Some(r) = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            r.provider = Some(provider);
+            r.registered = Some(registered);
+            r.policy = Some(policy);
+        }
+        hint_sync::sync_hints(None, self.snapshot().config());
+    }
+
+    /// Unload (or a load that failed part way): drops what runs, in [`Running`]'s order.
+    pub fn shutdown(&self) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(running);
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.state.snapshot()
+    }
+
+    pub fn follower(&self) -> &Follower {
+        &self.follower
+    }
+
+    pub fn executor(&self) -> &Executor<crate::effects::Op> {
+        self.pipeline.executor()
+    }
+
+    /// Marks a login or logout prompt as running until the value is dropped.
+    pub fn prompt(&self) -> Prompt<'_> {
+        self.prompts.fetch_add(1, Ordering::SeqCst);
+        Prompt(&self.prompts)
+    }
+
+    /// Prompts running now.
+    pub fn prompts(&self) -> usize {
+        self.prompts.load(Ordering::SeqCst)
+    }
+
+    fn commit(&self, origin: Origin, channel: Option<&Channel>, change: Change<'_>) {
+        self.pipeline.apply(&Commit {
+            origin,
+            channel,
+            change,
+            now: now(),
+        });
+    }
+
+    pub fn login(
+        &self,
+        origin: Origin,
+        channel: Option<&Channel>,
+        user: &str,
+        device: &str,
+        mode: LoginMode,
+    ) -> Result<Changes, LoginError> {
+        self.state.table.login(user, device, mode, now(), |c| {
+            self.commit(origin, channel, Change::Bindings(c))
+        })
+    }
+
+    pub fn logout_device(
+        &self,
+        origin: Origin,
+        channel: Option<&Channel>,
+        device: &str,
+        reason: Reason,
+    ) -> Result<Changes, LogoutError> {
+        self.state.table.logout_device(device, reason, now(), |c| {
+            self.commit(origin, channel, Change::Bindings(c))
+        })
+    }
+
+    pub fn logout_user(
+        &self,
+        origin: Origin,
+        channel: Option<&Channel>,
+        user: &str,
+        reason: Reason,
+    ) -> Result<Changes, LogoutError> {
+        self.state.table.logout_user(user, reason, now(), |c| {
+            self.commit(origin, channel, Change::Bindings(c))
+        })
+    }
+
+    /// Turns a user's do-not-disturb on or off: persisted, published (BUSY while on),
+    /// announced. Ok(false) if it already was so.
+    pub fn set_dnd(
+        &self,
+        origin: Origin,
+        channel: Option<&Channel>,
+        user: &str,
+        on: bool,
+    ) -> Result<bool, String> {
+        self.state
+            .table
+            .set_dnd_with(user, on, |user, on| {
+                self.commit(origin, channel, Change::Dnd { user, on })
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// `module reload`: a bad file keeps the running config; bindings the new config still
+    /// allows stay.
+    pub fn reload(&self) -> Result<(), String> {
+        let config = config_file::read().map_err(|e| {
+            log::error(&format!("{e}; keeping the running configuration"));
+            e
+        })?;
+        let old = self.snapshot();
+        let changes = self.state.table.reconfigure(config, now(), |c| {
+            self.commit(Origin::Reload, None, Change::Bindings(c))
+        });
+        for (b, reason) in &changes.removed {
+            log::notice(&format!(
+                "reload: user {} logged out of device {} ({reason})",
+                b.user, b.device
+            ));
+        }
+        let new = self.snapshot();
+        self.state.stats().retain_configured(new.config());
+        self.state.unregistered().retain_configured(new.config());
+        hint_sync::sync_hints(Some(old.config()), new.config());
+        self.watch_bound_devices();
+        // Users whose bindings changed, and everyone still active (a device's dial string may
+        // have changed under an unchanged binding).
+        let mut users = active_users(&new);
+        users.extend(changes.affected_users());
+        users.sort();
+        users.dedup();
+        self.state.publish_users(users.iter(), false);
+        // Users that disappeared show as unavailable rather than keeping a stale state.
+        self.state.publish_users_state(
+            (old.config().users.keys())
+                .filter(|u| new.config().user(u).is_none())
+                .map(str::to_string),
+            DeviceState::UNAVAILABLE,
+        );
+        log::verbose(2, &format!("reloaded {}", config_file::CONFIG_FILE));
+        Ok(())
+    }
+
+    /// Follows the state of exactly the bound devices (after load and reload). The set is
+    /// read under the follower's lock, so a login committed meanwhile (which follows its
+    /// device under that lock) is in it or follows its device after.
+    pub fn watch_bound_devices(&self) {
+        self.follower.watch_only(|| bound_dials(&self.snapshot()));
+    }
+
+    /// Publishes the state of every user that is on a device or in DND. A user without
+    /// either reads UNAVAILABLE from the provider; publishing creates a device state topic
+    /// per name in Asterisk, which costs memory and time for every configured user.
+    pub fn publish_active_users(&self) {
+        self.state
+            .publish_users(active_users(&self.snapshot()).iter(), false);
+    }
+
+    /// The provider's answer for `DeviceUser:<user>`. A snapshot of its own: computing the
+    /// state calls back into Asterisk (`ast_device_state`), and no writer waits on that.
+    pub fn provide(&self, user: &str) -> DeviceState {
+        user_state(&self.snapshot(), user, None)
+    }
+}
+
+/// A followed (bound) device's state changed: publish its user's state again. One
+/// snapshot, taken under the publish lock, so the state published is never older than the
+/// last one.
+fn device_changed(state: &State, dial: &str, device_state: DeviceState) {
+    let mut published = state.publisher.lock();
+    let snap = state.snapshot();
+    let Some(dev) = snap.config().device_for_dial(dial) else {
+        return;
+    };
+    if snap.config().has_unregister_policy() {
+        state
+            .unregistered()
+            .seen(&dev.id, device_state == DeviceState::UNAVAILABLE, now());
+    }
+    let Some(b) = snap.user_on(&dev.id) else {
+        return;
+    };
+    let s = user_state(&snap, &b.user, Some((dial, device_state)));
+    published.publish(&b.user, s, false);
+}

@@ -1,0 +1,16 @@
+//! Refused logins, reported where administrators and tools look: a security-style log line
+//! (fail2ban-style `Key="value"` fields) and an AMI event. Never carries a PIN.
+use crate::host::{ami, log};
+
+pub fn login_failed(device: &str, user: Option<&str>, reason: &str) {
+    log::warning(&format!(
+        "SecurityEvent=\"FailedLogin\" Service=\"res_deviceuser\" Device=\"{device}\" User=\"{}\" Reason=\"{reason}\"",
+        user.unwrap_or("")
+    ));
+    let mut fields = vec![("Device", device.to_string())];
+    if let Some(u) = user {
+        fields.push(("User", u.to_string()));
+    }
+    fields.push(("Reason", reason.to_string()));
+    ami::event("DeviceUserLoginFailed", &fields);
+}

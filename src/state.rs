@@ -1,0 +1,188 @@
+//! The loaded module's state that commits, readers and the module's threads share: the
+//! binding table (which holds the config), statistics, lockout, the unregistered-devices
+//! tracker, the journal and the last published user states; and how a user's
+//! `DeviceUser:<user>` state is computed and published.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use deviceuser_core::config::USER_STATE_PREFIX;
+use deviceuser_core::{BindingTable, CompactString, Lockout, Snapshot, Stats, Unregistered};
+use rustc_hash::FxHashMap;
+
+use crate::host::devstate::{self, Aggregate, DeviceState};
+use crate::journal::Journal;
+
+pub struct State {
+    /// Written only through `Instance`'s operations, which run the commit pipeline.
+    pub(crate) table: BindingTable,
+    /// Login statistics since load (not on the device state path).
+    pub stats: Mutex<Stats>,
+    /// PIN failures and locked users.
+    pub lockout: Mutex<Lockout>,
+    /// Since when bound devices have been unregistered (for `logout_on_unregister`).
+    pub unregistered: Mutex<Unregistered>,
+    pub journal: Journal,
+    pub publisher: Publisher,
+}
+
+impl State {
+    pub fn new(table: BindingTable) -> Arc<State> {
+        Arc::new(State {
+            table,
+            stats: Mutex::new(Stats::new()),
+            lockout: Mutex::new(Lockout::new()),
+            unregistered: Mutex::new(Unregistered::new()),
+            journal: Journal::default(),
+            publisher: Publisher::default(),
+        })
+    }
+
+    /// The current snapshot: lock-free, never waits for a writer.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.table.snapshot()
+    }
+
+    pub fn stats(&self) -> MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn lockout(&self) -> MutexGuard<'_, Lockout> {
+        self.lockout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn unregistered(&self) -> MutexGuard<'_, Unregistered> {
+        self.unregistered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes the current state of each of `users`; with `always`, even when it equals
+    /// the last one published (see [`Publisher`]).
+    pub fn publish_users<S: AsRef<str>>(&self, users: impl Iterator<Item = S>, always: bool) {
+        let mut published = self.publisher.lock();
+        let snap = self.snapshot();
+        for user in users {
+            let user = user.as_ref();
+            published.publish(user, user_state(&snap, user, None), always);
+        }
+    }
+
+    /// Publishes `state` for each of `users` (unload: UNAVAILABLE).
+    pub fn publish_users_state(&self, users: impl Iterator<Item = String>, state: DeviceState) {
+        let mut published = self.publisher.lock();
+        for user in users {
+            published.publish(&user, state, false);
+        }
+    }
+
+    /// The text of the whole current state, for the journal.
+    pub fn full_state(&self) -> String {
+        full_state(&self.snapshot())
+    }
+}
+
+/// The whole state of `s` as journal text.
+pub fn full_state(s: &Snapshot) -> String {
+    deviceuser_core::journal::full_state(s.bindings(), &s.dnd_users())
+}
+
+/// Unix time now, in seconds.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `DeviceUser:<user>`, the name hints use.
+pub fn device_name(user: &str) -> String {
+    format!("{USER_STATE_PREFIX}{user}")
+}
+
+/// The state of `DeviceUser:<user>`: Asterisk's aggregate of the user's devices, UNAVAILABLE
+/// on none, BUSY in DND, INVALID for an unknown user. `changed` overrides one device's state
+/// with the one a change message carries (the cache may not have it yet).
+pub fn user_state(
+    snap: &Snapshot,
+    user: &str,
+    changed: Option<(&str, DeviceState)>,
+) -> DeviceState {
+    if snap.config().user(user).is_none() {
+        return DeviceState::INVALID;
+    }
+    if snap.dnd(user) {
+        return DeviceState::BUSY;
+    }
+    let devices = snap.devices_of(user);
+    if devices.is_empty() {
+        return DeviceState::UNAVAILABLE;
+    }
+    let mut agg = Aggregate::new();
+    for id in devices {
+        let Some(dev) = snap.config().device(id) else {
+            continue;
+        };
+        let state = match changed {
+            Some((dial, st)) if dial.eq_ignore_ascii_case(&dev.dial) => st,
+            _ => devstate::device_state(&dev.dial),
+        };
+        agg.add(state);
+    }
+    agg.result()
+}
+
+/// Users whose `DeviceUser:` state is not simply UNAVAILABLE: bound or in DND; sorted.
+pub fn active_users(snap: &Snapshot) -> Vec<String> {
+    let mut users: Vec<String> = snap
+        .bindings()
+        .into_iter()
+        .map(|b| b.user.to_string())
+        .collect();
+    users.extend(snap.dnd_users().into_iter().map(str::to_string));
+    users.sort();
+    users.dedup();
+    users
+}
+
+/// The last `DeviceUser:` state published for each user. Asterisk does not cache these
+/// states (see [`devstate::publish`]), so this is what keeps a device change that leaves its
+/// user's state as it was from publishing anything. The lock also serializes publishing, so
+/// a state computed from an older snapshot is never published after one computed from a
+/// newer snapshot. Held only around computing and publishing (never by the provider).
+#[derive(Default)]
+pub struct Publisher {
+    last: Mutex<FxHashMap<CompactString, DeviceState>>,
+    count: AtomicU64,
+}
+
+/// The publisher, locked.
+pub struct Publishing<'a> {
+    last: MutexGuard<'a, FxHashMap<CompactString, DeviceState>>,
+    count: &'a AtomicU64,
+}
+
+impl Publisher {
+    pub fn lock(&self) -> Publishing<'_> {
+        Publishing {
+            last: self.last.lock().unwrap_or_else(|e| e.into_inner()),
+            count: &self.count,
+        }
+    }
+
+    /// `DeviceUser:` states published since load.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+impl Publishing<'_> {
+    /// Publishes `state` for `user` unless it is the last state published for them (with
+    /// `always`, even then).
+    pub fn publish(&mut self, user: &str, state: DeviceState, always: bool) {
+        if !always && self.last.get(user) == Some(&state) {
+            return;
+        }
+        devstate::publish(&device_name(user), state);
+        self.last.insert(CompactString::from(user), state);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
