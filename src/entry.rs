@@ -181,9 +181,12 @@ pub extern "C" fn deviceuser_unload_busy() -> c_int {
 #[no_mangle]
 pub extern "C" fn deviceuser_unload() {
     guard::guard("unload", (), || {
-        if let Some(inst) = ROOT.set(None) {
+        // Shut down while still reachable: the provider answers from the live table until
+        // it is removed. Calls that come in after the root is emptied find no module.
+        if let Some(inst) = instance() {
             inst.shutdown();
         }
+        ROOT.set(None);
     });
     guard::remove_panic_hook();
 }
