@@ -10,6 +10,8 @@
 #   asterisk.sh pid RUN          print the PID of the running instance
 #
 # --conf-dir: a folder whose *.conf files replace or add to the generated ones.
+# DEVICEUSER_BOOT_TIMEOUT=S: how long `start` waits for the boot (30 s; tens of thousands of
+# hints take Asterisk longer).
 # DEVICEUSER_VALGRIND=DIR: `start` runs Asterisk under valgrind memcheck as
 # scripts/valgrind.sh does, logging to DIR/vg-<pid>.log, and waits up to 600 s for the
 # boot; `stop` uses `core stop now` and waits up to 600 s for the leak check.
@@ -189,7 +191,7 @@ start() {
     local run; run=$(cd "$1" && pwd)
     [ -f "$run/etc/asterisk.conf" ] || die "$run is not a run folder (use mkrun)"
     if pid_of "$run" >/dev/null; then die "already running in $run (pid $(pid_of "$run"))"; fi
-    local wrapper=() limit=30 pause=0.1
+    local wrapper=() limit=${DEVICEUSER_BOOT_TIMEOUT:-30} pause=0.1
     if [ -n "$VALGRIND_DIR" ]; then
         vg_check || die "cannot run Asterisk under valgrind"
         mkdir -p "$VALGRIND_DIR" || die "cannot create $VALGRIND_DIR"

@@ -64,7 +64,7 @@ pub fn field(inst: &Instance, _chan: Option<&Channel>, data: &str) -> Result<Str
         "language" => u.language.as_deref().unwrap_or_default().to_string(),
         "devices" => snap.devices_of(user).join(","),
         "dial" => snap.dial_of(user),
-        "state" => user_state(&snap, user, None).name(),
+        "state" => user_state(&snap, user, &inst.state().seen).name(),
         "dnd" => if snap.dnd(user) { "1" } else { "0" }.to_string(),
         other => return Err(format!("unknown field '{other}' (one of {FIELDS})")),
     })

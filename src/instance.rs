@@ -302,6 +302,12 @@ impl Instance {
         self.state.unregistered().retain_configured(new.config());
         hint_sync::sync_hints(Some(old.config()), new.config());
         self.watch_bound_devices();
+        // A device's id may dial something else now: ask Asterisk until the next changes (under
+        // the publish lock, as a change is handled, which then sees the new configuration).
+        {
+            let _publishing = self.state.publisher.lock();
+            self.state.seen.clear();
+        }
         // Users whose bindings changed, and everyone still active (a device's dial string may
         // have changed under an unchanged binding).
         let mut users = active_users(&new);
@@ -338,7 +344,7 @@ impl Instance {
     /// The provider's answer for `DeviceUser:<user>`. A snapshot of its own: computing the
     /// state calls back into Asterisk (`ast_device_state`), and no writer waits on that.
     pub fn provide(&self, user: &str) -> DeviceState {
-        user_state(&self.snapshot(), user, None)
+        user_state(&self.snapshot(), user, &self.state.seen)
     }
 }
 
@@ -359,6 +365,7 @@ fn device_changed(state: &State, dial: &str, device_state: DeviceState) {
     let Some(b) = snap.user_on(&dev.id) else {
         return;
     };
-    let s = user_state(&snap, &b.user, Some((dial, device_state)));
+    state.seen.set(&dev.id, device_state);
+    let s = user_state(&snap, &b.user, &state.seen);
     published.publish(&b.user, s, false);
 }

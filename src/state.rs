@@ -3,7 +3,7 @@
 //! tracker, the journal and the last published user states; and how a user's
 //! `DeviceUser:<user>` state is computed and published.
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use deviceuser_core::config::USER_STATE_PREFIX;
@@ -24,6 +24,8 @@ pub struct State {
     pub unregistered: Mutex<Unregistered>,
     pub journal: Journal,
     pub publisher: Publisher,
+    /// The last state of each followed device, from its change messages.
+    pub seen: SeenStates,
 }
 
 impl State {
@@ -35,6 +37,7 @@ impl State {
             unregistered: Mutex::new(Unregistered::new()),
             journal: Journal::default(),
             publisher: Publisher::default(),
+            seen: SeenStates::default(),
         })
     }
 
@@ -62,7 +65,7 @@ impl State {
         let snap = self.snapshot();
         for user in users {
             let user = user.as_ref();
-            published.publish(user, user_state(&snap, user, None), always);
+            published.publish(user, user_state(&snap, user, &self.seen), always);
         }
     }
 
@@ -99,13 +102,9 @@ pub fn device_name(user: &str) -> String {
 }
 
 /// The state of `DeviceUser:<user>`: Asterisk's aggregate of the user's devices, UNAVAILABLE
-/// on none, BUSY in DND, INVALID for an unknown user. `changed` overrides one device's state
-/// with the one a change message carries (the cache may not have it yet).
-pub fn user_state(
-    snap: &Snapshot,
-    user: &str,
-    changed: Option<(&str, DeviceState)>,
-) -> DeviceState {
+/// on none, BUSY in DND, INVALID for an unknown user. A device's state is the one its last
+/// change message brought the module (`seen`), else Asterisk's (`ast_device_state`).
+pub fn user_state(snap: &Snapshot, user: &str, seen: &SeenStates) -> DeviceState {
     if snap.config().user(user).is_none() {
         return DeviceState::INVALID;
     }
@@ -121,13 +120,56 @@ pub fn user_state(
         let Some(dev) = snap.config().device(id) else {
             continue;
         };
-        let state = match changed {
-            Some((dial, st)) if dial.eq_ignore_ascii_case(&dev.dial) => st,
-            _ => devstate::device_state(&dev.dial),
-        };
-        agg.add(state);
+        agg.add(
+            seen.get(id)
+                .unwrap_or_else(|| devstate::device_state(&dev.dial)),
+        );
     }
     agg.result()
+}
+
+/// The state each followed device's last change message carried, by device id: what the
+/// user's state is computed from when the module publishes it, and what the provider answers
+/// from when the hint engine asks right after, so neither asks Asterisk's device state cache
+/// again (each lookup there walks a hash bucket of every device that ever published a
+/// state). A device has an entry from its first change message after it was bound until it
+/// is released (or a reload), so a state Asterisk changed while the module did not follow
+/// the device is never used; without one, Asterisk is asked. It trails Asterisk's own cache
+/// by the module's subscription queue, as hints do. The lock is held only to read or write
+/// one entry.
+#[derive(Default)]
+pub struct SeenStates(RwLock<FxHashMap<CompactString, DeviceState>>);
+
+impl SeenStates {
+    pub fn get(&self, device: &str) -> Option<DeviceState> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(device)
+            .copied()
+    }
+
+    pub fn set(&self, device: &str, state: DeviceState) {
+        let mut m = self.0.write().unwrap_or_else(|e| e.into_inner());
+        match m.get_mut(device) {
+            Some(s) => *s = state,
+            None => {
+                m.insert(CompactString::from(device), state);
+            }
+        }
+    }
+
+    /// The device is no longer followed (or may not be): ask Asterisk until its next change.
+    pub fn forget(&self, device: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(device);
+    }
+
+    pub fn clear(&self) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 /// Users whose `DeviceUser:` state is not simply UNAVAILABLE: bound or in DND; sorted.

@@ -6,7 +6,9 @@
 pub mod ami;
 pub mod conf;
 pub mod contention;
+pub mod e2e;
 pub mod instance;
+pub mod reload;
 pub mod sip;
 
 use std::time::Duration;

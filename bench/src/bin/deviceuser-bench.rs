@@ -1,7 +1,8 @@
 //! The benchmark driver: boots real Asterisk instances (run folders under `bench/tmp/`),
 //! measures res_deviceuser against baselines in the same run, and writes `bench/results.md`.
 //!
-//! `deviceuser-bench [--only fanout,overhead,login,scale,table] [--out FILE]`
+//! `deviceuser-bench [--only fanout,e2e,overhead,login,reload,scale,table] [--e2e-reps N] [--e2e-cycles N] [--e2e-module LABEL=PATH]... [--out FILE]`
+//! (`fanout` runs the end-to-end fan-out `e2e` too, so both show in one report.)
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs;
@@ -14,6 +15,7 @@ use deviceuser_bench::conf::{self, device, user};
 use deviceuser_bench::contention::{self, Locked, Read, ReadWrite, Snapshots, Writer};
 use deviceuser_bench::instance::{self, Instance, Spec};
 use deviceuser_bench::sip::{self, Watcher};
+use deviceuser_bench::{e2e, reload};
 use deviceuser_bench::{ms, quantile};
 
 type Res<T> = Result<T, String>;
@@ -1914,6 +1916,69 @@ fn login_rows(rep: &mut Report, m: &ModuleRun, b: Option<&BaselineRun>, php: Opt
     rep.detail("3a. Login/logout throughput", d);
 }
 
+/// `dialplan reload` with the module's users against the same PBX without the module (see
+/// `deviceuser_bench::reload`).
+fn reload_rows(rep: &mut Report, failures: &mut Vec<String>) {
+    let mut done = Vec::new();
+    for h in reload::variants() {
+        match reload::variant(h) {
+            Ok(v) => done.push(v),
+            Err(e) => failures.push(format!("dialplan reload, {}: {e}", h.name())),
+        }
+    }
+    let Some(base) = done.iter().find(|v| v.hints == reload::Hints::None) else {
+        return;
+    };
+    let b = base.median().as_secs_f64();
+    for v in &done {
+        if v.hints == reload::Hints::None {
+            continue;
+        }
+        let r = v.median().as_secs_f64() / b;
+        let target = matches!(
+            v.hints,
+            reload::Hints::HintContext | reload::Hints::Pattern(_)
+        );
+        rep.row(
+            &format!(
+                "4r. `dialplan reload`, {} ({} hints after), vs the same PBX without the module and without hints (median of {})",
+                v.hints.name(),
+                v.hints_after,
+                reload::RELOADS
+            ),
+            ms(v.median()),
+            ms(base.median()),
+            ratio(v.median().as_secs_f64(), b),
+            if target { "≤ 1.5×" } else { "(report)" },
+            target.then_some(r <= 1.5),
+        );
+    }
+    let mut d = format!(
+        "One instance per variant, the same `extensions.conf` (a small dialplan: internal calls \
+         by pattern, logins, voicemail, features) and, with the module, {} users on devices \
+         `PJSIP/d<n>`; `dialplan reload` timed {} times per instance (the CLI returns once the \
+         new dialplan is in place; the dialplan is locked meanwhile).\n\n\
+         | Variant | hints | reloads | median |\n|---|---|---|---|\n",
+        reload::USERS,
+        reload::RELOADS
+    );
+    for v in &done {
+        let _ = writeln!(
+            d,
+            "| {} | {} | {} | {} |",
+            v.hints.name(),
+            v.hints_after,
+            v.reloads
+                .iter()
+                .map(|x| ms(*x))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ms(v.median())
+        );
+    }
+    rep.detail("4r. `dialplan reload` with the module's users", d);
+}
+
 fn render(rep: &Report) -> String {
     let mut s = String::from("# res_deviceuser benchmark results\n\n");
     let _ = writeln!(
@@ -1965,6 +2030,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut only: Option<Vec<String>> = None;
     let mut out = instance::repo().join("bench/results.md");
+    let mut e2e_reps = 3usize;
+    let mut e2e_cycles = e2e::CYCLES;
+    let mut e2e_modules: Vec<(String, std::path::PathBuf)> = Vec::new();
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -1978,8 +2046,29 @@ fn main() {
                 out = args.get(i + 1).map(Into::into).unwrap_or(out);
                 i += 2;
             }
+            "--e2e-reps" => {
+                e2e_reps = args
+                    .get(i + 1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(e2e_reps);
+                i += 2;
+            }
+            "--e2e-module" => {
+                // LABEL=PATH: repetitions alternate between the builds named (before/after).
+                if let Some((l, p)) = args.get(i + 1).and_then(|v| v.split_once('=')) {
+                    e2e_modules.push((l.to_string(), std::path::PathBuf::from(p)));
+                }
+                i += 2;
+            }
+            "--e2e-cycles" => {
+                e2e_cycles = args
+                    .get(i + 1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(e2e_cycles);
+                i += 2;
+            }
             other => {
-                eprintln!("usage: deviceuser-bench [--only fanout,overhead,login,scale,table] [--out FILE] (got {other})");
+                eprintln!("usage: deviceuser-bench [--only fanout,e2e,overhead,login,reload,scale,table] [--e2e-reps N] [--e2e-cycles N] [--e2e-module LABEL=PATH]... [--out FILE] (got {other})");
                 std::process::exit(2);
             }
         }
@@ -1989,7 +2078,42 @@ fn main() {
     let started = Instant::now();
     let mut failures = Vec::new();
 
-    let php = php_start();
+    if want("e2e") || want("fanout") {
+        if e2e_modules.is_empty() {
+            e2e_modules.push((String::new(), instance::module_file()));
+        }
+        let mut groups: Vec<(String, Vec<e2e::Repetition>)> = e2e_modules
+            .iter()
+            .map(|(l, _)| (l.clone(), Vec::new()))
+            .collect();
+        for r in 1..=e2e_reps {
+            for (k, (label, path)) in e2e_modules.iter().enumerate() {
+                // Instances read the module to install from DEVICEUSER_MODULE.
+                std::env::set_var("DEVICEUSER_MODULE", path);
+                match e2e::repetition(r, e2e_cycles) {
+                    Ok(x) => groups[k].1.push(x),
+                    Err(e) => {
+                        failures.push(format!("end-to-end fan-out {label}, instance {r}: {e}"))
+                    }
+                }
+            }
+        }
+        let (lines, detail) = e2e::report(&groups);
+        for l in lines {
+            rep.row(&l.what, l.module, l.baseline, l.ratio, &l.target, l.met);
+        }
+        if groups.iter().any(|g| !g.1.is_empty()) {
+            rep.detail(
+                "1e. Device-state fan-out end to end (one instance, unfiltered AMI)",
+                detail,
+            );
+        }
+    }
+    let php = if want("fanout") || want("login") {
+        php_start()
+    } else {
+        None
+    };
     let module = if want("fanout") || want("login") {
         match module_instance(&mut rep, want("fanout"), true) {
             Ok(m) => Some(m),
@@ -2021,6 +2145,9 @@ fn main() {
     if let Some(m) = &module {
         login_rows(&mut rep, m, baseline.as_ref(), php);
         hint_rows(&mut rep, m, baseline.as_ref());
+    }
+    if want("reload") {
+        reload_rows(&mut rep, &mut failures);
     }
     if want("scale") {
         if let Err(e) = scale(&mut rep) {
