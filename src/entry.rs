@@ -95,7 +95,7 @@ static CLI_COMMANDS: [CliCommand; 8] = [
         instance,
         c"deviceuser show stats",
         c"Show login statistics per user",
-        c"Usage: deviceuser show stats [user <id>|summary]\n       Logins per user since the module was loaded: number of logins, time\n       logged in (finished and current sessions) and the current session.\n       Without a user: the users who logged in since the load or are logged\n       in now, then the module's counters: the heap memory it holds, how\n       many devices' states it follows (the bound ones), its queued commit\n       work, the states it published. 'summary' prints the counters alone.\n",
+        c"Usage: deviceuser show stats [user <id>|summary]\n       Logins per user since the module was loaded: number of logins, time\n       logged in (finished and current sessions) and the current session.\n       Without a user: the users who logged in since the load or are logged\n       in now, then the module's counters: the heap memory it holds, how\n       many devices' states it follows (the bound ones), its queued commit\n       work, the states it published, how often Asterisk asked the\n       provider. 'summary' prints the counters alone.\n",
         run = cli::show_stats,
         complete = cli::complete_show_stats
     ),

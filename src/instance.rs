@@ -38,6 +38,8 @@ pub struct Instance {
     follower: Arc<Follower>,
     /// Login and logout prompts running on channels: unload is refused while any is.
     prompts: AtomicUsize,
+    /// Questions the provider answered since load.
+    provided: AtomicU64,
     running: Mutex<Option<Running>>,
 }
 
@@ -159,6 +161,7 @@ impl Instance {
             pipeline,
             follower,
             prompts: AtomicUsize::new(0),
+            provided: AtomicU64::new(0),
             running: Mutex::new(Some(running)),
         }))
     }
@@ -344,7 +347,14 @@ impl Instance {
     /// The provider's answer for `DeviceUser:<user>`. A snapshot of its own: computing the
     /// state calls back into Asterisk (`ast_device_state`), and no writer waits on that.
     pub fn provide(&self, user: &str) -> DeviceState {
+        self.provided.fetch_add(1, Ordering::Relaxed);
         user_state(&self.snapshot(), user, &self.state.seen)
+    }
+
+    /// Questions the provider answered since load (the hint engine asks once per state it
+    /// handles for a hint naming the user).
+    pub fn provided(&self) -> u64 {
+        self.provided.load(Ordering::Relaxed)
     }
 }
 

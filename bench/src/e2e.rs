@@ -348,7 +348,7 @@ fn extensions_conf() -> String {
         let _ = writeln!(s, "exten => {0},hint,DeviceUser:{0}", exten(n));
     }
     let _ = write!(s, "\n[{OWN_CONTEXT}]\n");
-    for n in 1..=N {
+    for n in 1..=N + IDLE {
         let _ = writeln!(s, "exten => {},hint,Custom:d{n}", exten(n));
     }
     s
@@ -414,6 +414,8 @@ pub struct Round {
     /// Device state messages that reached the module (`deviceuser show stats`).
     pub module_msgs: u64,
     pub published: u64,
+    /// Questions Asterisk put to the module's provider (builds that count them).
+    pub provider_queries: Option<u64>,
 }
 
 impl Round {
@@ -426,6 +428,8 @@ pub struct Repetition {
     pub rounds: Vec<Round>,
     /// Login+logout bursts and Setvar bursts, alternating: (login, setvar) per round.
     pub pairs: Vec<(PairRun, PairRun)>,
+    /// The same after the unfiltered session is gone (only the driver's, events off).
+    pub pairs_quiet: Vec<(PairRun, PairRun)>,
     /// `module load` with every user and hint.
     pub load: Duration,
 }
@@ -445,6 +449,9 @@ struct Ctx<'a> {
     watch_own: Option<&'a Watcher>,
     session_tids: Vec<u32>,
 }
+
+/// The provider's counter in `deviceuser show stats summary`.
+const PROVIDER_QUERIES: &str = "Provider queries (DeviceUser: states Asterisk asked for)";
 
 fn stats_counter(ami: &mut Ami, name: &str) -> Res<u64> {
     let out = ami.command("deviceuser show stats summary")?;
@@ -502,6 +509,7 @@ impl Ctx<'_> {
             stats_counter(self.driver, "Device state messages received")?,
             stats_counter(self.driver, "User states published")?,
         );
+        let asked0 = stats_counter(self.driver, PROVIDER_QUERIES).ok();
         self.inst.settle();
         self.events.reset();
         if let Some(w) = watcher {
@@ -548,6 +556,7 @@ impl Ctx<'_> {
             stats_counter(self.driver, "Device state messages received")?,
             stats_counter(self.driver, "User states published")?,
         );
+        let asked1 = stats_counter(self.driver, PROVIDER_QUERIES).ok();
         let r = Round {
             path,
             state,
@@ -563,6 +572,7 @@ impl Ctx<'_> {
             events,
             module_msgs: msgs1 - msgs0,
             published: pub1 - pub0,
+            provider_queries: asked0.zip(asked1).map(|(a, b)| b - a),
         };
         eprintln!(
             "[bench]   e2e {}{} → {state}: {}/{} in {:?} (state {:?}, NOTIFY {:?}), cpu {:.1} µs/change, module msgs {}, published {}",
@@ -579,57 +589,49 @@ impl Ctx<'_> {
         );
         Ok(r)
     }
+}
 
-    /// Login+logout of the idle users on devices `e<n>`, then the Setvar pairs of Asterisk's
-    /// hinted devices (→ NOT_INUSE, → INUSE: they are INUSE at the end of a cycle), each
-    /// measured from an idle Asterisk until idle.
-    fn pairs(&mut self, session_tid: u32) -> Res<(PairRun, PairRun)> {
-        let logins: Vec<_> = (1..=PAIRS)
-            .map(|n| {
-                act(&[
-                    ("Action", "DeviceUserLogin"),
-                    ("User", &exten(N + n)),
-                    ("Device", &format!("e{n}")),
-                ])
-            })
-            .chain(
-                (1..=PAIRS)
-                    .map(|n| act(&[("Action", "DeviceUserLogout"), ("User", &exten(N + n))])),
-            )
-            .collect();
-        let setvars: Vec<_> = ["NOT_INUSE", "INUSE"]
-            .iter()
-            .flat_map(|s| (1..=PAIRS).map(move |n| setvar(&format!("Custom:d{n}"), s)))
-            .collect();
-        let mut out = Vec::new();
-        for (what, actions) in [("login/logout", &logins), ("Setvar pairs", &setvars)] {
-            self.inst.settle();
-            let t0 = self.inst.thread_cpu_ns();
-            let s0 = t0.get(&session_tid).copied().unwrap_or(0);
-            let b = self.driver.pipeline(actions)?;
-            check(&b, what)?;
-            let s1 = self
-                .inst
-                .thread_cpu_ns()
-                .get(&session_tid)
-                .copied()
-                .unwrap_or(0);
-            self.inst.settle();
-            let cpu = cpu_total(&t0, &self.inst.thread_cpu_ns(), None);
-            eprintln!(
-                "[bench]   e2e {what}: {} actions in {:?}, cpu {:.1} µs/pair",
-                b.actions,
-                b.elapsed,
-                cpu.as_secs_f64() * 1e6 / PAIRS as f64
-            );
-            out.push(PairRun {
-                elapsed: b.elapsed,
-                cpu,
-                session_cpu: Duration::from_nanos(s1.saturating_sub(s0)),
-            });
-        }
-        Ok((out[0].clone(), out[1].clone()))
+/// Login+logout of the idle users on devices `e<n>`, then the Setvar pairs of Asterisk's
+/// hinted devices `Custom:d<N+n>` (→ INUSE, → NOT_INUSE), each
+/// measured from an idle Asterisk until idle.
+fn pairs_round(inst: &Instance, driver: &mut Ami, session_tid: u32) -> Res<(PairRun, PairRun)> {
+    let logins: Vec<_> = (1..=PAIRS)
+        .map(|n| {
+            act(&[
+                ("Action", "DeviceUserLogin"),
+                ("User", &exten(N + n)),
+                ("Device", &format!("e{n}")),
+            ])
+        })
+        .chain((1..=PAIRS).map(|n| act(&[("Action", "DeviceUserLogout"), ("User", &exten(N + n))])))
+        .collect();
+    let setvars: Vec<_> = ["INUSE", "NOT_INUSE"]
+        .iter()
+        .flat_map(|s| (1..=PAIRS).map(move |n| setvar(&format!("Custom:d{}", N + n), s)))
+        .collect();
+    let mut out = Vec::new();
+    for (what, actions) in [("login/logout", &logins), ("Setvar pairs", &setvars)] {
+        inst.settle();
+        let t0 = inst.thread_cpu_ns();
+        let s0 = t0.get(&session_tid).copied().unwrap_or(0);
+        let b = driver.pipeline(actions)?;
+        check(&b, what)?;
+        let s1 = inst.thread_cpu_ns().get(&session_tid).copied().unwrap_or(0);
+        inst.settle();
+        let cpu = cpu_total(&t0, &inst.thread_cpu_ns(), None);
+        eprintln!(
+            "[bench]   e2e {what}: {} actions in {:?}, cpu {:.1} µs/pair",
+            b.actions,
+            b.elapsed,
+            cpu.as_secs_f64() * 1e6 / PAIRS as f64
+        );
+        out.push(PairRun {
+            elapsed: b.elapsed,
+            cpu,
+            session_cpu: Duration::from_nanos(s1.saturating_sub(s0)),
+        });
     }
+    Ok((out[0].clone(), out[1].clone()))
 }
 
 /// Starts `perf record` on every thread of `pid`: CPU-clock samples (hardware counters are
@@ -777,6 +779,7 @@ pub fn repetition(rep: usize, cycles: usize) -> Res<Repetition> {
             ]
         })
         .chain((1..=PAIRS).map(|n| setvar(&format!("Custom:e{n}"), "NOT_INUSE")))
+        .chain((N + 1..=N + PAIRS).map(|n| setvar(&format!("Custom:d{n}"), "NOT_INUSE")))
         .collect();
     check(&driver.pipeline(&presets)?, "preset Setvar")?;
     inst.settle();
@@ -854,7 +857,7 @@ pub fn repetition(rep: usize, cycles: usize) -> Res<Repetition> {
             }
         }
         if c < PAIR_ROUNDS {
-            pairs.push(ctx.pairs(driver_tid)?);
+            pairs.push(pairs_round(ctx.inst, ctx.driver, driver_tid)?);
         }
     }
     // Profiled rounds (not counted): DEVICEUSER_BENCH_PERF=<dir> records one steady round per
@@ -877,12 +880,19 @@ pub fn repetition(rep: usize, cycles: usize) -> Res<Repetition> {
     drop(ctx);
     drop(watch_module);
     drop(watch_own);
+    // The same pairs with no session but the driver's (events off), as `--only login`
+    // measures them: what the unfiltered session costs each side.
     drop(events);
+    let mut pairs_quiet = Vec::new();
+    for _ in 0..pairs.len() {
+        pairs_quiet.push(pairs_round(&inst, &mut driver, driver_tid)?);
+    }
     drop(driver);
     inst.stop();
     Ok(Repetition {
         rounds,
         pairs,
+        pairs_quiet,
         load,
     })
 }
@@ -933,6 +943,7 @@ fn merged(rounds: &[&Round]) -> Option<Round> {
     m.cpu_module_threads = Duration::ZERO;
     m.module_msgs = 0;
     m.published = 0;
+    m.provider_queries = None;
     m.events.clear();
     let mut before = Duration::ZERO;
     for r in rounds {
@@ -945,6 +956,9 @@ fn merged(rounds: &[&Round]) -> Option<Round> {
         m.cpu_module_threads += r.cpu_module_threads;
         m.module_msgs += r.module_msgs;
         m.published += r.published;
+        if let Some(q) = r.provider_queries {
+            m.provider_queries = Some(m.provider_queries.unwrap_or(0) + q);
+        }
         for (k, v) in &r.events {
             *m.events.entry(k.clone()).or_insert(0) += v;
         }
@@ -1108,6 +1122,39 @@ fn lines_of(label: &str, reps: &[Repetition]) -> Vec<Line> {
         .map(|r| median(r.pairs.iter().map(|p| per_pair(p.1.elapsed)).collect()))
         .collect();
     let pr = ratios(&lp, &sp);
+    let lq: Vec<f64> = reps
+        .iter()
+        .map(|r| {
+            median(
+                r.pairs_quiet
+                    .iter()
+                    .map(|p| per_pair(p.0.elapsed))
+                    .collect(),
+            )
+        })
+        .collect();
+    let sq: Vec<f64> = reps
+        .iter()
+        .map(|r| {
+            median(
+                r.pairs_quiet
+                    .iter()
+                    .map(|p| per_pair(p.1.elapsed))
+                    .collect(),
+            )
+        })
+        .collect();
+    let prq = ratios(&lq, &sq);
+    lines.push(Line {
+        what: format!(
+            "3e. {tag}the same with no AMI session but the driver's (events off), as `--only login` measures"
+        ),
+        module: fmt_spread(&lq, " µs"),
+        baseline: fmt_spread(&sq, " µs"),
+        ratio: fmt_spread(&prq, "×"),
+        target: "(report)".into(),
+        met: None,
+    });
     lines.push(Line {
         what: format!(
             "3e. {tag}login+logout pair vs `Setvar DEVICE_STATE` pair of hinted devices ({PAIRS} pairs each, pipelined AMI, same instance, unfiltered AMI session connected; wall per pair, median per instance, median (min–max) over instances)"
@@ -1163,9 +1210,10 @@ pub fn report(groups: &[(String, Vec<Repetition>)]) -> (Vec<Line>, String) {
          `res_deviceuser.conf`: {} users, {N} of them logged in on adhoc devices `Custom:m<n>`; \
          {FLOOR} floor users `f<n>` logged in on `Custom:f<n>`. `extensions.conf`: a hint \
          `<user>,hint,DeviceUser:<user>` for each of the {} users in `{MODULE_CONTEXT}` (what \
-         `hint_context` makes; written there so the floor users have none) and {N} hints \
+         `hint_context` makes; written there so the floor users have none) and as many hints \
          `<user>,hint,Custom:d<n>` in `{OWN_CONTEXT}`, with the same extension names (Asterisk's \
-         default matcher walks either context to the same depth). AMI: the driver's session \
+         default matcher walks either context to the same depth); the fan-out changes the first \
+         {N} of each. AMI: the driver's session \
          (events off) pipelines the `Setvar DEVICE_STATE(...)` of a round; a second session, \
          logged in with `Events: on` and no filter, reads and parses every event and is what the \
          rounds wait on. Two `sipp` watchers subscribe (presence, pidf) to extension {} in each \
@@ -1206,7 +1254,7 @@ pub fn report(groups: &[(String, Vec<Repetition>)]) -> (Vec<Line>, String) {
         }
         let _ = writeln!(
             d,
-            "| # | path | round | changes | wall to `ExtensionStatus` | wall to `DeviceStateChange` | NOTIFY | CPU per change | of it the AMI sessions' threads | module threads | AMI events per change | module messages per change |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "| # | path | round | changes | wall to `ExtensionStatus` | wall to `DeviceStateChange` | NOTIFY | CPU per change | of it the AMI sessions' threads | module threads | AMI events per change | module messages per change | provider queries per change |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for (i, r) in reps.iter().enumerate() {
             for x in &r.rounds {
@@ -1214,7 +1262,7 @@ pub fn report(groups: &[(String, Vec<Repetition>)]) -> (Vec<Line>, String) {
                 let per = |t: Duration| t.as_secs_f64() * 1e6 / x.changes as f64;
                 let _ = writeln!(
                     d,
-                    "| {} | {} | {}{} | {} | {} | {} | {} | {:.1} µs | {:.1} µs | {:.1} µs | {:.2} | {:.2} |",
+                    "| {} | {} | {}{} | {} | {} | {} | {} | {:.1} µs | {:.1} µs | {:.1} µs | {:.2} | {:.2} | {} |",
                     i + 1,
                     x.path.short(),
                     x.state,
@@ -1232,6 +1280,10 @@ pub fn report(groups: &[(String, Vec<Repetition>)]) -> (Vec<Line>, String) {
                     per(x.cpu_module_threads),
                     ev as f64 / x.changes as f64,
                     x.module_msgs as f64 / x.changes as f64,
+                    x.provider_queries.map_or("–".into(), |q| format!(
+                        "{:.2}",
+                        q as f64 / x.changes as f64
+                    )),
                 );
             }
         }
@@ -1253,16 +1305,19 @@ pub fn report(groups: &[(String, Vec<Repetition>)]) -> (Vec<Line>, String) {
             d,
             "\nLogin pairs vs Setvar pairs, same instance ({PAIRS} pairs each, pipelined on the \
              driver's session; the {IDLE} idle users log in on devices `Custom:e<n>` then out; the \
-             Setvar pairs set {PAIRS} of Asterisk's hinted devices → NOT_INUSE then back → INUSE). \
+             Setvar pairs set {PAIRS} of Asterisk's hinted devices, `Custom:d<n>` for n above {N}, → INUSE then \
+             back → NOT_INUSE: their hints, like the idle users', come last in their context, so \
+             Asterisk's walk to them for `ExtensionStatus` is as long on either side). \
              Wall: first action → last response; CPU: Asterisk's, until idle.\n\n\
              | # | login+logout wall/pair | CPU/pair | session thread/pair | Setvar pair wall/pair | CPU/pair | session thread/pair | wall ratio |\n|---|---|---|---|---|---|---|---|"
         );
         for (i, r) in reps.iter().enumerate() {
-            for (l, s) in &r.pairs {
+            let quiet = r.pairs_quiet.iter().map(|p| (p, " (no event session)"));
+            for ((l, s), how) in r.pairs.iter().map(|p| (p, "")).chain(quiet) {
                 let per = |x: Duration| x.as_secs_f64() * 1e6 / PAIRS as f64;
                 let _ = writeln!(
                     d,
-                    "| {} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {:.2}× |",
+                    "| {}{how} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {:.2}× |",
                     i + 1,
                     per(l.elapsed),
                     per(l.cpu),

@@ -1953,6 +1953,26 @@ fn reload_rows(rep: &mut Report, failures: &mut Vec<String>) {
             target.then_some(r <= 1.5),
         );
     }
+    for v in &done {
+        let reload::Hints::HintContextOf(n) = v.hints else {
+            continue;
+        };
+        if let Some(st) = done
+            .iter()
+            .find(|x| x.hints == reload::Hints::StaticPhones(n))
+        {
+            rep.row(
+                &format!(
+                    "4r. `dialplan reload`: the module's {n} hints (`hint_context`) vs as many hints in extensions.conf without the module"
+                ),
+                ms(v.median()),
+                ms(st.median()),
+                ratio(v.median().as_secs_f64(), st.median().as_secs_f64()),
+                "(report)",
+                None,
+            );
+        }
+    }
     let mut d = format!(
         "One instance per variant, the same `extensions.conf` (a small dialplan: internal calls \
          by pattern, logins, voicemail, features) and, with the module, {} users on devices \
@@ -2079,6 +2099,9 @@ fn main() {
     let mut failures = Vec::new();
 
     if want("e2e") || want("fanout") {
+        // The other scenarios install the module DEVICEUSER_MODULE names (or the release
+        // build): put it back after the end-to-end instances.
+        let module_env = std::env::var_os("DEVICEUSER_MODULE");
         if e2e_modules.is_empty() {
             e2e_modules.push((String::new(), instance::module_file()));
         }
@@ -2097,6 +2120,10 @@ fn main() {
                     }
                 }
             }
+        }
+        match &module_env {
+            Some(m) => std::env::set_var("DEVICEUSER_MODULE", m),
+            None => std::env::remove_var("DEVICEUSER_MODULE"),
         }
         let (lines, detail) = e2e::report(&groups);
         for l in lines {
