@@ -531,7 +531,7 @@ pub fn render_output(import: &Import, plan: &[PlannedLogin], applied: bool) -> S
         }
     }
     o.blank();
-    o.comment("FreePBX's current logins:");
+    o.comment("FreePBX's current logins, against the running res_deviceuser.conf:");
     for p in plan {
         let (user, device) = (&p.user, &p.device);
         o.comment(&match &p.step {
@@ -1140,7 +1140,7 @@ type = user
 password = 12\\;34
 fullname = Smith\\; Reception
 
-; FreePBX's current logins:
+; FreePBX's current logins, against the running res_deviceuser.conf:
 ; to apply: 4101 on 1000
 
 ; 1 warning(s):

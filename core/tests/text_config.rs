@@ -58,6 +58,9 @@ type = user
 [1001]
 type = device
 dial = pjsip/1000
+[1007]
+type = device
+dial = PJSIP/10 07
 ";
     let errors = load(text).unwrap_err();
     for want in [
@@ -67,13 +70,14 @@ dial = pjsip/1000
         "res_deviceuser.conf line 11: [3000] default_user: default_user 'ghost' is not a configured user",
         "res_deviceuser.conf line 12: [a&b] id 'a&b' contains forbidden character '&'",
         "res_deviceuser.conf line 16: [1001] dial: dial string 'pjsip/1000' is already used by device 1000",
+        "res_deviceuser.conf line 19: [1007] dial: dial string 'PJSIP/10 07' contains a space",
     ] {
         assert!(
             errors.iter().any(|e| e.starts_with(want)),
             "{want:?} not in {errors:#?}"
         );
     }
-    assert_eq!(errors.len(), 6, "{errors:#?}");
+    assert_eq!(errors.len(), 7, "{errors:#?}");
 }
 
 #[test]
