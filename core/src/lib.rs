@@ -5,6 +5,7 @@
 //! logged in where can be unit- and property-tested without a running PBX. The cdylib in the
 //! workspace root only translates between Asterisk's C APIs and these types.
 //!
+//! - [`apps`]: the prompts and result values of the dialplan applications.
 //! - [`config`]: validated model of `res_deviceuser.conf`.
 //! - [`dialplan`]: the order Asterisk keeps a context's extensions in.
 //! - [`table`]: the binding table (device ↔ user), lock-free for readers.
@@ -17,6 +18,7 @@
 //!   PIN lockout.
 //! - [`stats`]: per-user login statistics.
 
+pub mod apps;
 pub mod args;
 pub mod astdb;
 pub mod config;
