@@ -30,7 +30,7 @@ fn kill9_and_restart(ast: &mut Asterisk) {
         hd::wait(|| !ast.is_running() && UnixStream::connect(&ctl).is_err()),
         "Asterisk {pid} survived SIGKILL"
     );
-    let _ = std::fs::remove_file(ast.run.join("asterisk.pid"));
+    let _ = std::fs::remove_file(ast.run.join("rundir/asterisk.pid"));
     ast.start_again()
         .unwrap_or_else(|e| panic!("restart after SIGKILL: {e}"));
 }

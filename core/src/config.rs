@@ -188,10 +188,6 @@ pub struct General {
     pub allowed_numbers: Vec<String>,
     /// Login attempts before the dialplan application gives up (1..=10).
     pub max_attempts: u32,
-    /// Sound file asking for the user id (the value of [`apps::USER`]).
-    pub user_prompt: String,
-    /// Sound file asking for the PIN (the value of [`apps::PASSWORD`]).
-    pub password_prompt: String,
     /// Every prompt of the applications, [`apps::PROMPTS`] with the `[general]` options
     /// applied: read with [`General::prompt`].
     pub prompts: Prompts,
@@ -226,8 +222,6 @@ impl Default for General {
             hint_context: None,
             allowed_numbers: Vec::new(),
             max_attempts: 3,
-            user_prompt: apps::USER.default.into(),
-            password_prompt: apps::PASSWORD.default.into(),
             prompts: Prompts::default(),
             max_login_time: 0,
             shift_end: None,
@@ -673,8 +667,6 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                 } else {
                     g.prompts.set(p, v);
                 }
-                g.user_prompt = g.prompt(&apps::USER).into();
-                g.password_prompt = g.prompt(&apps::PASSWORD).into();
             }
             "max_login_time" | "logout_on_unregister" | "lockout_window" | "lockout_time" => {
                 let min = u64::from(key.starts_with("lockout"));
@@ -1186,7 +1178,7 @@ pub(crate) mod tests {
         assert_eq!(u.password, None);
         assert_eq!(c.general, General::default());
         assert_eq!(c.general.max_attempts, 3);
-        assert_eq!(c.general.user_prompt, "agent-user");
+        assert_eq!(c.general.prompt(&apps::USER), apps::USER.default);
     }
 
     #[test]
@@ -1210,7 +1202,7 @@ pub(crate) mod tests {
         assert_eq!(g.allowed_numbers, vec!["112", "911"]);
         assert_eq!(g.max_attempts, 5);
         assert_eq!(
-            (g.user_prompt.as_str(), g.password_prompt.as_str()),
+            (g.prompt(&apps::USER), g.prompt(&apps::PASSWORD)),
             ("who", "pin")
         );
         assert_eq!(p.warnings.len(), 1);
@@ -1223,7 +1215,7 @@ pub(crate) mod tests {
             "general",
             &[
                 ("retry_user_prompt", "custom/user-again"),
-                ("give_up_prompt", "custom/sorry&vm-goodbye"),
+                ("give_up_prompt", "custom/sorry&custom/goodbye"),
                 ("logout_prompt", ""),
             ],
         )]))
@@ -1231,14 +1223,13 @@ pub(crate) mod tests {
         let g = &p.config.general;
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
         assert_eq!(g.prompt(&apps::RETRY_USER), "custom/user-again");
-        assert_eq!(g.prompt(&apps::GIVE_UP), "custom/sorry&vm-goodbye");
+        assert_eq!(g.prompt(&apps::GIVE_UP), "custom/sorry&custom/goodbye");
         assert_eq!(g.prompt(&apps::LOGGED_OFF), apps::LOGGED_OFF.default);
         for q in apps::PROMPTS {
             if q != apps::RETRY_USER && q != apps::GIVE_UP {
                 assert_eq!(g.prompt(&q), q.default, "{}", q.option);
             }
         }
-        assert_eq!(g.user_prompt, g.prompt(&apps::USER));
 
         let e = errors(raw(&[("general", &[("login_ok_prompt", "logged in")])]));
         assert_eq!(e.len(), 1);
