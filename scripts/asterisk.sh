@@ -260,6 +260,15 @@ CONF
         done
     fi
     printf 'SIP_PORT=%s\nAMI_PORT=%s\n' "$sip_port" "$ami_port" > "$run/ports"
+    # The administrator's files are kept: say when one (e.g. from an older run folder)
+    # defeats what the options ask for.
+    if grep -v '^[[:space:]]*;' "$run/etc/logger.conf" | grep -q '=>.*dtmf'; then
+        echo "[asterisk] WARNING: $run/etc/logger.conf logs dtmf: every key pressed, PINs included, goes to the log" >&2
+    fi
+    grep -q '^#include *"\{0,1\}pjsip_transport.conf' "$run/etc/pjsip.conf" 2>/dev/null || \
+        echo "[asterisk] WARNING: $run/etc/pjsip.conf does not include pjsip_transport.conf: RUN_BIND and SIP_PORT do not apply" >&2
+    grep -q '^#include *"\{0,1\}manager_general.conf' "$run/etc/manager.conf" 2>/dev/null || \
+        echo "[asterisk] WARNING: $run/etc/manager.conf does not include manager_general.conf: AMI_PORT does not apply" >&2
     echo "$run"
 }
 

@@ -8,8 +8,9 @@ copy() { # page result
     local page=$ROOT/$1 result=$ROOT/$2
     local marker="<!-- Below: a copy of $2, written by scripts/docs.sh. Edit above this line. -->"
     [ -f "$result" ] || { echo "docs.sh: no $2" >&2; exit 1; }
-    local head; head=$(awk -v m="$marker" '$0 == m { exit } { print }' "$page")
-    { printf '%s\n%s\n\n' "$head" "$marker"; cat "$result"; } > "$page.tmp"
+    local head
+    head=$(awk -v m="$marker" '$0 == m { exit } { print }' "$page" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}')
+    { printf '%s\n\n%s\n\n' "$head" "$marker"; cat "$result"; } > "$page.tmp"
     mv "$page.tmp" "$page"
 }
 copy docs/benchmarks.md bench/results.md

@@ -11,13 +11,14 @@
 # From a second shell: scripts/cli.sh (a remote console) or scripts/cli.sh 'command'.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+AST=${DEVICEUSER_ASTERISK_DIR:-$ROOT/.asterisk}
+[ -f "$AST/tree/.version" ] || echo "First run: downloading Asterisk and building the module take several minutes."
 "$ROOT/scripts/provision.sh"
 (cd "$ROOT" && cargo build --release)
 RUN=${RUN_DIR:-$ROOT/run/default}
 "$ROOT/scripts/asterisk.sh" stop "$RUN" 2>/dev/null || true
 "$ROOT/scripts/asterisk.sh" mkrun "$RUN" --sip-port "${SIP_PORT:-5060}" --ami-port "${AMI_PORT:-5038}" \
     --bind "${RUN_BIND:-127.0.0.1}" --module "$ROOT/target/release/libres_deviceuser.so" >/dev/null
-AST=${DEVICEUSER_ASTERISK_DIR:-$ROOT/.asterisk}
 echo "Asterisk $(cat "$AST/tree/.version") with res_deviceuser; run folder $RUN"
 echo "SIP on ${RUN_BIND:-127.0.0.1}:${SIP_PORT:-5060}, AMI on 127.0.0.1:${AMI_PORT:-5038}; from another shell: scripts/cli.sh"
 exec "$ROOT/scripts/asterisk.sh" fg "$RUN"

@@ -190,6 +190,17 @@ fn mkrun_writes_the_administrators_files_only_when_missing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(read(&run.join("etc/pjsip_transport.conf")), transport);
+
+    // A logger.conf of an older run folder that logs DTMF is kept, and called out.
+    fs::write(
+        run.join("etc/logger.conf"),
+        "[logfiles]\nfull.log => notice,warning,error,verbose,dtmf\n",
+    )
+    .unwrap();
+    let out = script("asterisk.sh", &["mkrun", s(&run)], &[]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("logger.conf logs dtmf"), "{err}");
     let _ = fs::remove_dir_all(&run);
 }
 
