@@ -390,7 +390,9 @@ fn no_logger_configuration_of_the_project_logs_dtmf() {
             files.push(e.unwrap().path());
         }
     }
-    files.retain(|p| !p.ends_with("tests/manual.rs"));
+    // This file names DTMF in its checks, and run_folder.rs writes such a logger.conf on
+    // purpose (to see mkrun call it out).
+    files.retain(|p| !p.ends_with("tests/manual.rs") && !p.ends_with("tests/run_folder.rs"));
     let mut channels = 0;
     for f in &files {
         let text = fs::read_to_string(f).unwrap_or_default();
