@@ -62,6 +62,11 @@ impl Effects {
         }
         users.sort_unstable();
         users.dedup();
+        // A user logged in (or put in DND) gets a hint of their own before the state is
+        // published.
+        self.state
+            .hints
+            .ensure(&self.state.snapshot(), users.iter());
         self.state.publish_users(users.iter(), true);
     }
 }

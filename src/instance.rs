@@ -28,7 +28,7 @@ use crate::sinks::{
     AnnounceSink, CelSink, CommitLogSink, FollowSink, JournalSink, PersistSink, PublishSink,
 };
 use crate::state::{active_users, now, user_state, State};
-use crate::{config_file, hint_sync, restore};
+use crate::{config_file, restore};
 
 /// Device state provider label: hints name `DeviceUser:<user>`.
 pub const PROVIDER_LABEL: &std::ffi::CStr = c"DeviceUser";
@@ -79,9 +79,7 @@ impl Drop for Finish {
     fn drop(&mut self) {
         self.0.journal.close();
         let snap = self.0.snapshot();
-        if let Some(ctx) = &snap.config().general.hint_context {
-            hint_sync::clear_hints(ctx);
-        }
+        self.0.hints.clear();
         self.0
             .publish_users_state(active_users(&snap).into_iter(), DeviceState::UNAVAILABLE);
     }
@@ -181,7 +179,7 @@ impl Instance {
             r.registered = Some(registered);
             r.policy = Some(policy);
         }
-        hint_sync::sync_hints(None, self.snapshot().config());
+        self.state.hints.sync(&self.snapshot());
     }
 
     /// Unload (or a load that failed part way): drops what runs, in [`Running`]'s order.
@@ -321,7 +319,7 @@ impl Instance {
         let new = self.snapshot();
         self.state.stats().retain_configured(new.config());
         self.state.unregistered().retain_configured(new.config());
-        hint_sync::sync_hints(Some(old.config()), new.config());
+        self.state.hints.sync(&new);
         self.watch_bound_devices();
         // Users whose bindings changed, and everyone still active (a device's dial string may
         // have changed under an unchanged binding).

@@ -9,6 +9,7 @@ use std::time::Duration;
 use deviceuser_core::policy::due_logouts;
 use deviceuser_core::Reason;
 
+use crate::hint_sync::DialplanWatch;
 use crate::host::clock::utc_offset;
 use crate::host::devstate::{device_state, DeviceState};
 use crate::host::log;
@@ -31,9 +32,14 @@ fn run(weak: &Weak<Instance>, stop: &StopSignal) {
         inst.publish_active_users();
     }
     let mut seeded = false;
+    let mut dialplan = DialplanWatch::default();
     while !stop.wait(Duration::from_secs(1)) {
         let Some(inst) = weak.upgrade() else { return };
         inst.follower().tend();
+        // States that depend on the dialplan (Local devices) are right only from here on.
+        if dialplan.changed() {
+            inst.publish_active_users();
+        }
         if !seeded {
             seed_unregistered(&inst);
             seeded = true;

@@ -10,6 +10,7 @@ use deviceuser_core::config::USER_STATE_PREFIX;
 use deviceuser_core::{BindingTable, CompactString, Lockout, Snapshot, Stats, Unregistered};
 use rustc_hash::FxHashMap;
 
+use crate::hint_sync::HintSync;
 use crate::host::devstate::{self, Aggregate, DeviceState};
 use crate::journal::Journal;
 
@@ -24,6 +25,8 @@ pub struct State {
     pub unregistered: Mutex<Unregistered>,
     pub journal: Journal,
     pub publisher: Publisher,
+    /// The module's hints in `hint_context`.
+    pub hints: HintSync,
 }
 
 impl State {
@@ -35,6 +38,7 @@ impl State {
             unregistered: Mutex::new(Unregistered::new()),
             journal: Journal::default(),
             publisher: Publisher::default(),
+            hints: HintSync::new(),
         })
     }
 

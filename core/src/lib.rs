@@ -13,6 +13,7 @@
 //! - [`astdb`]: how bindings are persisted in AstDB.
 //! - [`render`]: CLI text output.
 //! - [`args`]: dialplan argument and DTMF input parsing.
+//! - [`logtext`]: values in log lines (escaping, and reading a line back).
 //! - [`password`]: plain and hashed PINs.
 //! - [`policy`]: time-based logouts (max login time, shift end, unregistered devices) and
 //!   PIN lockout.
@@ -26,6 +27,7 @@ pub mod dialplan;
 pub mod freepbx;
 pub mod idmap;
 pub mod journal;
+pub mod logtext;
 pub mod password;
 pub mod pmap;
 pub mod policy;
