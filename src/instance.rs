@@ -9,7 +9,10 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use deviceuser_core::config::reload_refusal;
 use deviceuser_core::config::shown;
+use deviceuser_core::logtext::value;
+use deviceuser_core::table::reload_drop_reason;
 use deviceuser_core::{
     BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
 };
@@ -307,16 +310,22 @@ impl Instance {
             e
         })?;
         let old = self.snapshot();
+        if let Some(why) = reload_refusal(old.config(), &config) {
+            log::error(&format!("{why}; keeping the running configuration"));
+            return Err(why);
+        }
         let changes = self.state.table.reconfigure(config, now(), |c| {
             self.commit(Origin::Reload, None, Change::Bindings(c))
         });
-        for (b, reason) in &changes.removed {
-            log::notice(&format!(
-                "reload: user {} logged out of device {} ({reason})",
-                b.user, b.device
+        let new = self.snapshot();
+        for (b, _) in &changes.removed {
+            log::warning(&format!(
+                "reload: user {} logged out of device {} ({})",
+                value(&b.user),
+                value(&b.device),
+                reload_drop_reason(old.config(), new.config(), b)
             ));
         }
-        let new = self.snapshot();
         self.state.stats().retain_configured(new.config());
         self.state.unregistered().retain_configured(new.config());
         self.state.hints.sync(&new);

@@ -829,6 +829,22 @@ fn parse_user(sec: &RawSection, r: &mut Report) -> User {
     u
 }
 
+/// Why a reload of `new` must not replace `running`, if it must not: a file with no device
+/// and no user (emptied or truncated by mistake) would log everyone out, and putting the file
+/// back would not bring the logins back. A running configuration that is empty too loses
+/// nothing, so reloading it is not refused.
+pub fn reload_refusal(running: &Config, new: &Config) -> Option<String> {
+    let empty = |c: &Config| c.devices.is_empty() && c.users.is_empty();
+    (empty(new) && !empty(running)).then(|| {
+        format!(
+            "{} has no devices and no users (emptied or truncated?): reloading it would remove {} devices, {} users and every login",
+            new.file,
+            running.devices.len(),
+            running.users.len()
+        )
+    })
+}
+
 impl Config {
     /// Validates a whole file. On failure every error found is returned, not just the first.
     pub fn from_raw(raw: &RawConfig) -> Result<Parsed, Vec<ConfigError>> {
@@ -1134,6 +1150,26 @@ pub(crate) mod tests {
             file: "res_deviceuser.conf".into(),
             sections,
         }
+    }
+
+    #[test]
+    fn a_reload_without_devices_and_users_is_refused_unless_nothing_runs() {
+        let running = sample();
+        let empty = Config::from_raw(&raw(&[("general", &[("multiple_logins", "yes")])]))
+            .unwrap()
+            .config;
+        let why = reload_refusal(&running, &empty).expect("refused");
+        assert!(
+            why.starts_with("res_deviceuser.conf has no devices and no users")
+                && why.contains(&format!("{} devices", running.devices.len())),
+            "{why}"
+        );
+        assert_eq!(reload_refusal(&empty, &empty), None);
+        assert_eq!(reload_refusal(&running, &running), None);
+        let users_only = Config::from_raw(&raw(&[("4101", &[("type", "user")])]))
+            .unwrap()
+            .config;
+        assert_eq!(reload_refusal(&running, &users_only), None);
     }
 
     pub(crate) fn sample() -> Config {

@@ -81,6 +81,36 @@ impl fmt::Display for Reason {
     }
 }
 
+/// Why reloading `new` over `old` drops the login `b` (a binding [`BindingTable::reconfigure`]
+/// removes), for the warning each such login gets.
+pub fn reload_drop_reason(old: &Config, new: &Config, b: &Binding) -> String {
+    let Some(device) = new.device(&b.device) else {
+        return "device removed from the configuration".into();
+    };
+    if new.user(&b.user).is_none() {
+        return "user removed from the configuration".into();
+    }
+    match (device.mode, device.default_user.as_deref()) {
+        (DeviceMode::Fixed, Some(du)) if du != b.user => {
+            format!("device is now fixed to user {du}")
+        }
+        _ => {
+            let old_default = old
+                .device(&b.device)
+                .and_then(|d| d.default_user.as_deref());
+            match device.default_user.as_deref() {
+                Some(du) if old_default == Some(b.user.as_str()) => {
+                    format!("device's default user is now {du}")
+                }
+                _ if old_default == Some(b.user.as_str()) => {
+                    "no longer the device's default user".into()
+                }
+                _ => "configuration changed".into(),
+            }
+        }
+    }
+}
+
 /// Map keys: device and user ids, stored inline when short (up to 24 bytes, which ids
 /// nearly always are), so comparing a key during a lookup reads the map's own leaf rather
 /// than another heap allocation. Keys are only ever inserted from the validated config, so
@@ -1008,7 +1038,19 @@ mod tests {
         ]))
         .unwrap()
         .config;
+        let old = t.snapshot();
         let c = t.reconfigure(new, 2, nop);
+        let why: Vec<String> = (c.removed.iter())
+            .map(|(b, _)| reload_drop_reason(old.config(), t.snapshot().config(), b))
+            .collect();
+        assert_eq!(
+            why,
+            [
+                "device is now fixed to user 100",
+                "device removed from the configuration",
+                "user removed from the configuration"
+            ]
+        );
         assert_eq!(
             c.removed,
             vec![
@@ -1035,8 +1077,13 @@ mod tests {
         let t = BindingTable::new(sample(), 0);
         let mut new = sample();
         new.devices.get_mut("lobby").unwrap().default_user = Some("101".into());
+        let old = t.snapshot();
         let c = t.reconfigure(new, 5, nop);
         assert_eq!(c.removed, vec![(b("100", "lobby", 0), Reason::Config)]);
+        assert_eq!(
+            reload_drop_reason(old.config(), t.snapshot().config(), &c.removed[0].0),
+            "device's default user is now 101"
+        );
         assert_eq!(c.added, vec![(b("101", "lobby", 5), Reason::Default)]);
         // Unchanged config: nothing changes.
         assert!(t
