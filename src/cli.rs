@@ -113,14 +113,11 @@ pub fn logout(inst: &Instance, a: &Args) -> Outcome {
 }
 
 fn logout_all(inst: &Instance) -> Outcome {
-    let mut removed = 0;
-    for b in inst.snapshot().bindings() {
-        match inst.logout_device(Origin::Cli, None, &b.device, Reason::Admin) {
-            Ok(c) => removed += c.removed.len(),
-            Err(LogoutError::FixedDevice | LogoutError::NotLoggedIn) => {}
-            Err(e) => return Outcome::Failed(format!("Cannot log out device {}: {e}\n", b.device)),
-        }
-    }
+    let removed = match inst.logout_all(Origin::Cli, Reason::Admin) {
+        Ok(c) => c.removed.len(),
+        Err(LogoutError::NotLoggedIn) => 0,
+        Err(e) => return Outcome::Failed(format!("Cannot log everyone out: {e}\n")),
+    };
     Outcome::Done(format!("{removed} binding(s) removed\n"))
 }
 

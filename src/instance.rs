@@ -268,6 +268,14 @@ impl Instance {
         })
     }
 
+    /// Ends every login on an adhoc device (default users' too); no device goes back to its
+    /// default user.
+    pub fn logout_all(&self, origin: Origin, reason: Reason) -> Result<Changes, LogoutError> {
+        self.state
+            .table
+            .logout_all(reason, |c| self.commit(origin, None, Change::Bindings(c)))
+    }
+
     /// Turns a user's do-not-disturb on or off: persisted, published (BUSY while on),
     /// announced. Ok(false) if it already was so.
     pub fn set_dnd(

@@ -573,6 +573,33 @@ impl BindingTable {
         .map(|(c, ())| c)
     }
 
+    /// Ends every login on an adhoc device, default users' included, and gives no device
+    /// back to its default user: afterwards only fixed devices have a user. Err(NotLoggedIn)
+    /// when there was none to end.
+    pub fn logout_all(
+        &self,
+        reason: Reason,
+        on_commit: impl FnOnce(&Changes),
+    ) -> Result<Changes, LogoutError> {
+        self.transact(on_commit, |tx| {
+            let mut devices: Vec<String> = (tx.next.by_device.values())
+                .filter(|b| {
+                    (tx.next.config.device(&b.device)).is_some_and(|d| d.mode == DeviceMode::Adhoc)
+                })
+                .map(|b| b.device.to_string())
+                .collect();
+            if devices.is_empty() {
+                return Err(LogoutError::NotLoggedIn);
+            }
+            devices.sort_unstable();
+            for d in &devices {
+                tx.unbind(d, reason);
+            }
+            Ok(())
+        })
+        .map(|(c, ())| c)
+    }
+
     /// Turns do-not-disturb on or off for `user`. Returns whether it changed. Bindings are
     /// never touched. See [`BindingTable::set_dnd_with`] to persist the change in order.
     pub fn set_dnd(&self, user: &str, on: bool) -> Result<bool, LoginError> {
@@ -1006,6 +1033,51 @@ mod tests {
         let (c, dropped) = t.restore(vec![b("100", "1001", 500)], 200, nop);
         assert!(dropped.is_empty());
         assert_eq!(c.added, vec![(b("100", "1001", 200), Reason::Config)]);
+    }
+
+    #[test]
+    fn logout_gives_the_device_back_to_its_default_user_unless_it_is_that_user() {
+        let t = BindingTable::new(sample(), 0);
+        assert_eq!(t.snapshot().user_on("lobby").unwrap().user, "100");
+        t.login("101", "lobby", LoginMode::Admin, 1, nop).unwrap();
+        // A guest's logout: the device goes back to its default user.
+        let c = t.logout_device("lobby", Reason::Manual, 2, nop).unwrap();
+        assert_eq!(c.removed, vec![(b("101", "lobby", 1), Reason::Manual)]);
+        assert_eq!(c.added, vec![(b("100", "lobby", 2), Reason::Default)]);
+        // The default user's own logout: the device stays empty.
+        let c = t.logout_device("lobby", Reason::Manual, 3, nop).unwrap();
+        assert_eq!(c.removed, vec![(b("100", "lobby", 2), Reason::Manual)]);
+        assert!(c.added.is_empty());
+        assert_eq!(t.snapshot().user_on("lobby"), None);
+        // The same by user.
+        t.login("100", "lobby", LoginMode::Admin, 4, nop).unwrap();
+        let c = t.logout_user("100", Reason::Manual, 5, nop).unwrap();
+        assert!(c.added.is_empty());
+        assert_eq!(t.snapshot().user_on("lobby"), None);
+    }
+
+    #[test]
+    fn logout_all_leaves_only_fixed_devices_bound() {
+        let t = BindingTable::new(sample(), 0);
+        t.login("101", "lobby", LoginMode::Admin, 1, nop).unwrap();
+        t.login("100", "1000", LoginMode::Admin, 1, nop).unwrap();
+        let c = t.logout_all(Reason::Admin, nop).unwrap();
+        assert_eq!(
+            c.removed,
+            vec![
+                (b("100", "1000", 1), Reason::Admin),
+                (b("101", "lobby", 1), Reason::Admin),
+            ]
+        );
+        assert!(
+            c.added.is_empty(),
+            "no device goes back to its default user"
+        );
+        assert_eq!(pairs(&t.snapshot()), vec![("2010".into(), "2010".into())]);
+        assert_eq!(
+            t.logout_all(Reason::Admin, |_| panic!("nothing changes")),
+            Err(LogoutError::NotLoggedIn)
+        );
     }
 
     #[test]
