@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 use deviceuser_core::config::USER_STATE_PREFIX;
 use deviceuser_core::dialplan::{plan_hints, sort_for_removing};
+use deviceuser_core::logtext::value;
 use deviceuser_core::{CompactString, Snapshot};
 use rustc_hash::FxHashSet;
 
@@ -91,7 +92,8 @@ impl HintSync {
         log::verbose(
             3,
             &format!(
-                "hint_context {ctx}: {} users with a hint of their own, {} hints added or replaced, {} removed{}",
+                "hint_context {}: {} users with a hint of their own, {} hints added or replaced, {} removed{}",
+                value(ctx),
                 plan.users_hinted.len(),
                 plan.add.len() - failed,
                 plan.remove.len(),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use deviceuser_core::config::reload_refusal;
 use deviceuser_core::config::shown;
-use deviceuser_core::logtext::value;
+use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::table::reload_drop_reason;
 use deviceuser_core::{
     BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
@@ -298,12 +298,13 @@ impl Instance {
     /// an error for an unknown user. Logged, with who did it.
     pub fn unlock(&self, origin: Origin, user: &str) -> Result<Option<u64>, String> {
         if self.snapshot().config().user(user).is_none() {
-            return Err(format!("no such user '{}'", shown(user)));
+            return Err(format!("no such user {}", quoted(&shown(user))));
         }
         let left = self.state.lockout().unlock(user, now());
         if let Some(left) = left {
             log::notice(&format!(
-                "user {user} unlocked by an administrator ({}) with {left} seconds of the lockout left",
+                "user {} unlocked by an administrator ({}) with {left} seconds of the lockout left",
+                value(user),
                 origin.as_str()
             ));
         }

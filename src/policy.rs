@@ -6,6 +6,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use deviceuser_core::logtext::value;
 use deviceuser_core::policy::due_logouts;
 use deviceuser_core::Reason;
 
@@ -84,10 +85,12 @@ fn tick(inst: &Instance, now: u64) {
     for (device, reason) in due {
         match inst.logout_device(Origin::Policy, None, &device, reason) {
             Err(e) => log::debug(&format!(
-                "automatic logout of device {device} ({reason}): {e}"
+                "automatic logout of device {} ({reason}): {e}",
+                value(&device)
             )),
             Ok(_) => log::notice(&format!(
-                "device {device}: user logged out automatically ({reason})"
+                "device {}: user logged out automatically ({reason})",
+                value(&device)
             )),
         }
     }

@@ -6,6 +6,8 @@
 use std::os::raw::c_char;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
+use deviceuser_core::logtext::value;
+
 use super::{cstring, from_c};
 use crate::sys;
 
@@ -130,7 +132,7 @@ pub fn add(context: &str, exten: &str, devices: &str) -> Result<(), String> {
         )
         .is_null()
         {
-            return Err(format!("cannot create context {context}"));
+            return Err(format!("cannot create context {}", value(context)));
         }
         // A hint's "application" is its device list; its data is an empty string that Asterisk
         // frees with its own allocator (so nothing points into this module after unload).
@@ -153,7 +155,11 @@ pub fn add(context: &str, exten: &str, devices: &str) -> Result<(), String> {
             registrar,
         );
         if res != 0 {
-            return Err(format!("cannot add hint {exten}@{context}"));
+            return Err(format!(
+                "cannot add hint {}@{}",
+                value(exten),
+                value(context)
+            ));
         }
     }
     Ok(())
