@@ -73,11 +73,11 @@ fn unknown_users_devices_and_fields_are_errors_in_the_log() {
             "DEVICEUSER_USER",
             "no such device \"9999\"",
         ),
-        // AMI's dummy channel is no device.
+        // AMI's dummy channel has no name: there is no channel to find a device from.
         (
             "DEVICEUSER_USER()",
             "DEVICEUSER_USER",
-            "not a configured device",
+            "called without a channel",
         ),
         (
             "DEVICEUSER(9999,fullname)",
