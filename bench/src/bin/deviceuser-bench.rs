@@ -1,7 +1,7 @@
 //! The benchmark driver: boots real Asterisk instances (run folders under `bench/tmp/`),
 //! measures res_deviceuser against baselines in the same run, and writes `bench/results.md`.
 //!
-//! `deviceuser-bench [--only fanout,overhead,login,scale,table] [--out FILE]`
+//! `deviceuser-bench [--only fanout,overhead,login,scale,hints-scale,table] [--out FILE]`
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs;
@@ -989,6 +989,193 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
 fn module_heap(ami: &mut Ami) -> Res<String> {
     let v = stats_line(ami, "Module heap in use")?;
     Ok(v.split(" (").next().unwrap_or(&v).to_string())
+}
+
+/// User counts of the hint scale scenario (`DEVICEUSER_BENCH_HINT_SCALE=10000,20000` for
+/// others, e.g. to time a module that registers a hint per user, where 100,000 takes hours).
+const HINT_SCALE: [usize; 4] = [10_000, 20_000, 50_000, 100_000];
+
+fn hint_scale_sizes() -> Vec<usize> {
+    std::env::var("DEVICEUSER_BENCH_HINT_SCALE")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| HINT_SCALE.to_vec())
+}
+/// Users bound at load in the hint scale scenario (each on a fixed device): they have hints of
+/// their own from the start.
+const HINT_SCALE_BOUND: usize = 1_000;
+const SCALE_HINTS: &str = "scale-hints";
+
+/// `res_deviceuser.conf` for the hint scale scenario: `hint_context`, [`HINT_SCALE_BOUND`]
+/// fixed devices each owned by one of the first users, and `users` users in all.
+fn hint_scale_conf(users: usize) -> String {
+    let mut s = format!("[general]\nhint_context = {SCALE_HINTS}\n");
+    for n in 1..=HINT_SCALE_BOUND {
+        let _ = write!(
+            s,
+            "\n[{}]\ntype = device\nmode = fixed\ndial = Custom:fix/{n}\ndefault_user = {}\n",
+            device(n),
+            user(n)
+        );
+    }
+    for n in 1..=users.max(HINT_SCALE_BOUND) {
+        let _ = write!(s, "\n[{}]\ntype = user\npassword = 1234\n", user(n));
+    }
+    s
+}
+
+/// Runs `op` while another AMI session asks `core show hints` every 100 ms; returns how long
+/// `op` took and the longest wait for an answer meanwhile.
+fn with_cli_probe(port: u16, op: impl FnOnce() -> Res<()>) -> Res<(Duration, Duration)> {
+    let mut probe = Ami::connect(port, "off")?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_probe = Arc::clone(&stop);
+    let handle = std::thread::spawn(move || -> Res<Duration> {
+        let mut longest = Duration::ZERO;
+        while !stop_probe.load(std::sync::atomic::Ordering::Relaxed) {
+            let t = Instant::now();
+            probe.command("core show hints")?;
+            longest = longest.max(t.elapsed());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(longest)
+    });
+    let t = Instant::now();
+    let r = op();
+    let took = t.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let longest = handle.join().map_err(|_| "the CLI probe panicked")??;
+    r.map(|()| (took, longest))
+}
+
+/// The number `core show hints` ends with ("- N hints registered").
+fn hints_registered(ami: &mut Ami) -> Res<usize> {
+    let out = ami.command("core show hints")?;
+    out.lines()
+        .rev()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("- ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| format!("no hint count in {out:?}"))
+}
+
+/// `hint_context` with many users: `module reload` adding them (the case that took minutes
+/// when the module registered a hint per configured user: Asterisk scans all its hints for
+/// each one it adds), an unchanged reload, `dialplan reload`, the reload that removes them
+/// again, and `module load` of the largest file, while a second AMI session runs
+/// `core show hints` every 100 ms.
+fn hints_scale(rep: &mut Report) -> Res<()> {
+    let sizes = hint_scale_sizes();
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    eprintln!("[bench] hint scale instance: up to {largest} users in hint_context");
+    let base = hint_scale_conf(0);
+    let mut inst = Instance::start(Spec {
+        name: "hints-scale",
+        confs: vec![("res_deviceuser.conf", base.clone())],
+        module_noload: true,
+    })?;
+    let conf_path = inst.run.join("etc/res_deviceuser.conf");
+    let mut ami = Ami::connect(inst.ami_port, "off")?;
+    inst.settle();
+    module_op(&mut ami, "load", "res_deviceuser.so")?;
+    inst.settle();
+    let mut d = String::from(
+        "| Users | `module reload` adding them | Asterisk CPU | longest `core show hints` meanwhile | unchanged `module reload` | `dialplan reload` | `module reload` removing them | hints registered |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut worst_cli = Duration::ZERO;
+    for &n in &sizes {
+        fs::write(&conf_path, hint_scale_conf(n)).map_err(|e| e.to_string())?;
+        let cpu0 = inst.cpu();
+        let port = inst.ami_port;
+        let (add, cli) =
+            with_cli_probe(port, || module_op(&mut ami, "reload", "res_deviceuser.so"))?;
+        inst.settle();
+        let add_cpu = inst.cpu() - cpu0;
+        let registered = hints_registered(&mut ami)?;
+        let t = Instant::now();
+        module_op(&mut ami, "reload", "res_deviceuser.so")?;
+        let unchanged = t.elapsed();
+        inst.settle();
+        let t = Instant::now();
+        ami.command("dialplan reload")?;
+        let dialplan = t.elapsed();
+        inst.settle();
+        fs::write(&conf_path, &base).map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        module_op(&mut ami, "reload", "res_deviceuser.so")?;
+        let remove = t.elapsed();
+        inst.settle();
+        eprintln!(
+            "[bench]   {n}: reload adding {add:?} (CLI ≤ {cli:?}), unchanged {unchanged:?}, dialplan {dialplan:?}, removing {remove:?}; {registered} hints"
+        );
+        let _ = writeln!(
+            d,
+            "| {n} | {} | {add_cpu:.2} s | {} | {} | {} | {} | {registered} |",
+            ms(add),
+            ms(cli),
+            ms(unchanged),
+            ms(dialplan),
+            ms(remove)
+        );
+        rep.row(
+            &format!("4. `module reload` adding {n} users with `hint_context` ({HINT_SCALE_BOUND} of them bound)"),
+            ms(add),
+            "–".into(),
+            "–".into(),
+            "≤ 10 s",
+            Some(add <= Duration::from_secs(10)),
+        );
+        worst_cli = worst_cli.max(cli);
+    }
+    fs::write(&conf_path, hint_scale_conf(largest)).map_err(|e| e.to_string())?;
+    module_op(&mut ami, "unload", "res_deviceuser.so")?;
+    inst.settle();
+    let port = inst.ami_port;
+    let (load, load_cli) =
+        with_cli_probe(port, || module_op(&mut ami, "load", "res_deviceuser.so"))?;
+    inst.settle();
+    let t = Instant::now();
+    module_op(&mut ami, "unload", "res_deviceuser.so")?;
+    let unload = t.elapsed();
+    drop(ami);
+    inst.stop();
+    rep.row(
+        &format!("4. `module load` with {largest} users in `hint_context`"),
+        ms(load),
+        "–".into(),
+        "–".into(),
+        "≤ 10 s",
+        Some(load <= Duration::from_secs(10)),
+    );
+    let cli = worst_cli.max(load_cli);
+    rep.row(
+        "4. longest `core show hints` answer during those loads and reloads (every 100 ms)",
+        ms(cli),
+        "–".into(),
+        "–".into(),
+        "< 1 s",
+        Some(cli < Duration::from_secs(1)),
+    );
+    let _ = writeln!(
+        d,
+        "\n`module load` with {largest} users: {} (longest `core show hints` meanwhile {}); `module unload`: {}.\n\n\
+         The module registers a pattern hint per length of the numeric user ids \
+         (`_XXXXXX,hint,DeviceUser:${{EXTEN}}`) and a hint of their own for the users that are logged in \
+         (here the {HINT_SCALE_BOUND} on fixed devices) or watched: Asterisk (up to 22.10) scans every hint it has \
+         each time it adds or removes one (`ast_add_hint`/`ast_remove_hint`, `main/pbx.c`), so a hint per \
+         configured user cost time in proportion to N².",
+        ms(load),
+        ms(load_cli),
+        ms(unload)
+    );
+    rep.detail("4. Hints at scale (`hint_context`)", d);
+    Ok(())
 }
 
 fn scale(rep: &mut Report) -> Res<()> {
@@ -1979,7 +2166,7 @@ fn main() {
                 i += 2;
             }
             other => {
-                eprintln!("usage: deviceuser-bench [--only fanout,overhead,login,scale,table] [--out FILE] (got {other})");
+                eprintln!("usage: deviceuser-bench [--only fanout,overhead,login,scale,hints-scale,table] [--out FILE] (got {other})");
                 std::process::exit(2);
             }
         }
@@ -2025,6 +2212,11 @@ fn main() {
     if want("scale") {
         if let Err(e) = scale(&mut rep) {
             failures.push(format!("scale: {e}"));
+        }
+    }
+    if want("hints-scale") {
+        if let Err(e) = hints_scale(&mut rep) {
+            failures.push(format!("hints-scale: {e}"));
         }
     }
     if want("table") {
