@@ -266,3 +266,66 @@ fn a_pattern_hint_becomes_a_hint_per_user_on_demand() {
     hd::wait_hint_in(&ast, "4101", PAT, "Unavailable");
     hd::assert_alive(&ast);
 }
+
+/// 50,000 more users in `hint_context`: `module reload` registers a pattern for their id
+/// length, not a hint each (Asterisk scans all its hints for every one it adds: a hint per
+/// user took 22 s for 10,000), answers the CLI throughout, and a user gets a hint the moment
+/// someone asks for it.
+#[test]
+fn many_users_in_hint_context_register_only_the_hints_in_use() {
+    const EXTRA: usize = 50_000;
+    let ast = start();
+    let base = hd::deviceuser_conf_with_general(&format!("hint_context = {CTX}"));
+    let mut many = base.clone();
+    for n in 1..=EXTRA {
+        many.push_str(&format!("\n[{}]\ntype = user\npassword = 1234\n", 100_000 + n));
+    }
+    ast.write_conf("res_deviceuser.conf", &many);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (reload, longest_cli) = std::thread::scope(|s| {
+        let probe = s.spawn(|| {
+            let mut longest = std::time::Duration::ZERO;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = std::time::Instant::now();
+                let out = ast.cli("core show hints");
+                assert!(out.contains("hints registered"), "{out}");
+                longest = longest.max(t.elapsed());
+            }
+            longest
+        });
+        let t = std::time::Instant::now();
+        let out = ast.cli("module reload res_deviceuser.so");
+        let reload = t.elapsed();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(out.contains("reloaded successfully"), "{out}");
+        (reload, probe.join().expect("the CLI probe"))
+    });
+    eprintln!("module reload adding {EXTRA} users: {reload:?}; longest CLI answer {longest_cli:?}");
+    assert!(
+        reload < common::scaled(std::time::Duration::from_secs(10)),
+        "module reload adding {EXTRA} users took {reload:?}"
+    );
+    assert!(
+        longest_cli < common::scaled(std::time::Duration::from_secs(2)),
+        "the CLI waited {longest_cli:?} during the reload"
+    );
+    let own = |u: &str| (u.to_string(), format!("DeviceUser:{u}"));
+    let pattern = |p: &str| (p.to_string(), "DeviceUser:${EXTEN}".to_string());
+    assert_eq!(
+        module_hints(&ast, CTX),
+        [own("2010"), pattern("_XXXX"), pattern("_XXXXXX")]
+    );
+    let r = ast.ami().action(&[
+        ("Action", "ExtensionState"),
+        ("Exten", "150000"),
+        ("Context", CTX),
+    ]);
+    assert_eq!(r.get("Hint"), Some("DeviceUser:150000"), "{r:?}");
+    assert!(hint_line(&ast, "150000").contains("State:Unavailable"));
+
+    ast.write_conf("res_deviceuser.conf", &base);
+    let out = ast.cli("module reload res_deviceuser.so");
+    assert!(out.contains("reloaded successfully"), "{out}");
+    assert_eq!(module_hints(&ast, CTX), [own("2010"), pattern("_XXXX")]);
+    hd::assert_alive(&ast);
+}
