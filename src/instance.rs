@@ -347,11 +347,10 @@ impl Instance {
         users.dedup();
         self.state.publish_users(users.iter(), false);
         // Users that disappeared show as unavailable rather than keeping a stale state.
-        self.state.publish_users_state(
+        self.state.forget_users(
             (old.config().users.keys())
                 .filter(|u| new.config().user(u).is_none())
                 .map(str::to_string),
-            DeviceState::UNAVAILABLE,
         );
         log::verbose(2, &format!("reloaded {}", config_file::CONFIG_FILE));
         Ok(())

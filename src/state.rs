@@ -78,6 +78,16 @@ impl State {
         }
     }
 
+    /// Users no longer configured: any whose state was published shows UNAVAILABLE rather
+    /// than a stale state, and every one is forgotten. Users never published cost nothing
+    /// (publishing each would make Asterisk a device-state topic per name).
+    pub fn forget_users(&self, users: impl Iterator<Item = String>) {
+        let mut published = self.publisher.lock();
+        for user in users {
+            published.forget(&user);
+        }
+    }
+
     /// The text of the whole current state, for the journal.
     pub fn full_state(&self) -> String {
         full_state(&self.snapshot())
@@ -179,6 +189,16 @@ impl Publisher {
 }
 
 impl Publishing<'_> {
+    /// Forgets `user`'s last published state, publishing UNAVAILABLE first unless that was it.
+    pub fn forget(&mut self, user: &str) {
+        if let Some(last) = self.last.remove(user) {
+            if last != DeviceState::UNAVAILABLE {
+                devstate::publish(&device_name(user), DeviceState::UNAVAILABLE);
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Publishes `state` for `user` unless it is the last state published for them (with
     /// `always`, even then).
     pub fn publish(&mut self, user: &str, state: DeviceState, always: bool) {
