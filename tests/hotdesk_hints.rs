@@ -278,7 +278,10 @@ fn many_users_in_hint_context_register_only_the_hints_in_use() {
     let base = hd::deviceuser_conf_with_general(&format!("hint_context = {CTX}"));
     let mut many = base.clone();
     for n in 1..=EXTRA {
-        many.push_str(&format!("\n[{}]\ntype = user\npassword = 1234\n", 100_000 + n));
+        many.push_str(&format!(
+            "\n[{}]\ntype = user\npassword = 1234\n",
+            100_000 + n
+        ));
     }
     ast.write_conf("res_deviceuser.conf", &many);
     let done = std::sync::atomic::AtomicBool::new(false);
