@@ -10,8 +10,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::ami::Wire;
 use common::Asterisk;
-use deviceuser_bench::ami::Wire;
 
 const T: Duration = Duration::from_secs(10);
 

@@ -34,6 +34,9 @@ pub mod policy;
 pub mod render;
 pub mod stats;
 pub mod table;
+/// The config text parser: for tests, the fuzzer and offline tools (the module reads its
+/// config through Asterisk's own engine), so behind the `text` feature.
+#[cfg(feature = "text")]
 pub mod text;
 
 /// The inline string type of ids in the config and in bindings.

@@ -4,8 +4,8 @@
 //! is an immutable [`Snapshot`] in a [`SnapshotCell`], and readers just load it (wait-free, and
 //! with no thread-local state: this code runs on the host's threads inside a loadable module). Writers
 //! (logins, logouts, reloads) are rare; they serialize on a mutex, copy the snapshot (cheap:
-//! `imbl` maps share structure, so a change is O(log n) even with 100,000 bindings), change
-//! the copy and publish it atomically. The host is told what changed through `on_commit`,
+//! its maps are persistent ([`PMap`]), so a change copies only the path to the entry it
+//! changes, a few KB even with 100,000 bindings), change the copy and publish it atomically. The host is told what changed through `on_commit`,
 //! called under the writer lock, so its AstDB writes happen in the same order as the commits.
 //!
 //! Two maps are kept, device → binding and user → devices, and every change goes through
@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use compact_str::CompactString;
 
-use imbl::OrdSet;
 use snapcell::SnapshotCell;
 use std::sync::Mutex;
 
@@ -173,7 +172,7 @@ pub struct Snapshot {
     /// A call's `dial` read goes from the map's leaf straight to the string.
     by_user: PMap<Key, UserDevices>,
     /// Users with do-not-disturb on; always configured users.
-    dnd: OrdSet<String>,
+    dnd: PMap<Key, ()>,
 }
 
 impl Snapshot {
@@ -225,12 +224,14 @@ impl Snapshot {
 
     /// Whether the user has do-not-disturb on (false for unknown users).
     pub fn dnd(&self, user: &str) -> bool {
-        self.dnd.contains(user)
+        self.dnd.contains_key(user)
     }
 
     /// Users with do-not-disturb on, sorted.
     pub fn dnd_users(&self) -> Vec<&str> {
-        self.dnd.iter().map(String::as_str).collect()
+        let mut users: Vec<&str> = self.dnd.iter().map(|(u, _)| u.as_str()).collect();
+        users.sort_unstable();
+        users
     }
 
     /// A fixed device's binding to its default user, which no login or logout may remove.
@@ -421,7 +422,7 @@ impl BindingTable {
                 config: Arc::new(config),
                 by_device: PMap::default(),
                 by_user: PMap::default(),
-                dnd: OrdSet::new(),
+                dnd: PMap::default(),
             },
             changes: Changes::default(),
             dirty: false,
@@ -624,7 +625,7 @@ impl BindingTable {
         }
         let mut next = Snapshot::clone(&cur);
         if on {
-            next.dnd.insert(user.to_string());
+            next.dnd.insert(user.into(), ());
         } else {
             next.dnd.remove(user);
         }
@@ -643,7 +644,7 @@ impl BindingTable {
                 for u in users {
                     if tx.next.config.user(&u).is_none() {
                         dropped.push(u);
-                    } else if tx.next.dnd.insert(u).is_none() {
+                    } else if tx.next.dnd.insert(u.into(), ()).is_none() {
                         tx.dirty = true;
                     }
                 }
@@ -733,12 +734,13 @@ impl BindingTable {
             let old = std::mem::replace(&mut tx.next.config, Arc::new(config));
             let cfg = Arc::clone(&tx.next.config);
             tx.dirty = true;
-            let gone: Vec<String> = (tx.next.dnd.iter())
+            let gone: Vec<Key> = (tx.next.dnd.iter())
+                .map(|(u, _)| u)
                 .filter(|u| cfg.user(u).is_none())
                 .cloned()
                 .collect();
             for u in gone {
-                tx.next.dnd.remove(&u);
+                tx.next.dnd.remove(u.as_str());
             }
             let mut current: Vec<Binding> = (tx.next.by_device.values()).cloned().collect();
             current.sort_by(|a, b| a.device.cmp(&b.device));
@@ -1294,7 +1296,7 @@ mod tests {
                 return Err(format!("dial_of({user}) inconsistent"));
             }
         }
-        if let Some(u) = s.dnd.iter().find(|u| s.config.user(u).is_none()) {
+        if let Some((u, _)) = s.dnd.iter().find(|(u, _)| s.config.user(u).is_none()) {
             return Err(format!("dnd for unconfigured user {u}"));
         }
         for d in s.config.devices.values() {
