@@ -16,6 +16,7 @@
 //! - [`policy`]: time-based logouts (max login time, shift end, unregistered devices) and
 //!   PIN lockout.
 //! - [`stats`]: per-user login statistics.
+//! - [`queues`]: queue membership that follows the user (`app_queue`).
 
 pub mod args;
 pub mod astdb;
@@ -27,6 +28,7 @@ pub mod journal;
 pub mod password;
 pub mod pmap;
 pub mod policy;
+pub mod queues;
 pub mod render;
 pub mod stats;
 pub mod table;
