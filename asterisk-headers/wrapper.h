@@ -23,3 +23,5 @@
 #include "asterisk/astobj2.h"
 #include "asterisk/paths.h"
 #include "asterisk/taskprocessor.h"
+#include "asterisk/options.h"
+#include "asterisk/mwi.h"

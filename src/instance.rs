@@ -15,6 +15,7 @@ use deviceuser_core::{
 
 use crate::deferred::Executor;
 use crate::effects::{bound_dials, Effects};
+use crate::followups::{FollowUpSink, FollowUps};
 use crate::host::channel::Channel;
 use crate::host::devstate::follow::{Change as DeviceChange, Follower};
 use crate::host::devstate::provider::Provider;
@@ -36,6 +37,8 @@ pub struct Instance {
     state: Arc<State>,
     pipeline: Pipeline,
     follower: Arc<Follower>,
+    /// Queue membership and message waiting, behind the commits.
+    follow_ups: Arc<FollowUps>,
     /// Login and logout prompts running on channels: unload is refused while any is.
     prompts: AtomicUsize,
     running: Mutex<Option<Running>>,
@@ -49,6 +52,9 @@ struct Running {
     registered: Option<Registered>,
     /// The policy timer: no automatic logout starts.
     policy: Option<Worker>,
+    /// The follow-up thread: no queue or MWI action starts (what is queued is left to the
+    /// next load's check).
+    follow_ups: StopFollowUps,
     /// Device-state subscriptions: no device change comes in.
     follower: CloseFollower,
     /// The provider (Asterisk waits for calls in flight).
@@ -63,6 +69,13 @@ struct CloseFollower(Arc<Follower>);
 impl Drop for CloseFollower {
     fn drop(&mut self) {
         self.0.close();
+    }
+}
+
+struct StopFollowUps(Arc<FollowUps>);
+impl Drop for StopFollowUps {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
 
@@ -146,9 +159,15 @@ impl Instance {
         }));
         pipeline.add(Box::new(PersistSink));
         pipeline.add(Box::new(PublishSink));
+        let follow_ups = FollowUps::start(Arc::clone(&state))?;
+        pipeline.add(Box::new(FollowUpSink {
+            state: Arc::clone(&state),
+            follow_ups: Arc::clone(&follow_ups),
+        }));
         let running = Running {
             registered: None,
             policy: None,
+            follow_ups: StopFollowUps(Arc::clone(&follow_ups)),
             follower: CloseFollower(Arc::clone(&follower)),
             provider: None,
             executor: StopExecutor(executor),
@@ -158,6 +177,7 @@ impl Instance {
             state,
             pipeline,
             follower,
+            follow_ups,
             prompts: AtomicUsize::new(0),
             running: Mutex::new(Some(running)),
         }))
@@ -204,6 +224,10 @@ impl Instance {
 
     pub fn executor(&self) -> &Executor<crate::effects::Op> {
         self.pipeline.executor()
+    }
+
+    pub fn follow_ups(&self) -> &FollowUps {
+        &self.follow_ups
     }
 
     /// Marks a login or logout prompt as running until the value is dropped.
@@ -302,6 +326,8 @@ impl Instance {
         self.state.unregistered().retain_configured(new.config());
         hint_sync::sync_hints(Some(old.config()), new.config());
         self.watch_bound_devices();
+        // Queues, queue options and mailboxes may have changed for users whose bindings did not.
+        self.follow_ups.check_all();
         // Users whose bindings changed, and everyone still active (a device's dial string may
         // have changed under an unchanged binding).
         let mut users = active_users(&new);

@@ -221,6 +221,10 @@ pub struct General {
     /// `queue_context`: the dialplan context of the member interface
     /// (`Local/<user>@<queue_context>`), which rings the user's devices.
     pub queue_context: String,
+    /// `queue_check`: seconds between checks that `app_queue`'s members match the bindings
+    /// (a queue reloaded away and back, `app_queue` loaded late); 0 = only at start and
+    /// reload. Default 30.
+    pub queue_check: u64,
 }
 
 impl Default for General {
@@ -242,6 +246,7 @@ impl Default for General {
             queues: Vec::new(),
             queue_logout: QueueLogout::Remove,
             queue_context: DEFAULT_QUEUE_CONTEXT.into(),
+            queue_check: 30,
         }
     }
 }
@@ -598,13 +603,15 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
             "password_prompt" => {
                 g.password_prompt = non_empty(v).unwrap_or_else(|| "agent-pass".into())
             }
-            "max_login_time" | "logout_on_unregister" | "lockout_window" | "lockout_time" => {
+            "max_login_time" | "logout_on_unregister" | "lockout_window" | "lockout_time"
+            | "queue_check" => {
                 let min = u64::from(key.starts_with("lockout"));
                 match parse_seconds(v).filter(|n| *n >= min) {
                     Some(n) => match key.as_str() {
                         "max_login_time" => g.max_login_time = n,
                         "logout_on_unregister" => g.logout_on_unregister = n,
                         "lockout_window" => g.lockout_window = n,
+                        "queue_check" => g.queue_check = n,
                         _ => g.lockout_time = n,
                     },
                     None => r.error(&sec.name, Some(&key), line, seconds_error(v, min)),

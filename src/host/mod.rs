@@ -15,6 +15,8 @@ pub mod devstate;
 pub mod guard;
 pub mod hints;
 pub mod log;
+pub mod manager;
+pub mod mwi;
 pub mod register;
 pub mod thread;
 
