@@ -10,8 +10,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use deviceuser_core::Snapshot;
 
-use crate::host::log;
 use crate::host::mwi::{inbox_count, mailbox_exists, voicemail_loaded, Counts, Publisher};
+use crate::host::{config, log};
 
 /// The context of the devices' mailboxes: `<device>@deviceuser`.
 pub const MWI_CONTEXT: &str = "deviceuser";
@@ -35,6 +35,8 @@ pub struct DeviceMwi {
     shown: HashMap<String, Counts>,
     /// Mailboxes told to be unknown or unreadable (told once).
     warned: BTreeSet<String>,
+    /// voicemail.conf was looked at for `pollmailboxes`.
+    polling_checked: bool,
 }
 
 impl DeviceMwi {
@@ -53,6 +55,10 @@ impl DeviceMwi {
 
     /// Shows every bound device's user's mailbox (start, reload).
     pub fn sync_all(&mut self, snap: &Snapshot) {
+        if !self.polling_checked {
+            self.polling_checked = true;
+            warn_if_polled();
+        }
         let mut devices: BTreeSet<String> = snap
             .bindings()
             .into_iter()
@@ -138,5 +144,32 @@ impl DeviceMwi {
                 )
             });
         }
+    }
+}
+
+/// app_voicemail with `pollmailboxes = yes` polls every subscribed mailbox, the devices'
+/// too: it finds no `deviceuser` context in voicemail.conf and publishes "no messages" over
+/// what the module shows. Told once, at start.
+fn warn_if_polled() {
+    let config::Loaded::Config(raw) = config::load("voicemail.conf") else {
+        return;
+    };
+    let polled = raw
+        .sections
+        .iter()
+        .filter(|s| s.name.eq_ignore_ascii_case("general"))
+        .flat_map(|s| &s.vars)
+        .filter(|v| v.key.trim().eq_ignore_ascii_case("pollmailboxes"))
+        .next_back()
+        .is_some_and(|v| {
+            matches!(
+                v.value.trim().to_ascii_lowercase().as_str(),
+                "yes" | "true" | "y" | "t" | "1" | "on"
+            )
+        });
+    if polled {
+        log::warning(&format!(
+            "voicemail.conf has pollmailboxes = yes: app_voicemail polls the devices' mailboxes (<device>@{MWI_CONTEXT}) too and turns their lights off; set pollmailboxes = no"
+        ));
     }
 }
