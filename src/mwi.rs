@@ -159,8 +159,7 @@ fn warn_if_polled() {
         .iter()
         .filter(|s| s.name.eq_ignore_ascii_case("general"))
         .flat_map(|s| &s.vars)
-        .filter(|v| v.key.trim().eq_ignore_ascii_case("pollmailboxes"))
-        .next_back()
+        .rfind(|v| v.key.trim().eq_ignore_ascii_case("pollmailboxes"))
         .is_some_and(|v| {
             matches!(
                 v.value.trim().to_ascii_lowercase().as_str(),
