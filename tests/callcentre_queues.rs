@@ -426,3 +426,29 @@ fn bad_queues_get_a_clear_log_line_and_lose_nothing() {
     wait_queue(&ast, "sales", &["4101", "4102"]);
     hd::assert_alive(&ast);
 }
+
+#[test]
+fn a_reload_moves_members_to_the_queues_the_file_names_now() {
+    let ast = start("cc-queue-reload", "queues = sales");
+    let mut ami = ast.ami();
+    ami.login_ok("4101", "1000");
+    ami.login_ok("4102", "1001");
+    wait_queue(&ast, "sales", &["4101", "4102"]);
+
+    // [general] now says support; 4102 keeps sales with a penalty of his own. Bindings stay.
+    let changed = conf("queues = support").replace(
+        "[4102]\ntype = user\n",
+        "[4102]\ntype = user\nqueues = sales:3\n",
+    );
+    ast.write_conf("res_deviceuser.conf", &changed);
+    let out = ast.cli("module reload res_deviceuser.so");
+    assert!(!out.contains("rror"), "{out}");
+    wait_queue(&ast, "support", &["4101"]);
+    wait_queue(&ast, "sales", &["4102"]);
+    assert!(
+        ast.cli("queue show sales").contains("with penalty 3"),
+        "{}",
+        ast.cli("queue show sales")
+    );
+    assert_eq!(hd::devices_of(&ast, "4101"), ["1000"]);
+}
