@@ -216,31 +216,15 @@ pub fn import_freepbx(inst: &Instance, a: &Args) -> Outcome {
         }
     }
     let import = freepbx::import(&entries);
-    let mut out = freepbx::render_conf(&import);
-    out += "\n; Current logins (user -> device):\n";
-    for (user, device) in &import.bindings {
-        out += &format!(";   {user} -> {device}\n");
-    }
-    for w in &import.warnings {
-        out += &format!("; warning: {w}\n");
-    }
+    let mut plan = freepbx::plan_logins(&import, &inst.snapshot());
     if apply {
-        for (user, device) in &import.bindings {
-            match inst.login(Origin::Cli, None, user, device, LoginMode::Admin) {
-                Ok(_) => out += &format!("applied: {user} logged in on {device}\n"),
-                Err(e) => out += &format!("skipped: {user} on {device}: {e}\n"),
-            }
-        }
-    } else {
-        out += "; nothing written: add 'apply' to log these users in\n";
+        freepbx::apply_logins(&mut plan, |user, device| {
+            inst.login(Origin::Cli, None, user, device, LoginMode::Admin)
+                .map(|changes| !changes.is_empty())
+                .map_err(|e| e.to_string())
+        });
     }
-    out += &format!(
-        "{} devices, {} users, {} logins found\n",
-        import.devices.len(),
-        import.users.len(),
-        import.bindings.len()
-    );
-    Outcome::Done(out)
+    Outcome::Done(freepbx::render_output(&import, &plan, apply))
 }
 
 pub fn complete_import(_: &Instance, a: &Args) -> Vec<String> {

@@ -416,6 +416,36 @@ pub fn id_problem(id: &str) -> Option<String> {
     }
 }
 
+/// Why `dial` cannot be the dial string of device `id`, if it cannot. A dial string is also
+/// the device's state name: `Tech/resource` (PJSIP/1000), or a state-only device such as
+/// `Custom:name` (func_devstate) for testing and benchmarks. (Whether another device uses it
+/// too is checked across the whole file.)
+pub fn dial_problem(id: &str, dial: &str) -> Option<String> {
+    let shown_dial = shown(dial);
+    if !dial.contains('/') && !dial.contains(':') {
+        Some(format!(
+            "dial string '{shown_dial}' has no technology (expected e.g. PJSIP/{id})"
+        ))
+    } else if is_user_state(dial) {
+        // The provider asks the state of every device of a user: a user as a device loops.
+        Some(format!(
+            "dial string '{shown_dial}' names a DeviceUser: state, which would loop"
+        ))
+    } else if dial.contains('&') {
+        Some(format!(
+            "dial string '{shown_dial}' must name a single device (no '&')"
+        ))
+    } else if dial.contains(char::is_whitespace) {
+        // Channel names never hold a space: such a device would never be recognised, and
+        // Dial() would take the rest as another argument.
+        Some(format!(
+            "dial string '{shown_dial}' contains a space (expected Tech/resource, e.g. PJSIP/{id})"
+        ))
+    } else {
+        None
+    }
+}
+
 /// How the module's device states are named in hints: `DeviceUser:<user>`.
 pub const USER_STATE_PREFIX: &str = "DeviceUser:";
 
@@ -736,31 +766,8 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
             _ => r.warn(&id, Some(&key), line, format!("unknown option '{key}'")),
         }
     }
-    let dial = &d.device.dial;
-    // A dial string is also the device's state name: `Tech/resource` (PJSIP/1000), or a
-    // state-only device such as `Custom:name` (func_devstate) for testing and benchmarks.
-    if !dial.contains('/') && !dial.contains(':') {
-        r.error(
-            &id,
-            Some("dial"),
-            d.dial_line,
-            format!("dial string '{dial}' has no technology (expected e.g. PJSIP/{id})"),
-        );
-    } else if is_user_state(dial) {
-        // The provider asks the state of every device of a user: a user as a device loops.
-        r.error(
-            &id,
-            Some("dial"),
-            d.dial_line,
-            format!("dial string '{dial}' names a DeviceUser: state, which would loop"),
-        );
-    } else if dial.contains('&') {
-        r.error(
-            &id,
-            Some("dial"),
-            d.dial_line,
-            format!("dial string '{dial}' must name a single device (no '&')"),
-        );
+    if let Some(problem) = dial_problem(&id, &d.device.dial) {
+        r.error(&id, Some("dial"), d.dial_line, problem);
     }
     if d.device.mode == DeviceMode::Fixed && d.device.default_user.is_none() {
         r.error(
@@ -1234,6 +1241,7 @@ pub(crate) mod tests {
             ("2015", &[("type", "device"), ("dial", "pjsip/2012")]),
             ("2016", &[("type", "device"), ("dial", "deviceuser:4101")]),
             ("2017", &[("type", "device"), ("dial", "Custom:desk17")]),
+            ("2018", &[("type", "device"), ("dial", "PJSIP/10 07")]),
         ]));
         let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
         let has = |s: &str| msgs.iter().any(|m| m.contains(s));
@@ -1269,7 +1277,12 @@ pub(crate) mod tests {
         assert!(has(
             "[2015] dial: dial string 'pjsip/2012' is already used by device 2012"
         ));
-        assert_eq!(e.len(), 13);
+        // File, line and value.
+        assert!(
+            has("res_deviceuser.conf line 38: [2018] dial: dial string 'PJSIP/10 07' contains a space"),
+            "{msgs:#?}"
+        );
+        assert_eq!(e.len(), 14);
     }
 
     #[test]
