@@ -25,3 +25,5 @@
 #include "asterisk/taskprocessor.h"
 #include "asterisk/options.h"
 #include "asterisk/mwi.h"
+#include "asterisk/security_events.h"
+#include "asterisk/res_prometheus.h"

@@ -1,6 +1,7 @@
 //! Dialplan applications `UserLogin([user[,password]])` and `UserLogout([user])`.
 use deviceuser_core::args::{parse_digits, split_args};
 use deviceuser_core::config::{shown, Device, General, User};
+use deviceuser_core::failure::LoginFailure;
 use deviceuser_core::{DeviceMode, LoginError, LoginMode, LogoutError, Reason, Snapshot};
 
 use crate::host::channel::{Channel, Input};
@@ -157,6 +158,13 @@ impl<'a> LoginCall<'a> {
                 "UserLogin on {name}: device {} is fixed; login refused",
                 device.id
             ));
+            login_failed(
+                inst.state(),
+                Some(chan),
+                &device.id,
+                None,
+                LoginFailure::Fixed,
+            );
             play_all(chan, &FIXED_PROMPTS);
             return Err(LoginStatus::Fixed);
         }
@@ -235,7 +243,13 @@ impl<'a> LoginCall<'a> {
         };
         let Some(user) = user else {
             let shown = shown(&user_id);
-            login_failed(&self.device.id, Some(&shown), "no such user");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                &self.device.id,
+                Some(&shown),
+                LoginFailure::NoSuchUser,
+            );
             log::warning(&format!(
                 "UserLogin on device {}: failed login as user {shown} (no such user)",
                 self.device.id
@@ -256,7 +270,13 @@ impl<'a> LoginCall<'a> {
     fn refused_before_pin(&self, u: &User) -> Option<LoginStatus> {
         let device = &self.device.id;
         if u.password.is_none() {
-            login_failed(device, Some(&u.id), "no password");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                device,
+                Some(&u.id),
+                LoginFailure::NoPassword,
+            );
             log::warning(&format!(
                 "UserLogin on device {device}: user {} has no password and cannot log in",
                 u.id
@@ -265,7 +285,13 @@ impl<'a> LoginCall<'a> {
             return Some(LoginStatus::NoPassword);
         }
         if let Err(left) = self.inst.state().lockout().check(&u.id, now()) {
-            login_failed(device, Some(&u.id), "locked out");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                device,
+                Some(&u.id),
+                LoginFailure::Locked,
+            );
             log::warning(&format!(
                 "UserLogin on device {device}: user {} is locked out for {left} more seconds after repeated wrong PINs",
                 u.id
@@ -287,13 +313,25 @@ impl<'a> LoginCall<'a> {
         let locked_now = !locked_before && !ok && lockout.failure(&u.id, now, &self.general);
         drop(lockout);
         if locked_before {
-            login_failed(device, Some(&u.id), "locked out");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                device,
+                Some(&u.id),
+                LoginFailure::Locked,
+            );
             log::warning(&format!(
                 "UserLogin on device {device}: user {} is locked out after repeated wrong PINs",
                 u.id
             ));
         } else if !ok {
-            login_failed(device, Some(&u.id), "wrong password");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                device,
+                Some(&u.id),
+                LoginFailure::WrongPassword,
+            );
             log::warning(&format!(
                 "UserLogin on device {device}: failed login as user {} (wrong password)",
                 u.id
@@ -348,7 +386,13 @@ impl<'a> LoginCall<'a> {
                 LoginStatus::Success
             }
             Err(e) => {
-                login_failed(device, Some(&user.id), &e.to_string());
+                login_failed(
+                    self.inst.state(),
+                    Some(self.chan),
+                    device,
+                    Some(&user.id),
+                    LoginFailure::of(&e),
+                );
                 log::warning(&format!("UserLogin of {} on device {device}: {e}", user.id));
                 let _ = self.chan.play(REFUSED_PROMPT);
                 LoginStatus::of(&e)

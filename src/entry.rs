@@ -9,13 +9,14 @@ use std::sync::Arc;
 use snapcell::SnapshotCell;
 
 use crate::host::devstate::provider::{state_provider, Provider};
+use crate::host::prometheus::metrics_source;
 use crate::host::register::{
     self, application, cli_command, function, manager_action, AmiAction, App, CliCommand, Function,
     ModuleHandle,
 };
 use crate::host::{guard, log};
 use crate::instance::{Instance, PROVIDER_LABEL};
-use crate::{ami, apps, cli, functions, policy};
+use crate::{ami, apps, cli, functions, metrics, policy};
 
 /// The loaded module; empty while not loaded. Read lock-free on the device state path. A
 /// static that owns nothing once emptied: statics are not dropped at `dlclose`.
@@ -158,6 +159,7 @@ fn start(inst: &Arc<Instance>, module: ModuleHandle) -> Result<(), String> {
         &AMI_ACTIONS,
     )?;
     let policy = policy::start(inst)?;
+    inst.set_metrics_source(metrics_source!(instance, metrics::scrape));
     inst.attach(provider, registered, policy);
     Ok(())
 }

@@ -21,8 +21,11 @@ use crate::host::devstate::follow::{Change as DeviceChange, Follower};
 use crate::host::devstate::provider::Provider;
 use crate::host::devstate::DeviceState;
 use crate::host::log;
+use crate::host::manager::fully_booted;
+use crate::host::prometheus::{Registration, ScrapeCallback};
 use crate::host::register::Registered;
 use crate::host::thread::Worker;
+use crate::metrics::MetricsSink;
 use crate::pipeline::{Change, Commit, Origin, Pipeline};
 use crate::sinks::{
     AnnounceSink, CelSink, CommitLogSink, FollowSink, JournalSink, PersistSink, PublishSink,
@@ -39,6 +42,8 @@ pub struct Instance {
     follower: Arc<Follower>,
     /// Queue membership and message waiting, behind the commits.
     follow_ups: Arc<FollowUps>,
+    /// The scrape callback for res_prometheus, registered once it is loaded.
+    metrics_source: Mutex<Option<ScrapeCallback>>,
     /// Login and logout prompts running on channels: unload is refused while any is.
     prompts: AtomicUsize,
     running: Mutex<Option<Running>>,
@@ -48,6 +53,8 @@ pub struct Instance {
 /// which is the unload order. The fields are held for their `Drop` alone.
 #[allow(dead_code)]
 struct Running {
+    /// The metrics callback: res_prometheus calls no more (and no scrape is in progress).
+    metrics: Option<Registration>,
     /// Applications, functions, CLI commands, AMI actions: no new call comes in.
     registered: Option<Registered>,
     /// The policy timer: no automatic logout starts.
@@ -164,7 +171,9 @@ impl Instance {
             state: Arc::clone(&state),
             follow_ups: Arc::clone(&follow_ups),
         }));
+        pipeline.add(Box::new(MetricsSink(Arc::clone(&state))));
         let running = Running {
+            metrics: None,
             registered: None,
             policy: None,
             follow_ups: StopFollowUps(Arc::clone(&follow_ups)),
@@ -178,6 +187,7 @@ impl Instance {
             pipeline,
             follower,
             follow_ups,
+            metrics_source: Mutex::new(None),
             prompts: AtomicUsize::new(0),
             running: Mutex::new(Some(running)),
         }))
@@ -198,6 +208,37 @@ impl Instance {
             r.policy = Some(policy);
         }
         hint_sync::sync_hints(None, self.snapshot().config());
+    }
+
+    /// The callback that answers res_prometheus' scrapes; registered by [`tend_metrics`].
+    ///
+    /// [`tend_metrics`]: Instance::tend_metrics
+    pub fn set_metrics_source(&self, callback: ScrapeCallback) {
+        *self
+            .metrics_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(callback);
+    }
+
+    /// Registers the metrics callback once Asterisk has booted and res_prometheus is loaded
+    /// (it loads after this module); called every second by the policy thread.
+    pub fn tend_metrics(&self) {
+        let Some(callback) = *self
+            .metrics_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        else {
+            return;
+        };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(r) = running.as_mut() else { return };
+        if r.metrics.is_some() || !fully_booted() {
+            return;
+        }
+        if let Some(reg) = Registration::register(c"res_deviceuser", callback) {
+            r.metrics = Some(reg);
+            log::verbose(2, "metrics registered with res_prometheus");
+        }
     }
 
     /// Unload (or a load that failed part way): drops what runs, in [`Running`]'s order.

@@ -4,7 +4,7 @@
 //! `unsafe`: safe wrappers over Asterisk, registration trampolines); the loaded state and
 //! its commit pipeline (`state`, `journal`, `deferred`, `effects`, `pipeline`, `sinks`,
 //! `config_file`, `restore`, `hint_sync`, `security`, `instance`); what commits cause in other
-//! modules, behind them (`followups`: `queues`, `mwi`); feature adapters
+//! modules, behind them (`followups`: `queues`, `mwi`); `metrics`; feature adapters
 //! (`apps`, `functions`, `cli`, `ami`, `policy`); and `entry`, the tables of what the module
 //! registers and the functions the C shim calls. The domain rules are in the pure
 //! `deviceuser_core` crate.
@@ -25,6 +25,7 @@ mod hint_sync;
 mod host;
 mod instance;
 mod journal;
+mod metrics;
 mod mwi;
 mod pipeline;
 mod policy;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use deviceuser_core::config::USER_STATE_PREFIX;
+use deviceuser_core::metrics::Counters;
 use deviceuser_core::{BindingTable, CompactString, Lockout, Snapshot, Stats, Unregistered};
 use rustc_hash::FxHashMap;
 
@@ -24,6 +25,8 @@ pub struct State {
     pub unregistered: Mutex<Unregistered>,
     pub journal: Journal,
     pub publisher: Publisher,
+    /// Logins, logouts and refused logins counted since load (metrics).
+    pub counters: Mutex<Counters>,
 }
 
 impl State {
@@ -35,6 +38,7 @@ impl State {
             unregistered: Mutex::new(Unregistered::new()),
             journal: Journal::default(),
             publisher: Publisher::default(),
+            counters: Mutex::new(Counters::default()),
         })
     }
 
@@ -49,6 +53,10 @@ impl State {
 
     pub fn lockout(&self) -> MutexGuard<'_, Lockout> {
         self.lockout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn counters(&self) -> MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn unregistered(&self) -> MutexGuard<'_, Unregistered> {

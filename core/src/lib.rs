@@ -7,6 +7,7 @@
 //!
 //! - [`config`]: validated model of `res_deviceuser.conf`.
 //! - [`dialplan`]: the order Asterisk keeps a context's extensions in.
+//! - [`failure`]: why a login was refused, as a fixed token and in words.
 //! - [`table`]: the binding table (device ↔ user), lock-free for readers.
 //! - [`pmap`]: the persistent hash map the table's snapshots are made of.
 //! - [`astdb`]: how bindings are persisted in AstDB.
@@ -16,15 +17,18 @@
 //! - [`policy`]: time-based logouts (max login time, shift end, unregistered devices) and
 //!   PIN lockout.
 //! - [`stats`]: per-user login statistics.
+//! - [`metrics`]: login counters and their Prometheus text.
 //! - [`queues`]: queue membership that follows the user (`app_queue`).
 
 pub mod args;
 pub mod astdb;
 pub mod config;
 pub mod dialplan;
+pub mod failure;
 pub mod freepbx;
 pub mod idmap;
 pub mod journal;
+pub mod metrics;
 pub mod password;
 pub mod pmap;
 pub mod policy;

@@ -17,7 +17,9 @@ pub mod hints;
 pub mod log;
 pub mod manager;
 pub mod mwi;
+pub mod prometheus;
 pub mod register;
+pub mod security;
 pub mod thread;
 
 use std::ffi::{CStr, CString};

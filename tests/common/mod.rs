@@ -213,6 +213,8 @@ pub struct Builder {
     confs: Vec<(String, String)>,
     with_module: bool,
     module: Option<PathBuf>,
+    /// Modules the generated modules.conf keeps from loading, loaded all the same.
+    load: Vec<String>,
 }
 
 impl Builder {
@@ -227,6 +229,13 @@ impl Builder {
     /// Whether `res_deviceuser.so` is installed in the module dir (default: true).
     pub fn with_module(mut self, yes: bool) -> Self {
         self.with_module = yes;
+        self
+    }
+
+    /// Loads `module` (`res_prometheus.so`) although the generated modules.conf keeps it
+    /// from loading (its `noload` line is dropped).
+    pub fn load_module(mut self, module: &str) -> Self {
+        self.load.push(module.to_string());
         self
     }
 
@@ -277,6 +286,21 @@ impl Builder {
                 keep: false,
             };
             ast.mkrun(module.as_deref(), &self.confs);
+            if !self.load.is_empty() {
+                let conf = ast.read_conf("modules.conf");
+                let kept: String = conf
+                    .lines()
+                    .filter(|l| {
+                        !self.load.iter().any(|m| {
+                            l.trim()
+                                .strip_prefix("noload")
+                                .is_some_and(|r| r.trim_start().trim_start_matches('=').trim() == m)
+                        })
+                    })
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                ast.write_conf("modules.conf", &kept);
+            }
             match ast.boot() {
                 Ok(()) => {
                     if ast.bind_failed() {
@@ -323,6 +347,7 @@ impl Asterisk {
             confs: Vec::new(),
             with_module: true,
             module: None,
+            load: Vec::new(),
         }
     }
 
