@@ -27,3 +27,5 @@
 #include "asterisk/mwi.h"
 #include "asterisk/security_events.h"
 #include "asterisk/res_prometheus.h"
+#include "asterisk/json.h"
+#include "asterisk/stasis_app.h"

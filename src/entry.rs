@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use snapcell::SnapshotCell;
 
+use crate::host::ari::event_source;
 use crate::host::devstate::provider::{state_provider, Provider};
 use crate::host::prometheus::metrics_source;
 use crate::host::register::{
@@ -159,7 +160,10 @@ fn start(inst: &Arc<Instance>, module: ModuleHandle) -> Result<(), String> {
         &AMI_ACTIONS,
     )?;
     let policy = policy::start(inst)?;
-    inst.set_metrics_source(metrics_source!(instance, metrics::scrape));
+    inst.set_sources(
+        metrics_source!(instance, metrics::scrape),
+        event_source!(instance, Instance::ari),
+    );
     inst.attach(provider, registered, policy);
     Ok(())
 }

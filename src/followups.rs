@@ -33,6 +33,8 @@ enum Job {
     Mailbox(String, Counts),
     /// Check every member against app_queue and show every device's mailbox (reload).
     CheckAll,
+    /// ARI events, each with the application it goes to.
+    Ari(Vec<(String, String)>),
 }
 
 #[derive(Default)]
@@ -102,6 +104,11 @@ impl FollowUps {
             Err(e) => log::warning(&format!("{e}: devices do not follow mailbox changes")),
         }
         Ok(f)
+    }
+
+    /// ARI events to send, each with its application, in commit order.
+    pub fn send_ari(&self, events: Vec<(String, String)>) {
+        self.shared.push([Job::Ari(events)]);
     }
 
     /// After a reload: check every member and every device's mailbox.
@@ -222,7 +229,13 @@ fn run(shared: &Shared, state: &State) {
             q.jobs.drain(..).collect()
         };
         if batch.is_empty() || batch.iter().any(|j| matches!(j, Job::CheckAll)) {
-            // The periodic check, or a reload: the table as it is now covers every job.
+            // The periodic check, or a reload: the table as it is now covers every job but
+            // the events, which are sent first.
+            let events: Vec<Job> = batch
+                .into_iter()
+                .filter(|j| matches!(j, Job::Ari(_)))
+                .collect();
+            work(state, &mut queues, &mut mwi, events);
             next_check = check_all(state, &mut queues, &mut mwi);
             continue;
         }
@@ -260,6 +273,13 @@ fn work(state: &State, queues: &mut QueueMembers, mwi: &mut DeviceMwi, batch: Ve
                 }
             }
             Job::Mailbox(id, counts) => mwi.mailbox_changed(&snap, &id, counts),
+            Job::Ari(events) => {
+                for (app, json) in events {
+                    if !crate::host::ari::send(&app, &json) {
+                        log::debug(&format!("ARI event not delivered to application {app}"));
+                    }
+                }
+            }
             Job::CheckAll => {}
         }
     }

@@ -13,9 +13,11 @@ use deviceuser_core::{
     BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
 };
 
+use crate::ari::{AriFeed, AriSink};
 use crate::deferred::Executor;
 use crate::effects::{bound_dials, Effects};
 use crate::followups::{FollowUpSink, FollowUps};
+use crate::host::ari::{Callbacks as AriCallbacks, EventSource};
 use crate::host::channel::Channel;
 use crate::host::devstate::follow::{Change as DeviceChange, Follower};
 use crate::host::devstate::provider::Provider;
@@ -42,8 +44,11 @@ pub struct Instance {
     follower: Arc<Follower>,
     /// Queue membership and message waiting, behind the commits.
     follow_ups: Arc<FollowUps>,
-    /// The scrape callback for res_prometheus, registered once it is loaded.
-    metrics_source: Mutex<Option<ScrapeCallback>>,
+    /// ARI applications' subscriptions to the module's events.
+    ari: Arc<AriFeed>,
+    /// What registers with optional modules (res_prometheus, res_stasis) once they are
+    /// loaded: see [`Instance::tend_registrations`].
+    sources: Mutex<Sources>,
     /// Login and logout prompts running on channels: unload is refused while any is.
     prompts: AtomicUsize,
     running: Mutex<Option<Running>>,
@@ -55,6 +60,8 @@ pub struct Instance {
 struct Running {
     /// The metrics callback: res_prometheus calls no more (and no scrape is in progress).
     metrics: Option<Registration>,
+    /// The ARI event source: no new subscription comes in.
+    event_source: Option<EventSource>,
     /// Applications, functions, CLI commands, AMI actions: no new call comes in.
     registered: Option<Registered>,
     /// The policy timer: no automatic logout starts.
@@ -77,6 +84,13 @@ impl Drop for CloseFollower {
     fn drop(&mut self) {
         self.0.close();
     }
+}
+
+/// Callbacks for optional modules, registered once they are loaded.
+#[derive(Default)]
+struct Sources {
+    metrics: Option<ScrapeCallback>,
+    ari: Option<AriCallbacks>,
 }
 
 struct StopFollowUps(Arc<FollowUps>);
@@ -172,8 +186,14 @@ impl Instance {
             follow_ups: Arc::clone(&follow_ups),
         }));
         pipeline.add(Box::new(MetricsSink(Arc::clone(&state))));
+        let ari = Arc::new(AriFeed::new(Arc::clone(&state)));
+        pipeline.add(Box::new(AriSink {
+            feed: Arc::clone(&ari),
+            follow_ups: Arc::clone(&follow_ups),
+        }));
         let running = Running {
             metrics: None,
+            event_source: None,
             registered: None,
             policy: None,
             follow_ups: StopFollowUps(Arc::clone(&follow_ups)),
@@ -187,7 +207,8 @@ impl Instance {
             pipeline,
             follower,
             follow_ups,
-            metrics_source: Mutex::new(None),
+            ari,
+            sources: Mutex::new(Sources::default()),
             prompts: AtomicUsize::new(0),
             running: Mutex::new(Some(running)),
         }))
@@ -210,34 +231,42 @@ impl Instance {
         hint_sync::sync_hints(None, self.snapshot().config());
     }
 
-    /// The callback that answers res_prometheus' scrapes; registered by [`tend_metrics`].
-    ///
-    /// [`tend_metrics`]: Instance::tend_metrics
-    pub fn set_metrics_source(&self, callback: ScrapeCallback) {
-        *self
-            .metrics_source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(callback);
+    /// The callbacks that answer res_prometheus' scrapes and ARI subscriptions; registered
+    /// by [`tend_registrations`](Instance::tend_registrations).
+    pub fn set_sources(&self, metrics: ScrapeCallback, ari: AriCallbacks) {
+        *self.sources.lock().unwrap_or_else(|e| e.into_inner()) = Sources {
+            metrics: Some(metrics),
+            ari: Some(ari),
+        };
     }
 
-    /// Registers the metrics callback once Asterisk has booted and res_prometheus is loaded
-    /// (it loads after this module); called every second by the policy thread.
-    pub fn tend_metrics(&self) {
-        let Some(callback) = *self
-            .metrics_source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-        else {
-            return;
+    /// ARI applications' subscriptions.
+    pub fn ari(&self) -> &AriFeed {
+        &self.ari
+    }
+
+    /// Registers the metrics callback with res_prometheus and the ARI event source with
+    /// res_stasis once Asterisk has booted and they are loaded; called every second by the
+    /// policy thread.
+    pub fn tend_registrations(&self) {
+        let (metrics, ari) = {
+            let s = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+            (s.metrics, s.ari)
         };
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let Some(r) = running.as_mut() else { return };
-        if r.metrics.is_some() || !fully_booted() {
+        let metrics = metrics.filter(|_| r.metrics.is_none());
+        let ari = ari.filter(|_| r.event_source.is_none());
+        if (metrics.is_none() && ari.is_none()) || !fully_booted() {
             return;
         }
-        if let Some(reg) = Registration::register(c"res_deviceuser", callback) {
+        if let Some(reg) = metrics.and_then(|cb| Registration::register(c"res_deviceuser", cb)) {
             r.metrics = Some(reg);
             log::verbose(2, "metrics registered with res_prometheus");
+        }
+        if let Some(src) = ari.and_then(|cb| EventSource::register(c"deviceUser:", cb)) {
+            r.event_source = Some(src);
+            log::verbose(2, "ARI event source deviceUser: registered");
         }
     }
 

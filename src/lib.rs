@@ -4,7 +4,8 @@
 //! `unsafe`: safe wrappers over Asterisk, registration trampolines); the loaded state and
 //! its commit pipeline (`state`, `journal`, `deferred`, `effects`, `pipeline`, `sinks`,
 //! `config_file`, `restore`, `hint_sync`, `security`, `instance`); what commits cause in other
-//! modules, behind them (`followups`: `queues`, `mwi`); `metrics`; feature adapters
+//! modules, behind them (`followups`: `queues`, `mwi`); `metrics` and `ari` events; feature
+//! adapters
 //! (`apps`, `functions`, `cli`, `ami`, `policy`); and `entry`, the tables of what the module
 //! registers and the functions the C shim calls. The domain rules are in the pure
 //! `deviceuser_core` crate.
@@ -14,6 +15,7 @@
 
 mod ami;
 mod apps;
+mod ari;
 mod cli;
 mod config_file;
 mod deferred;

@@ -34,7 +34,7 @@ fn run(weak: &Weak<Instance>, stop: &StopSignal) {
     while !stop.wait(Duration::from_secs(1)) {
         let Some(inst) = weak.upgrade() else { return };
         inst.follower().tend();
-        inst.tend_metrics();
+        inst.tend_registrations();
         if !seeded {
             seed_unregistered(&inst);
             seeded = true;

@@ -133,22 +133,32 @@ fn refused_logins_are_security_events_with_a_reason_token() {
         .is_some());
 }
 
-/// GET `path` from Asterisk's HTTP server; the body.
-fn http_get(port: u16, path: &str) -> Result<String, String> {
+/// A request to Asterisk's HTTP server: (status code, body).
+fn http(port: u16, method: &str, path: &str) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut text = String::new();
     s.read_to_string(&mut text).map_err(|e| e.to_string())?;
     let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP header")?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return Err(head.to_string());
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad status line: {head}"))?;
+    Ok((code, body.to_string()))
+}
+
+/// GET `path`; the body of a 200.
+fn http_get(port: u16, path: &str) -> Result<String, String> {
+    match http(port, "GET", path)? {
+        (200, body) => Ok(body),
+        (code, body) => Err(format!("{code}: {body}")),
     }
-    Ok(body.to_string())
 }
 
 /// The value of one sample line (`name` with its labels exactly as printed).
@@ -250,5 +260,221 @@ fn metrics_are_served_on_asterisks_metrics_page() {
     ast.cli("module load res_deviceuser.so");
     let body = scrape();
     assert_eq!(metric(&body, "deviceuser_devices_bound"), Some(3), "{body}");
+    hd::assert_alive(&ast);
+}
+
+/// A websocket client of ARI's `/ari/events` (text frames from the server, unmasked).
+struct AriEvents {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl AriEvents {
+    fn connect(port: u16, app: &str) -> AriEvents {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET /ari/events?app={app}&api_key=deviceuser:deviceuser HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        let mut ws = AriEvents { s, buf: Vec::new() };
+        let head = loop {
+            if let Some(i) = ws.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&ws.buf[..i]).into_owned();
+                ws.buf.drain(..i + 4);
+                break head;
+            }
+            assert!(
+                ws.fill(Duration::from_secs(10)),
+                "no websocket handshake answer"
+            );
+        };
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "websocket refused:\n{head}"
+        );
+        ws
+    }
+
+    /// Reads more bytes; false on timeout or close.
+    fn fill(&mut self, timeout: Duration) -> bool {
+        self.s.set_read_timeout(Some(timeout)).unwrap();
+        let mut chunk = [0u8; 4096];
+        match self.s.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// The next text frame, if one comes within `timeout`.
+    fn next(&mut self, timeout: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.buf.len() >= 2 {
+                let opcode = self.buf[0] & 0x0f;
+                let (len, at) = match self.buf[1] & 0x7f {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&self.buf[2..10]);
+                        (u64::from_be_bytes(b) as usize, 10)
+                    }
+                    n if n < 126 => (n as usize, 2),
+                    _ => (usize::MAX, 0),
+                };
+                if len != usize::MAX && self.buf.len() >= at + len {
+                    let payload: Vec<u8> = self.buf.drain(..at + len).skip(at).collect();
+                    if opcode == 1 {
+                        return Some(String::from_utf8_lossy(&payload).into_owned());
+                    }
+                    continue;
+                }
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline || !self.fill(deadline - now) {
+                return None;
+            }
+        }
+    }
+
+    /// The next event whose JSON contains every one of `needles`; earlier ones are skipped.
+    fn wait(&mut self, needles: &[&str]) -> String {
+        let deadline = std::time::Instant::now() + LONG;
+        let mut seen = Vec::new();
+        while let Some(e) = self.next(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            if needles.iter().all(|n| e.contains(n)) {
+                return e;
+            }
+            seen.push(e);
+        }
+        panic!("no ARI event with {needles:?}; got:\n{}", seen.join("\n"))
+    }
+
+    /// Events that come within `d`, of the module's types.
+    fn module_events(&mut self, d: Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + d;
+        let mut v = Vec::new();
+        while let Some(e) = self.next(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            if e.contains("\"type\":\"DeviceUser") {
+                v.push(e);
+            }
+        }
+        v
+    }
+}
+
+const ARI_CONF: &str = "
+[general]
+enabled = yes
+
+[deviceuser]
+type = user
+read_only = no
+password = deviceuser
+";
+
+#[test]
+fn ari_applications_receive_login_logout_and_dnd_events() {
+    let http_port = common::free_port();
+    let ast = hd::builder("surf-ari")
+        .conf(
+            "http.conf",
+            &format!("[general]\nenabled = yes\nbindaddr = 127.0.0.1\nbindport = {http_port}\n"),
+        )
+        .conf("ari.conf", ARI_CONF)
+        .start();
+    let key = "api_key=deviceuser:deviceuser";
+    let mut wall = AriEvents::connect(http_port, "wall");
+    let mut audit = AriEvents::connect(http_port, "audit");
+    // wall follows 4101; audit every user.
+    let subscribe = |app: &str, source: &str| {
+        hd::poll(|| {
+            let r = http(
+                http_port,
+                "POST",
+                &format!("/ari/applications/{app}/subscription?eventSource={source}&{key}"),
+            )
+            .ok()?;
+            (r.0 == 200).then_some(r.1)
+        })
+        .unwrap_or_else(|| panic!("{app} could not subscribe to {source}:\n{}", ast.log()))
+    };
+    let app = subscribe("wall", "deviceUser:4101");
+    assert!(app.contains("\"device_user_ids\":[\"4101\"]"), "{app}");
+    subscribe("audit", "deviceUser:");
+    // A user the module does not know is no event source.
+    let (code, body) = http(
+        http_port,
+        "POST",
+        &format!("/ari/applications/wall/subscription?eventSource=deviceUser:4999&{key}"),
+    )
+    .unwrap();
+    assert!((400..500).contains(&code), "{code} {body}");
+
+    let mut ami = ast.ami();
+    ami.login_ok("4101", "1000");
+    let e = wall.wait(&["\"type\":\"DeviceUserLogin\"", "\"user\":\"4101\""]);
+    for field in [
+        "\"application\":\"wall\"",
+        "\"device\":\"1000\"",
+        "\"reason\":\"admin\"",
+        "\"timestamp\":\"",
+    ] {
+        assert!(e.contains(field), "{field} missing: {e}");
+    }
+    audit.wait(&[
+        "\"type\":\"DeviceUserLogin\"",
+        "\"user\":\"4101\"",
+        "\"application\":\"audit\"",
+    ]);
+
+    // 4102 reaches audit only.
+    ami.login_ok("4102", "1001");
+    audit.wait(&["\"type\":\"DeviceUserLogin\"", "\"user\":\"4102\""]);
+
+    std::thread::sleep(Duration::from_secs(1));
+    ami.logout_ok("4101");
+    let e = wall.wait(&["\"type\":\"DeviceUserLogout\"", "\"user\":\"4101\""]);
+    assert!(e.contains("\"reason\":\"admin\""), "{e}");
+    let duration: u64 = e
+        .split("\"duration\":")
+        .nth(1)
+        .and_then(|r| r.split(['}', ',']).next())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no duration: {e}"));
+    assert!(duration >= 1, "{e}");
+
+    ami.setvar_ok("DEVICEUSER(4101,dnd)", "1");
+    wall.wait(&[
+        "\"type\":\"DeviceUserDND\"",
+        "\"user\":\"4101\"",
+        "\"dnd\":true",
+    ]);
+    let rest = wall.module_events(Duration::from_secs(2));
+    assert!(
+        rest.iter().all(|e| e.contains("\"user\":\"4101\"")),
+        "wall got another user's event: {rest:?}"
+    );
+
+    // Unsubscribed, wall gets nothing more.
+    let (code, _) = http(
+        http_port,
+        "DELETE",
+        &format!("/ari/applications/wall/subscription?eventSource=deviceUser:4101&{key}"),
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    ami.setvar_ok("DEVICEUSER(4101,dnd)", "0");
+    audit.wait(&["\"type\":\"DeviceUserDND\"", "\"dnd\":false"]);
+    assert!(wall.module_events(Duration::from_secs(2)).is_empty());
     hd::assert_alive(&ast);
 }

@@ -13,6 +13,7 @@
 //! - [`astdb`]: how bindings are persisted in AstDB.
 //! - [`render`]: CLI text output.
 //! - [`args`]: dialplan argument and DTMF input parsing.
+//! - [`ari`]: the module's ARI events and who subscribed to them.
 //! - [`password`]: plain and hashed PINs.
 //! - [`policy`]: time-based logouts (max login time, shift end, unregistered devices) and
 //!   PIN lockout.
@@ -21,6 +22,7 @@
 //! - [`queues`]: queue membership that follows the user (`app_queue`).
 
 pub mod args;
+pub mod ari;
 pub mod astdb;
 pub mod config;
 pub mod dialplan;

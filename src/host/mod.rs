@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod ami;
+pub mod ari;
 pub mod astdb;
 pub mod channel;
 pub mod cli;
