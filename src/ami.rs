@@ -1,7 +1,8 @@
 //! AMI actions (class `agent`): DeviceUserLogin, DeviceUserLogout, DeviceUserBindings,
-//! DeviceUserDevices, DeviceUserUsers, DeviceUserDND. Events come from the commit pipeline.
+//! DeviceUserDevices, DeviceUserUsers, DeviceUserDND, DeviceUserUnlock. Events come from the commit pipeline.
 use deviceuser_core::args::parse_on_off;
 use deviceuser_core::failure::LoginFailure;
+use deviceuser_core::render;
 use deviceuser_core::{LoginMode, Reason};
 
 use crate::host::ami::Action;
@@ -131,6 +132,17 @@ pub fn users(inst: &Instance, a: &Action) {
         })
         .collect();
     a.list("Users", "DeviceUserUser", "DeviceUserUsersComplete", &items);
+}
+
+pub fn unlock(inst: &Instance, a: &Action) {
+    let user = a.header("User");
+    if user.is_empty() {
+        return a.error("User is required");
+    }
+    match inst.unlock(Origin::Ami, &user) {
+        Ok(left) => a.ack(&render::unlocked(&user, left)),
+        Err(e) => a.error(&format!("Cannot unlock {user}: {e}")),
+    }
 }
 
 pub fn dnd(inst: &Instance, a: &Action) {

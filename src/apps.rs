@@ -1,4 +1,8 @@
 //! Dialplan applications `UserLogin([user[,password]])` and `UserLogout([user])`.
+use deviceuser_core::apps::{
+    self as prompts, LoginStatus, LogoutStatus, Prompt, LOGIN_STATUS_VARIABLE,
+    LOGOUT_STATUS_VARIABLE,
+};
 use deviceuser_core::args::{parse_digits, split_args};
 use deviceuser_core::config::{shown, Device, General, User};
 use deviceuser_core::failure::LoginFailure;
@@ -13,57 +17,15 @@ use crate::state::now;
 
 const MAX_DIGITS: usize = 32;
 const DIGIT_TIMEOUT_MS: i32 = 5000;
-const LOGIN_STATUS: &str = "USERLOGINSTATUS";
-const LOGOUT_STATUS: &str = "USERLOGOUTSTATUS";
-/// Asks for the user number again after a failed attempt: "Login incorrect. Please enter
-/// your agent number followed by the pound key."
-const RETRY_USER_PROMPT: &str = "agent-incorrect";
-/// Asks for the PIN again when the user was given by the dialplan: "Password incorrect.
-/// Please enter your password followed by the pound key."
-const RETRY_PASSWORD_PROMPT: &str = "auth-incorrect";
-/// Played when a login is refused for good.
-const REFUSED_PROMPT: &str = "agent-incorrect";
-/// Played when the last attempt failed: "I'm sorry." "Goodbye."
-const GIVE_UP_PROMPTS: [&str; 2] = ["im-sorry", "vm-goodbye"];
-/// Played on a fixed device: "... is unavailable." "Goodbye."
-const FIXED_PROMPTS: [&str; 2] = ["vm-isunavail", "vm-goodbye"];
-const LOGGED_IN_PROMPT: &str = "agent-loginok";
-const LOGGED_OUT_PROMPT: &str = "agent-loggedoff";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LoginStatus {
-    Success,
-    Failed,
-    Fixed,
-    NoUser,
-    NoPassword,
-    Denied,
-    Locked,
-    Hangup,
-}
-
-impl LoginStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            LoginStatus::Success => "SUCCESS",
-            LoginStatus::Failed => "FAILED",
-            LoginStatus::Fixed => "FIXED",
-            LoginStatus::NoUser => "NOUSER",
-            LoginStatus::NoPassword => "NOPASSWORD",
-            LoginStatus::Denied => "DENIED",
-            LoginStatus::Locked => "LOCKED",
-            LoginStatus::Hangup => "HANGUP",
-        }
-    }
-
-    fn of(e: &LoginError) -> LoginStatus {
-        match e {
-            LoginError::Denied => LoginStatus::Denied,
-            LoginError::FixedDevice => LoginStatus::Fixed,
-            LoginError::NoPassword => LoginStatus::NoPassword,
-            LoginError::NoSuchUser => LoginStatus::NoUser,
-            LoginError::NoSuchDevice => LoginStatus::Failed,
-        }
+/// The USERLOGINSTATUS of a login the table refused.
+fn status_of(e: &LoginError) -> LoginStatus {
+    match e {
+        LoginError::Denied => LoginStatus::Denied,
+        LoginError::FixedDevice => LoginStatus::Fixed,
+        LoginError::NoPassword => LoginStatus::NoPassword,
+        LoginError::NoSuchUser => LoginStatus::NoUser,
+        LoginError::NoSuchDevice => LoginStatus::Failed,
     }
 }
 
@@ -85,10 +47,10 @@ fn ask(chan: &Channel, prompt: &str) -> Entry {
     }
 }
 
-/// Plays `prompts` in turn, stopping at a hangup.
-fn play_all(chan: &Channel, prompts: &[&str]) {
-    for p in prompts {
-        if chan.play(p).is_err() {
+/// Plays the file(s) of prompt `p` as configured, stopping at a hangup.
+fn play(chan: &Channel, general: &General, p: &Prompt) {
+    for file in prompts::files(general.prompt(p)) {
+        if chan.play(file).is_err() {
             break;
         }
     }
@@ -98,7 +60,7 @@ fn play_all(chan: &Channel, prompts: &[&str]) {
 pub fn login(inst: &Instance, chan: &Channel, data: &str) -> i32 {
     let _prompt = inst.prompt();
     let status = LoginCall::start(inst, chan, data).map_or_else(|s| s, |call| call.run());
-    chan.set_var(LOGIN_STATUS, status.as_str());
+    chan.set_var(LOGIN_STATUS_VARIABLE, status.as_str());
     if status == LoginStatus::Hangup {
         -1
     } else {
@@ -165,7 +127,7 @@ impl<'a> LoginCall<'a> {
                 None,
                 LoginFailure::Fixed,
             );
-            play_all(chan, &FIXED_PROMPTS);
+            play(chan, &snap.config().general, &prompts::FIXED_DEVICE);
             return Err(LoginStatus::Fixed);
         }
         let general = snap.config().general.clone();
@@ -184,8 +146,8 @@ impl<'a> LoginCall<'a> {
     /// next entry itself, so the caller is never told to enter something that is not asked
     /// next, nor invited to try again when no attempt is left.
     fn run(self) -> LoginStatus {
-        let mut user_prompt = self.general.user_prompt.clone();
-        let mut password_prompt = self.general.password_prompt.clone();
+        let mut user_prompt = self.general.prompt(&prompts::USER).to_string();
+        let mut password_prompt = self.general.prompt(&prompts::PASSWORD).to_string();
         let mut last = LoginStatus::Failed;
         for attempt in 1..=self.general.max_attempts {
             match self.attempt(&user_prompt, &password_prompt) {
@@ -196,8 +158,13 @@ impl<'a> LoginCall<'a> {
                         break;
                     }
                     match retry {
-                        Retry::User => user_prompt = RETRY_USER_PROMPT.to_string(),
-                        Retry::Pin => password_prompt = RETRY_PASSWORD_PROMPT.to_string(),
+                        Retry::User => {
+                            user_prompt = self.general.prompt(&prompts::RETRY_USER).to_string()
+                        }
+                        Retry::Pin => {
+                            password_prompt =
+                                self.general.prompt(&prompts::RETRY_PASSWORD).to_string()
+                        }
                     }
                 }
             }
@@ -206,7 +173,7 @@ impl<'a> LoginCall<'a> {
             "UserLogin on device {}: giving up after {} attempts",
             self.device.id, self.general.max_attempts
         ));
-        play_all(self.chan, &GIVE_UP_PROMPTS);
+        play(self.chan, &self.general, &prompts::GIVE_UP);
         last
     }
 
@@ -281,7 +248,7 @@ impl<'a> LoginCall<'a> {
                 "UserLogin on device {device}: user {} has no password and cannot log in",
                 u.id
             ));
-            let _ = self.chan.play(REFUSED_PROMPT);
+            play(self.chan, &self.general, &prompts::REFUSED);
             return Some(LoginStatus::NoPassword);
         }
         if let Err(left) = self.inst.state().lockout().check(&u.id, now()) {
@@ -296,7 +263,7 @@ impl<'a> LoginCall<'a> {
                 "UserLogin on device {device}: user {} is locked out for {left} more seconds after repeated wrong PINs",
                 u.id
             ));
-            let _ = self.chan.play(REFUSED_PROMPT);
+            play(self.chan, &self.general, &prompts::REFUSED);
             return Some(LoginStatus::Locked);
         }
         None
@@ -345,7 +312,7 @@ impl<'a> LoginCall<'a> {
             ));
         }
         if locked_before || locked_now {
-            let _ = self.chan.play(REFUSED_PROMPT);
+            play(self.chan, &self.general, &prompts::REFUSED);
             return Some(LoginStatus::Locked);
         }
         None
@@ -355,7 +322,7 @@ impl<'a> LoginCall<'a> {
     /// for the user, or for the PIN alone when the dialplan gave the user.
     fn retry_or_refuse(&self, status: LoginStatus) -> Attempt {
         if self.given_pin.is_some() {
-            let _ = self.chan.play(REFUSED_PROMPT);
+            play(self.chan, &self.general, &prompts::REFUSED);
             return Attempt::Done(status);
         }
         let retry = if self.given_user.is_some() {
@@ -382,7 +349,7 @@ impl<'a> LoginCall<'a> {
                     self.chan.set_language(lang);
                 }
                 // The login stands even if the caller hangs up during the confirmation.
-                let _ = self.chan.play(LOGGED_IN_PROMPT);
+                play(self.chan, &self.general, &prompts::LOGGED_IN);
                 LoginStatus::Success
             }
             Err(e) => {
@@ -394,8 +361,8 @@ impl<'a> LoginCall<'a> {
                     LoginFailure::of(&e),
                 );
                 log::warning(&format!("UserLogin of {} on device {device}: {e}", user.id));
-                let _ = self.chan.play(REFUSED_PROMPT);
-                LoginStatus::of(&e)
+                play(self.chan, &self.general, &prompts::REFUSED);
+                status_of(&e)
             }
         }
     }
@@ -406,11 +373,11 @@ impl<'a> LoginCall<'a> {
 pub fn logout(inst: &Instance, chan: &Channel, data: &str) -> i32 {
     let _prompt = inst.prompt();
     let status = logout_on(inst, chan, data);
-    chan.set_var(LOGOUT_STATUS, status);
+    chan.set_var(LOGOUT_STATUS_VARIABLE, status.as_str());
     0
 }
 
-fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> &'static str {
+fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> LogoutStatus {
     let name = chan.name();
     let args = split_args(data);
     if args.len() > 1 {
@@ -418,7 +385,7 @@ fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> &'static str {
             "UserLogout on {name}: too many arguments '{}' (expected [user])",
             shown(data)
         ));
-        return "FAILED";
+        return LogoutStatus::Failed;
     }
     let result = match args.first().filter(|s| !s.is_empty()) {
         Some(user) => inst.logout_user(Origin::Phone, Some(chan), user, Reason::Manual),
@@ -428,25 +395,25 @@ fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> &'static str {
                 log::warning(&format!(
                     "UserLogout: channel {name} is not a configured device"
                 ));
-                return "FAILED";
+                return LogoutStatus::Failed;
             };
             let r = inst.logout_device(Origin::Phone, Some(chan), &device.id, Reason::Manual);
             // Answered either way: "logged off" is also true of a device nobody was on.
             if chan.answer().is_ok() {
-                let _ = chan.play(LOGGED_OUT_PROMPT);
+                play(chan, &snap.config().general, &prompts::LOGGED_OFF);
             }
             r
         }
     };
     match result {
-        Ok(_) => "SUCCESS",
+        Ok(_) => LogoutStatus::Success,
         Err(e) => {
             log::notice(&format!("UserLogout on {name}: {e}"));
             match e {
-                LogoutError::NotLoggedIn => "NOTLOGGEDIN",
-                LogoutError::FixedDevice => "FIXED",
-                LogoutError::NoSuchUser => "NOUSER",
-                LogoutError::NoSuchDevice => "FAILED",
+                LogoutError::NotLoggedIn => LogoutStatus::NotLoggedIn,
+                LogoutError::FixedDevice => LogoutStatus::Fixed,
+                LogoutError::NoSuchUser => LogoutStatus::NoUser,
+                LogoutError::NoSuchDevice => LogoutStatus::Failed,
             }
         }
     }

@@ -1,5 +1,6 @@
-//! CLI commands: `deviceuser show devices|users|bindings|stats`, `deviceuser login`,
-//! `deviceuser logout`, `deviceuser dnd`, `deviceuser import freepbx`. Each has a run
+//! CLI commands: `deviceuser show devices|users|user|bindings|stats`, `deviceuser login`,
+//! `deviceuser logout`, `deviceuser dnd`, `deviceuser unlock user`,
+//! `deviceuser import freepbx`. Each has a run
 //! handler and a completion handler; the command words and usage are in the entry table.
 use deviceuser_core::args::parse_on_off;
 use deviceuser_core::freepbx;
@@ -155,6 +156,51 @@ pub fn complete_dnd(inst: &Instance, a: &Args) -> Vec<String> {
     }
 }
 
+pub fn show_user(inst: &Instance, a: &Args) -> Outcome {
+    let [_, _, _, id] = a.argv.as_slice() else {
+        return Outcome::Usage;
+    };
+    let snap = inst.snapshot();
+    let state = inst.state();
+    let text = render::user(&snap, &state.stats(), &state.lockout(), now(), id);
+    match text {
+        Some(text) => Outcome::Done(text),
+        None => Outcome::Failed(format!("No such user '{id}'\n")),
+    }
+}
+
+pub fn complete_show_user(inst: &Instance, a: &Args) -> Vec<String> {
+    match a.pos {
+        3 => ids(inst, Some("user")),
+        _ => Vec::new(),
+    }
+}
+
+pub fn unlock(inst: &Instance, a: &Args) -> Outcome {
+    let [_, _, kind, user] = a.argv.as_slice() else {
+        return Outcome::Usage;
+    };
+    if !kind.eq_ignore_ascii_case("user") {
+        return Outcome::Usage;
+    }
+    match inst.unlock(Origin::Cli, user) {
+        Ok(left) => Outcome::Done(format!("{}\n", render::unlocked(user, left))),
+        Err(e) => Outcome::Failed(format!("Cannot unlock {user}: {e}\n")),
+    }
+}
+
+pub fn complete_unlock(inst: &Instance, a: &Args) -> Vec<String> {
+    match a.pos {
+        2 => words(&["user"]),
+        3 => {
+            let lockout = inst.state().lockout();
+            let locked = lockout.locked(now()).into_iter();
+            locked.map(|(u, _)| u.to_string()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
     let snap = inst.snapshot();
     let word = a.argv.get(3).map(|w| w.to_ascii_lowercase());
@@ -167,14 +213,22 @@ pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
     if let Some(u) = user.filter(|u| snap.config().user(u).is_none()) {
         return Outcome::Failed(format!("No such user '{u}'\n"));
     }
+    let now = now();
+    let state = inst.state();
     let mut out = if table {
-        render::stats(&inst.state().stats(), &snap, now(), user)
+        render::stats_with_lockout(&state.stats(), &snap, &state.lockout(), now, user)
     } else {
         String::new()
     };
     if user.is_none() {
         let bytes = crate::host::alloc::live_bytes();
         let (forwarded, pending) = inst.follower().watched();
+        out.push_str(&format!(
+            "Logins restored from AstDB at load: {}\n\
+             Users locked out after wrong PINs: {}\n",
+            state.stats().restored_total(),
+            state.lockout().locked(now).len()
+        ));
         out.push_str(&format!(
             "Module heap in use: {:.1} MB ({bytes} bytes)\n\
              Device states followed: {} ({pending} of them not published yet)\n\

@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use deviceuser_core::config::shown;
 use deviceuser_core::{
     BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
 };
@@ -137,8 +138,11 @@ impl Instance {
         let config = config_file::read()?;
         let now = now();
         let table = BindingTable::new(config, now);
-        let restored = restore::restore(&table, now);
+        let (restored, restored_changes) = restore::restore(&table, now);
         let state = State::new(table);
+        // Restored logins count apart from new ones, so `show stats` accounts for every
+        // binding `show bindings` lists.
+        state.stats().restored(&restored_changes);
         if let Err(e) = state.journal.open(&state.full_state()) {
             log::error(&format!(
                 "{e}: a kill -9 may lose the last second of changes"
@@ -372,6 +376,23 @@ impl Instance {
                 self.commit(origin, channel, Change::Dnd { user, on })
             })
             .map_err(|e| e.to_string())
+    }
+
+    /// An administrator lifts a user's PIN lockout: `Ok(Some(seconds that were left))`,
+    /// `Ok(None)` if the user was not locked out (their failures are forgotten anyway), or
+    /// an error for an unknown user. Logged, with who did it.
+    pub fn unlock(&self, origin: Origin, user: &str) -> Result<Option<u64>, String> {
+        if self.snapshot().config().user(user).is_none() {
+            return Err(format!("no such user '{}'", shown(user)));
+        }
+        let left = self.state.lockout().unlock(user, now());
+        if let Some(left) = left {
+            log::notice(&format!(
+                "user {user} unlocked by an administrator ({}) with {left} seconds of the lockout left",
+                origin.as_str()
+            ));
+        }
+        Ok(left)
     }
 
     /// `module reload`: a bad file keeps the running config; bindings the new config still

@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use deviceuser_core::astdb::{
     binding_key, binding_value, decode_binding, decode_dnd_key, dnd_key, DND_VALUE, FAMILY,
 };
-use deviceuser_core::BindingTable;
+use deviceuser_core::{BindingTable, Changes};
 
 use crate::host::{astdb, log};
 use crate::journal;
 
-/// Restores into `table`; returns how many bindings AstDB and the journal held.
-pub fn restore(table: &BindingTable, now: u64) -> usize {
+/// Restores into `table`; returns how many bindings AstDB and the journal held, and the
+/// changes the restore made (the restored logins, for the statistics).
+pub fn restore(table: &BindingTable, now: u64) -> (usize, Changes) {
     let mut saved_values = HashMap::new();
     let mut saved = BTreeMap::new();
     for (key, value) in astdb::tree(FAMILY, "binding") {
@@ -37,7 +38,7 @@ pub fn restore(table: &BindingTable, now: u64) -> usize {
         log::warning(&format!("journal: {problem}"));
     }
     let count = saved.len();
-    let (_, dropped) = table.restore(saved.into_values().collect(), now, |_| {});
+    let (changes, dropped) = table.restore(saved.into_values().collect(), now, |_| {});
     for (b, why) in &dropped {
         log::notice(&format!(
             "dropping saved login of user {} on device {}: {why}",
@@ -73,5 +74,5 @@ pub fn restore(table: &BindingTable, now: u64) -> usize {
             astdb::del(FAMILY, &dnd_key(user));
         }
     });
-    count
+    (count, changes)
 }

@@ -1770,7 +1770,7 @@ fn crash() {
                 sh.parked.load(Ordering::SeqCst)
             ));
         }
-        let _ = fs::remove_file(ast.run.join("asterisk.pid"));
+        let _ = fs::remove_file(ast.run.join("rundir/asterisk.pid"));
         ast.pid = 0;
         let t = Instant::now();
         if let Err(e) = ast.start_again() {

@@ -15,6 +15,7 @@ use rustc_hash::FxHasher;
 
 pub use crate::idmap::{IdMap, Identified};
 
+use crate::apps::{self, Prompt};
 use crate::password;
 use crate::queues::{parse_queue_list, QueueLogout, QueueSpec, DEFAULT_QUEUE_CONTEXT};
 
@@ -188,10 +189,9 @@ pub struct General {
     pub allowed_numbers: Vec<String>,
     /// Login attempts before the dialplan application gives up (1..=10).
     pub max_attempts: u32,
-    /// Sound file asking for the user id.
-    pub user_prompt: String,
-    /// Sound file asking for the PIN.
-    pub password_prompt: String,
+    /// Every prompt of the applications, [`apps::PROMPTS`] with the `[general]` options
+    /// applied: read with [`General::prompt`].
+    pub prompts: Prompts,
     /// `max_login_time`: seconds after which a login is undone ([`Reason::Timeout`]);
     /// 0 (the default) = no limit. Users may override it.
     ///
@@ -234,8 +234,7 @@ impl Default for General {
             hint_context: None,
             allowed_numbers: Vec::new(),
             max_attempts: 3,
-            user_prompt: "agent-user".into(),
-            password_prompt: "agent-pass".into(),
+            prompts: Prompts::default(),
             max_login_time: 0,
             shift_end: None,
             logout_on_unregister: 0,
@@ -248,6 +247,45 @@ impl Default for General {
             queue_context: DEFAULT_QUEUE_CONTEXT.into(),
             queue_check: 30,
         }
+    }
+}
+
+/// The sound files the applications play, one value per entry of [`apps::PROMPTS`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prompts {
+    values: [CompactString; apps::PROMPTS.len()],
+}
+
+impl Default for Prompts {
+    fn default() -> Self {
+        Prompts {
+            values: apps::PROMPTS.map(|p| CompactString::from(p.default)),
+        }
+    }
+}
+
+impl Prompts {
+    fn index(p: &Prompt) -> usize {
+        apps::PROMPTS
+            .iter()
+            .position(|q| q.option == p.option)
+            .expect("a prompt of apps::PROMPTS")
+    }
+
+    /// The value of `p`: its option's, or Asterisk's stock file.
+    pub fn get(&self, p: &Prompt) -> &str {
+        &self.values[Self::index(p)]
+    }
+
+    fn set(&mut self, p: &Prompt, value: &str) {
+        self.values[Self::index(p)] = CompactString::from(value);
+    }
+}
+
+impl General {
+    /// The sound file(s) to play for `p`, `&`-separated (see [`apps::files`]).
+    pub fn prompt(&self, p: &Prompt) -> &str {
+        self.prompts.get(p)
     }
 }
 
@@ -390,6 +428,15 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The warning about a user without a password.
+pub const NO_PASSWORD: &str =
+    "user without a password: cannot log in from a phone (UserLogin sets NOPASSWORD); \
+     CLI and AMI logins still work";
+
+/// Users named one by one in the warnings about users without a password; the others are
+/// counted in one more line, so that a large site's log stays readable.
+pub const MAX_NO_PASSWORD_WARNINGS: usize = 20;
+
 /// Longest accepted device or user id; keeps AstDB keys and CLI columns sane.
 pub const MAX_ID_LEN: usize = 64;
 
@@ -490,6 +537,28 @@ pub fn shown(text: &str) -> String {
     } else {
         format!("{}…", text.chars().take(MAX).collect::<String>())
     }
+}
+
+/// Why `value` cannot be a user's `language`, if it cannot. Asterisk looks prompts up in
+/// `sounds/<language>/`, so a language is a tag: letters, then parts of letters or digits
+/// joined by `_` or `-` (`en`, `ru`, `pt_BR`, `en-US`, `es_419`). Empty means none.
+pub fn language_problem(value: &str) -> Option<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return None;
+    }
+    let mut parts = v.split(['_', '-']);
+    let first = parts.next().unwrap_or("");
+    let ok = (2..=8).contains(&first.len())
+        && first.chars().all(|c| c.is_ascii_alphabetic())
+        && parts
+            .all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    (!ok).then(|| {
+        format!(
+            "'{}' is not a language tag (such as en, ru, pt_BR or en-US)",
+            shown(v).escape_debug()
+        )
+    })
 }
 
 /// Whether a key or section name is made of text: control characters or U+FFFD (bytes that
@@ -629,9 +698,23 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     format!("bad value '{v}' (expected a number from 1 to 10)"),
                 ),
             },
-            "user_prompt" => g.user_prompt = non_empty(v).unwrap_or_else(|| "agent-user".into()),
-            "password_prompt" => {
-                g.password_prompt = non_empty(v).unwrap_or_else(|| "agent-pass".into())
+            k if apps::PROMPTS.iter().any(|p| p.option == k) => {
+                let p = apps::PROMPTS
+                    .iter()
+                    .find(|p| p.option == k)
+                    .expect("just found");
+                if v.is_empty() {
+                    g.prompts.set(p, p.default);
+                } else if let Some(why) = apps::prompt_problem(v) {
+                    r.error(
+                        &sec.name,
+                        Some(&key),
+                        line,
+                        format!("bad prompt '{}': {why}", shown(v).escape_debug()),
+                    );
+                } else {
+                    g.prompts.set(p, v);
+                }
             }
             "max_login_time" | "logout_on_unregister" | "lockout_window" | "lockout_time"
             | "queue_check" => {
@@ -833,7 +916,10 @@ fn parse_user(sec: &RawSection, r: &mut Report) -> User {
                 Err(e) => r.error(&id, Some(&key), var.line, e),
             },
             "fullname" => u.fullname = non_empty(v).unwrap_or_else(|| id.clone()),
-            "language" => u.language = non_empty(v),
+            "language" => match language_problem(v) {
+                None => u.language = non_empty(v),
+                Some(why) => r.error(&id, Some(&key), var.line, why),
+            },
             "cid_number" => u.cid_number = non_empty(v).unwrap_or_else(|| id.clone()),
             _ => r.warn(&id, Some(&key), var.line, format!("unknown option '{key}'")),
         }
@@ -961,6 +1047,28 @@ impl Config {
             return Err(r.errors);
         }
         drop(dial_index);
+        let mut no_password = users.values().filter(|(u, _)| u.password.is_none());
+        for (u, line) in no_password.by_ref().take(MAX_NO_PASSWORD_WARNINGS) {
+            r.warnings.push(ConfigError {
+                file: raw.file.clone(),
+                section: Some(u.id.to_string()),
+                key: None,
+                line: *line,
+                message: NO_PASSWORD.into(),
+            });
+        }
+        let more = no_password.count();
+        if more > 0 {
+            r.warnings.push(ConfigError {
+                file: raw.file.clone(),
+                section: None,
+                key: None,
+                line: 0,
+                message: format!(
+                    "{more} more users without a password (deviceuser show user <id> tells each)"
+                ),
+            });
+        }
         let mut config = Config {
             file: raw.file.clone(),
             general,
@@ -1191,7 +1299,7 @@ pub(crate) mod tests {
         assert_eq!(u.password, None);
         assert_eq!(c.general, General::default());
         assert_eq!(c.general.max_attempts, 3);
-        assert_eq!(c.general.user_prompt, "agent-user");
+        assert_eq!(c.general.prompt(&apps::USER), apps::USER.default);
     }
 
     #[test]
@@ -1215,11 +1323,120 @@ pub(crate) mod tests {
         assert_eq!(g.allowed_numbers, vec!["112", "911"]);
         assert_eq!(g.max_attempts, 5);
         assert_eq!(
-            (g.user_prompt.as_str(), g.password_prompt.as_str()),
+            (g.prompt(&apps::USER), g.prompt(&apps::PASSWORD)),
             ("who", "pin")
         );
         assert_eq!(p.warnings.len(), 1);
         assert_eq!(p.warnings[0].key.as_deref(), Some("colour"));
+    }
+
+    #[test]
+    fn every_prompt_has_an_option_and_bad_ones_are_errors() {
+        let p = Config::from_raw(&raw(&[(
+            "general",
+            &[
+                ("retry_user_prompt", "custom/user-again"),
+                ("give_up_prompt", "custom/sorry&custom/goodbye"),
+                ("logout_prompt", ""),
+            ],
+        )]))
+        .unwrap();
+        let g = &p.config.general;
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert_eq!(g.prompt(&apps::RETRY_USER), "custom/user-again");
+        assert_eq!(g.prompt(&apps::GIVE_UP), "custom/sorry&custom/goodbye");
+        assert_eq!(g.prompt(&apps::LOGGED_OFF), apps::LOGGED_OFF.default);
+        for q in apps::PROMPTS {
+            if q != apps::RETRY_USER && q != apps::GIVE_UP {
+                assert_eq!(g.prompt(&q), q.default, "{}", q.option);
+            }
+        }
+
+        let e = errors(raw(&[("general", &[("login_ok_prompt", "logged in")])]));
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            (e[0].key.as_deref(), e[0].line),
+            (Some("login_ok_prompt"), 2)
+        );
+        assert!(e[0].message.contains("'logged in'"), "{}", e[0]);
+    }
+
+    #[test]
+    fn language_must_be_a_language_tag() {
+        for ok in ["en", "ru", "pt_BR", "en-US", "es_419", "zh_Hans_CN", "EN"] {
+            let c = Config::from_raw(&raw(&[(
+                "1",
+                &[("type", "user"), ("password", "1"), ("language", ok)],
+            )]))
+            .unwrap_or_else(|e| panic!("{ok}: {e:?}"))
+            .config;
+            assert_eq!(c.user("1").unwrap().language.as_deref(), Some(ok));
+        }
+        for bad in [
+            "xx yy",
+            "e",
+            "en_",
+            "-en",
+            "en__US",
+            "../en",
+            "en;ru",
+            "toolonglanguage",
+            "12",
+        ] {
+            let e = errors(raw(&[
+                ("general", &[]),
+                ("4101", &[("type", "user"), ("language", bad)]),
+            ]));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            let text = e[0].to_string();
+            assert_eq!(e[0].line, 4, "{text}");
+            assert!(
+                text.starts_with("res_deviceuser.conf line 4: [4101] language: "),
+                "{text}"
+            );
+            assert!(text.contains(&format!("'{bad}'")), "{text}");
+        }
+        // Empty means none.
+        let c = Config::from_raw(&raw(&[(
+            "1",
+            &[("type", "user"), ("password", "1"), ("language", "")],
+        )]))
+        .unwrap()
+        .config;
+        assert_eq!(c.user("1").unwrap().language, None);
+    }
+
+    #[test]
+    fn users_without_a_password_are_warned_about_once_each() {
+        let p = Config::from_raw(&raw(&[
+            ("a", &[("type", "user")]),
+            ("b", &[("type", "user"), ("password", "1234")]),
+            ("c", &[("type", "user"), ("password", "")]),
+        ]))
+        .unwrap();
+        let named: Vec<(&str, u32)> = p
+            .warnings
+            .iter()
+            .map(|w| (w.section.as_deref().unwrap(), w.line))
+            .collect();
+        assert_eq!(named, [("a", 1), ("c", 6)]);
+        assert_eq!(
+            p.warnings[0].to_string(),
+            format!("res_deviceuser.conf line 1: [a] {NO_PASSWORD}")
+        );
+
+        // Many: the first ones by name, the rest counted in one line.
+        let names: Vec<String> = (0..MAX_NO_PASSWORD_WARNINGS + 5)
+            .map(|n| format!("u{n:03}"))
+            .collect();
+        let sections: Vec<(&str, &[(&str, &str)])> = names
+            .iter()
+            .map(|n| (n.as_str(), &[("type", "user")][..]))
+            .collect();
+        let p = Config::from_raw(&raw(&sections)).unwrap();
+        assert_eq!(p.warnings.len(), MAX_NO_PASSWORD_WARNINGS + 1);
+        let last = p.warnings.last().unwrap().to_string();
+        assert!(last.contains("5 more users without a password"), "{last}");
     }
 
     #[test]

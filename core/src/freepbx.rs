@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::{dial_problem, id_problem, DeviceMode, MultipleLogins};
+use crate::config::{dial_problem, id_problem, language_problem, DeviceMode, MultipleLogins};
 use crate::table::Snapshot;
 use crate::text::{self, Place};
 
@@ -128,6 +128,10 @@ pub fn import(entries: &[(String, String)]) -> Import {
         u.fullname = value("cidname", w);
         u.cid_number = value("cidnum", w);
         u.language = value("language", w);
+        if let Some(why) = u.language.as_deref().and_then(language_problem) {
+            w.push(format!("user {id}: language not carried over: {why}"));
+            u.language = None;
+        }
         // A PIN is never repeated in a warning.
         let pin = fields.get("password").copied().unwrap_or("");
         let refusal = if pin.is_empty() {
@@ -633,6 +637,27 @@ mod tests {
 
     fn warned(i: &Import, needle: &str) -> bool {
         i.warnings.iter().any(|w| w.contains(needle))
+    }
+
+    #[test]
+    fn a_language_the_config_would_refuse_is_left_out_with_a_warning() {
+        let i = import(&[
+            e("AMPUSER/4101/password", "1234"),
+            e("AMPUSER/4101/language", "pt_BR"),
+            e("AMPUSER/4102/password", "2345"),
+            e("AMPUSER/4102/language", "xx yy"),
+        ]);
+        let c = load(&output(&i));
+        assert_eq!(c.user("4101").unwrap().language.as_deref(), Some("pt_BR"));
+        assert_eq!(c.user("4102").unwrap().language, None);
+        assert!(
+            warned(
+                &i,
+                "user 4102: language not carried over: 'xx yy' is not a language tag"
+            ),
+            "{:#?}",
+            i.warnings
+        );
     }
 
     #[test]

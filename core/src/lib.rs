@@ -5,6 +5,7 @@
 //! logged in where can be unit- and property-tested without a running PBX. The cdylib in the
 //! workspace root only translates between Asterisk's C APIs and these types.
 //!
+//! - [`apps`]: the prompts and result values of the dialplan applications.
 //! - [`config`]: validated model of `res_deviceuser.conf`.
 //! - [`dialplan`]: the order Asterisk keeps a context's extensions in.
 //! - [`failure`]: why a login was refused, as a fixed token and in words.
@@ -21,6 +22,7 @@
 //! - [`metrics`]: login counters and their Prometheus text.
 //! - [`queues`]: queue membership that follows the user (`app_queue`).
 
+pub mod apps;
 pub mod args;
 pub mod ari;
 pub mod astdb;

@@ -122,7 +122,9 @@ pub fn check_config(c: &Config) {
     assert!(g.lockout_window >= 1 && g.lockout_window <= MAX_SECONDS);
     assert!(g.lockout_time >= 1 && g.lockout_time <= MAX_SECONDS);
     assert!(g.max_login_time <= MAX_SECONDS && g.logout_on_unregister <= MAX_SECONDS);
-    assert!(!g.user_prompt.is_empty() && !g.password_prompt.is_empty());
+    for p in deviceuser_core::apps::PROMPTS {
+        assert!(deviceuser_core::apps::prompt_problem(g.prompt(&p)).is_none());
+    }
     for n in &g.allowed_numbers {
         assert!(!n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || "*#+".contains(c)));
     }

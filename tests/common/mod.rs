@@ -630,7 +630,7 @@ impl Asterisk {
             kill(pid, "KILL");
             wait_until(Duration::from_secs(5), || !process_alive(pid));
         }
-        let _ = fs::remove_file(self.run.join("asterisk.pid"));
+        let _ = fs::remove_file(self.run.join("rundir/asterisk.pid"));
         self.pid = 0;
     }
 
@@ -667,7 +667,7 @@ impl Asterisk {
             "the killed Asterisk still answers on {}",
             ctl.display()
         );
-        let _ = fs::remove_file(self.run.join("asterisk.pid"));
+        let _ = fs::remove_file(self.run.join("rundir/asterisk.pid"));
         self.pid = 0;
         if let Err(e) = self.boot() {
             panic!("restart after SIGKILL: {e}");
