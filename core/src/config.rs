@@ -1816,7 +1816,7 @@ pub(crate) mod tests {
                 &[
                     ("queues", "sales,support:2"),
                     ("queue_logout", "pause"),
-                    ("queue_context", "agents"),
+                    ("queue_context", "operators"),
                 ],
             ),
             ("100", &[("type", "user"), ("mailbox", "100")]),
@@ -1844,7 +1844,7 @@ pub(crate) mod tests {
         assert!(names("nobody").is_empty());
         assert!(c.has_queues() && c.has_mailboxes());
         assert_eq!(c.general.queue_logout, QueueLogout::Pause);
-        assert_eq!(c.general.queue_context, "agents");
+        assert_eq!(c.general.queue_context, "operators");
         assert_eq!(
             c.user("100").unwrap().mailbox.as_deref(),
             Some("100@default")
