@@ -33,9 +33,15 @@ static APPLICATIONS: [App; 2] = [
     application!(instance, c"UserLogout", apps::logout),
 ];
 
-static FUNCTIONS: [Function; 3] = [
+static FUNCTIONS: [Function; 5] = [
     function!(instance, c"DEVICEUSER_DIAL", read = functions::dial),
     function!(instance, c"DEVICEUSER_USER", read = functions::user),
+    function!(instance, c"DEVICEUSER_ALLOWED", read = functions::allowed),
+    function!(
+        instance,
+        c"DEVICEUSER_EMERGENCY_CID",
+        read = functions::emergency_cid
+    ),
     function!(
         instance,
         c"DEVICEUSER",

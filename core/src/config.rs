@@ -302,6 +302,9 @@ pub struct Device {
     /// `logout_on_unregister` of this device: seconds, `0` = [`Override::Off`], unset =
     /// [`Override::Inherit`] (`[general]`).
     pub logout_on_unregister: Override<u64>,
+    /// `emergency_callerid`: the caller ID of this device's calls to `allowed_numbers`
+    /// (`"Name" <number>` or a number), whoever is logged in; `None` = the call's own.
+    pub emergency_callerid: Option<CompactString>,
 }
 
 /// A person who can log in, identified by their extension.
@@ -500,6 +503,42 @@ pub const USER_STATE_PREFIX: &str = "DeviceUser:";
 pub fn is_user_state(name: &str) -> bool {
     name.get(..USER_STATE_PREFIX.len())
         .is_some_and(|p| p.eq_ignore_ascii_case(USER_STATE_PREFIX))
+}
+
+/// Parses a caller ID value: `"Name" <number>`, `Name <number>` or a number; empty = none.
+/// The number is digits with an optional leading `+`; the name holds none of the characters
+/// that would split or expand a dialplan argument (`, ( ) $ { } [ ] ? | \ ;`).
+pub fn parse_callerid(v: &str) -> Result<Option<CompactString>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        format!(
+            "bad caller ID '{}' (expected \"Name\" <number> or a number)",
+            shown(v).escape_debug()
+        )
+    };
+    if v.chars()
+        .any(|c| c.is_control() || ",()${}[]?|\\;".contains(c))
+    {
+        return Err(bad());
+    }
+    let number = match v.rsplit_once('<') {
+        Some((name, rest)) => {
+            let n = rest.strip_suffix('>').ok_or_else(bad)?;
+            if name.contains(['<', '>']) || name.trim().trim_matches('"').contains('"') {
+                return Err(bad());
+            }
+            n
+        }
+        None => v,
+    };
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    Ok(Some(CompactString::from(v)))
 }
 
 /// The context of a mailbox given without one, as in voicemail.conf.
@@ -812,6 +851,7 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
             dial: compact_str::format_compact!("PJSIP/{id}"),
             default_user: None,
             logout_on_unregister: Override::Inherit,
+            emergency_callerid: None,
         },
         line: sec.line,
         dial_line: sec.line,
@@ -846,6 +886,10 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
             "logout_on_unregister" => {
                 d.device.logout_on_unregister = parse_seconds_override(&id, &key, v, line, r)
             }
+            "emergency_callerid" => match parse_callerid(v) {
+                Ok(c) => d.device.emergency_callerid = c,
+                Err(e) => r.error(&id, Some(&key), line, e),
+            },
             _ => r.warn(&id, Some(&key), line, format!("unknown option '{key}'")),
         }
     }
@@ -1806,6 +1850,57 @@ pub(crate) mod tests {
         assert!(e[2]
             .to_string()
             .contains("[d] password: unsupported password hash"));
+    }
+
+    #[test]
+    fn emergency_callerid_parses() {
+        for ok in [
+            "112",
+            "+4930123456",
+            "\"Reception\" <+4930123456>",
+            "Desk 1 <5550100>",
+        ] {
+            assert_eq!(parse_callerid(ok).unwrap().as_deref(), Some(ok), "{ok}");
+        }
+        assert_eq!(parse_callerid(" ").unwrap(), None);
+        for bad in [
+            "abc",
+            "\"x\" <12a>",
+            "<>",
+            "a <1",
+            "x\n<1>",
+            "\"a\"b\" <1>",
+            "\"a, b\" <1>",
+            "\"${x}\" <1>",
+        ] {
+            assert!(parse_callerid(bad).is_err(), "{bad:?}");
+        }
+        let c = Config::from_raw(&raw(&[
+            (
+                "1000",
+                &[
+                    ("type", "device"),
+                    ("emergency_callerid", "\"Desk\" <5550100>"),
+                ],
+            ),
+            ("1001", &[("type", "device")]),
+        ]))
+        .unwrap()
+        .config;
+        assert_eq!(
+            c.device("1000").unwrap().emergency_callerid.as_deref(),
+            Some("\"Desk\" <5550100>")
+        );
+        assert_eq!(c.device("1001").unwrap().emergency_callerid, None);
+        let e = errors(raw(&[(
+            "1000",
+            &[("type", "device"), ("emergency_callerid", "help")],
+        )]));
+        assert!(
+            e[0].to_string()
+                .contains("[1000] emergency_callerid: bad caller ID 'help'"),
+            "{e:?}"
+        );
     }
 
     #[test]
