@@ -1,6 +1,7 @@
 //! AMI actions (class `agent`): DeviceUserLogin, DeviceUserLogout, DeviceUserBindings,
 //! DeviceUserDevices, DeviceUserUsers, DeviceUserDND, DeviceUserUnlock. Events come from the commit pipeline.
 use deviceuser_core::args::parse_on_off;
+use deviceuser_core::failure::LoginFailure;
 use deviceuser_core::logtext::quoted;
 use deviceuser_core::render;
 use deviceuser_core::{LoginMode, Reason};
@@ -19,7 +20,13 @@ pub fn login(inst: &Instance, a: &Action) {
     match inst.login(Origin::Ami, None, &user, &device, LoginMode::Admin) {
         Ok(_) => a.ack(&format!("User {user} logged in on device {device}")),
         Err(e) => {
-            login_failed(&device, Some(&user), &e.to_string());
+            login_failed(
+                inst.state(),
+                None,
+                &device,
+                Some(&user),
+                LoginFailure::of(&e),
+            );
             a.error(&format!(
                 "Cannot log {} in on {}: {e}",
                 quoted(&user),

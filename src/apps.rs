@@ -5,6 +5,7 @@ use deviceuser_core::apps::{
 };
 use deviceuser_core::args::{parse_digits, split_args};
 use deviceuser_core::config::{shown, Device, General, User};
+use deviceuser_core::failure::LoginFailure;
 use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::{DeviceMode, LoginError, LoginMode, LogoutError, Reason, Snapshot};
 
@@ -123,6 +124,13 @@ impl<'a> LoginCall<'a> {
                 value(&name),
                 value(&device.id)
             ));
+            login_failed(
+                inst.state(),
+                Some(chan),
+                &device.id,
+                None,
+                LoginFailure::Fixed,
+            );
             play(chan, &snap.config().general, &prompts::FIXED_DEVICE);
             return Err(LoginStatus::Fixed);
         }
@@ -207,7 +215,13 @@ impl<'a> LoginCall<'a> {
         };
         let Some(user) = user else {
             let shown = shown(&user_id);
-            login_failed(&self.device.id, Some(&shown), "no such user");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                &self.device.id,
+                Some(&shown),
+                LoginFailure::NoSuchUser,
+            );
             log::warning(&format!(
                 "UserLogin on device {}: failed login as user {} (no such user)",
                 value(&self.device.id),
@@ -230,7 +244,13 @@ impl<'a> LoginCall<'a> {
         let device = &self.device.id;
         let (shown_device, shown_user) = (value(device), value(&u.id));
         if u.password.is_none() {
-            login_failed(device, Some(&u.id), "no password");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                device,
+                Some(&u.id),
+                LoginFailure::NoPassword,
+            );
             log::warning(&format!(
                 "UserLogin on device {shown_device}: user {shown_user} has no password and cannot log in"
             ));
@@ -238,7 +258,13 @@ impl<'a> LoginCall<'a> {
             return Some(LoginStatus::NoPassword);
         }
         if let Err(left) = self.inst.state().lockout().check(&u.id, now()) {
-            login_failed(device, Some(&u.id), "locked out");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                device,
+                Some(&u.id),
+                LoginFailure::Locked,
+            );
             log::warning(&format!(
                 "UserLogin on device {shown_device}: user {shown_user} is locked out for {left} more seconds after repeated wrong PINs"
             ));
@@ -260,12 +286,24 @@ impl<'a> LoginCall<'a> {
         let locked_now = !locked_before && !ok && lockout.failure(&u.id, now, &self.general);
         drop(lockout);
         if locked_before {
-            login_failed(device, Some(&u.id), "locked out");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                device,
+                Some(&u.id),
+                LoginFailure::Locked,
+            );
             log::warning(&format!(
                 "UserLogin on device {shown_device}: user {shown_user} is locked out after repeated wrong PINs"
             ));
         } else if !ok {
-            login_failed(device, Some(&u.id), "wrong password");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                device,
+                Some(&u.id),
+                LoginFailure::WrongPassword,
+            );
             log::warning(&format!(
                 "UserLogin on device {shown_device}: failed login as user {shown_user} (wrong password)"
             ));
@@ -319,7 +357,13 @@ impl<'a> LoginCall<'a> {
                 LoginStatus::Success
             }
             Err(e) => {
-                login_failed(device, Some(&user.id), &e.to_string());
+                login_failed(
+                    self.inst.state(),
+                    Some(self.chan),
+                    device,
+                    Some(&user.id),
+                    LoginFailure::of(&e),
+                );
                 log::warning(&format!(
                     "UserLogin of {} on device {}: {e}",
                     value(&user.id),

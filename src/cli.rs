@@ -244,13 +244,15 @@ pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
              Device state messages received: {}\n\
              Commit work queued (AstDB writes, devices to release, states to publish): {}\n\
              User states published: {}\n\
-             Heap trimmed after bursts of commits: {}\n",
+             Heap trimmed after bursts of commits: {}\n\
+             Queue and MWI work queued: {}\n",
             bytes as f64 / (1024.0 * 1024.0),
             forwarded + pending,
             inst.follower().received(),
             inst.executor().pending(),
             inst.state().publisher.count(),
-            inst.executor().trims()
+            inst.executor().trims(),
+            inst.follow_ups().pending()
         ));
     }
     Outcome::Done(out)

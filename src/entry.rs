@@ -8,14 +8,16 @@ use std::sync::Arc;
 
 use snapcell::SnapshotCell;
 
+use crate::host::ari::event_source;
 use crate::host::devstate::provider::{state_provider, Provider};
+use crate::host::prometheus::metrics_source;
 use crate::host::register::{
     self, application, cli_command, function, manager_action, AmiAction, App, CliCommand, Function,
     ModuleHandle,
 };
 use crate::host::{guard, log};
 use crate::instance::{Instance, PROVIDER_LABEL};
-use crate::{ami, apps, cli, functions, policy};
+use crate::{ami, apps, cli, functions, metrics, policy};
 
 /// The loaded module; empty while not loaded. Read lock-free on the device state path. A
 /// static that owns nothing once emptied: statics are not dropped at `dlclose`.
@@ -31,9 +33,15 @@ static APPLICATIONS: [App; 2] = [
     application!(instance, c"UserLogout", apps::logout),
 ];
 
-static FUNCTIONS: [Function; 3] = [
+static FUNCTIONS: [Function; 5] = [
     function!(instance, c"DEVICEUSER_DIAL", read = functions::dial),
     function!(instance, c"DEVICEUSER_USER", read = functions::user),
+    function!(instance, c"DEVICEUSER_ALLOWED", read = functions::allowed),
+    function!(
+        instance,
+        c"DEVICEUSER_EMERGENCY_CID",
+        read = functions::emergency_cid
+    ),
     function!(
         instance,
         c"DEVICEUSER",
@@ -175,6 +183,10 @@ fn start(inst: &Arc<Instance>, module: ModuleHandle) -> Result<(), String> {
         &AMI_ACTIONS,
     )?;
     let policy = policy::start(inst)?;
+    inst.set_sources(
+        metrics_source!(instance, metrics::scrape),
+        event_source!(instance, Instance::ari),
+    );
     inst.attach(provider, registered, policy);
     Ok(())
 }

@@ -17,15 +17,21 @@ use deviceuser_core::{
     BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
 };
 
+use crate::ari::{AriFeed, AriSink};
 use crate::deferred::Executor;
 use crate::effects::{bound_dials, Effects};
+use crate::followups::{FollowUpSink, FollowUps};
+use crate::host::ari::{Callbacks as AriCallbacks, EventSource};
 use crate::host::channel::Channel;
 use crate::host::devstate::follow::{Change as DeviceChange, Follower};
 use crate::host::devstate::provider::Provider;
 use crate::host::devstate::DeviceState;
 use crate::host::log;
+use crate::host::manager::fully_booted;
+use crate::host::prometheus::{Registration, ScrapeCallback};
 use crate::host::register::Registered;
 use crate::host::thread::Worker;
+use crate::metrics::MetricsSink;
 use crate::pipeline::{Change, Commit, Origin, Pipeline};
 use crate::sinks::{
     AnnounceSink, CelSink, CommitLogSink, FollowSink, JournalSink, PersistSink, PublishSink,
@@ -40,6 +46,13 @@ pub struct Instance {
     state: Arc<State>,
     pipeline: Pipeline,
     follower: Arc<Follower>,
+    /// Queue membership and message waiting, behind the commits.
+    follow_ups: Arc<FollowUps>,
+    /// ARI applications' subscriptions to the module's events.
+    ari: Arc<AriFeed>,
+    /// What registers with optional modules (res_prometheus, res_stasis) once they are
+    /// loaded: see [`Instance::tend_registrations`].
+    sources: Mutex<Sources>,
     /// Login and logout prompts running on channels: unload is refused while any is.
     prompts: AtomicUsize,
     running: Mutex<Option<Running>>,
@@ -49,10 +62,17 @@ pub struct Instance {
 /// which is the unload order. The fields are held for their `Drop` alone.
 #[allow(dead_code)]
 struct Running {
+    /// The metrics callback: res_prometheus calls no more (and no scrape is in progress).
+    metrics: Option<Registration>,
+    /// The ARI event source: no new subscription comes in.
+    event_source: Option<EventSource>,
     /// Applications, functions, CLI commands, AMI actions: no new call comes in.
     registered: Option<Registered>,
     /// The policy timer: no automatic logout starts.
     policy: Option<Worker>,
+    /// The follow-up thread: no queue or MWI action starts (what is queued is left to the
+    /// next load's check).
+    follow_ups: StopFollowUps,
     /// Device-state subscriptions: no device change comes in.
     follower: CloseFollower,
     /// The provider (Asterisk waits for calls in flight).
@@ -67,6 +87,20 @@ struct CloseFollower(Arc<Follower>);
 impl Drop for CloseFollower {
     fn drop(&mut self) {
         self.0.close();
+    }
+}
+
+/// Callbacks for optional modules, registered once they are loaded.
+#[derive(Default)]
+struct Sources {
+    metrics: Option<ScrapeCallback>,
+    ari: Option<AriCallbacks>,
+}
+
+struct StopFollowUps(Arc<FollowUps>);
+impl Drop for StopFollowUps {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
 
@@ -151,9 +185,23 @@ impl Instance {
         }));
         pipeline.add(Box::new(PersistSink));
         pipeline.add(Box::new(PublishSink));
+        let follow_ups = FollowUps::start(Arc::clone(&state))?;
+        pipeline.add(Box::new(FollowUpSink {
+            state: Arc::clone(&state),
+            follow_ups: Arc::clone(&follow_ups),
+        }));
+        pipeline.add(Box::new(MetricsSink(Arc::clone(&state))));
+        let ari = Arc::new(AriFeed::new(Arc::clone(&state)));
+        pipeline.add(Box::new(AriSink {
+            feed: Arc::clone(&ari),
+            follow_ups: Arc::clone(&follow_ups),
+        }));
         let running = Running {
+            metrics: None,
+            event_source: None,
             registered: None,
             policy: None,
+            follow_ups: StopFollowUps(Arc::clone(&follow_ups)),
             follower: CloseFollower(Arc::clone(&follower)),
             provider: None,
             executor: StopExecutor(executor),
@@ -163,6 +211,9 @@ impl Instance {
             state,
             pipeline,
             follower,
+            follow_ups,
+            ari,
+            sources: Mutex::new(Sources::default()),
             prompts: AtomicUsize::new(0),
             running: Mutex::new(Some(running)),
         }))
@@ -183,6 +234,45 @@ impl Instance {
             r.policy = Some(policy);
         }
         self.state.hints.sync(&self.snapshot());
+    }
+
+    /// The callbacks that answer res_prometheus' scrapes and ARI subscriptions; registered
+    /// by [`tend_registrations`](Instance::tend_registrations).
+    pub fn set_sources(&self, metrics: ScrapeCallback, ari: AriCallbacks) {
+        *self.sources.lock().unwrap_or_else(|e| e.into_inner()) = Sources {
+            metrics: Some(metrics),
+            ari: Some(ari),
+        };
+    }
+
+    /// ARI applications' subscriptions.
+    pub fn ari(&self) -> &AriFeed {
+        &self.ari
+    }
+
+    /// Registers the metrics callback with res_prometheus and the ARI event source with
+    /// res_stasis once Asterisk has booted and they are loaded; called every second by the
+    /// policy thread.
+    pub fn tend_registrations(&self) {
+        let (metrics, ari) = {
+            let s = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+            (s.metrics, s.ari)
+        };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(r) = running.as_mut() else { return };
+        let metrics = metrics.filter(|_| r.metrics.is_none());
+        let ari = ari.filter(|_| r.event_source.is_none());
+        if (metrics.is_none() && ari.is_none()) || !fully_booted() {
+            return;
+        }
+        if let Some(reg) = metrics.and_then(|cb| Registration::register(c"res_deviceuser", cb)) {
+            r.metrics = Some(reg);
+            log::verbose(2, "metrics registered with res_prometheus");
+        }
+        if let Some(src) = ari.and_then(|cb| EventSource::register(c"deviceUser:", cb)) {
+            r.event_source = Some(src);
+            log::verbose(2, "ARI event source deviceUser: registered");
+        }
     }
 
     /// Unload (or a load that failed part way): drops what runs, in [`Running`]'s order.
@@ -209,6 +299,10 @@ impl Instance {
 
     pub fn executor(&self) -> &Executor<crate::effects::Op> {
         self.pipeline.executor()
+    }
+
+    pub fn follow_ups(&self) -> &FollowUps {
+        &self.follow_ups
     }
 
     /// Marks a login or logout prompt as running until the value is dropped.
@@ -339,6 +433,8 @@ impl Instance {
         self.state.unregistered().retain_configured(new.config());
         self.state.hints.sync(&new);
         self.watch_bound_devices();
+        // Queues, queue options and mailboxes may have changed for users whose bindings did not.
+        self.follow_ups.check_all();
         // Users whose bindings changed, and everyone still active (a device's dial string may
         // have changed under an unchanged binding).
         let mut users = active_users(&new);

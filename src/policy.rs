@@ -41,6 +41,7 @@ fn run(weak: &Weak<Instance>, stop: &StopSignal) {
         if dialplan.changed() {
             inst.publish_active_users();
         }
+        inst.tend_registrations();
         if !seeded {
             seed_unregistered(&inst);
             seeded = true;

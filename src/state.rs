@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use deviceuser_core::config::USER_STATE_PREFIX;
+use deviceuser_core::metrics::Counters;
 use deviceuser_core::{BindingTable, CompactString, Lockout, Snapshot, Stats, Unregistered};
 use rustc_hash::FxHashMap;
 
@@ -27,6 +28,8 @@ pub struct State {
     pub publisher: Publisher,
     /// The module's hints in `hint_context`.
     pub hints: HintSync,
+    /// Logins, logouts and refused logins counted since load (metrics).
+    pub counters: Mutex<Counters>,
 }
 
 impl State {
@@ -39,6 +42,7 @@ impl State {
             journal: Journal::default(),
             publisher: Publisher::default(),
             hints: HintSync::new(),
+            counters: Mutex::new(Counters::default()),
         })
     }
 
@@ -53,6 +57,10 @@ impl State {
 
     pub fn lockout(&self) -> MutexGuard<'_, Lockout> {
         self.lockout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn counters(&self) -> MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn unregistered(&self) -> MutexGuard<'_, Unregistered> {

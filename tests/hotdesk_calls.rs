@@ -167,7 +167,10 @@ fn a_logged_out_adhoc_phone_is_refused_except_emergency_numbers() {
         &ast,
         mark,
         "NOTICE",
-        &["Emergency call to 112 from 1000 (user '')"],
+        &[
+            "Emergency call to 112 from 1000 (user '',",
+            "caller ID \"ARM 1 Hall A\" <+15550101000>",
+        ],
     );
     assert!(notice.is_some(), "{}", ast.log_since(mark));
     assert!(hd::log_lines(&ast, mark, "NOTICE", &["Refused call"]).is_empty());

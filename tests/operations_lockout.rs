@@ -45,7 +45,8 @@ fn wrong_pins_by_dtmf_lock_the_user_out_then_the_lock_expires() {
             )
             .expect("a DeviceUserLoginFailed event per wrong PIN");
         assert_eq!(ev.get("Device"), Some("1000"));
-        assert_eq!(ev.get("Reason"), Some("wrong password"));
+        assert_eq!(ev.get("Reason"), Some("WrongPassword"));
+        assert_eq!(ev.get("ReasonText"), Some("wrong password"));
         assert!(
             !ev.to_string().contains("8642"),
             "the PIN is in the event: {ev}"
@@ -59,7 +60,7 @@ fn wrong_pins_by_dtmf_lock_the_user_out_then_the_lock_expires() {
     let ev = ami
         .wait_event(
             "DeviceUserLoginFailed",
-            |m| m.get("Reason") == Some("locked out"),
+            |m| m.get("Reason") == Some("Locked"),
             LONG,
         )
         .expect("locked-out event");

@@ -272,22 +272,23 @@ fn hostile_values_stay_inside_their_field_on_every_surface() {
         .filter(|l| l.starts_with("SecurityEvent="))
         .map(|l| fields(l).unwrap())
         .collect();
-    let security = |device: &str, user: &str, reason: &str| -> Vec<(String, String)> {
+    let security = |device: &str, user: &str, reason: &str, text: &str| -> Vec<(String, String)> {
         [
             ("SecurityEvent", "FailedLogin"),
             ("Service", "res_deviceuser"),
             ("Device", device),
             ("User", user),
             ("Reason", reason),
+            ("ReasonText", text),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     };
     for want in [
-        security("1000", HOSTILE_AMI, "no such user"),
-        security(HOSTILE_AMI, "4101", "no such device"),
-        security("1000", HOSTILE, "no such user"),
+        security("1000", HOSTILE_AMI, "NoSuchUser", "no such user"),
+        security(HOSTILE_AMI, "4101", "NoSuchDevice", "no such device"),
+        security("1000", HOSTILE, "NoSuchUser", "no such user"),
     ] {
         assert!(failed.contains(&want), "{want:?} not in {failed:#?}");
     }

@@ -18,6 +18,7 @@ pub use crate::idmap::{IdMap, Identified};
 use crate::apps::{self, Prompt};
 use crate::logtext::{quoted, value};
 use crate::password;
+use crate::queues::{parse_queue_list, QueueLogout, QueueSpec, DEFAULT_QUEUE_CONTEXT};
 
 /// One `key = value` line as read by the config engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,6 +215,17 @@ pub struct General {
     /// `commit_log`: one NOTICE line per commit (origin, what changed) — an audit trail of
     /// every login, logout and DND change, whoever made it. Default off.
     pub commit_log: bool,
+    /// `queues`: the queues of users who set none themselves (see [`crate::queues`]).
+    pub queues: Vec<QueueSpec>,
+    /// `queue_logout`: what a logout does to the user's queue members.
+    pub queue_logout: QueueLogout,
+    /// `queue_context`: the dialplan context of the member interface
+    /// (`Local/<user>@<queue_context>`), which rings the user's devices.
+    pub queue_context: String,
+    /// `queue_check`: seconds between checks that `app_queue`'s members match the bindings
+    /// (a queue reloaded away and back, `app_queue` loaded late); 0 = only at start and
+    /// reload. Default 30.
+    pub queue_check: u64,
 }
 
 impl Default for General {
@@ -231,6 +243,10 @@ impl Default for General {
             lockout_window: 300,
             lockout_time: 300,
             commit_log: false,
+            queues: Vec::new(),
+            queue_logout: QueueLogout::Remove,
+            queue_context: DEFAULT_QUEUE_CONTEXT.into(),
+            queue_check: 30,
         }
     }
 }
@@ -287,6 +303,9 @@ pub struct Device {
     /// `logout_on_unregister` of this device: seconds, `0` = [`Override::Off`], unset =
     /// [`Override::Inherit`] (`[general]`).
     pub logout_on_unregister: Override<u64>,
+    /// `emergency_callerid`: the caller ID of this device's calls to `allowed_numbers`
+    /// (`"Name" <number>` or a number), whoever is logged in; `None` = the call's own.
+    pub emergency_callerid: Option<CompactString>,
 }
 
 /// A person who can log in, identified by their extension.
@@ -305,6 +324,11 @@ pub struct User {
     /// `shift_end` of this user: `HH:MM`, `none` = [`Override::Off`], unset =
     /// [`Override::Inherit`].
     pub shift_end: Override<TimeOfDay>,
+    /// `queues` of this user; `None` = the `[general]` list, `Some(empty)` = none.
+    pub queues: Option<Vec<QueueSpec>>,
+    /// `mailbox`: the user's voicemail box (`box@context`), shown on the devices the user is
+    /// logged in on.
+    pub mailbox: Option<CompactString>,
 }
 
 impl User {
@@ -487,6 +511,69 @@ pub const USER_STATE_PREFIX: &str = "DeviceUser:";
 pub fn is_user_state(name: &str) -> bool {
     name.get(..USER_STATE_PREFIX.len())
         .is_some_and(|p| p.eq_ignore_ascii_case(USER_STATE_PREFIX))
+}
+
+/// Parses a caller ID value: `"Name" <number>`, `Name <number>` or a number; empty = none.
+/// The number is digits with an optional leading `+`; the name holds none of the characters
+/// that would split or expand a dialplan argument (`, ( ) $ { } [ ] ? | \ ;`).
+pub fn parse_callerid(v: &str) -> Result<Option<CompactString>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        format!(
+            "bad caller ID '{}' (expected \"Name\" <number> or a number)",
+            shown(v).escape_debug()
+        )
+    };
+    if v.chars()
+        .any(|c| c.is_control() || ",()${}[]?|\\;".contains(c))
+    {
+        return Err(bad());
+    }
+    let number = match v.rsplit_once('<') {
+        Some((name, rest)) => {
+            let n = rest.strip_suffix('>').ok_or_else(bad)?;
+            if name.contains(['<', '>']) || name.trim().trim_matches('"').contains('"') {
+                return Err(bad());
+            }
+            n
+        }
+        None => v,
+    };
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    Ok(Some(CompactString::from(v)))
+}
+
+/// The context of a mailbox given without one, as in voicemail.conf.
+pub const DEFAULT_MAILBOX_CONTEXT: &str = "default";
+
+/// Parses a `mailbox` value: `box@context` (`box` alone means `box@default`); empty = none.
+pub fn parse_mailbox(v: &str) -> Result<Option<CompactString>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let (mailbox, context) = v.split_once('@').unwrap_or((v, DEFAULT_MAILBOX_CONTEXT));
+    let bad = |s: &str| {
+        s.is_empty()
+            || s.chars().any(|c| {
+                matches!(c, ',' | '&' | '@' | '/' | '|' | ':')
+                    || c.is_whitespace()
+                    || c.is_control()
+            })
+    };
+    if bad(mailbox) || bad(context) {
+        return Err(format!(
+            "bad mailbox '{}' (expected box@context, e.g. 4101@default)",
+            shown(v).escape_debug()
+        ));
+    }
+    Ok(Some(compact_str::format_compact!("{mailbox}@{context}")))
 }
 
 /// `text` cut to a length fit for a log line (hostile input is not repeated in full).
@@ -682,13 +769,15 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     g.prompts.set(p, v);
                 }
             }
-            "max_login_time" | "logout_on_unregister" | "lockout_window" | "lockout_time" => {
+            "max_login_time" | "logout_on_unregister" | "lockout_window" | "lockout_time"
+            | "queue_check" => {
                 let min = u64::from(key.starts_with("lockout"));
                 match parse_seconds(v).filter(|n| *n >= min) {
                     Some(n) => match key.as_str() {
                         "max_login_time" => g.max_login_time = n,
                         "logout_on_unregister" => g.logout_on_unregister = n,
                         "lockout_window" => g.lockout_window = n,
+                        "queue_check" => g.queue_check = n,
                         _ => g.lockout_time = n,
                     },
                     None => r.error(&sec.name, Some(&key), line, seconds_error(v, min)),
@@ -701,6 +790,40 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     g.shift_end = Some(t);
                 } else {
                     r.error(&sec.name, Some(&key), line, time_of_day_error(v));
+                }
+            }
+            "queues" => match parse_queue_list(v) {
+                Ok(q) => g.queues = q,
+                Err(es) => {
+                    for e in es {
+                        r.error(&sec.name, Some(&key), line, e);
+                    }
+                }
+            },
+            "queue_logout" => match QueueLogout::parse(v) {
+                Some(m) => g.queue_logout = m,
+                None => r.error(
+                    &sec.name,
+                    Some(&key),
+                    line,
+                    format!("bad value '{v}' (expected remove or pause)"),
+                ),
+            },
+            "queue_context" => {
+                if v.is_empty() {
+                    g.queue_context = DEFAULT_QUEUE_CONTEXT.into();
+                } else if let Some(c) = v
+                    .chars()
+                    .find(|c| matches!(c, ',' | '@' | '/' | '&') || c.is_whitespace())
+                {
+                    r.error(
+                        &sec.name,
+                        Some(&key),
+                        line,
+                        format!("bad context '{v}' (contains {c:?})"),
+                    );
+                } else {
+                    g.queue_context = v.to_string();
                 }
             }
             "max_login_failures" => match v.parse::<u32>() {
@@ -743,6 +866,7 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
             dial: compact_str::format_compact!("PJSIP/{id}"),
             default_user: None,
             logout_on_unregister: Override::Inherit,
+            emergency_callerid: None,
         },
         line: sec.line,
         dial_line: sec.line,
@@ -777,6 +901,10 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
             "logout_on_unregister" => {
                 d.device.logout_on_unregister = parse_seconds_override(&id, &key, v, line, r)
             }
+            "emergency_callerid" => match parse_callerid(v) {
+                Ok(c) => d.device.emergency_callerid = c,
+                Err(e) => r.error(&id, Some(&key), line, e),
+            },
             _ => r.warn(
                 &id,
                 Some(&key),
@@ -814,6 +942,8 @@ fn parse_user(sec: &RawSection, r: &mut Report) -> User {
         cid_number: id.clone(),
         max_login_time: Override::Inherit,
         shift_end: Override::Inherit,
+        queues: None,
+        mailbox: None,
     };
     for var in &sec.vars {
         let key = var.key.trim().to_ascii_lowercase();
@@ -847,6 +977,18 @@ fn parse_user(sec: &RawSection, r: &mut Report) -> User {
                     Override::Inherit
                 }
             }
+            "queues" => match parse_queue_list(v) {
+                Ok(q) => u.queues = Some(q),
+                Err(es) => {
+                    for e in es {
+                        r.error(&id, Some(&key), var.line, e);
+                    }
+                }
+            },
+            "mailbox" => match parse_mailbox(v) {
+                Ok(m) => u.mailbox = m,
+                Err(e) => r.error(&id, Some(&key), var.line, e),
+            },
             "fullname" => u.fullname = non_empty(v).unwrap_or_else(|| id.clone()),
             "language" => match language_problem(v) {
                 None => u.language = non_empty(v),
@@ -1124,6 +1266,29 @@ impl Config {
             });
         }
         self.dial_index = DialIndex(index);
+    }
+
+    /// The queues `user` joins while logged in: their own `queues`, else `[general]`'s.
+    pub fn queues_of(&self, user: &str) -> &[QueueSpec] {
+        match self.user(user).and_then(|u| u.queues.as_deref()) {
+            Some(q) => q,
+            None if self.user(user).is_some() => &self.general.queues,
+            None => &[],
+        }
+    }
+
+    /// Whether any user has queues.
+    pub fn has_queues(&self) -> bool {
+        !self.general.queues.is_empty()
+            || self
+                .users
+                .values()
+                .any(|u| u.queues.as_ref().is_some_and(|q| !q.is_empty()))
+    }
+
+    /// Whether any user has a mailbox.
+    pub fn has_mailboxes(&self) -> bool {
+        self.users.values().any(|u| u.mailbox.is_some())
     }
 
     /// Whether `logout_on_unregister` is on for any device (decided when the config was read).
@@ -1789,6 +1954,144 @@ pub(crate) mod tests {
         assert!(e[2]
             .to_string()
             .contains("[d] password: unsupported password hash"));
+    }
+
+    #[test]
+    fn emergency_callerid_parses() {
+        for ok in [
+            "112",
+            "+4930123456",
+            "\"Reception\" <+4930123456>",
+            "Desk 1 <5550100>",
+        ] {
+            assert_eq!(parse_callerid(ok).unwrap().as_deref(), Some(ok), "{ok}");
+        }
+        assert_eq!(parse_callerid(" ").unwrap(), None);
+        for bad in [
+            "abc",
+            "\"x\" <12a>",
+            "<>",
+            "a <1",
+            "x\n<1>",
+            "\"a\"b\" <1>",
+            "\"a, b\" <1>",
+            "\"${x}\" <1>",
+        ] {
+            assert!(parse_callerid(bad).is_err(), "{bad:?}");
+        }
+        let c = Config::from_raw(&raw(&[
+            (
+                "1000",
+                &[
+                    ("type", "device"),
+                    ("emergency_callerid", "\"Desk\" <5550100>"),
+                ],
+            ),
+            ("1001", &[("type", "device")]),
+        ]))
+        .unwrap()
+        .config;
+        assert_eq!(
+            c.device("1000").unwrap().emergency_callerid.as_deref(),
+            Some("\"Desk\" <5550100>")
+        );
+        assert_eq!(c.device("1001").unwrap().emergency_callerid, None);
+        let e = errors(raw(&[(
+            "1000",
+            &[("type", "device"), ("emergency_callerid", "help")],
+        )]));
+        assert!(
+            e[0].to_string()
+                .contains("[1000] emergency_callerid: bad caller ID 'help'"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn queues_and_mailboxes_parse() {
+        let c = Config::from_raw(&raw(&[
+            (
+                "general",
+                &[
+                    ("queues", "sales,support:2"),
+                    ("queue_logout", "pause"),
+                    ("queue_context", "operators"),
+                ],
+            ),
+            ("100", &[("type", "user"), ("mailbox", "100")]),
+            (
+                "101",
+                &[
+                    ("type", "user"),
+                    ("queues", "vip:1"),
+                    ("mailbox", "7101@staff"),
+                ],
+            ),
+            ("102", &[("type", "user"), ("queues", "none")]),
+        ]))
+        .unwrap()
+        .config;
+        let names = |u: &str| {
+            c.queues_of(u)
+                .iter()
+                .map(|q| q.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("100"), ["sales", "support:2"]);
+        assert_eq!(names("101"), ["vip:1"]);
+        assert!(names("102").is_empty());
+        assert!(names("nobody").is_empty());
+        assert!(c.has_queues() && c.has_mailboxes());
+        assert_eq!(c.general.queue_logout, QueueLogout::Pause);
+        assert_eq!(c.general.queue_context, "operators");
+        assert_eq!(
+            c.user("100").unwrap().mailbox.as_deref(),
+            Some("100@default")
+        );
+        assert_eq!(
+            c.user("101").unwrap().mailbox.as_deref(),
+            Some("7101@staff")
+        );
+        assert_eq!(c.user("102").unwrap().mailbox, None);
+        assert!(!sample().has_queues() && !sample().has_mailboxes());
+        assert_eq!(sample().general.queue_context, "deviceuser-queue");
+
+        let e = errors(raw(&[
+            (
+                "general",
+                &[
+                    ("queues", "sa les"),
+                    ("queue_logout", "drop"),
+                    ("queue_context", "a@b"),
+                ],
+            ),
+            (
+                "100",
+                &[("type", "user"), ("queues", "x:y"), ("mailbox", "1@2@3")],
+            ),
+        ]));
+        let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert_eq!(e.len(), 5, "{text:#?}");
+        assert!(
+            text[0].contains("[general] queues: queue name 'sa les'"),
+            "{text:#?}"
+        );
+        assert!(
+            text[1].contains("queue_logout: bad value 'drop'"),
+            "{text:#?}"
+        );
+        assert!(
+            text[2].contains("queue_context: bad context 'a@b'"),
+            "{text:#?}"
+        );
+        assert!(
+            text[3].contains("[100] queues: bad penalty 'y'"),
+            "{text:#?}"
+        );
+        assert!(
+            text[4].contains("[100] mailbox: bad mailbox '1@2@3'"),
+            "{text:#?}"
+        );
     }
 
     #[test]

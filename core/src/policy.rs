@@ -172,6 +172,8 @@ pub struct Lockout {
     users: HashMap<String, Failures>,
     /// Size at which the next prune happens.
     prune_at: usize,
+    /// Lockouts since the value was made (the metrics' counter).
+    lockouts: u64,
 }
 
 const MIN_PRUNE_AT: usize = 1024;
@@ -227,7 +229,20 @@ impl Lockout {
             f.locked_until = now.saturating_add(g.lockout_time);
         }
         f.expires = f.locked_until.max(now.saturating_add(g.lockout_window));
+        if locked {
+            self.lockouts += 1;
+        }
         locked
+    }
+
+    /// How many times a user was locked out since the value was made.
+    pub fn lockouts(&self) -> u64 {
+        self.lockouts
+    }
+
+    /// How many users are locked out at `now`.
+    pub fn locked_count(&self, now: u64) -> usize {
+        self.users.values().filter(|f| f.locked_until > now).count()
     }
 
     /// Records a correct PIN: the user's failures are forgotten.
@@ -558,6 +573,9 @@ mod tests {
         assert!(!l.failure("u", 364, &g));
         assert!(!l.failure("u", 365, &g));
         assert!(l.failure("u", 366, &g));
+        assert_eq!(l.lockouts(), 2, "each lock is counted once");
+        assert_eq!(l.locked_count(366), 1);
+        assert_eq!(l.locked_count(366 + 300), 0);
     }
 
     #[test]

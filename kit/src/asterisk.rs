@@ -41,6 +41,8 @@ pub struct Builder {
     module_noload: bool,
     run_dir: Option<PathBuf>,
     collect_module_lines: bool,
+    /// Modules the generated modules.conf keeps from loading, loaded all the same.
+    load: Vec<String>,
 }
 
 impl Builder {
@@ -68,6 +70,13 @@ impl Builder {
     /// `module load` later can be timed (default: false).
     pub fn module_noload(mut self, yes: bool) -> Self {
         self.module_noload = yes;
+        self
+    }
+
+    /// Loads `module` (`res_prometheus.so`) although the generated modules.conf keeps it
+    /// from loading (its `noload` line is dropped).
+    pub fn load_module(mut self, module: &str) -> Self {
+        self.load.push(module.to_string());
         self
     }
 
@@ -155,6 +164,21 @@ impl Builder {
                 ast.keep = true;
                 return Err(Failure::Setup(e));
             }
+            if !self.load.is_empty() {
+                let conf = ast.read_conf("modules.conf");
+                let kept: String = conf
+                    .lines()
+                    .filter(|l| {
+                        !self.load.iter().any(|m| {
+                            l.trim()
+                                .strip_prefix("noload")
+                                .is_some_and(|r| r.trim_start().trim_start_matches('=').trim() == m)
+                        })
+                    })
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                ast.write_conf("modules.conf", &kept);
+            }
             match ast.boot() {
                 Ok(()) => {
                     if ast.bind_failed() {
@@ -216,6 +240,7 @@ impl Asterisk {
             module_noload: false,
             run_dir: None,
             collect_module_lines: true,
+            load: Vec::new(),
         }
     }
 
