@@ -1107,7 +1107,7 @@ fn hints_scale(rep: &mut Report) -> Res<()> {
     let largest = sizes.iter().copied().max().unwrap_or(0);
     eprintln!("[bench] hint scale instance: up to {largest} users in hint_context");
     let base = hint_scale_conf(0);
-    let inst = start_instance("hints-scale", vec![("res_deviceuser.conf", base.clone())])?;
+    let mut inst = start_instance("hints-scale", vec![("res_deviceuser.conf", base.clone())])?;
     let conf_path = inst.etc().join("res_deviceuser.conf");
     let mut ami = driver_session(inst.ami_port)?;
     inst.settle();
