@@ -31,10 +31,10 @@ use crate::host::manager::fully_booted;
 use crate::host::prometheus::{Registration, ScrapeCallback};
 use crate::host::register::Registered;
 use crate::host::thread::Worker;
-use crate::metrics::MetricsSink;
 use crate::pipeline::{Change, Commit, Origin, Pipeline};
 use crate::sinks::{
-    AnnounceSink, CelSink, CommitLogSink, FollowSink, JournalSink, PersistSink, PublishSink,
+    AnnounceSink, CelSink, CommitLogSink, FollowSink, JournalSink, MetricsSink, PersistSink,
+    PublishSink,
 };
 use crate::state::{active_users, now, user_state, State};
 use crate::{config_file, restore};

@@ -1,28 +1,11 @@
-//! Metrics for Prometheus (`res_prometheus`): what the module counts (a sink of the commit
-//! pipeline counts bindings made and ended; refused logins are counted where they are
-//! reported, in [`crate::security`]) and the text of a scrape, read from the live state.
-use std::sync::Arc;
-
+//! Metrics for Prometheus (`res_prometheus`): the text of a scrape, read from the live state.
+//! What the module counts comes from a sink of the commit pipeline
+//! ([`MetricsSink`](crate::sinks::MetricsSink): bindings made and ended) and from where
+//! refused logins are reported ([`crate::security`]).
 use deviceuser_core::metrics::{render, Scrape};
 
 use crate::instance::Instance;
-use crate::pipeline::{Change, Commit, Sink, Stage, Work};
-use crate::state::{now, State};
-
-/// Counts each commit's bindings made and ended, by reason.
-pub struct MetricsSink(pub Arc<State>);
-
-impl Sink for MetricsSink {
-    fn stage(&self) -> Stage {
-        Stage::Announce
-    }
-
-    fn commit(&self, c: &Commit<'_>, _: &mut Work) {
-        if let Change::Bindings(changes) = c.change {
-            self.0.counters().apply(changes);
-        }
-    }
-}
+use crate::state::now;
 
 /// The text of one scrape of `/metrics`.
 pub fn scrape(inst: &Instance) -> String {

@@ -270,3 +270,18 @@ impl Sink for PublishSink {
         }
     }
 }
+
+/// Counts each commit's bindings made and ended, by reason.
+pub struct MetricsSink(pub Arc<State>);
+
+impl Sink for MetricsSink {
+    fn stage(&self) -> Stage {
+        Stage::Announce
+    }
+
+    fn commit(&self, c: &Commit<'_>, _: &mut Work) {
+        if let Change::Bindings(changes) = c.change {
+            self.0.counters().apply(changes);
+        }
+    }
+}

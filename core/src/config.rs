@@ -504,14 +504,7 @@ pub fn dial_problem(id: &str, dial: &str) -> Option<String> {
     }
 }
 
-/// How the module's device states are named in hints: `DeviceUser:<user>`.
-pub const USER_STATE_PREFIX: &str = "DeviceUser:";
-
-/// Whether a device state name is one of the module's own (`DeviceUser:...`, any case).
-pub fn is_user_state(name: &str) -> bool {
-    name.get(..USER_STATE_PREFIX.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(USER_STATE_PREFIX))
-}
+pub use crate::names::{is_user_state, USER_STATE_PREFIX};
 
 /// Parses a caller ID value: `"Name" <number>`, `Name <number>` or a number; empty = none.
 /// The number is digits with an optional leading `+`; the name holds none of the characters

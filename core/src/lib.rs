@@ -35,6 +35,7 @@ pub mod idmap;
 pub mod journal;
 pub mod logtext;
 pub mod metrics;
+pub mod names;
 pub mod password;
 pub mod pmap;
 pub mod policy;

@@ -16,7 +16,7 @@ use std::fmt;
 
 use compact_str::CompactString;
 
-use crate::config::{is_user_state, USER_STATE_PREFIX};
+use crate::names::{is_user_state, USER_STATE_PREFIX};
 
 /// One queue of a `queues` list: `name[:penalty]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
