@@ -106,7 +106,7 @@ fn device_arg(
 ) -> Result<String, String> {
     match arg.filter(|a| !a.is_empty()) {
         Some(device) if snap.config().device(device).is_some() => Ok(device.clone()),
-        Some(device) => Err(format!("no such device '{device}'")),
+        Some(device) => Err(format!("no such device {}", quoted(device))),
         None => {
             let chan = chan.ok_or("no device given and no channel: name the device")?;
             let name = chan.name();

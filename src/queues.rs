@@ -10,6 +10,7 @@
 //! late, a `kill -9` between a commit and its queue action).
 use std::collections::{BTreeMap, BTreeSet};
 
+use deviceuser_core::logtext::quoted;
 use deviceuser_core::queues::{
     ami_fields, applied, member_interface, members_in_status, outcome, parse_ami_messages, plan,
     Action, Member, Outcome, Wanted,
@@ -160,9 +161,11 @@ impl QueueMembers {
                     self.failed.insert(key.clone());
                     if !previous.contains(&key) {
                         log::warning(&format!(
-                            "queue {}: app_queue refused '{}' for user {user}: {msg}",
-                            action.queue(),
-                            fields[0].1
+                            "queue {}: app_queue refused {} for user {}: {}",
+                            quoted(action.queue()),
+                            quoted(&fields[0].1),
+                            quoted(user),
+                            quoted(&msg)
                         ));
                     }
                 }

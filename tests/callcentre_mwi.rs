@@ -181,7 +181,7 @@ fn an_unknown_mailbox_gets_a_clear_log_line_and_the_login_stands() {
             &ast,
             mark,
             "ERROR",
-            &["[4103] mailbox: bad mailbox '49 99'"]
+            &["[4103] mailbox: bad mailbox \"49 99\""]
         )
         .is_some(),
         "{}",

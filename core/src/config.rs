@@ -516,8 +516,8 @@ pub fn parse_callerid(v: &str) -> Result<Option<CompactString>, String> {
     }
     let bad = || {
         format!(
-            "bad caller ID '{}' (expected \"Name\" <number> or a number)",
-            shown(v).escape_debug()
+            "bad caller ID {} (expected \"Name\" <number> or a number)",
+            quoted(&shown(v))
         )
     };
     if v.chars()
@@ -562,8 +562,8 @@ pub fn parse_mailbox(v: &str) -> Result<Option<CompactString>, String> {
     };
     if bad(mailbox) || bad(context) {
         return Err(format!(
-            "bad mailbox '{}' (expected box@context, e.g. 4101@default)",
-            shown(v).escape_debug()
+            "bad mailbox {} (expected box@context, e.g. 4101@default)",
+            quoted(&shown(v))
         ));
     }
     Ok(Some(compact_str::format_compact!("{mailbox}@{context}")))
@@ -799,7 +799,7 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     &sec.name,
                     Some(&key),
                     line,
-                    format!("bad value '{v}' (expected remove or pause)"),
+                    format!("bad value {} (expected remove or pause)", quoted(v)),
                 ),
             },
             "queue_context" => {
@@ -813,7 +813,7 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                         &sec.name,
                         Some(&key),
                         line,
-                        format!("bad context '{v}' (contains {c:?})"),
+                        format!("bad context {} (contains {c:?})", quoted(v)),
                     );
                 } else {
                     g.queue_context = v.to_string();
@@ -1995,7 +1995,7 @@ pub(crate) mod tests {
         )]));
         assert!(
             e[0].to_string()
-                .contains("[1000] emergency_callerid: bad caller ID 'help'"),
+                .contains("[1000] emergency_callerid: bad caller ID \"help\""),
             "{e:?}"
         );
     }
@@ -2070,11 +2070,11 @@ pub(crate) mod tests {
             "{text:#?}"
         );
         assert!(
-            text[1].contains("queue_logout: bad value 'drop'"),
+            text[1].contains("queue_logout: bad value \"drop\""),
             "{text:#?}"
         );
         assert!(
-            text[2].contains("queue_context: bad context 'a@b'"),
+            text[2].contains("queue_context: bad context \"a@b\""),
             "{text:#?}"
         );
         assert!(
@@ -2082,7 +2082,7 @@ pub(crate) mod tests {
             "{text:#?}"
         );
         assert!(
-            text[4].contains("[100] mailbox: bad mailbox '1@2@3'"),
+            text[4].contains("[100] mailbox: bad mailbox \"1@2@3\""),
             "{text:#?}"
         );
     }
