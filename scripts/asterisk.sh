@@ -242,7 +242,6 @@ CONF
 enable = no
 CONF
     printf '[startup_commands]\n' | write_once "$run/etc/cli.conf"
-    printf '[general]\n' | write_once "$run/etc/voicemail.conf"
     local f
     for f in $EMPTY_CONFIGS; do
         printf '; Empty: nothing of %s is configured in this run folder.\n' "$f" | write_once "$run/etc/$f.conf"

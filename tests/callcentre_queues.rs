@@ -92,6 +92,7 @@ fn conf(general: &str) -> String {
 fn start(name: &str, general: &str) -> Asterisk {
     hd::builder(name)
         .conf("res_deviceuser.conf", &conf(general))
+        .load_module("app_queue.so")
         .start()
 }
 
