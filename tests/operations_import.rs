@@ -184,9 +184,10 @@ fn freepbx_layout_is_installed_as_printed_and_apply_restores_its_logins() {
     );
     let refused = ast.cli("deviceuser login 6666 1002");
     assert!(refused.contains("no such user"), "{refused}");
-    let hint = ast.cli("core show hint 4102");
-    assert!(hint.contains("4102@deviceuser-hints"), "{hint}");
-    assert!(hint.contains("DeviceUser:4102"), "{hint}");
+    // hint_context: the pattern serves the users nobody has logged in yet.
+    let hint = ast.cli("core show hint _XXXX");
+    assert!(hint.contains("_XXXX@deviceuser-hints"), "{hint}");
+    assert!(hint.contains("DeviceUser:${EXTEN}"), "{hint}");
 
     let out = ast.cli("deviceuser import freepbx apply");
     assert!(out.contains("; already in place: 2010 on 2010\n"), "{out}");
@@ -205,6 +206,12 @@ fn freepbx_layout_is_installed_as_printed_and_apply_restores_its_logins() {
         want,
         "every login FreePBX had, and no other"
     );
+
+    // Logged in: a hint of their own.
+    assert!(ast.commit_work_applied(common::TIMEOUT));
+    let hint = ast.cli("core show hint 4102");
+    assert!(hint.contains("4102@deviceuser-hints"), "{hint}");
+    assert!(hint.contains("DeviceUser:4102"), "{hint}");
 
     let again = ast.cli("deviceuser import freepbx apply");
     assert_eq!(again.matches("; already in place: ").count(), 5, "{again}");
