@@ -211,7 +211,12 @@ fn a_clean_boot_logs_no_error_and_cli_sh_and_install_sh_reach_it() {
     let errors: Vec<&str> = full.lines().filter(|l| l.contains(" ERROR[")).collect();
     assert!(errors.is_empty(), "ERROR lines at boot: {errors:#?}");
     // The console (what scripts/run.sh shows) also prints what comes before the logger
-    // starts, without a level: there, any line speaking of an error counts.
+    // starts, without a level: there, any line speaking of an error counts. Its file is
+    // written by Asterisk's console thread, which may still be behind the logger: wait
+    // for the banner.
+    wait_until(Duration::from_secs(10), || {
+        ast.stdout_log().contains("Asterisk Ready")
+    });
     let console = ast.stdout_log();
     let errors: Vec<&str> = console
         .lines()
