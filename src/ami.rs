@@ -2,6 +2,7 @@
 //! DeviceUserDevices, DeviceUserUsers, DeviceUserDND, DeviceUserUnlock. Events come from the commit pipeline.
 use deviceuser_core::args::parse_on_off;
 use deviceuser_core::failure::LoginFailure;
+use deviceuser_core::logtext::quoted;
 use deviceuser_core::render;
 use deviceuser_core::{LoginMode, Reason};
 
@@ -26,7 +27,11 @@ pub fn login(inst: &Instance, a: &Action) {
                 Some(&user),
                 LoginFailure::of(&e),
             );
-            a.error(&format!("Cannot log {user} in on {device}: {e}"))
+            a.error(&format!(
+                "Cannot log {} in on {}: {e}",
+                quoted(&user),
+                quoted(&device)
+            ))
         }
     }
 }
@@ -43,7 +48,10 @@ pub fn logout(inst: &Instance, a: &Action) {
         };
     match result {
         Ok(c) => a.ack(&format!("{} binding(s) removed", c.removed.len())),
-        Err(e) => a.error(&format!("Cannot log out {user}{device}: {e}")),
+        Err(e) => a.error(&format!(
+            "Cannot log out {}: {e}",
+            quoted(&format!("{user}{device}"))
+        )),
     }
 }
 
@@ -52,10 +60,10 @@ pub fn bindings(inst: &Instance, a: &Action) {
     let now = now();
     let (user, device) = (a.header("User"), a.header("Device"));
     if !user.is_empty() && snap.config().user(&user).is_none() {
-        return a.error(&format!("No such user '{user}'"));
+        return a.error(&format!("No such user {}", quoted(&user)));
     }
     if !device.is_empty() && snap.config().device(&device).is_none() {
-        return a.error(&format!("No such device '{device}'"));
+        return a.error(&format!("No such device {}", quoted(&device)));
     }
     let items: Vec<_> = snap
         .bindings()
@@ -141,7 +149,7 @@ pub fn unlock(inst: &Instance, a: &Action) {
     }
     match inst.unlock(Origin::Ami, &user) {
         Ok(left) => a.ack(&render::unlocked(&user, left)),
-        Err(e) => a.error(&format!("Cannot unlock {user}: {e}")),
+        Err(e) => a.error(&format!("Cannot unlock {}: {e}", quoted(&user))),
     }
 }
 
@@ -158,14 +166,14 @@ pub fn dnd(inst: &Instance, a: &Action) {
                 "DND {}",
                 if snap.dnd(&user) { "on" } else { "off" }
             )),
-            None => a.error(&format!("No such user '{user}'")),
+            None => a.error(&format!("No such user {}", quoted(&user))),
         };
     }
     let Some(on) = parse_on_off(&value) else {
-        return a.error(&format!("DND must be on or off, not '{value}'"));
+        return a.error(&format!("DND must be on or off, not {}", quoted(&value)));
     };
     match inst.set_dnd(Origin::Ami, None, &user, on) {
         Ok(_) => a.ack(&format!("DND {}", if on { "on" } else { "off" })),
-        Err(e) => a.error(&format!("Cannot set DND for {user}: {e}")),
+        Err(e) => a.error(&format!("Cannot set DND for {}: {e}", quoted(&user))),
     }
 }

@@ -6,6 +6,7 @@ use deviceuser_core::apps::{
 use deviceuser_core::args::{parse_digits, split_args};
 use deviceuser_core::config::{shown, Device, General, User};
 use deviceuser_core::failure::LoginFailure;
+use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::{DeviceMode, LoginError, LoginMode, LogoutError, Reason, Snapshot};
 
 use crate::host::channel::{Channel, Input};
@@ -102,7 +103,8 @@ impl<'a> LoginCall<'a> {
         let args = split_args(data);
         if args.len() > 2 {
             log::warning(&format!(
-                "UserLogin on {name}: too many arguments ({} given, expected [user[,password]])",
+                "UserLogin on {}: too many arguments ({} given, expected [user[,password]])",
+                value(&name),
                 args.len()
             ));
             return Err(LoginStatus::Failed);
@@ -110,7 +112,8 @@ impl<'a> LoginCall<'a> {
         let snap = inst.snapshot();
         let Some(device) = snap.config().device_for_channel(&name).cloned() else {
             log::warning(&format!(
-                "UserLogin: channel {name} is not a configured device (no device has this dial string)"
+                "UserLogin: channel {} is not a configured device (no device has this dial string)",
+                value(&name)
             ));
             return Err(LoginStatus::Failed);
         };
@@ -119,8 +122,9 @@ impl<'a> LoginCall<'a> {
         }
         if device.mode == DeviceMode::Fixed {
             log::notice(&format!(
-                "UserLogin on {name}: device {} is fixed; login refused",
-                device.id
+                "UserLogin on {}: device {} is fixed; login refused",
+                value(&name),
+                value(&device.id)
             ));
             login_failed(
                 inst.state(),
@@ -176,7 +180,8 @@ impl<'a> LoginCall<'a> {
         }
         log::warning(&format!(
             "UserLogin on device {}: giving up after {} attempts",
-            self.device.id, self.general.max_attempts
+            value(&self.device.id),
+            self.general.max_attempts
         ));
         play(self.chan, &self.general, &prompts::GIVE_UP);
         last
@@ -192,7 +197,7 @@ impl<'a> LoginCall<'a> {
             Entry::Bad(why) => {
                 log::notice(&format!(
                     "UserLogin on device {}: bad user entry: {why}",
-                    self.device.id
+                    value(&self.device.id)
                 ));
                 return Attempt::Retry(LoginStatus::NoUser, Retry::User);
             }
@@ -235,8 +240,9 @@ impl<'a> LoginCall<'a> {
                 LoginFailure::NoSuchUser,
             );
             log::warning(&format!(
-                "UserLogin on device {}: failed login as user {shown} (no such user)",
-                self.device.id
+                "UserLogin on device {}: failed login as user {} (no such user)",
+                value(&self.device.id),
+                quoted(&shown)
             ));
             return self.retry_or_refuse(LoginStatus::NoUser);
         };
@@ -263,6 +269,7 @@ impl<'a> LoginCall<'a> {
     /// A user who cannot log in whatever the PIN: no password, or locked out.
     fn refused_before_pin(&self, u: &User) -> Option<LoginStatus> {
         let device = &self.device.id;
+        let (shown_device, shown_user) = (value(device), value(&u.id));
         if u.password.is_none() {
             login_failed(
                 self.inst.state(),
@@ -272,8 +279,7 @@ impl<'a> LoginCall<'a> {
                 LoginFailure::NoPassword,
             );
             log::warning(&format!(
-                "UserLogin on device {device}: user {} has no password and cannot log in",
-                u.id
+                "UserLogin on device {shown_device}: user {shown_user} has no password and cannot log in"
             ));
             play(self.chan, &self.general, &prompts::NO_PASSWORD);
             return Some(LoginStatus::NoPassword);
@@ -287,8 +293,7 @@ impl<'a> LoginCall<'a> {
                 LoginFailure::Locked,
             );
             log::warning(&format!(
-                "UserLogin on device {device}: user {} is locked out for {left} more seconds after repeated wrong PINs",
-                u.id
+                "UserLogin on device {shown_device}: user {shown_user} is locked out for {left} more seconds after repeated wrong PINs"
             ));
             play(self.chan, &self.general, &prompts::LOCKED);
             return Some(LoginStatus::Locked);
@@ -302,6 +307,7 @@ impl<'a> LoginCall<'a> {
     fn count_pin(&self, u: &User, ok: bool) -> Option<LoginStatus> {
         let now = now();
         let device = &self.device.id;
+        let (shown_device, shown_user) = (value(device), value(&u.id));
         let mut lockout = self.inst.state().lockout();
         let locked_before = lockout.check(&u.id, now).is_err();
         let locked_now = !locked_before && !ok && lockout.failure(&u.id, now, &self.general);
@@ -315,8 +321,7 @@ impl<'a> LoginCall<'a> {
                 LoginFailure::Locked,
             );
             log::warning(&format!(
-                "UserLogin on device {device}: user {} is locked out after repeated wrong PINs",
-                u.id
+                "UserLogin on device {shown_device}: user {shown_user} is locked out after repeated wrong PINs"
             ));
         } else if !ok {
             login_failed(
@@ -327,15 +332,14 @@ impl<'a> LoginCall<'a> {
                 LoginFailure::WrongPassword,
             );
             log::warning(&format!(
-                "UserLogin on device {device}: failed login as user {} (wrong password)",
-                u.id
+                "UserLogin on device {shown_device}: failed login as user {shown_user} (wrong password)"
             ));
         }
         if locked_now {
             let g = &self.general;
             log::warning(&format!(
-                "UserLogin: user {} locked out for {} seconds after {} wrong PINs within {} seconds (last try on device {device})",
-                u.id, g.lockout_time, g.max_login_failures, g.lockout_window
+                "UserLogin: user {shown_user} locked out for {} seconds after {} wrong PINs within {} seconds (last try on device {shown_device})",
+                g.lockout_time, g.max_login_failures, g.lockout_window
             ));
         }
         if locked_before || locked_now {
@@ -387,7 +391,11 @@ impl<'a> LoginCall<'a> {
                     Some(&user.id),
                     LoginFailure::of(&e),
                 );
-                log::warning(&format!("UserLogin of {} on device {device}: {e}", user.id));
+                log::warning(&format!(
+                    "UserLogin of {} on device {}: {e}",
+                    value(&user.id),
+                    value(device)
+                ));
                 // A denied login's prompt is chosen by the attempt (ask again or not).
                 if !matches!(e, LoginError::Denied) {
                     play(self.chan, &self.general, &prompts::REFUSED);
@@ -412,8 +420,9 @@ fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> LogoutStatus {
     let args = split_args(data);
     if args.len() > 1 {
         log::warning(&format!(
-            "UserLogout on {name}: too many arguments '{}' (expected [user])",
-            shown(data)
+            "UserLogout on {}: too many arguments {} (expected [user])",
+            value(&name),
+            quoted(&shown(data))
         ));
         return LogoutStatus::Failed;
     }
@@ -423,7 +432,8 @@ fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> LogoutStatus {
             let snap = inst.snapshot();
             let Some(device) = snap.config().device_for_channel(&name) else {
                 log::warning(&format!(
-                    "UserLogout: channel {name} is not a configured device"
+                    "UserLogout: channel {} is not a configured device",
+                    value(&name)
                 ));
                 return LogoutStatus::Failed;
             };
@@ -452,7 +462,7 @@ fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> LogoutStatus {
     match result {
         Ok(_) => LogoutStatus::Success,
         Err(e) => {
-            log::notice(&format!("UserLogout on {name}: {e}"));
+            log::notice(&format!("UserLogout on {}: {e}", value(&name)));
             match e {
                 LogoutError::NotLoggedIn => LogoutStatus::NotLoggedIn,
                 LogoutError::FixedDevice => LogoutStatus::Fixed,

@@ -4,6 +4,7 @@
 //! handler and a completion handler; the command words and usage are in the entry table.
 use deviceuser_core::args::parse_on_off;
 use deviceuser_core::freepbx;
+use deviceuser_core::logtext::quoted;
 use deviceuser_core::render::{self, BindingFilter};
 use deviceuser_core::{LoginMode, LogoutError, Reason};
 
@@ -53,9 +54,9 @@ pub fn show_bindings(inst: &Instance, a: &Args) -> Outcome {
             let id = a.argv[4].clone();
             match a.argv[3].to_ascii_lowercase().as_str() {
                 "user" if snap.config().user(&id).is_some() => BindingFilter::User(id),
-                "user" => return Outcome::Failed(format!("No such user '{id}'\n")),
+                "user" => return Outcome::Failed(format!("No such user {}\n", quoted(&id))),
                 "device" if snap.config().device(&id).is_some() => BindingFilter::Device(id),
-                "device" => return Outcome::Failed(format!("No such device '{id}'\n")),
+                "device" => return Outcome::Failed(format!("No such device {}\n", quoted(&id))),
                 _ => return Outcome::Usage,
             }
         }
@@ -81,7 +82,11 @@ pub fn login(inst: &Instance, a: &Args) -> Outcome {
             "User {user} is already logged in on device {device}\n"
         )),
         Ok(_) => Outcome::Done(format!("User {user} logged in on device {device}\n")),
-        Err(e) => Outcome::Failed(format!("Cannot log {user} in on {device}: {e}\n")),
+        Err(e) => Outcome::Failed(format!(
+            "Cannot log {} in on {}: {e}\n",
+            quoted(user),
+            quoted(device)
+        )),
     }
 }
 
@@ -105,7 +110,11 @@ pub fn logout(inst: &Instance, a: &Args) -> Outcome {
             };
             match result {
                 Ok(c) => Outcome::Done(format!("{} binding(s) removed\n", c.removed.len())),
-                Err(e) => Outcome::Failed(format!("Cannot log out {} {id}: {e}\n", a.argv[2])),
+                Err(e) => Outcome::Failed(format!(
+                    "Cannot log out {} {}: {e}\n",
+                    a.argv[2],
+                    quoted(id)
+                )),
             }
         }
         _ => Outcome::Usage,
@@ -113,14 +122,11 @@ pub fn logout(inst: &Instance, a: &Args) -> Outcome {
 }
 
 fn logout_all(inst: &Instance) -> Outcome {
-    let mut removed = 0;
-    for b in inst.snapshot().bindings() {
-        match inst.logout_device(Origin::Cli, None, &b.device, Reason::Admin) {
-            Ok(c) => removed += c.removed.len(),
-            Err(LogoutError::FixedDevice | LogoutError::NotLoggedIn) => {}
-            Err(e) => return Outcome::Failed(format!("Cannot log out device {}: {e}\n", b.device)),
-        }
-    }
+    let removed = match inst.logout_all(Origin::Cli, Reason::Admin) {
+        Ok(c) => c.removed.len(),
+        Err(LogoutError::NotLoggedIn) => 0,
+        Err(e) => return Outcome::Failed(format!("Cannot log everyone out: {e}\n")),
+    };
     Outcome::Done(format!("{removed} binding(s) removed\n"))
 }
 
@@ -144,7 +150,10 @@ pub fn dnd(inst: &Instance, a: &Args) -> Outcome {
             "Do not disturb for {user}: {}\n",
             if on { "on" } else { "off" }
         )),
-        Err(e) => Outcome::Failed(format!("Cannot set do not disturb for {user}: {e}\n")),
+        Err(e) => Outcome::Failed(format!(
+            "Cannot set do not disturb for {}: {e}\n",
+            quoted(user)
+        )),
     }
 }
 
@@ -165,7 +174,7 @@ pub fn show_user(inst: &Instance, a: &Args) -> Outcome {
     let text = render::user(&snap, &state.stats(), &state.lockout(), now(), id);
     match text {
         Some(text) => Outcome::Done(text),
-        None => Outcome::Failed(format!("No such user '{id}'\n")),
+        None => Outcome::Failed(format!("No such user {}\n", quoted(id))),
     }
 }
 
@@ -185,7 +194,7 @@ pub fn unlock(inst: &Instance, a: &Args) -> Outcome {
     }
     match inst.unlock(Origin::Cli, user) {
         Ok(left) => Outcome::Done(format!("{}\n", render::unlocked(user, left))),
-        Err(e) => Outcome::Failed(format!("Cannot unlock {user}: {e}\n")),
+        Err(e) => Outcome::Failed(format!("Cannot unlock {}: {e}\n", quoted(user))),
     }
 }
 
@@ -211,7 +220,7 @@ pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
         _ => return Outcome::Usage,
     };
     if let Some(u) = user.filter(|u| snap.config().user(u).is_none()) {
-        return Outcome::Failed(format!("No such user '{u}'\n"));
+        return Outcome::Failed(format!("No such user {}\n", quoted(u)));
     }
     let now = now();
     let state = inst.state();

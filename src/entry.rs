@@ -95,7 +95,7 @@ static CLI_COMMANDS: [CliCommand; 10] = [
         instance,
         c"deviceuser logout",
         c"Log a device, a user or everyone out",
-        c"Usage: deviceuser logout {device <id>|user <id>|all}\n       Logs out the user of a device, a user from every device, or everyone.\n       A device with a default user goes back to it; a fixed device keeps it.\n",
+        c"Usage: deviceuser logout {device <id>|user <id>|all}\n       Logs out the user of a device, a user from every device, or everyone.\n       A device goes back to its default user when someone else is logged out;\n       the default user's own logout leaves it empty. 'all' leaves every adhoc\n       device empty (no device goes back to its default user); a fixed device\n       always keeps its user.\n",
         run = cli::logout,
         complete = cli::complete_logout
     ),

@@ -2,6 +2,7 @@
 //! `DEVICEUSER(user,field)` (the `dnd` field is writable), `DEVICEUSER_ALLOWED(number)` and
 //! `DEVICEUSER_EMERGENCY_CID([device])`.
 use deviceuser_core::args::{parse_on_off, split_args};
+use deviceuser_core::logtext::{quoted, value};
 
 use crate::host::channel::Channel;
 use crate::instance::Instance;
@@ -19,7 +20,7 @@ pub fn dial(inst: &Instance, _chan: Option<&Channel>, data: &str) -> Result<Stri
         return Err("expected exactly one argument: the user".into());
     };
     if snap.config().user(user).is_none() {
-        return Err(format!("no such user '{user}'"));
+        return Err(format!("no such user {}", quoted(user)));
     }
     Ok(snap.dial_of(user))
 }
@@ -30,15 +31,19 @@ pub fn user(inst: &Instance, chan: Option<&Channel>, data: &str) -> Result<Strin
     let args = split_args(data);
     let device = match args.as_slice() {
         [] => {
-            let chan = chan.ok_or("no argument and no channel: name the device")?;
-            let name = chan.name();
+            // AMI's Getvar runs functions on a dummy channel without a name.
+            let name = chan.map(Channel::name).filter(|n| !n.is_empty());
+            let name = name.ok_or("called without a channel (from AMI Getvar?) and without an argument: name the device")?;
             let dev = snap.config().device_for_channel(&name);
-            dev.ok_or(format!("channel {name} is not a configured device"))?
-                .id
-                .to_string()
+            dev.ok_or(format!(
+                "channel {} is not a configured device",
+                value(&name)
+            ))?
+            .id
+            .to_string()
         }
         [device] if snap.config().device(device).is_some() => device.clone(),
-        [device] => return Err(format!("no such device '{device}'")),
+        [device] => return Err(format!("no such device {}", quoted(device))),
         _ => return Err("expected at most one argument: the device".into()),
     };
     Ok(snap
@@ -57,7 +62,7 @@ pub fn field(inst: &Instance, _chan: Option<&Channel>, data: &str) -> Result<Str
         ));
     };
     let Some(u) = snap.config().user(user) else {
-        return Err(format!("no such user '{user}'"));
+        return Err(format!("no such user {}", quoted(user)));
     };
     Ok(match field.to_ascii_lowercase().as_str() {
         "fullname" => u.fullname.to_string(),
@@ -72,7 +77,7 @@ pub fn field(inst: &Instance, _chan: Option<&Channel>, data: &str) -> Result<Str
             .collect::<Vec<_>>()
             .join(","),
         "mailbox" => u.mailbox.as_deref().unwrap_or_default().to_string(),
-        other => return Err(format!("unknown field '{other}' (one of {FIELDS})")),
+        _ => return Err(format!("unknown field {} (one of {FIELDS})", quoted(field))),
     })
 }
 
@@ -84,11 +89,12 @@ pub fn set_field(inst: &Instance, data: &str, value: &str) -> Result<(), String>
     };
     if !field.eq_ignore_ascii_case("dnd") {
         return Err(format!(
-            "field '{field}' is read-only (only dnd is writable)"
+            "field {} is read-only (only dnd is writable)",
+            quoted(field)
         ));
     }
     let on = parse_on_off(value)
-        .ok_or_else(|| format!("dnd must be 1/0, on/off or yes/no, not '{value}'"))?;
+        .ok_or_else(|| format!("dnd must be 1/0, on/off or yes/no, not {}", quoted(value)))?;
     inst.set_dnd(Origin::Dialplan, None, user, on).map(|_| ())
 }
 

@@ -9,7 +9,10 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use deviceuser_core::config::reload_refusal;
 use deviceuser_core::config::shown;
+use deviceuser_core::logtext::{quoted, value};
+use deviceuser_core::table::reload_drop_reason;
 use deviceuser_core::{
     BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
 };
@@ -34,7 +37,7 @@ use crate::sinks::{
     AnnounceSink, CelSink, CommitLogSink, FollowSink, JournalSink, PersistSink, PublishSink,
 };
 use crate::state::{active_users, now, user_state, State};
-use crate::{config_file, hint_sync, restore};
+use crate::{config_file, restore};
 
 /// Device state provider label: hints name `DeviceUser:<user>`.
 pub const PROVIDER_LABEL: &std::ffi::CStr = c"DeviceUser";
@@ -113,9 +116,7 @@ impl Drop for Finish {
     fn drop(&mut self) {
         self.0.journal.close();
         let snap = self.0.snapshot();
-        if let Some(ctx) = &snap.config().general.hint_context {
-            hint_sync::clear_hints(ctx);
-        }
+        self.0.hints.clear();
         self.0
             .publish_users_state(active_users(&snap).into_iter(), DeviceState::UNAVAILABLE);
     }
@@ -232,7 +233,7 @@ impl Instance {
             r.registered = Some(registered);
             r.policy = Some(policy);
         }
-        hint_sync::sync_hints(None, self.snapshot().config());
+        self.state.hints.sync(&self.snapshot());
     }
 
     /// The callbacks that answer res_prometheus' scrapes and ARI subscriptions; registered
@@ -361,6 +362,14 @@ impl Instance {
         })
     }
 
+    /// Ends every login on an adhoc device (default users' too); no device goes back to its
+    /// default user.
+    pub fn logout_all(&self, origin: Origin, reason: Reason) -> Result<Changes, LogoutError> {
+        self.state
+            .table
+            .logout_all(reason, |c| self.commit(origin, None, Change::Bindings(c)))
+    }
+
     /// Turns a user's do-not-disturb on or off: persisted, published (BUSY while on),
     /// announced. Ok(false) if it already was so.
     pub fn set_dnd(
@@ -383,12 +392,13 @@ impl Instance {
     /// an error for an unknown user. Logged, with who did it.
     pub fn unlock(&self, origin: Origin, user: &str) -> Result<Option<u64>, String> {
         if self.snapshot().config().user(user).is_none() {
-            return Err(format!("no such user '{}'", shown(user)));
+            return Err(format!("no such user {}", quoted(&shown(user))));
         }
         let left = self.state.lockout().unlock(user, now());
         if let Some(left) = left {
             log::notice(&format!(
-                "user {user} unlocked by an administrator ({}) with {left} seconds of the lockout left",
+                "user {} unlocked by an administrator ({}) with {left} seconds of the lockout left",
+                value(user),
                 origin.as_str()
             ));
         }
@@ -403,19 +413,25 @@ impl Instance {
             e
         })?;
         let old = self.snapshot();
+        if let Some(why) = reload_refusal(old.config(), &config) {
+            log::error(&format!("{why}; keeping the running configuration"));
+            return Err(why);
+        }
         let changes = self.state.table.reconfigure(config, now(), |c| {
             self.commit(Origin::Reload, None, Change::Bindings(c))
         });
-        for (b, reason) in &changes.removed {
-            log::notice(&format!(
-                "reload: user {} logged out of device {} ({reason})",
-                b.user, b.device
+        let new = self.snapshot();
+        for (b, _) in &changes.removed {
+            log::warning(&format!(
+                "reload: user {} logged out of device {} ({})",
+                value(&b.user),
+                value(&b.device),
+                reload_drop_reason(old.config(), new.config(), b)
             ));
         }
-        let new = self.snapshot();
         self.state.stats().retain_configured(new.config());
         self.state.unregistered().retain_configured(new.config());
-        hint_sync::sync_hints(Some(old.config()), new.config());
+        self.state.hints.sync(&new);
         self.watch_bound_devices();
         // Queues, queue options and mailboxes may have changed for users whose bindings did not.
         self.follow_ups.check_all();
@@ -427,11 +443,10 @@ impl Instance {
         users.dedup();
         self.state.publish_users(users.iter(), false);
         // Users that disappeared show as unavailable rather than keeping a stale state.
-        self.state.publish_users_state(
+        self.state.forget_users(
             (old.config().users.keys())
                 .filter(|u| new.config().user(u).is_none())
                 .map(str::to_string),
-            DeviceState::UNAVAILABLE,
         );
         log::verbose(2, &format!("reloaded {}", config_file::CONFIG_FILE));
         Ok(())

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use deviceuser_core::astdb::{
     binding_key, binding_value, decode_binding, decode_dnd_key, dnd_key, DND_VALUE, FAMILY,
 };
+use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::{BindingTable, Changes};
 
 use crate::host::{astdb, log};
@@ -24,7 +25,10 @@ pub fn restore(table: &BindingTable, now: u64) -> (usize, Changes) {
                 saved.insert(b.device.to_string(), b);
             }
             Err(e) => {
-                log::warning(&format!("ignoring AstDB entry /{FAMILY}/{key}: {e}"));
+                log::warning(&format!(
+                    "ignoring AstDB entry {}: {e}",
+                    quoted(&format!("/{FAMILY}/{key}"))
+                ));
                 astdb::del(FAMILY, &key);
             }
         }
@@ -42,7 +46,8 @@ pub fn restore(table: &BindingTable, now: u64) -> (usize, Changes) {
     for (b, why) in &dropped {
         log::notice(&format!(
             "dropping saved login of user {} on device {}: {why}",
-            b.user, b.device
+            value(&b.user),
+            value(&b.device)
         ));
     }
     table.with_snapshot(|s| {
@@ -59,7 +64,10 @@ pub fn restore(table: &BindingTable, now: u64) -> (usize, Changes) {
         astdb::del(FAMILY, &binding_key(device));
     }
     for user in table.restore_dnd(dnd.into_iter().collect()) {
-        log::notice(&format!("dropping saved DND of unknown user {user}"));
+        log::notice(&format!(
+            "dropping saved DND of unknown user {}",
+            value(&user)
+        ));
     }
     table.with_snapshot(|s| {
         let now_on: BTreeSet<&str> = s.dnd_users().into_iter().collect();

@@ -1,9 +1,11 @@
 //! Refused logins, reported where administrators and tools look: a security-style log line
-//! (fail2ban-style `Key="value"` fields), the `DeviceUserLoginFailed` AMI event, an Asterisk
-//! security event for logins from phones (the `security` log channel, `res_security_log`,
-//! fail2ban's asterisk filter), and the failed-logins metric. The reason is a fixed token
-//! ([`LoginFailure`]) with the human text beside it. Never carries a PIN.
+//! (fail2ban-style `Key="value"` fields, each value escaped so that no caller can end a field
+//! or the line: see [`logtext`](deviceuser_core::logtext)), the `DeviceUserLoginFailed` AMI
+//! event, an Asterisk security event for logins from phones (the `security` log channel,
+//! `res_security_log`, fail2ban's asterisk filter), and the failed-logins metric. The reason
+//! is a fixed token ([`LoginFailure`]) with the human text beside it. Never carries a PIN.
 use deviceuser_core::failure::LoginFailure;
+use deviceuser_core::logtext::quoted;
 
 use crate::host::channel::Channel;
 use crate::host::security::{self, Kind, Report};
@@ -24,10 +26,11 @@ pub fn login_failed(
 ) {
     state.counters().failed(failure);
     log::warning(&format!(
-        "SecurityEvent=\"FailedLogin\" Service=\"res_deviceuser\" Device=\"{device}\" User=\"{}\" Reason=\"{}\" ReasonText=\"{}\"",
-        user.unwrap_or(""),
-        failure.token(),
-        failure.text()
+        "SecurityEvent=\"FailedLogin\" Service=\"res_deviceuser\" Device={} User={} Reason={} ReasonText={}",
+        quoted(device),
+        quoted(user.unwrap_or("")),
+        quoted(failure.token()),
+        quoted(failure.text())
     ));
     let mut fields = vec![("Device", device.to_string())];
     if let Some(u) = user {

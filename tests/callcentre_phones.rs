@@ -74,7 +74,10 @@ fn allowed_numbers_follow_a_reload_and_emergency_calls_show_the_desk() {
         .start();
     let uas = Sipp::uas(&ast, "1099");
     let help = ast.cli("core show function DEVICEUSER_ALLOWED");
-    assert!(help.contains("allowed_numbers"), "no documentation:\n{help}");
+    assert!(
+        help.contains("allowed_numbers"),
+        "no documentation:\n{help}"
+    );
     assert_eq!(hd::getvar(&ast, "DEVICEUSER_ALLOWED(112)"), "1");
     assert_eq!(hd::getvar(&ast, "DEVICEUSER_ALLOWED(113)"), "0");
 

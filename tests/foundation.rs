@@ -91,7 +91,7 @@ fn sample_config_loads_and_show_commands_list_it() {
         "{filtered}"
     );
     let unknown = ast.cli("deviceuser show bindings device 9999");
-    assert!(unknown.contains("No such device '9999'"), "{unknown}");
+    assert!(unknown.contains("No such device \"9999\""), "{unknown}");
     let usage = ast.cli("deviceuser show bindings sideways");
     assert!(usage.contains("Usage: deviceuser show bindings"), "{usage}");
 }
@@ -364,7 +364,7 @@ fn users_without_a_password_are_warned_about_at_load_and_shown() {
     assert!(!shown.contains("1234"), "the PIN is never shown: {shown}");
     assert!(ast
         .cli("deviceuser show user nobody")
-        .contains("No such user 'nobody'"));
+        .contains("No such user \"nobody\""));
     assert!(ast
         .cli("deviceuser show user")
         .contains("Usage: deviceuser show user"));

@@ -276,7 +276,7 @@ fn an_administrator_unlocks_a_locked_user_by_cli_and_ami() {
     );
     assert!(ast
         .cli("deviceuser unlock user nobody")
-        .contains("Cannot unlock nobody: no such user 'nobody'"));
+        .contains(r#"Cannot unlock "nobody": no such user "nobody""#));
     assert!(ast
         .cli("deviceuser unlock user")
         .contains("Usage: deviceuser unlock user"));

@@ -163,3 +163,34 @@ fn a_pin_typed_at_the_prompt_is_in_no_log_at_verbose_and_debug_10() {
     let console = ast.stdout_log();
     assert!(!console.contains(LONG_PIN), "the PIN is on the console");
 }
+
+/// A PIN that is not only digits cannot be typed at the prompts: a warning at load names the
+/// user and says so, and that `;` starts a comment (`abc;def` is read as `abc`), without
+/// showing the PIN. A user given with the PIN by the dialplan can still log in with it.
+#[test]
+fn a_pin_that_is_not_digits_is_warned_about_at_load_without_showing_it() {
+    let conf =
+        hd::sample_deviceuser_conf().replacen("password = 1234\n", "password = pa55;word\n", 1);
+    assert!(conf.contains("pa55;word"));
+    let ast = hd::builder("sec-pin-digits")
+        .conf("res_deviceuser.conf", &conf)
+        .start();
+    let warning = hd::wait_log_line(&ast, 0, "WARNING", &["[4101] password:"])
+        .expect("a warning naming [4101] password");
+    assert!(
+        warning.contains("not only digits") && warning.contains("';' starts a comment"),
+        "{warning}"
+    );
+    assert!(
+        hd::log_lines(&ast, 0, "WARNING", &["[4102] password:"]).is_empty(),
+        "a PIN of digits is not warned about"
+    );
+    let log = ast.log();
+    assert!(!log.contains("pa55"), "the PIN is in the log");
+    // The file's `pa55;word` is the PIN `pa55`, which only the dialplan can give.
+    let status = hd::call_for_status(&ast, "1000", "**4101pa55;word", "UserLogin");
+    assert_eq!(status, "FAILED");
+    let status = hd::call_for_status(&ast, "1000", "**4101pa55", "UserLogin");
+    assert_eq!(status, "SUCCESS");
+    hd::assert_alive(&ast);
+}

@@ -16,6 +16,7 @@ use rustc_hash::FxHasher;
 pub use crate::idmap::{IdMap, Identified};
 
 use crate::apps::{self, Prompt};
+use crate::logtext::{quoted, value};
 use crate::password;
 use crate::queues::{parse_queue_list, QueueLogout, QueueSpec, DEFAULT_QUEUE_CONTEXT};
 
@@ -419,11 +420,12 @@ impl fmt::Display for ConfigError {
             write!(f, " line {}", self.line)?;
         }
         f.write_str(": ")?;
+        // Names come from the file: each stays one value in the log line.
         if let Some(s) = &self.section {
-            write!(f, "[{s}] ")?;
+            write!(f, "[{}] ", value(s))?;
         }
         if let Some(k) = &self.key {
-            write!(f, "{k}: ")?;
+            write!(f, "{}: ", value(k))?;
         }
         f.write_str(&self.message)
     }
@@ -459,8 +461,8 @@ pub fn id_problem(id: &str) -> Option<String> {
             })
             .map(|c| {
                 format!(
-                    "id '{}' contains forbidden character {c:?}",
-                    shown(id).escape_debug()
+                    "id {} contains forbidden character {c:?}",
+                    quoted(&shown(id))
                 )
             })
     }
@@ -474,22 +476,28 @@ pub fn dial_problem(id: &str, dial: &str) -> Option<String> {
     let shown_dial = shown(dial);
     if !dial.contains('/') && !dial.contains(':') {
         Some(format!(
-            "dial string '{shown_dial}' has no technology (expected e.g. PJSIP/{id})"
+            "dial string {} has no technology (expected e.g. PJSIP/{})",
+            quoted(&shown_dial),
+            value(id)
         ))
     } else if is_user_state(dial) {
         // The provider asks the state of every device of a user: a user as a device loops.
         Some(format!(
-            "dial string '{shown_dial}' names a DeviceUser: state, which would loop"
+            "dial string {} names a DeviceUser: state, which would loop",
+            quoted(&shown_dial)
         ))
     } else if dial.contains('&') {
         Some(format!(
-            "dial string '{shown_dial}' must name a single device (no '&')"
+            "dial string {} must name a single device (no '&')",
+            quoted(&shown_dial)
         ))
     } else if dial.contains(char::is_whitespace) {
         // Channel names never hold a space: such a device would never be recognised, and
         // Dial() would take the rest as another argument.
         Some(format!(
-            "dial string '{shown_dial}' contains a space (expected Tech/resource, e.g. PJSIP/{id})"
+            "dial string {} contains a space (expected Tech/resource, e.g. PJSIP/{})",
+            quoted(&shown_dial),
+            value(id)
         ))
     } else {
         None
@@ -594,8 +602,8 @@ pub fn language_problem(value: &str) -> Option<String> {
             .all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
     (!ok).then(|| {
         format!(
-            "'{}' is not a language tag (such as en, ru, pt_BR or en-US)",
-            shown(v).escape_debug()
+            "{} is not a language tag (such as en, ru, pt_BR or en-US)",
+            quoted(&shown(v))
         )
     })
 }
@@ -665,7 +673,10 @@ fn is_none_word(v: &str) -> bool {
 }
 
 fn seconds_error(v: &str, min: u64) -> String {
-    format!("bad value '{v}' (expected a number of seconds from {min} to {MAX_SECONDS})")
+    format!(
+        "bad value {} (expected a number of seconds from {min} to {MAX_SECONDS})",
+        quoted(v)
+    )
 }
 
 /// A per-user or per-device duration: empty = inherit, `0` = off.
@@ -690,7 +701,10 @@ fn parse_seconds_override(
 }
 
 fn time_of_day_error(v: &str) -> String {
-    format!("bad value '{v}' (expected HH:MM from 00:00 to 23:59, or none)")
+    format!(
+        "bad value {} (expected HH:MM from 00:00 to 23:59, or none)",
+        quoted(v)
+    )
 }
 
 fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
@@ -704,7 +718,7 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     &sec.name,
                     Some(&key),
                     line,
-                    format!("bad value '{v}' (expected yes, no or replace)"),
+                    format!("bad value {} (expected yes, no or replace)", quoted(v)),
                 ),
             },
             "hint_context" => g.hint_context = non_empty(v),
@@ -715,7 +729,7 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     &sec.name,
                     Some(&key),
                     line,
-                    format!("bad value '{v}' (expected yes or no)"),
+                    format!("bad value {} (expected yes or no)", quoted(v)),
                 ),
             },
             "allowed_numbers" => {
@@ -724,7 +738,7 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     if n.chars().all(|c| c.is_ascii_digit() || "*#+".contains(c)) {
                         g.allowed_numbers.push(n.to_string());
                     } else {
-                        r.error(&sec.name, Some(&key), line, format!("bad number '{n}'"));
+                        r.error(&sec.name, Some(&key), line, format!("bad number {}", quoted(n)));
                     }
                 }
             }
@@ -734,7 +748,7 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     &sec.name,
                     Some(&key),
                     line,
-                    format!("bad value '{v}' (expected a number from 1 to 10)"),
+                    format!("bad value {} (expected a number from 1 to 10)", quoted(v)),
                 ),
             },
             k if apps::PROMPTS.iter().any(|p| p.option == k) => {
@@ -749,7 +763,7 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                         &sec.name,
                         Some(&key),
                         line,
-                        format!("bad prompt '{}': {why}", shown(v).escape_debug()),
+                        format!("bad prompt {}: {why}", quoted(&shown(v))),
                     );
                 } else {
                     g.prompts.set(p, v);
@@ -819,7 +833,8 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     Some(&key),
                     line,
                     format!(
-                        "bad value '{v}' (expected a number from 0 to {MAX_LOGIN_FAILURES}, 0 = no lockout)"
+                        "bad value {} (expected a number from 0 to {MAX_LOGIN_FAILURES}, 0 = no lockout)",
+                        quoted(v)
                     ),
                 ),
             },
@@ -827,7 +842,7 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                 &sec.name,
                 Some(&key),
                 line,
-                format!("unknown option '{key}'"),
+                format!("unknown option {}", quoted(&key)),
             ),
         }
     }
@@ -869,7 +884,7 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
                     &id,
                     Some(&key),
                     line,
-                    format!("unknown mode '{v}' (expected adhoc or fixed)"),
+                    format!("unknown mode {} (expected adhoc or fixed)", quoted(v)),
                 ),
             },
             "dial" => {
@@ -890,7 +905,12 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
                 Ok(c) => d.device.emergency_callerid = c,
                 Err(e) => r.error(&id, Some(&key), line, e),
             },
-            _ => r.warn(&id, Some(&key), line, format!("unknown option '{key}'")),
+            _ => r.warn(
+                &id,
+                Some(&key),
+                line,
+                format!("unknown option {}", quoted(&key)),
+            ),
         }
     }
     if let Some(problem) = dial_problem(&id, &d.device.dial) {
@@ -906,6 +926,11 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
     }
     d
 }
+
+/// The warning for a plain PIN that is not all digits (the value is never shown).
+const NOT_DIGITS: &str = "the PIN is not only digits 0-9, so it cannot be typed at the \
+     UserLogin() prompts (only UserLogin(user,pin) from the dialplan can use it); note that ';' \
+     starts a comment in the file, so 'abc;def' is read as 'abc'";
 
 fn parse_user(sec: &RawSection, r: &mut Report) -> User {
     let id = CompactString::from(&sec.name);
@@ -927,9 +952,14 @@ fn parse_user(sec: &RawSection, r: &mut Report) -> User {
             "type" => {}
             "password" => {
                 u.password = non_empty(v);
-                // The message names the key, never the value: it may be a secret.
+                // The messages name the key, never the value: it may be a secret.
                 if let Some(Err(msg)) = u.password.as_deref().map(password::check_hash) {
                     r.error(&id, Some(&key), var.line, msg);
+                }
+                if let Some(p) = u.password.as_deref().filter(|p| !password::is_hash(p)) {
+                    if !p.bytes().all(|b| b.is_ascii_digit()) {
+                        r.warn(&id, Some(&key), var.line, NOT_DIGITS.into());
+                    }
                 }
             }
             "max_login_time" => {
@@ -965,10 +995,31 @@ fn parse_user(sec: &RawSection, r: &mut Report) -> User {
                 Some(why) => r.error(&id, Some(&key), var.line, why),
             },
             "cid_number" => u.cid_number = non_empty(v).unwrap_or_else(|| id.clone()),
-            _ => r.warn(&id, Some(&key), var.line, format!("unknown option '{key}'")),
+            _ => r.warn(
+                &id,
+                Some(&key),
+                var.line,
+                format!("unknown option {}", quoted(&key)),
+            ),
         }
     }
     u
+}
+
+/// Why a reload of `new` must not replace `running`, if it must not: a file with no device
+/// and no user (emptied or truncated by mistake) would log everyone out, and putting the file
+/// back would not bring the logins back. A running configuration that is empty too loses
+/// nothing, so reloading it is not refused.
+pub fn reload_refusal(running: &Config, new: &Config) -> Option<String> {
+    let empty = |c: &Config| c.devices.is_empty() && c.users.is_empty();
+    (empty(new) && !empty(running)).then(|| {
+        format!(
+            "{} has no devices and no users (emptied or truncated?): reloading it would remove {} devices, {} users and every login",
+            new.file,
+            running.devices.len(),
+            running.users.len()
+        )
+    })
 }
 
 impl Config {
@@ -1003,8 +1054,8 @@ impl Config {
                     None,
                     v.line,
                     format!(
-                        "option {:?} is not text (corrupt or binary file?)",
-                        shown(&v.key)
+                        "option {} is not text (corrupt or binary file?)",
+                        quoted(&shown(&v.key))
                     ),
                 );
                 continue;
@@ -1036,7 +1087,10 @@ impl Config {
                     &sec.name,
                     Some("type"),
                     ty_line,
-                    format!("unknown type '{ty_value}' (expected device or user)"),
+                    format!(
+                        "unknown type {} (expected device or user)",
+                        quoted(&ty_value)
+                    ),
                 );
                 continue;
             }
@@ -1071,15 +1125,16 @@ impl Config {
                         id,
                         Some("default_user"),
                         d.default_user_line,
-                        format!("default_user '{du}' is not a configured user"),
+                        format!("default_user {} is not a configured user", quoted(du)),
                     );
                 }
             }
             let key = d.device.dial.as_str().to_ascii_lowercase();
             if let Some(other) = dial_index.get(&key) {
                 let msg = format!(
-                    "dial string '{}' is already used by device {other}",
-                    d.device.dial
+                    "dial string {} is already used by device {}",
+                    quoted(&d.device.dial),
+                    value(other)
                 );
                 r.error(id, Some("dial"), d.dial_line, msg);
             } else {
@@ -1301,6 +1356,50 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn a_reload_without_devices_and_users_is_refused_unless_nothing_runs() {
+        let running = sample();
+        let empty = Config::from_raw(&raw(&[("general", &[("multiple_logins", "yes")])]))
+            .unwrap()
+            .config;
+        let why = reload_refusal(&running, &empty).expect("refused");
+        assert!(
+            why.starts_with("res_deviceuser.conf has no devices and no users")
+                && why.contains(&format!("{} devices", running.devices.len())),
+            "{why}"
+        );
+        assert_eq!(reload_refusal(&empty, &empty), None);
+        assert_eq!(reload_refusal(&running, &running), None);
+        let users_only = Config::from_raw(&raw(&[("4101", &[("type", "user")])]))
+            .unwrap()
+            .config;
+        assert_eq!(reload_refusal(&running, &users_only), None);
+    }
+
+    #[test]
+    fn a_pin_that_is_not_digits_is_warned_about_without_showing_it() {
+        let hashed = crate::hash_password("1234");
+        let parsed = Config::from_raw(&raw(&[
+            ("100", &[("type", "user"), ("password", "12ab")]),
+            ("101", &[("type", "user"), ("password", "1234")]),
+            ("102", &[("type", "user"), ("password", "12*4")]),
+            ("103", &[("type", "user"), ("password", &hashed)]),
+        ]))
+        .unwrap();
+        let warnings: Vec<String> = parsed.warnings.iter().map(|w| w.to_string()).collect();
+        let not_digits: Vec<&String> = warnings
+            .iter()
+            .filter(|w| w.contains("not only digits"))
+            .collect();
+        assert_eq!(not_digits.len(), 2, "{warnings:?}");
+        assert!(not_digits[0].contains("[100] password:"), "{not_digits:?}");
+        assert!(not_digits[1].contains("[102] password:"), "{not_digits:?}");
+        assert!(not_digits[0].contains("';' starts a comment"));
+        assert!(warnings
+            .iter()
+            .all(|w| !w.contains("12ab") && !w.contains("12*4")));
+    }
+
     pub(crate) fn sample() -> Config {
         Config::from_raw(&raw(&[
             ("general", &[("multiple_logins", "yes")]),
@@ -1438,7 +1537,10 @@ pub(crate) mod tests {
                 text.starts_with("res_deviceuser.conf line 4: [4101] language: "),
                 "{text}"
             );
-            assert!(text.contains(&format!("'{bad}'")), "{text}");
+            assert!(
+                text.contains(&crate::logtext::quoted(bad).to_string()),
+                "{text}"
+            );
         }
         // Empty means none.
         let c = Config::from_raw(&raw(&[(
@@ -1507,40 +1609,42 @@ pub(crate) mod tests {
         let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
         let has = |s: &str| msgs.iter().any(|m| m.contains(s));
         assert!(
-            has("[general] multiple_logins: bad value 'maybe'"),
+            has("[general] multiple_logins: bad value \"maybe\""),
             "{msgs:#?}"
         );
-        assert!(has("[general] max_attempts: bad value '11'"));
+        assert!(has("[general] max_attempts: bad value \"11\""));
         assert!(has("[nosuch] type: missing type"));
-        assert!(has("[weird] type: unknown type 'phone'"));
+        assert!(has("[weird] type: unknown type \"phone\""));
         assert!(has(
             "[2010] default_user: a fixed device needs a default_user"
         ));
         assert!(has(
-            "[2011] mode: unknown mode 'sometimes' (expected adhoc or fixed)"
+            "[2011] mode: unknown mode \"sometimes\" (expected adhoc or fixed)"
         ));
         assert!(has(
-            "[2012] default_user: default_user 'ghost' is not a configured user"
+            "[2012] default_user: default_user \"ghost\" is not a configured user"
         ));
-        assert!(has("[a b] id 'a b' contains forbidden character"));
-        assert!(has("[x/y] id 'x/y' contains forbidden character '/'"));
-        assert!(has("[2013] dial: dial string 'nodial' has no technology"));
+        assert!(has(r#"["a b"] id "a b" contains forbidden character"#));
+        assert!(has("[x/y] id \"x/y\" contains forbidden character '/'"));
+        assert!(has("[2013] dial: dial string \"nodial\" has no technology"));
         assert!(has(
-            "[2016] dial: dial string 'deviceuser:4101' names a DeviceUser: state"
+            "[2016] dial: dial string \"deviceuser:4101\" names a DeviceUser: state"
         ));
         assert!(
             !has("[2017]"),
             "a Custom: state device is a valid dial: {msgs:#?}"
         );
         assert!(has(
-            "[2014] dial: dial string 'PJSIP/a&PJSIP/b' must name a single device"
+            "[2014] dial: dial string \"PJSIP/a&PJSIP/b\" must name a single device"
         ));
         assert!(has(
-            "[2015] dial: dial string 'pjsip/2012' is already used by device 2012"
+            "[2015] dial: dial string \"pjsip/2012\" is already used by device 2012"
         ));
         // File, line and value.
         assert!(
-            has("res_deviceuser.conf line 38: [2018] dial: dial string 'PJSIP/10 07' contains a space"),
+            has(
+                r#"res_deviceuser.conf line 38: [2018] dial: dial string "PJSIP/10 07" contains a space"#
+            ),
             "{msgs:#?}"
         );
         assert_eq!(e.len(), 14);
@@ -1767,23 +1871,23 @@ pub(crate) mod tests {
         let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
         let has = |s: &str| msgs.iter().any(|m| m.contains(s));
         assert!(
-            has("line 2: [general] max_login_time: bad value '-1' (expected a number of seconds from 0"),
+            has("line 2: [general] max_login_time: bad value \"-1\" (expected a number of seconds from 0"),
             "{msgs:#?}"
         );
         assert!(has(
-            "[general] shift_end: bad value '24:00' (expected HH:MM from 00:00 to 23:59, or none)"
+            "[general] shift_end: bad value \"24:00\" (expected HH:MM from 00:00 to 23:59, or none)"
         ));
-        assert!(has("[general] logout_on_unregister: bad value '10m'"));
+        assert!(has("[general] logout_on_unregister: bad value \"10m\""));
         assert!(has(
-            "[general] max_login_failures: bad value '101' (expected a number from 0 to 100"
+            "[general] max_login_failures: bad value \"101\" (expected a number from 0 to 100"
         ));
         assert!(has(
-            "[general] lockout_window: bad value '0' (expected a number of seconds from 1"
+            "[general] lockout_window: bad value \"0\" (expected a number of seconds from 1"
         ));
-        assert!(has("[general] lockout_time: bad value 'x'"));
-        assert!(has("[d1] logout_on_unregister: bad value '1.5'"));
-        assert!(has("[u1] max_login_time: bad value '999999999999'"));
-        assert!(has("[u1] shift_end: bad value '18:3'"));
+        assert!(has("[general] lockout_time: bad value \"x\""));
+        assert!(has("[d1] logout_on_unregister: bad value \"1.5\""));
+        assert!(has("[u1] max_login_time: bad value \"999999999999\""));
+        assert!(has("[u1] shift_end: bad value \"18:3\""));
         assert_eq!(e.len(), 9);
     }
 

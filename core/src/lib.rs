@@ -14,6 +14,7 @@
 //! - [`astdb`]: how bindings are persisted in AstDB.
 //! - [`render`]: CLI text output.
 //! - [`args`]: dialplan argument and DTMF input parsing.
+//! - [`logtext`]: values in log lines (escaping, and reading a line back).
 //! - [`ari`]: the module's ARI events and who subscribed to them.
 //! - [`password`]: plain and hashed PINs.
 //! - [`policy`]: time-based logouts (max login time, shift end, unregistered devices) and
@@ -32,6 +33,7 @@ pub mod failure;
 pub mod freepbx;
 pub mod idmap;
 pub mod journal;
+pub mod logtext;
 pub mod metrics;
 pub mod password;
 pub mod pmap;
@@ -40,6 +42,9 @@ pub mod queues;
 pub mod render;
 pub mod stats;
 pub mod table;
+/// Config text: the escaping every value the FreePBX importer writes goes through, and a
+/// parser for tests, the fuzzer and offline tools (the module reads its config through
+/// Asterisk's own engine).
 pub mod text;
 
 /// The inline string type of ids in the config and in bindings.

@@ -64,13 +64,13 @@ dial = PJSIP/10 07
 ";
     let errors = load(text).unwrap_err();
     for want in [
-        "res_deviceuser.conf line 2: [general] multiple_logins: bad value 'maybe'",
-        "res_deviceuser.conf line 5: [1000] mode: unknown mode 'sometimes'",
+        r#"res_deviceuser.conf line 2: [general] multiple_logins: bad value "maybe""#,
+        r#"res_deviceuser.conf line 5: [1000] mode: unknown mode "sometimes""#,
         "res_deviceuser.conf line 6: [2010] default_user: a fixed device needs a default_user",
-        "res_deviceuser.conf line 11: [3000] default_user: default_user 'ghost' is not a configured user",
-        "res_deviceuser.conf line 12: [a&b] id 'a&b' contains forbidden character '&'",
-        "res_deviceuser.conf line 16: [1001] dial: dial string 'pjsip/1000' is already used by device 1000",
-        "res_deviceuser.conf line 19: [1007] dial: dial string 'PJSIP/10 07' contains a space",
+        r#"res_deviceuser.conf line 11: [3000] default_user: default_user "ghost" is not a configured user"#,
+        r#"res_deviceuser.conf line 12: [a&b] id "a&b" contains forbidden character '&'"#,
+        r#"res_deviceuser.conf line 16: [1001] dial: dial string "pjsip/1000" is already used by device 1000"#,
+        r#"res_deviceuser.conf line 19: [1007] dial: dial string "PJSIP/10 07" contains a space"#,
     ] {
         assert!(
             errors.iter().any(|e| e.starts_with(want)),

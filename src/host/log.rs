@@ -9,6 +9,8 @@ use std::ffi::CString;
 use std::os::raw::c_int;
 use std::panic::Location;
 
+use deviceuser_core::logtext::one_line;
+
 use super::cstring;
 use crate::sys;
 
@@ -21,7 +23,9 @@ fn origin(at: &Location<'_>) -> CString {
 
 #[track_caller]
 fn ast_log(level: u32, msg: &str) {
-    let text = cstring(msg);
+    // Values are escaped where each message is built (`logtext::quoted`/`value`); this
+    // keeps any that was not from ending the line.
+    let text = cstring(&one_line(msg));
     let origin = origin(Location::caller());
     // SAFETY: ast_log is variadic; the format is the constant "%s\n" and the single argument
     // a valid NUL-terminated string that outlives the call. File and function are valid C
@@ -77,7 +81,7 @@ fn verbose_shown(level: i32) -> bool {
 
 #[track_caller]
 fn emit_verbose(level: i32, msg: &str) {
-    let text = cstring(msg);
+    let text = cstring(&one_line(msg));
     let origin = origin(Location::caller());
     // SAFETY: variadic with the constant format "%s\n" and one valid C string argument; file
     // and function are valid C strings that outlive the call.
