@@ -8,8 +8,8 @@ mod hotdesk_common;
 
 use common::sip::Sipp;
 use common::Asterisk;
-use deviceuser_bench::ami::Wire;
 use deviceuser_core::logtext::{fields, tokens};
+use deviceuser_kit::ami::Wire;
 use hotdesk_common as hd;
 use std::time::{Duration, Instant};
 
