@@ -1501,7 +1501,7 @@ pub(crate) mod tests {
             (e[0].key.as_deref(), e[0].line),
             (Some("login_ok_prompt"), 2)
         );
-        assert!(e[0].message.contains("'logged in'"), "{}", e[0]);
+        assert!(e[0].message.contains("\"logged in\""), "{}", e[0]);
     }
 
     #[test]

@@ -66,9 +66,9 @@ pub struct Import {
     pub warnings: Vec<String>,
 }
 
-/// A value for a warning: quoted, control characters escaped, cut to a sane length.
+/// A value for a warning: quoted, escaped ([`logtext`](crate::logtext)), cut to a sane length.
 fn quoted(v: &str) -> String {
-    format!("{:?}", crate::config::shown(v))
+    crate::logtext::quoted(&crate::config::shown(v)).to_string()
 }
 
 /// Why `id` cannot be imported as a device or user id, if it cannot.
@@ -184,7 +184,8 @@ pub fn import(entries: &[(String, String)]) -> Import {
             None
         } else if let Some(other) = taken.get(&given.to_ascii_lowercase()) {
             w.push(format!(
-                "device {id}: dial string '{given}' is also device {other}'s; using PJSIP/{id}"
+                "device {id}: dial string {} is also device {other}'s; using PJSIP/{id}",
+                quoted(given)
             ));
             None
         } else {
@@ -653,7 +654,7 @@ mod tests {
         assert!(
             warned(
                 &i,
-                "user 4102: language not carried over: 'xx yy' is not a language tag"
+                r#"user 4102: language not carried over: "xx yy" is not a language tag"#
             ),
             "{:#?}",
             i.warnings
@@ -866,17 +867,21 @@ mod tests {
             e("DEVICE/1011/type", "adhoc"),
             e("DEVICE/1011/dial", "PJSIP/a&PJSIP/b"),
         ]);
-        assert!(warned(
-            &i,
-            "device 1007: dial string 'PJSIP/10 07' contains a space (expected Tech/resource, e.g. PJSIP/1007); using PJSIP/1007"
-        ), "{:#?}", i.warnings);
+        assert!(
+            warned(
+                &i,
+                r#"device 1007: dial string "PJSIP/10 07" contains a space (expected Tech/resource, e.g. PJSIP/1007); using PJSIP/1007"#
+            ),
+            "{:#?}",
+            i.warnings
+        );
         assert!(warned(
             &i,
             "device 1008 has no dial string in FreePBX; using PJSIP/1008"
         ));
         assert!(warned(
             &i,
-            "device 1011: dial string 'PJSIP/a&PJSIP/b' must name a single device"
+            r#"device 1011: dial string "PJSIP/a&PJSIP/b" must name a single device"#
         ));
         // 1009 took PJSIP/1007 (ASCII case aside) first: 1007 has no dial left; 1010's is 1009's.
         assert!(warned(
@@ -885,7 +890,7 @@ mod tests {
         ));
         assert!(warned(
             &i,
-            "device 1010: dial string 'PJSIP/1007' is also device 1009's; using PJSIP/1010"
+            r#"device 1010: dial string "PJSIP/1007" is also device 1009's; using PJSIP/1010"#
         ));
         let c = load(&output(&i));
         assert_eq!(c.device("1008").unwrap().dial, "PJSIP/1008");

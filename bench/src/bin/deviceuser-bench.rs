@@ -1060,14 +1060,14 @@ fn hint_scale_conf(users: usize) -> String {
 /// Runs `op` while another AMI session asks `core show hints` every 100 ms; returns how long
 /// `op` took and the longest wait for an answer meanwhile.
 fn with_cli_probe(port: u16, op: impl FnOnce() -> Res<()>) -> Res<(Duration, Duration)> {
-    let mut probe = Ami::connect(port, "off")?;
+    let mut probe = driver_session(port)?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop_probe = Arc::clone(&stop);
     let handle = std::thread::spawn(move || -> Res<Duration> {
         let mut longest = Duration::ZERO;
         while !stop_probe.load(std::sync::atomic::Ordering::Relaxed) {
             let t = Instant::now();
-            probe.command("core show hints")?;
+            probe.try_command("core show hints")?;
             longest = longest.max(t.elapsed());
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -1083,7 +1083,7 @@ fn with_cli_probe(port: u16, op: impl FnOnce() -> Res<()>) -> Res<(Duration, Dur
 
 /// The number `core show hints` ends with ("- N hints registered").
 fn hints_registered(ami: &mut Ami) -> Res<usize> {
-    let out = ami.command("core show hints")?;
+    let out = ami.try_command("core show hints")?;
     out.lines()
         .rev()
         .find_map(|l| {
@@ -1107,13 +1107,9 @@ fn hints_scale(rep: &mut Report) -> Res<()> {
     let largest = sizes.iter().copied().max().unwrap_or(0);
     eprintln!("[bench] hint scale instance: up to {largest} users in hint_context");
     let base = hint_scale_conf(0);
-    let mut inst = Instance::start(Spec {
-        name: "hints-scale",
-        confs: vec![("res_deviceuser.conf", base.clone())],
-        module_noload: true,
-    })?;
-    let conf_path = inst.run.join("etc/res_deviceuser.conf");
-    let mut ami = Ami::connect(inst.ami_port, "off")?;
+    let mut inst = start_instance("hints-scale", vec![("res_deviceuser.conf", base.clone())])?;
+    let conf_path = inst.etc().join("res_deviceuser.conf");
+    let mut ami = driver_session(inst.ami_port)?;
     inst.settle();
     module_op(&mut ami, "load", "res_deviceuser.so")?;
     inst.settle();
@@ -1135,7 +1131,7 @@ fn hints_scale(rep: &mut Report) -> Res<()> {
         let unchanged = t.elapsed();
         inst.settle();
         let t = Instant::now();
-        ami.command("dialplan reload")?;
+        ami.try_command("dialplan reload")?;
         let dialplan = t.elapsed();
         inst.settle();
         fs::write(&conf_path, &base).map_err(|e| e.to_string())?;
