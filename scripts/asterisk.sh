@@ -242,7 +242,6 @@ CONF
 enable = no
 CONF
     printf '[startup_commands]\n' | write_once "$run/etc/cli.conf"
-    printf '[general]\n' | write_once "$run/etc/voicemail.conf"
     local f
     for f in $EMPTY_CONFIGS; do
         printf '; Empty: nothing of %s is configured in this run folder.\n' "$f" | write_once "$run/etc/$f.conf"
@@ -254,6 +253,8 @@ CONF
     for f in "$ROOT"/samples/*.conf; do
         [ -f "$f" ] && sed "s/127\.0\.0\.1:5060/127.0.0.1:$sip_port/g" "$f" | write_once "$run/etc/$(basename "$f")"
     done
+    # voicemail.conf comes from samples/; without it, an empty one.
+    printf '[general]\n' | write_once "$run/etc/voicemail.conf"
     if [ -n "$conf_dir" ]; then
         for f in "$conf_dir"/*.conf; do
             [ -f "$f" ] && sed "s/127\.0\.0\.1:5060/127.0.0.1:$sip_port/g" "$f" > "$run/etc/$(basename "$f")"
