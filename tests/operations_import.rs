@@ -139,7 +139,7 @@ fn freepbx_layout_is_installed_as_printed_and_apply_restores_its_logins() {
         "; warning: device 2011: DEVICE/2011/user names \"2001\", who is not a user",
         "; warning: device 2012: default_user \"2001\\n[6666]\\ntype = user\\npassword = 0000\" is not a user",
         "; warning: device 2012 is fixed in FreePBX but has no valid default user; imported as adhoc",
-        "; warning: device 1007: dial string 'PJSIP/10 07' contains a space (expected Tech/resource, e.g. PJSIP/1007); using PJSIP/1007",
+        "; warning: device 1007: dial string \"PJSIP/10 07\" contains a space (expected Tech/resource, e.g. PJSIP/1007); using PJSIP/1007",
         "; warning: device 1003: dial SIP/1003 needs chan_sip, which Asterisk 22 does not have",
         "; warning: device 1004: dial IAX2/1004 needs chan_iax2, which may not be loaded",
         "; warning: device 1005 has no type in FreePBX; imported as adhoc",
@@ -224,7 +224,7 @@ fn freepbx_layout_is_installed_as_printed_and_apply_restores_its_logins() {
     );
     let (_, log) = reload(&ast, 2);
     let refusal = format!(
-        "res_deviceuser.conf line {line}: [1007] dial: dial string 'PJSIP/10 07' contains a space"
+        "res_deviceuser.conf line {line}: [1007] dial: dial string \"PJSIP/10 07\" contains a space"
     );
     assert!(log.contains(&refusal), "no {refusal:?} in:\n{log}");
     assert!(log.contains("keeping the running configuration"), "{log}");
