@@ -378,8 +378,9 @@ fn a_language_that_is_not_a_language_tag_is_refused_with_file_line_and_value() {
         .conf("res_deviceuser.conf", &conf)
         .start();
     assert!(!module_running(&ast), "the module must decline the file");
-    let want =
-        format!("res_deviceuser.conf line {line}: [4199] language: 'xx yy' is not a language tag");
+    let want = format!(
+        "res_deviceuser.conf line {line}: [4199] language: \"xx yy\" is not a language tag"
+    );
     assert!(
         ast.log()
             .lines()
@@ -404,8 +405,9 @@ fn a_language_that_is_not_a_language_tag_is_refused_with_file_line_and_value() {
         "{}",
         ast.log_since(mark)
     );
-    let want =
-        format!("res_deviceuser.conf line {line}: [4199] language: '../en' is not a language tag");
+    let want = format!(
+        "res_deviceuser.conf line {line}: [4199] language: \"../en\" is not a language tag"
+    );
     assert!(
         ast.log_since(mark).contains(&want),
         "{}",
@@ -424,14 +426,14 @@ fn log_lines_name_the_module_once() {
     ast.write_conf("res_deviceuser.conf", &conf);
     let mark = ast.log_mark();
     ast.cli("module reload res_deviceuser.so");
-    assert!(ast.wait_log_since(mark, "unknown option 'colour'", Duration::from_secs(5)));
+    assert!(ast.wait_log_since(mark, "unknown option \"colour\"", Duration::from_secs(5)));
     // full.log and the console (stdout.log: the format of `asterisk -r` and of the console
     // that scripts/run.sh opens) both name the module once.
     let console = ast.stdout_log();
     for (name, text) in [("full.log", ast.log_since(mark)), ("console", console)] {
         let line = text
             .lines()
-            .find(|l| l.contains("unknown option 'colour'"))
+            .find(|l| l.contains("unknown option \"colour\""))
             .unwrap_or_else(|| panic!("no warning on the {name}:\n{text}"));
         assert_eq!(line.matches("res_deviceuser:").count(), 1, "{name}: {line}");
     }
