@@ -187,10 +187,6 @@ fn freepbx_layout_is_installed_as_printed_and_apply_restores_its_logins() {
     );
     let refused = ast.cli("deviceuser login 6666 1002");
     assert!(refused.contains("no such user"), "{refused}");
-    let hint = ast.cli("core show hint 4102");
-    assert!(hint.contains("4102@deviceuser-hints"), "{hint}");
-    assert!(hint.contains("DeviceUser:4102"), "{hint}");
-
     let out = ast.cli("deviceuser import freepbx apply");
     assert!(out.contains("; already in place: 2010 on 2010\n"), "{out}");
     for (user, device) in FREEPBX_LOGINS.iter().filter(|(u, _)| *u != "2010") {
@@ -208,6 +204,17 @@ fn freepbx_layout_is_installed_as_printed_and_apply_restores_its_logins() {
         want,
         "every login FreePBX had, and no other"
     );
+    // A user logged in has a hint of their own in hint_context.
+    assert!(
+        common::wait_until(Duration::from_secs(15), || ast
+            .cli("core show hint 4102")
+            .contains("DeviceUser:4102")),
+        "{}",
+        ast.cli("core show hint 4102")
+    );
+    assert!(ast
+        .cli("core show hint 4102")
+        .contains("4102@deviceuser-hints"));
 
     let again = ast.cli("deviceuser import freepbx apply");
     assert_eq!(again.matches("; already in place: ").count(), 5, "{again}");
