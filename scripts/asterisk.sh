@@ -51,7 +51,7 @@ exec_or_run() { "$@"; }
 # and adds its configuration file.
 UNCONFIGURED_MODULES="
 app_agent_pool app_alarmreceiver app_amd app_confbridge app_page app_festival app_followme
-app_minivm app_queue app_adsiprog app_getcpeid res_adsi
+app_minivm app_adsiprog app_getcpeid res_adsi
 res_parking res_pjsip_notify res_pjsip_phoneprov_provider
 res_calendar res_calendar_caldav res_calendar_ews res_calendar_exchange res_calendar_icalendar
 res_odbc res_odbc_transaction res_config_odbc func_odbc cdr_odbc cel_odbc cdr_adaptive_odbc
@@ -253,6 +253,8 @@ CONF
     for f in "$ROOT"/samples/*.conf; do
         [ -f "$f" ] && sed "s/127\.0\.0\.1:5060/127.0.0.1:$sip_port/g" "$f" | write_once "$run/etc/$(basename "$f")"
     done
+    # voicemail.conf comes from samples/; without it, an empty one.
+    printf '[general]\n' | write_once "$run/etc/voicemail.conf"
     if [ -n "$conf_dir" ]; then
         for f in "$conf_dir"/*.conf; do
             [ -f "$f" ] && sed "s/127\.0\.0\.1:5060/127.0.0.1:$sip_port/g" "$f" > "$run/etc/$(basename "$f")"

@@ -92,6 +92,8 @@ enum Attempt {
 enum Retry {
     User,
     Pin,
+    /// The user is logged in elsewhere: ask for another user.
+    OtherUser,
 }
 
 impl<'a> LoginCall<'a> {
@@ -169,6 +171,9 @@ impl<'a> LoginCall<'a> {
                             password_prompt =
                                 self.general.prompt(&prompts::RETRY_PASSWORD).to_string()
                         }
+                        Retry::OtherUser => {
+                            user_prompt = self.general.prompt(&prompts::DENIED).to_string()
+                        }
                     }
                 }
             }
@@ -204,6 +209,18 @@ impl<'a> LoginCall<'a> {
                 return Attempt::Done(status);
             }
         }
+        // The PIN is asked in the user's language; a failed attempt goes back to the
+        // channel's.
+        let language = LanguageFor::user(self.chan, user.as_ref());
+        let attempt = self.after_user(&user_id, user, password_prompt);
+        if !matches!(attempt, Attempt::Done(LoginStatus::Success)) {
+            language.restore();
+        }
+        attempt
+    }
+
+    /// The rest of an attempt, once the user number is known.
+    fn after_user(&self, user_id: &str, user: Option<User>, password_prompt: &str) -> Attempt {
         let pin = match self
             .given_pin
             .clone()
@@ -214,7 +231,7 @@ impl<'a> LoginCall<'a> {
             Entry::Value(p) => p,
         };
         let Some(user) = user else {
-            let shown = shown(&user_id);
+            let shown = shown(user_id);
             login_failed(
                 self.inst.state(),
                 Some(self.chan),
@@ -236,7 +253,17 @@ impl<'a> LoginCall<'a> {
         if !ok {
             return self.retry_or_refuse(LoginStatus::Failed);
         }
-        Attempt::Done(self.commit(&user))
+        match self.commit(&user) {
+            // Another user may log in here; unless the dialplan gave the user.
+            LoginStatus::Denied if self.given_user.is_none() => {
+                Attempt::Retry(LoginStatus::Denied, Retry::OtherUser)
+            }
+            LoginStatus::Denied => {
+                play(self.chan, &self.general, &prompts::REFUSED);
+                Attempt::Done(LoginStatus::Denied)
+            }
+            status => Attempt::Done(status),
+        }
     }
 
     /// A user who cannot log in whatever the PIN: no password, or locked out.
@@ -254,7 +281,7 @@ impl<'a> LoginCall<'a> {
             log::warning(&format!(
                 "UserLogin on device {shown_device}: user {shown_user} has no password and cannot log in"
             ));
-            play(self.chan, &self.general, &prompts::REFUSED);
+            play(self.chan, &self.general, &prompts::NO_PASSWORD);
             return Some(LoginStatus::NoPassword);
         }
         if let Err(left) = self.inst.state().lockout().check(&u.id, now()) {
@@ -268,7 +295,7 @@ impl<'a> LoginCall<'a> {
             log::warning(&format!(
                 "UserLogin on device {shown_device}: user {shown_user} is locked out for {left} more seconds after repeated wrong PINs"
             ));
-            play(self.chan, &self.general, &prompts::REFUSED);
+            play(self.chan, &self.general, &prompts::LOCKED);
             return Some(LoginStatus::Locked);
         }
         None
@@ -316,7 +343,7 @@ impl<'a> LoginCall<'a> {
             ));
         }
         if locked_before || locked_now {
-            play(self.chan, &self.general, &prompts::REFUSED);
+            play(self.chan, &self.general, &prompts::LOCKED);
             return Some(LoginStatus::Locked);
         }
         None
@@ -369,7 +396,10 @@ impl<'a> LoginCall<'a> {
                     value(&user.id),
                     value(device)
                 ));
-                play(self.chan, &self.general, &prompts::REFUSED);
+                // A denied login's prompt is chosen by the attempt (ask again or not).
+                if !matches!(e, LoginError::Denied) {
+                    play(self.chan, &self.general, &prompts::REFUSED);
+                }
                 status_of(&e)
             }
         }
@@ -408,9 +438,23 @@ fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> LogoutStatus {
                 return LogoutStatus::Failed;
             };
             let r = inst.logout_device(Origin::Phone, Some(chan), &device.id, Reason::Manual);
-            // Answered either way: "logged off" is also true of a device nobody was on.
+            // Answered either way: "logged off" is also true of a device nobody was on; a
+            // fixed device says nothing changed. The confirmation is in the language of the
+            // user who logged out.
             if chan.answer().is_ok() {
-                play(chan, &snap.config().general, &prompts::LOGGED_OFF);
+                let general = &snap.config().general;
+                match &r {
+                    Err(LogoutError::FixedDevice) => play(chan, general, &prompts::FIXED_LOGOUT),
+                    Ok(c) => {
+                        let gone = c
+                            .removed
+                            .first()
+                            .and_then(|(b, _)| snap.config().user(&b.user));
+                        let _language = LanguageFor::user(chan, gone);
+                        play(chan, general, &prompts::LOGGED_OFF);
+                    }
+                    Err(_) => play(chan, general, &prompts::LOGGED_OFF),
+                }
             }
             r
         }
@@ -425,6 +469,38 @@ fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> LogoutStatus {
                 LogoutError::NoSuchUser => LogoutStatus::NoUser,
                 LogoutError::NoSuchDevice => LogoutStatus::Failed,
             }
+        }
+    }
+}
+
+/// The channel's language set to a user's while prompts for them play; [`restore`] (or
+/// nothing, when the call goes on in the user's language) after.
+///
+/// [`restore`]: LanguageFor::restore
+struct LanguageFor<'a> {
+    chan: &'a Channel,
+    /// The channel's language before, if it was changed.
+    before: Option<String>,
+}
+
+impl<'a> LanguageFor<'a> {
+    fn user(chan: &'a Channel, user: Option<&User>) -> LanguageFor<'a> {
+        let lang = user
+            .and_then(|u| u.language.as_deref())
+            .filter(|l| !l.is_empty());
+        let before = lang.and_then(|l| {
+            let before = chan.language();
+            (before != l).then(|| {
+                chan.set_language(l);
+                before
+            })
+        });
+        LanguageFor { chan, before }
+    }
+
+    fn restore(self) {
+        if let Some(l) = &self.before {
+            self.chan.set_language(l);
         }
     }
 }

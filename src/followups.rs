@@ -276,7 +276,10 @@ fn work(state: &State, queues: &mut QueueMembers, mwi: &mut DeviceMwi, batch: Ve
             Job::Ari(events) => {
                 for (app, json) in events {
                     if !crate::host::ari::send(&app, &json) {
-                        log::debug(&format!("ARI event not delivered to application {app}"));
+                        log::debug(&format!(
+                            "ARI event not delivered to application {}",
+                            deviceuser_core::logtext::value(&app)
+                        ));
                     }
                 }
             }

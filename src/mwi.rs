@@ -8,6 +8,7 @@
 //! whose user changed, the MWI subscription each change of a mailbox's state.
 use std::collections::{BTreeSet, HashMap};
 
+use deviceuser_core::logtext::value;
 use deviceuser_core::Snapshot;
 
 use crate::host::mwi::{inbox_count, mailbox_exists, voicemail_loaded, Counts, Publisher};
@@ -107,7 +108,8 @@ impl DeviceMwi {
         self.warned.remove("");
         if mailbox_exists(mailbox) == Some(false) && self.warned.insert(mailbox.to_string()) {
             log::warning(&format!(
-                "mailbox {mailbox} is not in voicemail.conf: the devices of its user show no messages"
+                "mailbox {} is not in voicemail.conf: the devices of its user show no messages",
+                value(mailbox)
             ));
         }
         inbox_count(mailbox).unwrap_or_default()
@@ -126,7 +128,8 @@ impl DeviceMwi {
             None => {
                 let Some(p) = Publisher::new(&device_mailbox(device)) else {
                     log::warning(&format!(
-                        "cannot publish message waiting for device {device}"
+                        "cannot publish message waiting for device {}",
+                        value(device)
                     ));
                     return;
                 };
@@ -137,7 +140,8 @@ impl DeviceMwi {
             self.shown.insert(device.to_string(), counts);
             log::verbose_with(4, || {
                 format!(
-                    "device {device}: message waiting {} ({} new, {} old)",
+                    "device {}: message waiting {} ({} new, {} old)",
+                    value(device),
                     if counts.new > 0 { "on" } else { "off" },
                     counts.new,
                     counts.old

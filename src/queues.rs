@@ -10,7 +10,7 @@
 //! late, a `kill -9` between a commit and its queue action).
 use std::collections::{BTreeMap, BTreeSet};
 
-use deviceuser_core::logtext::quoted;
+use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::queues::{
     ami_fields, applied, member_interface, members_in_status, outcome, parse_ami_messages, plan,
     Action, Member, Outcome, Wanted,
@@ -98,7 +98,9 @@ impl QueueMembers {
         }
         for (user, queue) in previous.difference(&self.failed) {
             log::notice(&format!(
-                "queue {queue}: user {user}'s membership is as the bindings say now"
+                "queue {}: user {}'s membership is as the bindings say now",
+                value(queue),
+                value(user)
             ));
         }
     }
@@ -125,7 +127,8 @@ impl QueueMembers {
             let fields = ami_fields(&action, user, &name);
             let Some(text) = send_action(&fields) else {
                 log::warning(&format!(
-                    "app_queue is not loaded: the queue membership of user {user} is applied once it is"
+                    "app_queue is not loaded: the queue membership of user {} is applied once it is",
+                    value(user)
                 ));
                 self.loaded = Some(false);
                 return;
@@ -152,8 +155,9 @@ impl QueueMembers {
                     self.failed.insert(key.clone());
                     if !previous.contains(&key) {
                         log::warning(&format!(
-                            "queue {}: no such queue in app_queue (queues.conf): user {user} joins it once it exists",
-                            action.queue()
+                            "queue {}: no such queue in app_queue (queues.conf): user {} joins it once it exists",
+                            value(action.queue()),
+                            value(user)
                         ));
                     }
                 }
@@ -182,18 +186,28 @@ fn describe(action: &Action, user: &str) -> String {
             penalty,
             paused,
         } => format!(
-            "queue {queue}: user {user} added as {interface} (penalty {penalty}{})",
+            "queue {}: user {} added as {} (penalty {penalty}{})",
+            value(queue),
+            value(user),
+            value(interface),
             if *paused { ", paused" } else { "" }
         ),
-        Action::Remove { queue, interface } => {
-            format!("queue {queue}: user {user} removed ({interface})")
-        }
+        Action::Remove { queue, interface } => format!(
+            "queue {}: user {} removed ({})",
+            value(queue),
+            value(user),
+            value(interface)
+        ),
         Action::Pause { queue, paused, .. } => format!(
-            "queue {queue}: user {user} {}",
+            "queue {}: user {} {}",
+            value(queue),
+            value(user),
             if *paused { "paused" } else { "unpaused" }
         ),
-        Action::Penalty { queue, penalty, .. } => {
-            format!("queue {queue}: user {user}'s penalty set to {penalty}")
-        }
+        Action::Penalty { queue, penalty, .. } => format!(
+            "queue {}: user {}'s penalty set to {penalty}",
+            value(queue),
+            value(user)
+        ),
     }
 }

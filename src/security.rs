@@ -5,7 +5,7 @@
 //! `res_security_log`, fail2ban's asterisk filter), and the failed-logins metric. The reason
 //! is a fixed token ([`LoginFailure`]) with the human text beside it. Never carries a PIN.
 use deviceuser_core::failure::LoginFailure;
-use deviceuser_core::logtext::quoted;
+use deviceuser_core::logtext::{quoted, value};
 
 use crate::host::channel::Channel;
 use crate::host::security::{self, Kind, Report};
@@ -72,7 +72,10 @@ fn security_event(chan: &Channel, account: &str, failure: LoginFailure) {
     });
     if !reported {
         log::debug(&format!(
-            "no security event for {session}: addresses '{local}', '{remote}' not understood"
+            "no security event for {}: addresses {} and {} not understood",
+            value(&session),
+            quoted(&local),
+            quoted(&remote)
         ));
     }
 }

@@ -189,7 +189,7 @@ fn a_fixed_phone_cannot_log_in() {
         !log.contains("Playing 'agent-user."),
         "a fixed phone was asked for a user:\n{log}"
     );
-    assert!(log.contains("Playing 'vm-isunavail."), "{log}");
+    assert!(log.contains("Playing 'feature-not-avail-line."), "{log}");
     assert_eq!(hd::user_on(&ast, "2010").as_deref(), Some("2010"));
 }
 

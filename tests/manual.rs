@@ -128,11 +128,11 @@ fn the_xml_documents_the_statuses_and_prompts_of_the_code() {
     let listed = attrs(enums, "enum", "name");
     let played: Vec<&str> = PROMPTS
         .iter()
-        .filter(|p| **p != apps::LOGGED_OFF)
+        .filter(|p| !apps::played_by_logout(p))
         .map(|p| p.option)
         .collect();
     assert_eq!(listed, played);
-    for p in PROMPTS.iter().filter(|p| **p != apps::LOGGED_OFF) {
+    for p in PROMPTS.iter().filter(|p| !apps::played_by_logout(p)) {
         let item = block(enums, &format!("<enum name=\"{}\">", p.option), "</enum>");
         let named: Vec<String> = literals(item)
             .into_iter()
@@ -142,14 +142,10 @@ fn the_xml_documents_the_statuses_and_prompts_of_the_code() {
     }
     let user_logout = block(&xml, "<application name=\"UserLogout\"", "</application>");
     let said = literals(user_logout);
-    assert!(
-        said.iter().any(|l| l == apps::LOGGED_OFF.option),
-        "{said:?}"
-    );
-    assert!(
-        said.iter().any(|l| l == apps::LOGGED_OFF.default),
-        "{said:?}"
-    );
+    for p in [apps::LOGGED_OFF, apps::FIXED_LOGOUT] {
+        assert!(said.iter().any(|l| l == p.option), "{said:?}");
+        assert!(said.iter().any(|l| l == p.default), "{said:?}");
+    }
 
     // No other sound file is named in the applications' documentation.
     let en = sound_names("en_US_f_Allison");
@@ -214,10 +210,13 @@ fn the_readme_documents_the_statuses_and_prompts_of_the_code() {
             .unwrap_or_else(|| panic!("no README row for {}", p.option));
         assert!(line.ends_with(tail), "{line}\nshould end with {tail}");
     }
-    assert!(
-        logout.contains(&format!("`{}`", apps::LOGGED_OFF.option)),
-        "UserLogout names its prompt"
-    );
+    for p in [apps::LOGGED_OFF, apps::FIXED_LOGOUT] {
+        assert!(
+            logout.contains(&format!("`{}`", p.option)),
+            "UserLogout names its prompt {}",
+            p.option
+        );
+    }
 }
 
 /// The string literals of a Rust source, without comments.

@@ -145,7 +145,6 @@ fn freepbx_layout_is_installed_as_printed_and_apply_restores_its_logins() {
         "; warning: device 1005 has no type in FreePBX; imported as adhoc",
         "; warning: device 1006: type \"hotdesk\" is neither fixed nor adhoc; imported as adhoc",
         "; warning: device 1005 has no dial string in FreePBX; using PJSIP/1005",
-        "; warning: device 1000: emergency_cid \"\\\"Main office\\\" <5550100>\" not carried over",
         "; warning: user 4105 has no password in FreePBX: cannot log in from a phone",
     ] {
         assert!(out.contains(warning), "no {warning:?} in:\n{out}");
@@ -155,6 +154,10 @@ fn freepbx_layout_is_installed_as_printed_and_apply_restores_its_logins() {
         "{out}"
     );
     assert!(out.contains("\nhint_context = deviceuser-hints\n"), "{out}");
+    assert!(
+        out.contains("\nemergency_callerid = \"Main office\" <5550100>\n"),
+        "{out}"
+    );
     assert!(out.contains("fullname = Smith\\; Front desk\n"), "{out}");
     assert!(
         out.lines().last() == Some("; 11 devices, 5 users, 5 logins found"),

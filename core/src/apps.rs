@@ -46,14 +46,37 @@ pub const RETRY_PASSWORD: Prompt = Prompt {
     when: "after a wrong PIN for a user given by the dialplan, asks for the PIN again",
     says: "Password incorrect. Please enter your password followed by the pound key.",
 };
-/// A login refused with nothing more to ask: no password, locked out, denied, or a wrong
-/// PIN given by the dialplan.
+/// A login refused with nothing more to ask: a wrong PIN or user given by the dialplan, or
+/// a user logged in elsewhere given by the dialplan.
 pub const REFUSED: Prompt = Prompt {
     option: "login_refused_prompt",
     default: "vm-incorrect",
-    when: "the login is refused and nothing more is asked (no password, locked out, \
-           multiple_logins = no, a wrong PIN given by the dialplan)",
+    when: "the login is refused and nothing more is asked (a wrong PIN given by the \
+           dialplan; multiple_logins = no for a user given by the dialplan)",
     says: "Login incorrect.",
+};
+/// The user is locked out after repeated wrong PINs.
+pub const LOCKED: Prompt = Prompt {
+    option: "locked_prompt",
+    default: "im-sorry&disabled&vm-goodbye",
+    when: "the user is locked out after repeated wrong PINs (max_login_failures)",
+    says: "I'm sorry. Disabled. Goodbye.",
+};
+/// The user is logged in on another device and `multiple_logins = no`.
+pub const DENIED: Prompt = Prompt {
+    option: "denied_prompt",
+    default: "agent-alreadyon",
+    when: "the user is logged in on another device (multiple_logins = no); asks for \
+           another user number",
+    says: "That agent is already logged on. Please enter your agent number followed by the \
+           pound key.",
+};
+/// The user has no password, so cannot log in from a phone.
+pub const NO_PASSWORD: Prompt = Prompt {
+    option: "no_password_prompt",
+    default: "feature-not-avail-line&vm-goodbye",
+    when: "the user has no password (logins from phones are off for them)",
+    says: "This feature is not available on this line. Goodbye.",
 };
 /// The last attempt failed.
 pub const GIVE_UP: Prompt = Prompt {
@@ -72,9 +95,9 @@ pub const LOGGED_IN: Prompt = Prompt {
 /// A fixed device refuses logins.
 pub const FIXED_DEVICE: Prompt = Prompt {
     option: "fixed_device_prompt",
-    default: "vm-isunavail&vm-goodbye",
+    default: "feature-not-avail-line&vm-goodbye",
     when: "UserLogin on a fixed device",
-    says: "is unavailable. Goodbye.",
+    says: "This feature is not available on this line. Goodbye.",
 };
 /// `UserLogout()` on a device.
 pub const LOGGED_OFF: Prompt = Prompt {
@@ -84,18 +107,35 @@ pub const LOGGED_OFF: Prompt = Prompt {
     says: "Agent logged off.",
 };
 
+/// `UserLogout()` on a fixed device: nothing changed.
+pub const FIXED_LOGOUT: Prompt = Prompt {
+    option: "fixed_logout_prompt",
+    default: "feature-not-avail-line&vm-goodbye",
+    when: "UserLogout() on a fixed device (its user stays)",
+    says: "This feature is not available on this line. Goodbye.",
+};
+
 /// Every prompt, in the order a caller meets them.
-pub const PROMPTS: [Prompt; 9] = [
+pub const PROMPTS: [Prompt; 13] = [
     USER,
     PASSWORD,
     RETRY_USER,
     RETRY_PASSWORD,
     REFUSED,
+    LOCKED,
+    DENIED,
+    NO_PASSWORD,
     GIVE_UP,
     LOGGED_IN,
     FIXED_DEVICE,
     LOGGED_OFF,
+    FIXED_LOGOUT,
 ];
+
+/// Whether `UserLogout()` plays the prompt (the others are `UserLogin()`'s).
+pub fn played_by_logout(p: &Prompt) -> bool {
+    *p == LOGGED_OFF || *p == FIXED_LOGOUT
+}
 
 /// The sound files of a prompt value (`im-sorry&vm-goodbye`), in order.
 pub fn files(value: &str) -> impl Iterator<Item = &str> {

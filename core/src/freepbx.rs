@@ -6,8 +6,8 @@
 //! - `DEVICE/<d>/type` is `fixed` or `adhoc`; anything else allows logins, as adhoc does.
 //!   `dial` is `TECH/<d>` (`PJSIP/`, `SIP/`, `IAX2/`, ...). `user` is the user logged in now
 //!   or `none`; `default_user` is a user or `none`, for adhoc devices too (a logout logs the
-//!   default user back in, as here). `emergency_cid` may be there; a description never is
-//!   (it lives in FreePBX's SQL database).
+//!   default user back in, as here). `emergency_cid` may be there (it becomes
+//!   `emergency_callerid`); a description never is (it lives in FreePBX's SQL database).
 //! - `AMPUSER/<u>/password` (empty: the user cannot log in), `cidname`, `cidnum`,
 //!   `language`, `device` (an `&`-list; `addUser` sets it to the user's own number even when
 //!   no such device exists), and many keys of other features, some deeper
@@ -25,7 +25,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::{dial_problem, id_problem, language_problem, DeviceMode, MultipleLogins};
+use crate::config::{
+    dial_problem, id_problem, language_problem, parse_callerid, DeviceMode, MultipleLogins,
+};
 use crate::table::Snapshot;
 use crate::text::{self, Place};
 
@@ -40,6 +42,8 @@ pub struct ImportedDevice {
     pub dial: String,
     pub default_user: Option<String>,
     pub description: Option<String>,
+    /// FreePBX's `emergency_cid`, as `emergency_callerid`.
+    pub emergency_callerid: Option<String>,
     /// `PJSIP/<id>`, offered in a comment for a `SIP/` or `IAX2/` device.
     pub pjsip_offer: Option<String>,
 }
@@ -277,13 +281,26 @@ pub fn import(entries: &[(String, String)]) -> Import {
                 }
             },
         };
-        if let Some(cid) = fields.get("emergency_cid").filter(|v| !v.is_empty()) {
-            w.push(format!(
-                "device {id}: emergency_cid {} not carried over: res_deviceuser has no \
-                 emergency caller ID (set it on the endpoint or in the outbound route)",
-                quoted(cid)
-            ));
-        }
+        let emergency_callerid = match fields.get("emergency_cid").copied() {
+            None | Some("") => None,
+            Some(v) => match (parse_callerid(v), text::escape(v, Place::Value)) {
+                (Ok(_), Ok(_)) => Some(v.trim().to_string()),
+                (Err(e), _) => {
+                    w.push(format!(
+                        "device {id}: emergency_cid {} not carried over: {e}",
+                        quoted(v)
+                    ));
+                    None
+                }
+                (_, Err(e)) => {
+                    w.push(format!(
+                        "device {id}: emergency_cid {} not carried over: it {e}",
+                        quoted(v)
+                    ));
+                    None
+                }
+            },
+        };
         let user = fields.get("user").copied().unwrap_or("");
         if !user.is_empty() && user != "none" {
             device_users.push((id, user));
@@ -294,6 +311,7 @@ pub fn import(entries: &[(String, String)]) -> Import {
             dial,
             default_user,
             description,
+            emergency_callerid,
             pjsip_offer,
         });
     }
@@ -517,6 +535,9 @@ pub fn render_output(import: &Import, plan: &[PlannedLogin], applied: bool) -> S
         if let Some(v) = &d.default_user {
             o.set("default_user", v);
         }
+        if let Some(v) = &d.emergency_callerid {
+            o.set("emergency_callerid", v);
+        }
     }
     for u in &import.users {
         o.blank();
@@ -697,7 +718,6 @@ mod tests {
             "device 2011: default_user \"2001\" is not a user",
             "device 2011 is fixed in FreePBX but has no valid default user; imported as adhoc",
             "device 2011: DEVICE/2011/user names \"2001\", who is not a user",
-            "device 1000: emergency_cid \"\\\"Main office\\\" <5550100>\" not carried over",
             "user 4105 has no password in FreePBX: cannot log in from a phone",
         ] {
             assert!(
@@ -706,7 +726,12 @@ mod tests {
                 i.warnings
             );
         }
-        assert_eq!(i.warnings.len(), 6, "{:#?}", i.warnings);
+        assert_eq!(i.warnings.len(), 5, "{:#?}", i.warnings);
+        assert_eq!(
+            c.device("1000").unwrap().emergency_callerid.as_deref(),
+            Some("\"Main office\" <5550100>"),
+            "emergency_cid carried over"
+        );
         assert_eq!(c.device("2011").unwrap().mode, DeviceMode::Adhoc);
         assert_eq!(c.device("1001").unwrap().default_user, None);
     }
@@ -736,7 +761,7 @@ mod tests {
     #[test]
     fn every_written_field_round_trips_or_is_refused() {
         // (field key in AstDB, where it lands) for devices and users.
-        let device_fields = ["dial", "description", "default_user"];
+        let device_fields = ["dial", "description", "default_user", "emergency_cid"];
         let user_fields = ["password", "cidname", "cidnum", "language"];
         for bad in HOSTILE {
             for shape in ["{}x", "x{}y", "x{}"] {
@@ -760,6 +785,9 @@ mod tests {
                     let got = c.device("1000").map(|d| match field {
                         "dial" => d.dial.to_string(),
                         "description" => d.description.to_string(),
+                        "emergency_cid" => {
+                            d.emergency_callerid.as_deref().unwrap_or("").to_string()
+                        }
                         _ => d.default_user.as_deref().unwrap_or("").to_string(),
                     });
                     let kept = got.as_deref() == Some(given.trim());

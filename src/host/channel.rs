@@ -30,6 +30,12 @@ impl Channel {
         unsafe { from_c(sys::ast_channel_name(self.ptr)) }.unwrap_or_default()
     }
 
+    /// The channel's language (`CHANNEL(language)`).
+    pub fn language(&self) -> String {
+        // SAFETY: live channel; the language is a NUL-terminated string field of it.
+        unsafe { from_c(sys::ast_channel_language(self.ptr)) }.unwrap_or_default()
+    }
+
     pub fn set_language(&self, language: &str) {
         let l = cstring(language);
         // SAFETY: live channel; Asterisk copies the string. The language is a channel string
