@@ -36,10 +36,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::ami::{act, stem, Ami, Burst};
-use crate::instance::{Instance, Spec};
 use crate::ms;
-use crate::sip::{self, Watcher};
+use crate::start_instance;
+use deviceuser_kit::ami::{act, stem, Ami, Burst};
+use deviceuser_kit::sip::{self, Watcher};
+use deviceuser_kit::Asterisk;
 
 type Res<T> = Result<T, String>;
 
@@ -442,7 +443,7 @@ pub struct PairRun {
 }
 
 struct Ctx<'a> {
-    inst: &'a Instance,
+    inst: &'a Asterisk,
     driver: &'a mut Ami,
     events: &'a Unfiltered,
     watch_module: Option<&'a Watcher>,
@@ -454,7 +455,7 @@ struct Ctx<'a> {
 const PROVIDER_QUERIES: &str = "Provider queries (DeviceUser: states Asterisk asked for)";
 
 fn stats_counter(ami: &mut Ami, name: &str) -> Res<u64> {
-    let out = ami.command("deviceuser show stats summary")?;
+    let out = ami.try_command("deviceuser show stats summary")?;
     out.lines()
         .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.trim().parse().ok())
@@ -594,7 +595,7 @@ impl Ctx<'_> {
 /// Login+logout of the idle users on devices `e<n>`, then the Setvar pairs of Asterisk's
 /// hinted devices `Custom:d<N+n>` (→ INUSE, → NOT_INUSE), each
 /// measured from an idle Asterisk until idle.
-fn pairs_round(inst: &Instance, driver: &mut Ami, session_tid: u32) -> Res<(PairRun, PairRun)> {
+fn pairs_round(inst: &Asterisk, driver: &mut Ami, session_tid: u32) -> Res<(PairRun, PairRun)> {
     let logins: Vec<_> = (1..=PAIRS)
         .map(|n| {
             act(&[
@@ -673,7 +674,7 @@ fn perf_stop(child: &mut std::process::Child) {
 
 /// Asterisk's extension matcher: the trie (`true`) or the default walk (`false`).
 fn set_matcher(ami: &mut Ami, trie: bool) -> Res<()> {
-    let out = ami.command(&format!("dialplan set extenpatternmatchnew {trie}"))?;
+    let out = ami.try_command(&format!("dialplan set extenpatternmatchnew {trie}"))?;
     let want = if trie {
         "NEW pattern match"
     } else {
@@ -685,7 +686,7 @@ fn set_matcher(ami: &mut Ami, trie: bool) -> Res<()> {
     Ok(())
 }
 
-fn module_threads(inst: &Instance) -> Vec<u32> {
+fn module_threads(inst: &Asterisk) -> Vec<u32> {
     ["devuser-commit", "devuser-policy"]
         .iter()
         .flat_map(|n| inst.threads_named(n))
@@ -693,7 +694,7 @@ fn module_threads(inst: &Instance) -> Vec<u32> {
 }
 
 /// The thread serving a session: the busiest one in a burst of Pings on it.
-fn session_thread(inst: &Instance, ami: &mut Ami) -> Res<u32> {
+fn session_thread(inst: &Asterisk, ami: &mut Ami) -> Res<u32> {
     let pings: Vec<_> = (0..2000).map(|_| act(&[("Action", "Ping")])).collect();
     inst.settle();
     let before = inst.thread_cpu_ns();
@@ -708,7 +709,7 @@ fn session_thread(inst: &Instance, ami: &mut Ami) -> Res<u32> {
 
 /// The thread serving the unfiltered session: the busiest one while it receives a burst of
 /// `UserEvent`s sent on the driver's session, other than the driver's.
-fn events_thread(inst: &Instance, ami: &mut Ami, driver_tid: u32) -> Res<u32> {
+fn events_thread(inst: &Asterisk, ami: &mut Ami, driver_tid: u32) -> Res<u32> {
     let events: Vec<_> = (0..2000)
         .map(|n| {
             act(&[
@@ -740,24 +741,24 @@ pub const PAIR_ROUNDS: usize = 3;
 pub fn repetition(rep: usize, cycles: usize) -> Res<Repetition> {
     eprintln!(
         "[bench] e2e instance {rep} ({}): {N} users on Custom:m<n> + {IDLE} idle (hints in {MODULE_CONTEXT}), {N} hints on Custom:d<n> in {OWN_CONTEXT}, {FLOOR} floor users",
-        crate::instance::module_file().display()
+        crate::module_file().display()
     );
     // Asterisk scans every hint it has each time it adds one: the boot with these hints takes
     // tens of seconds on a busy machine.
     std::env::set_var("DEVICEUSER_BOOT_TIMEOUT", "600");
-    let mut inst = Instance::start(Spec {
-        name: "e2e",
-        confs: vec![
+    let mut inst = start_instance(
+        "e2e",
+        vec![
             ("res_deviceuser.conf", deviceuser_conf()),
             ("extensions.conf", extensions_conf()),
             ("pjsip.conf", pjsip_conf()),
         ],
-        module_noload: true,
-    })?;
-    let mut driver = Ami::connect(inst.ami_port, "off")?;
+        true,
+    )?;
+    let mut driver = crate::driver_session(inst.ami_port)?;
     inst.settle();
     let t = Instant::now();
-    let r = driver.action(&[
+    let r = driver.try_action(&[
         ("Action", "ModuleLoad"),
         ("Module", "res_deviceuser.so"),
         ("LoadType", "load"),

@@ -13,8 +13,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::ami::{act, Ami};
-use crate::instance::{Instance, Spec};
+use crate::start_instance;
+use deviceuser_kit::ami::{act, Ami};
 
 type Res<T> = Result<T, String>;
 
@@ -136,7 +136,7 @@ impl Variant {
 
 fn dialplan_reload(ami: &mut Ami) -> Res<Duration> {
     let t = Instant::now();
-    let out = ami.command("dialplan reload")?;
+    let out = ami.try_command("dialplan reload")?;
     let d = t.elapsed();
     if !out.contains("Dialplan reloaded") {
         return Err(format!("dialplan reload: {out}"));
@@ -145,7 +145,7 @@ fn dialplan_reload(ami: &mut Ami) -> Res<Duration> {
 }
 
 fn hint_count(ami: &mut Ami) -> Res<usize> {
-    let out = ami.command("core show hints")?;
+    let out = ami.try_command("core show hints")?;
     // The last line: "N hints registered".
     Ok(out
         .lines()
@@ -163,15 +163,17 @@ pub fn variant(h: Hints) -> Res<Variant> {
         _ => (USERS, false),
     };
     std::env::set_var("DEVICEUSER_BOOT_TIMEOUT", "600");
-    let mut inst = Instance::start(Spec {
-        name: "reload",
-        confs: vec![
+    let mut inst = start_instance(
+        "reload",
+        vec![
             ("res_deviceuser.conf", deviceuser_conf(users, hint_context)),
             ("extensions.conf", extensions_conf(h)),
         ],
-        module_noload: !h.module(),
-    })?;
-    let mut ami = Ami::connect(inst.ami_port, "off")?;
+        !h.module(),
+    )?;
+    let mut ami = crate::driver_session(inst.ami_port)?;
+    // 10,000 hints take minutes per `dialplan reload` on a busy 2-core machine.
+    ami.timeout = Duration::from_secs(600);
     inst.settle();
     if let Hints::Pattern(n) = h {
         let asks: Vec<_> = (1..=n)
