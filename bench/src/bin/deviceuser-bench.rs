@@ -2124,7 +2124,7 @@ fn reload_rows(rep: &mut Report, failures: &mut Vec<String>) {
         let r = v.median().as_secs_f64() / b;
         let target = matches!(
             v.hints,
-            reload::Hints::HintContext | reload::Hints::Pattern(_)
+            reload::Hints::HintContext(_) | reload::Hints::Pattern(_)
         );
         rep.row(
             &format!(
@@ -2141,16 +2141,16 @@ fn reload_rows(rep: &mut Report, failures: &mut Vec<String>) {
         );
     }
     for v in &done {
-        let reload::Hints::HintContextOf(n) = v.hints else {
+        let reload::Hints::HintContext(n) = v.hints else {
             continue;
         };
         if let Some(st) = done
             .iter()
-            .find(|x| x.hints == reload::Hints::StaticPhones(n))
+            .find(|x| n > 0 && x.hints == reload::Hints::StaticPhones(n))
         {
             rep.row(
                 &format!(
-                    "4r. `dialplan reload`: the module's {n} hints (`hint_context`) vs as many hints in extensions.conf without the module"
+                    "4r. `dialplan reload`: the module with {n} users logged in (`hint_context`) vs {n} hints in extensions.conf without the module"
                 ),
                 ms(v.median()),
                 ms(st.median()),
