@@ -6,6 +6,7 @@
 //! workspace root only translates between Asterisk's C APIs and these types.
 //!
 //! - [`config`]: validated model of `res_deviceuser.conf`.
+//! - [`console`]: the administration console's API decisions (users, sessions, routes, edits).
 //! - [`dialplan`]: the order Asterisk keeps a context's extensions in.
 //! - [`table`]: the binding table (device ↔ user), lock-free for readers.
 //! - [`pmap`]: the persistent hash map the table's snapshots are made of.
@@ -20,6 +21,7 @@
 pub mod args;
 pub mod astdb;
 pub mod config;
+pub mod console;
 pub mod dialplan;
 pub mod freepbx;
 pub mod idmap;
