@@ -23,3 +23,8 @@
 #include "asterisk/astobj2.h"
 #include "asterisk/paths.h"
 #include "asterisk/taskprocessor.h"
+#include "asterisk/http.h"
+#include "asterisk/http_websocket.h"
+#include "asterisk/tcptls.h"
+#include "asterisk/iostream.h"
+#include "asterisk/json.h"

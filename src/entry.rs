@@ -9,13 +9,14 @@ use std::sync::Arc;
 use snapcell::SnapshotCell;
 
 use crate::host::devstate::provider::{state_provider, Provider};
+use crate::host::http::{self, http_uri};
 use crate::host::register::{
     self, application, cli_command, function, manager_action, AmiAction, App, CliCommand, Function,
     ModuleHandle,
 };
 use crate::host::{guard, log};
 use crate::instance::{Instance, PROVIDER_LABEL};
-use crate::{ami, apps, cli, functions, policy};
+use crate::{ami, apps, cli, console, functions, policy};
 
 /// The loaded module; empty while not loaded. Read lock-free on the device state path. A
 /// static that owns nothing once emptied: statics are not dropped at `dlclose`.
@@ -118,6 +119,26 @@ static AMI_ACTIONS: [AmiAction; 6] = [
     manager_action!(instance, c"DeviceUserDND", ami::dnd),
 ];
 
+/// The administration console, under `http.conf`'s prefix. Longer URIs are matched first:
+/// the live feed's before the subtree of the page and the API.
+static HTTP_URIS: [http::Uri; 2] = [
+    http_uri!(
+        instance,
+        c"deviceuser/ws",
+        c"res_deviceuser console live feed",
+        subtree = false,
+        console::upgrade,
+        websocket = (c"deviceuser", console::feed)
+    ),
+    http_uri!(
+        instance,
+        c"deviceuser",
+        c"res_deviceuser administration console",
+        subtree = true,
+        console::serve
+    ),
+];
+
 const LOAD_SUCCESS: c_int = 0;
 const LOAD_DECLINE: c_int = 1;
 
@@ -158,7 +179,8 @@ fn start(inst: &Arc<Instance>, module: ModuleHandle) -> Result<(), String> {
         &AMI_ACTIONS,
     )?;
     let policy = policy::start(inst)?;
-    inst.attach(provider, registered, policy);
+    let console = http::link(&HTTP_URIS);
+    inst.attach(provider, registered, policy, console);
     Ok(())
 }
 

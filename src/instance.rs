@@ -13,12 +13,15 @@ use deviceuser_core::{
     BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
 };
 
+use crate::access::Access;
 use crate::deferred::Executor;
 use crate::effects::{bound_dials, Effects};
+use crate::feed::FeedSink;
 use crate::host::channel::Channel;
 use crate::host::devstate::follow::{Change as DeviceChange, Follower};
 use crate::host::devstate::provider::Provider;
 use crate::host::devstate::DeviceState;
+use crate::host::http::Linked;
 use crate::host::log;
 use crate::host::register::Registered;
 use crate::host::thread::Worker;
@@ -38,6 +41,8 @@ pub struct Instance {
     follower: Arc<Follower>,
     /// Login and logout prompts running on channels: unload is refused while any is.
     prompts: AtomicUsize,
+    /// The administration console's sessions and edit lock.
+    access: Access,
     running: Mutex<Option<Running>>,
 }
 
@@ -45,6 +50,9 @@ pub struct Instance {
 /// which is the unload order. The fields are held for their `Drop` alone.
 #[allow(dead_code)]
 struct Running {
+    /// The console's HTTP URIs: no new request comes in, open live feeds are closed, and
+    /// requests in flight are waited for.
+    console: Option<ConsoleLinks>,
     /// Applications, functions, CLI commands, AMI actions: no new call comes in.
     registered: Option<Registered>,
     /// The policy timer: no automatic logout starts.
@@ -57,6 +65,18 @@ struct Running {
     executor: StopExecutor,
     /// The journal closed, the module's hints removed, no stale state left published.
     finish: Finish,
+}
+
+struct ConsoleLinks {
+    links: Linked,
+    state: Arc<State>,
+}
+impl Drop for ConsoleLinks {
+    fn drop(&mut self) {
+        self.links.unlink();
+        self.state.feed().close_all();
+        // Dropping the links waits for the requests and feeds still inside the module.
+    }
 }
 
 struct CloseFollower(Arc<Follower>);
@@ -135,6 +155,7 @@ impl Instance {
         let mut pipeline = Pipeline::new(Arc::clone(&executor));
         pipeline.add(Box::new(JournalSink(Arc::clone(&state))));
         pipeline.add(Box::new(AnnounceSink(Arc::clone(&state))));
+        pipeline.add(Box::new(FeedSink(Arc::clone(&state))));
         pipeline.add(Box::new(CelSink));
         pipeline.add(Box::new(CommitLogSink {
             state: Arc::clone(&state),
@@ -147,6 +168,7 @@ impl Instance {
         pipeline.add(Box::new(PersistSink));
         pipeline.add(Box::new(PublishSink));
         let running = Running {
+            console: None,
             registered: None,
             policy: None,
             follower: CloseFollower(Arc::clone(&follower)),
@@ -159,6 +181,7 @@ impl Instance {
             pipeline,
             follower,
             prompts: AtomicUsize::new(0),
+            access: Access::new()?,
             running: Mutex::new(Some(running)),
         }))
     }
@@ -166,7 +189,13 @@ impl Instance {
     /// Keeps what load registered with Asterisk (in the order it was made: provider,
     /// registrations, policy thread), for unload to drop in [`Running`]'s order. Then adds
     /// the owned hints.
-    pub fn attach(&self, provider: Provider, registered: Registered, policy: Worker) {
+    pub fn attach(
+        &self,
+        provider: Provider,
+        registered: Registered,
+        policy: Worker,
+        console: Linked,
+    ) {
         if let Some(r) = self
             .running
             .lock()
@@ -176,6 +205,10 @@ impl Instance {
             r.provider = Some(provider);
             r.registered = Some(registered);
             r.policy = Some(policy);
+            r.console = Some(ConsoleLinks {
+                links: console,
+                state: Arc::clone(&self.state),
+            });
         }
         hint_sync::sync_hints(None, self.snapshot().config());
     }
@@ -192,6 +225,10 @@ impl Instance {
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -316,6 +353,12 @@ impl Instance {
                 .map(str::to_string),
             DeviceState::UNAVAILABLE,
         );
+        self.access
+            .sessions()
+            .reconfigure(|u| new.config().console_users.get(u).map(|c| c.role));
+        self.state
+            .feed()
+            .send(|| vec![deviceuser_core::console::render::config_event()]);
         log::verbose(2, &format!("reloaded {}", config_file::CONFIG_FILE));
         Ok(())
     }

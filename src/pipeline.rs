@@ -31,8 +31,10 @@ pub enum Origin {
     Cli,
     /// The policy timer (`max_login_time`, `shift_end`, `logout_on_unregister`).
     Policy,
-    /// `module reload`.
+    /// `module reload` (and the console's edits of the config file, which reload).
     Reload,
+    /// The administration console.
+    Console,
 }
 
 impl Origin {
@@ -44,6 +46,7 @@ impl Origin {
             Origin::Cli => "cli",
             Origin::Policy => "policy",
             Origin::Reload => "reload",
+            Origin::Console => "console",
         }
     }
 }

@@ -10,6 +10,7 @@ use deviceuser_core::config::USER_STATE_PREFIX;
 use deviceuser_core::{BindingTable, CompactString, Lockout, Snapshot, Stats, Unregistered};
 use rustc_hash::FxHashMap;
 
+use crate::feed::Feed;
 use crate::host::devstate::{self, Aggregate, DeviceState};
 use crate::journal::Journal;
 
@@ -72,6 +73,11 @@ impl State {
         for user in users {
             published.publish(&user, state, false);
         }
+    }
+
+    /// The live feed of commits and user states.
+    pub fn feed(&self) -> &Feed {
+        &self.publisher.feed
     }
 
     /// The text of the whole current state, for the journal.
@@ -152,12 +158,15 @@ pub fn active_users(snap: &Snapshot) -> Vec<String> {
 pub struct Publisher {
     last: Mutex<FxHashMap<CompactString, DeviceState>>,
     count: AtomicU64,
+    /// Told every state published.
+    feed: Feed,
 }
 
 /// The publisher, locked.
 pub struct Publishing<'a> {
     last: MutexGuard<'a, FxHashMap<CompactString, DeviceState>>,
     count: &'a AtomicU64,
+    feed: &'a Feed,
 }
 
 impl Publisher {
@@ -165,6 +174,7 @@ impl Publisher {
         Publishing {
             last: self.last.lock().unwrap_or_else(|e| e.into_inner()),
             count: &self.count,
+            feed: &self.feed,
         }
     }
 
@@ -184,5 +194,11 @@ impl Publishing<'_> {
         devstate::publish(&device_name(user), state);
         self.last.insert(CompactString::from(user), state);
         self.count.fetch_add(1, Ordering::Relaxed);
+        self.feed.send(|| {
+            vec![deviceuser_core::console::render::state_event(
+                user,
+                &state.name(),
+            )]
+        });
     }
 }

@@ -22,6 +22,18 @@ pub fn load(file: &str) -> Loaded {
         -1 | -2 => return Loaded::Invalid,
         _ => {}
     }
+    // SAFETY: a live config, destroyed once after it was read.
+    let raw = unsafe { to_raw(cfg, file) };
+    // SAFETY: cfg came from ast_config_load2 and is destroyed once.
+    unsafe { sys::ast_config_destroy(cfg) };
+    Loaded::Config(raw)
+}
+
+/// The sections of a loaded config as the core's raw model.
+///
+/// # Safety
+/// `cfg` is a live config for the duration of the call.
+pub(super) unsafe fn to_raw(cfg: *mut sys::ast_config, file: &str) -> RawConfig {
     let mut sections = Vec::new();
     let mut cat: *mut sys::ast_category = std::ptr::null_mut();
     loop {
@@ -58,10 +70,8 @@ pub fn load(file: &str) -> Loaded {
         let line = vars.first().map(|v| v.line.saturating_sub(1)).unwrap_or(0);
         sections.push(RawSection { name, line, vars });
     }
-    // SAFETY: cfg came from ast_config_load2 and is destroyed once.
-    unsafe { sys::ast_config_destroy(cfg) };
-    Loaded::Config(RawConfig {
+    RawConfig {
         file: file.to_string(),
         sections,
-    })
+    }
 }

@@ -11,12 +11,15 @@ pub mod channel;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod config_edit;
 pub mod devstate;
 pub mod guard;
 pub mod hints;
+pub mod http;
 pub mod log;
 pub mod register;
 pub mod thread;
+pub mod websocket;
 
 use std::ffi::{CStr, CString};
 use std::os::raw::c_char;

@@ -280,4 +280,80 @@ mod tests {
             }
         );
     }
+
+    /// The OpenAPI description kept in the repository lists exactly the operations the
+    /// module dispatches, with their security and headers.
+    #[test]
+    fn the_openapi_file_describes_every_operation() {
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/console-openapi.json"
+        ));
+        let spec: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+        let paths = spec["paths"].as_object().expect("paths");
+        let mut documented = Vec::new();
+        for (path, item) in paths {
+            for (method, o) in item.as_object().unwrap() {
+                documented.push((method.to_ascii_uppercase(), path.clone(), o.clone()));
+            }
+        }
+        assert_eq!(documented.len(), OPERATIONS.len(), "{documented:?}");
+        for o in OPERATIONS {
+            let (_, _, doc) = documented
+                .iter()
+                .find(|(m, p, _)| m == o.method.as_str() && p == o.path)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{} {} is not in the OpenAPI file",
+                        o.method.as_str(),
+                        o.path
+                    )
+                });
+            let params: Vec<String> = doc["parameters"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|p| p["$ref"].as_str().unwrap_or("").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let has = |name: &str| params.iter().any(|p| p.ends_with(name));
+            let public = doc["security"].as_array().is_some_and(|s| s.is_empty());
+            assert_eq!(public, o.permission.is_none(), "{}: security", o.path);
+            assert_eq!(
+                has("/Id"),
+                o.path.contains("{id}"),
+                "{} {}: id",
+                o.method.as_str(),
+                o.path
+            );
+            if o.method.changes_state() && o.permission.is_some() {
+                assert!(
+                    has("/Csrf"),
+                    "{} {}: X-CSRF-Token",
+                    o.method.as_str(),
+                    o.path
+                );
+            }
+            let edits_entity = matches!(
+                o.op,
+                Op::DeviceUpdate | Op::DeviceDelete | Op::UserUpdate | Op::UserDelete
+            );
+            assert_eq!(
+                has("/IfMatch"),
+                edits_entity,
+                "{} {}: If-Match",
+                o.method.as_str(),
+                o.path
+            );
+            let codes = doc["responses"].as_object().unwrap();
+            if o.permission.is_some() {
+                assert!(
+                    codes.contains_key("401") && codes.contains_key("403"),
+                    "{}",
+                    o.path
+                );
+            }
+        }
+    }
 }
