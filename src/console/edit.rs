@@ -145,11 +145,18 @@ pub fn write(
     let next = match Config::from_raw(&file.raw()) {
         Ok(parsed) => parsed.config,
         Err(errors) => {
-            let (fields, others) = core_edit::split_errors(&errors, &target_id);
+            let (fields, others) = core_edit::split_errors(&errors, kind, &target_id);
+            let error = if delete {
+                format!("the {what} cannot be deleted: {CONFIG_FILE} would not load without it; nothing was written")
+            } else {
+                format!(
+                    "the {what} cannot be saved: {CONFIG_FILE} would not load; nothing was written"
+                )
+            };
             return json_response(
                 422,
                 &json!({
-                    "error": format!("the {what} cannot be saved: {CONFIG_FILE} would not load; nothing was written"),
+                    "error": error,
                     "fields": fields.iter().map(|f| json!({"field": f.field, "message": f.message})).collect::<Vec<_>>(),
                     "file_errors": others,
                 }),

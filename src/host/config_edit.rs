@@ -154,12 +154,9 @@ impl Editable {
         let Some(cat) = self.find(kind, id) else {
             return false;
         };
-        // SAFETY: a category of this config; it is unlinked and returned for us to destroy.
-        let removed = unsafe { sys::ast_category_delete(self.cfg, cat) };
-        if !removed.is_null() {
-            // SAFETY: no longer in the config; destroyed once.
-            unsafe { sys::ast_category_destroy(removed) };
-        }
+        // SAFETY: a category of this config; Asterisk unlinks and destroys it (the value
+        // returned is the previous category, still in the config).
+        unsafe { sys::ast_category_delete(self.cfg, cat) };
         true
     }
 

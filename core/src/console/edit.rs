@@ -1,10 +1,9 @@
 //! Console edits of devices and users: a JSON body becomes an edit of one section of
 //! `res_deviceuser.conf`. Each field is checked here for what would break the file itself
-//! (types, control characters, `;`, which starts a comment, characters a section name
-//! cannot hold); everything else — modes, dial strings, default users, durations, times —
-//! is left to the same validation as at load ([`crate::config::Config::from_raw`]) of the
-//! whole file with the edit applied, whose errors are mapped back to field names by
-//! [`split_errors`].
+//! (types, control characters, backslashes, characters a section name cannot hold);
+//! everything else — modes, dial strings, default users, durations, times — is left to
+//! the same validation as at load ([`crate::config::Config::from_raw`]) of the whole file
+//! with the edit applied, whose errors are mapped back to field names by [`split_errors`].
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -88,8 +87,10 @@ fn value_problem(v: &str) -> Option<String> {
         Some(format!("longer than {MAX_VALUE_LEN} characters"))
     } else if v.chars().any(|c| c.is_control()) {
         Some("control characters (line breaks, tabs) are not allowed".into())
-    } else if v.contains(';') {
-        Some("';' is not allowed (it starts a comment in res_deviceuser.conf)".into())
+    } else if v.contains('\\') {
+        // Asterisk's writer escapes ';' as "\;" and its reader undoes it: a backslash of the
+        // value's own would not read back the same.
+        Some("'\\' is not allowed".into())
     } else {
         None
     }
@@ -209,11 +210,20 @@ pub fn section_edit(
 
 /// Splits the errors of validating the file with an edit applied into those of the edited
 /// section (by field: the option's key) and the others (as the file reports them).
-pub fn split_errors(errors: &[ConfigError], id: &str) -> (Vec<FieldError>, Vec<String>) {
+pub fn split_errors(
+    errors: &[ConfigError],
+    kind: Kind,
+    id: &str,
+) -> (Vec<FieldError>, Vec<String>) {
     let mut fields = Vec::new();
     let mut others = Vec::new();
     for e in errors {
-        if e.section.as_deref() == Some(id) {
+        // A device and a user may share an id: an option of the other kind is not ours.
+        let ours = match e.key.as_deref() {
+            None | Some("type") => true,
+            Some(k) => kind.fields().contains(&k),
+        };
+        if e.section.as_deref() == Some(id) && ours {
             fields.push(FieldError::new(
                 e.key.as_deref().unwrap_or("id"),
                 e.message.clone(),
@@ -312,7 +322,7 @@ mod tests {
     #[test]
     fn bad_fields_are_named() {
         let body = json!({"id": "x]y", "description": "a\nb", "mode": 3, "colour": "red",
-                          "dial": "PJSIP/x;y"});
+                          "dial": "PJSIP/x\\y"});
         let err = section_edit(Kind::Device, None, &body, plain).unwrap_err();
         let fields: Vec<_> = err.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["colour", "id", "description", "mode", "dial"]);
