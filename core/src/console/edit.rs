@@ -355,7 +355,7 @@ mod tests {
             ("9", &[("type", "device"), ("default_user", "nobody")]),
         ]))
         .unwrap_err();
-        let (fields, others) = split_errors(&errors, "3000");
+        let (fields, others) = split_errors(&errors, Kind::Device, "3000");
         assert_eq!(fields.len(), 1);
         assert_eq!(fields[0].field, "default_user");
         assert!(fields[0]
@@ -366,6 +366,10 @@ mod tests {
             others[0].contains("'nobody' is not a configured user"),
             "{others:?}"
         );
+        // The user 3000's edit does not own the device 3000's options.
+        let (fields, others) = split_errors(&errors, Kind::User, "3000");
+        assert!(fields.is_empty());
+        assert_eq!(others.len(), 2);
     }
 
     #[test]
