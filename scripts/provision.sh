@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision everything res_deviceuser needs to build and to be tested on a real Asterisk:
-#   - host packages (libclang-dev for bindgen, sip-tester and baresip-core as SIP peers);
+#   - host packages (libclang-dev for bindgen, sip-tester and baresip-core as SIP peers,
+#     chromium and chromium-driver for the console's browser tests);
 #   - Debian sid's asterisk, asterisk-dev and core sound packs (en, ru), unpacked into
 #     .asterisk/tree (git-ignored), with the debs cached in .asterisk/debs.
 # Idempotent: a second run with everything in place does no network work.
@@ -17,7 +18,8 @@ log() { printf '[provision] %s\n' "$*" >&2; }
 die() { printf '[provision] ERROR: %s\n' "$*" >&2; exit 1; }
 
 host_packages() {
-    local want=(libclang-dev sip-tester baresip-core) missing=()
+    # chromium and chromium-driver: the console's browser tests (headless, through WebDriver).
+    local want=(libclang-dev sip-tester baresip-core chromium chromium-driver) missing=()
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done

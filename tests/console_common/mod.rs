@@ -106,14 +106,39 @@ pub fn request(
     }
     // The server may answer (and close) before reading a body it refuses.
     let _ = s.write_all(&bytes);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    let out = read_response(&mut s);
     parse_response(&out).unwrap_or_else(|| {
         panic!(
             "no HTTP response to {method} {path}: {:?}",
             String::from_utf8_lossy(&out)
         )
     })
+}
+
+/// Reads one response: the head, then as many bytes as its Content-Length says (servers
+/// that keep the connection open despite `Connection: close` are not waited for), or up to
+/// the end of the connection without one.
+fn read_response(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if let Some(n) = length {
+                if out.len() >= end + 4 + n {
+                    return out;
+                }
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 fn parse_response(raw: &[u8]) -> Option<Resp> {
@@ -442,7 +467,7 @@ impl Drop for Driver {
     }
 }
 
-const ELEMENT: &str = "element-6066-11e4-a4b4-ab46f4f7eaa5";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// One browser session.
 pub struct Browser<'a> {
@@ -497,7 +522,10 @@ impl Browser<'_> {
             &self.path("/element"),
             Some(json!({"using": "css selector", "value": css})),
         );
-        v[ELEMENT].as_str().expect("an element id").to_string()
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element id for {css}: {v}"))
+            .to_string()
     }
 
     pub fn click(&self, css: &str) {

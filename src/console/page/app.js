@@ -52,7 +52,10 @@ const I18N = {
 };
 
 const $ = (sel, root) => (root || document).querySelector(sel);
-const state = { lang: 'en', session: null, board: null, rows: new Map(), devices: [], users: [], tab: 'board', ws: null, retry: 0 };
+const state = {
+  lang: 'en', session: null, board: null, rows: new Map(), devices: [], users: [], tab: 'board',
+  ws: null, retry: 0, boardSeq: 0, devicesSeq: 0, usersSeq: 0, pending: null,
+};
 
 function t(key, ...args) {
   const s = (I18N[state.lang] && I18N[state.lang][key]) || I18N.en[key] || key;
@@ -165,7 +168,13 @@ function start(session) {
   for (const b of document.querySelectorAll('.admin')) b.hidden = !isAdmin();
   renderWho();
   selectTab(state.tab, false);
+  loadBoard();
   connect();
+}
+
+/** Without the live feed (res_http_websocket not loaded), the board reloads after actions. */
+function refreshIfOffline() {
+  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) loadBoard();
 }
 
 // ---- tabs (arrow keys move between them) ---------------------------------------------
@@ -214,7 +223,11 @@ function connect() {
   ws.onmessage = (m) => {
     let events;
     try { events = JSON.parse(m.data); } catch (_) { return; }
-    for (const e of events) apply(e);
+    for (const e of events) {
+      // While the board loads, events wait and are applied to it once it arrives (each
+      // event sets a state, so applying one the board already shows changes nothing).
+      if (state.pending && e.type !== 'config') state.pending.push(e); else apply(e);
+    }
   };
   ws.onclose = () => {
     if (state.ws !== ws) return;
@@ -238,7 +251,7 @@ function describe(device) {
   return d ? d.description : device;
 }
 
-function apply(e) {
+function apply(e, quiet) {
   if (e.type === 'config') { loadBoard(); if (state.tab === 'devices') loadDevices(); if (state.tab === 'users') loadUsers(); return; }
   if (!state.board) return;
   const u = e.user !== undefined ? boardUser(e.user) : null;
@@ -258,6 +271,7 @@ function apply(e) {
   } else if (e.type === 'state') {
     if (u) u.state = u.dnd ? 'dnd' : e.state;
   }
+  if (quiet) return;
   if (u) updateRow(u);
   if (state.tab === 'devices' && (e.type === 'login' || e.type === 'logout')) loadDevices();
 }
@@ -265,10 +279,17 @@ function apply(e) {
 // ---- board -----------------------------------------------------------------------------
 
 async function loadBoard() {
+  // Only the answer to the last request counts: an earlier one may arrive later.
+  const seq = ++state.boardSeq;
+  state.pending = state.pending || [];
   const r = await api('GET', 'board');
+  if (seq !== state.boardSeq) return;
+  const pending = state.pending;
+  state.pending = null;
   if (!r.ok) return;
   state.board = r.data;
   state.clockSkew = Date.now() / 1000 - r.data.now;
+  for (const e of pending) apply(e, true);
   renderBoard();
 }
 
@@ -313,7 +334,9 @@ function fillRow(tr, u) {
   c[5].textContent = s ? fmtDuration(serverNow() - s) : '';
   c[5].dataset.since = s || '';
   const actions = [];
-  if (u.devices.length) {
+  // A fixed device keeps its default user: only an adhoc device's user can be logged out.
+  const adhoc = (d) => { const x = state.board.devices.find((y) => y.id === d.id); return !x || x.mode !== 'fixed'; };
+  if (u.devices.some(adhoc)) {
     actions.push(el('button', { type: 'button', 'data-action': 'logout', text: t('log_out'), onclick: () => logoutUser(u.id) }));
   }
   if (isAdmin()) {
@@ -367,11 +390,13 @@ function tick() {
 async function logoutUser(id) {
   const r = await api('DELETE', 'bindings/user/' + enc(id));
   if (!r.ok) status(r.data.error || t('error'));
+  refreshIfOffline();
 }
 
 async function setDnd(id, on) {
   const r = await api('PUT', `users/${enc(id)}/dnd`, { on });
   if (!r.ok) status(r.data.error || t('error'));
+  refreshIfOffline();
 }
 
 function openLoginOn(u) {
@@ -390,19 +415,21 @@ async function submitLoginOn(ev) {
   ev.preventDefault();
   const dlg = $('#login-on-dialog');
   const r = await api('POST', 'bindings', { user: dlg.dataset.user, device: $('#login-on-device').value });
-  if (r.ok) dlg.close(); else showErrors(dlg, r.data);
+  if (r.ok) { dlg.close(); refreshIfOffline(); } else showErrors(dlg, r.data);
 }
 
 // ---- devices and users -----------------------------------------------------------------
 
 async function loadDevices() {
+  const seq = ++state.devicesSeq;
   const r = await api('GET', 'devices');
-  if (r.ok) { state.devices = r.data.devices; renderDevices(); }
+  if (r.ok && seq === state.devicesSeq) { state.devices = r.data.devices; renderDevices(); }
 }
 
 async function loadUsers() {
+  const seq = ++state.usersSeq;
   const r = await api('GET', 'users');
-  if (r.ok) { state.users = r.data.users; renderUsers(); }
+  if (r.ok && seq === state.usersSeq) { state.users = r.data.users; renderUsers(); }
 }
 
 function tech(dial) {
