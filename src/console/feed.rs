@@ -69,6 +69,7 @@ pub fn run(inst: &Instance, ws: Session, headers: &[(String, String)]) {
             return;
         }
     };
+    ws.set_nonblock();
     ws.set_write_timeout(WRITE_TIMEOUT_MS);
     let feed = inst.state().feed();
     let waker = Arc::clone(&pipe);

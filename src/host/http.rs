@@ -391,9 +391,11 @@ impl Drop for Linked {
         // A request that found a URI just before it was unlinked enters the callback a moment
         // later: give it that moment, then wait for what is inside.
         std::thread::sleep(Duration::from_millis(20));
-        if !self.wait_idle(Duration::from_secs(10)) {
+        // A feed reading a client's half-sent frame may take res_http_websocket's 10 s to
+        // give up.
+        if !self.wait_idle(Duration::from_secs(15)) {
             log::error(&format!(
-                "{} HTTP request(s) still inside the module after 10 s",
+                "{} HTTP request(s) still inside the module after 15 s",
                 self.in_flight()
             ));
         }

@@ -41,6 +41,7 @@ type Unref = unsafe extern "C" fn(*mut sys::ast_websocket);
 type Fd = unsafe extern "C" fn(*mut sys::ast_websocket) -> c_int;
 type WaitForInput = unsafe extern "C" fn(*mut sys::ast_websocket, c_int) -> c_int;
 type SetTimeout = unsafe extern "C" fn(*mut sys::ast_websocket, c_int) -> c_int;
+type SetNonblock = unsafe extern "C" fn(*mut sys::ast_websocket) -> c_int;
 
 /// The functions of `res_http_websocket` the module uses.
 #[derive(Clone, Copy)]
@@ -56,6 +57,7 @@ pub struct Api {
     fd: Fd,
     wait_for_input: WaitForInput,
     set_timeout: SetTimeout,
+    set_nonblock: SetNonblock,
 }
 
 fn lookup(name: &CStr) -> Option<*mut c_void> {
@@ -88,6 +90,7 @@ impl Api {
             fd: f!(c"__ast_websocket_fd", Fd),
             wait_for_input: f!(c"__ast_websocket_wait_for_input", WaitForInput),
             set_timeout: f!(c"__ast_websocket_set_timeout", SetTimeout),
+            set_nonblock: f!(c"__ast_websocket_set_nonblock", SetNonblock),
         })
     }
 }
@@ -218,6 +221,14 @@ impl Session {
     pub unsafe fn from_established(ptr: *mut sys::ast_websocket) -> Option<Session> {
         let api = Api::get()?;
         (!ptr.is_null()).then_some(Session { ptr, api })
+    }
+
+    /// Non-blocking reads, as ARI's sessions use: a client that stops in the middle of a
+    /// frame is dropped after res_http_websocket's ten 1-second retries instead of holding
+    /// the thread.
+    pub fn set_nonblock(&self) {
+        // SAFETY: a live session.
+        unsafe { (self.api.set_nonblock)(self.ptr) };
     }
 
     /// Write timeout, milliseconds: a client that does not read is dropped.
