@@ -56,7 +56,9 @@ fn the_console_in_a_browser_from_adding_a_device_to_a_supervisor_logging_a_user_
         b.text("body")
     );
     b.screenshot(&shots.join("login.png"));
-    let r = Client::login(port, ADMIN.0, "not-the-password").err().expect("401");
+    let r = Client::login(port, ADMIN.0, "not-the-password")
+        .err()
+        .expect("401");
     assert_eq!(r.status, 401);
 
     // The administrator logs in and adds a device in the form.
@@ -80,11 +82,15 @@ fn the_console_in_a_browser_from_adding_a_device_to_a_supervisor_logging_a_user_
     let cell = b.text("#devices-rows tr[data-device=\"3000\"] td:nth-child(2)");
     assert_eq!(cell, XSS);
     assert_eq!(
-        b.js("return document.querySelectorAll('#devices-rows img').length", json!([])),
+        b.js(
+            "return document.querySelectorAll('#devices-rows img').length",
+            json!([])
+        ),
         json!(0)
     );
     assert_eq!(b.alert(), None, "a script from the description ran");
-    assert!(cc::conf_text(&ast).contains("[3000]\ntype = device\ndescription = <img src=x onerror=alert(1)>"));
+    assert!(cc::conf_text(&ast)
+        .contains("[3000]\ntype = device\ndescription = <img src=x onerror=alert(1)>"));
     b.screenshot(&shots.join("devices.png"));
 
     // ...and a user with a PIN.
@@ -97,7 +103,9 @@ fn the_console_in_a_browser_from_adding_a_device_to_a_supervisor_logging_a_user_
     b.type_into("#user-form [name=language]", "en");
     b.click("#user-save");
     b.find("#users-rows tr[data-user=\"4150\"]");
-    assert!(b.text("#users-rows tr[data-user=\"4150\"]").contains("Test Operator"));
+    assert!(b
+        .text("#users-rows tr[data-user=\"4150\"]")
+        .contains("Test Operator"));
     assert!(!b.text("body").contains("4321"), "the PIN is never shown");
     b.screenshot(&shots.join("users.png"));
 
@@ -132,13 +140,26 @@ fn the_console_in_a_browser_from_adding_a_device_to_a_supervisor_logging_a_user_
     let mut phone = Baresip::start(&ast, "3000", false);
     let mark = ast.log_mark();
     phone.dial(&ast, "*11");
-    assert!(phone.wait_event("CALL_ESTABLISHED", LONG).is_some(), "{}", phone.report());
-    assert!(hd::wait(|| ast.prompts_played(mark, "3000", "agent-user") >= 1));
+    assert!(
+        phone.wait_event("CALL_ESTABLISHED", LONG).is_some(),
+        "{}",
+        phone.report()
+    );
+    assert!(hd::wait(
+        || ast.prompts_played(mark, "3000", "agent-user") >= 1
+    ));
     phone.send_dtmf("4150#");
-    assert!(hd::wait(|| ast.prompts_played(mark, "3000", "agent-pass") >= 1));
+    assert!(hd::wait(
+        || ast.prompts_played(mark, "3000", "agent-pass") >= 1
+    ));
     phone.send_dtmf("4321#");
     let status = hd::wait_status(&ast, mark, "3000", "UserLogin");
-    assert_eq!(status.as_deref(), Some("SUCCESS"), "{}", ast.log_since(mark));
+    assert_eq!(
+        status.as_deref(),
+        Some("SUCCESS"),
+        "{}",
+        ast.log_since(mark)
+    );
     let committed_ms = committed.join().unwrap().expect("DeviceUserLogin event");
     let seen = common::poll(Duration::from_secs(5), || {
         b.js("return window.__seen", json!([])).as_u64()
@@ -216,7 +237,9 @@ fn the_console_in_a_browser_from_adding_a_device_to_a_supervisor_logging_a_user_
         json!([]),
     );
     assert!(b.wait_text("#tab-board", "Табло"));
-    assert!(b.text("#board-rows tr[data-user=\"4101\"] .state").contains("Недоступен"));
+    assert!(b
+        .text("#board-rows tr[data-user=\"4101\"] .state")
+        .contains("Недоступен"));
     b.screenshot(&shots.join("board-ru.png"));
 
     // A cross-origin page (localhost is another origin than 127.0.0.1) cannot change

@@ -8,6 +8,7 @@ pub mod conf;
 pub mod contention;
 pub mod instance;
 pub mod sip;
+pub mod web;
 
 use std::time::Duration;
 
