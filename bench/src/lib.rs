@@ -5,6 +5,7 @@
 
 pub mod ami;
 pub mod conf;
+pub mod console;
 pub mod contention;
 pub mod instance;
 pub mod sip;
