@@ -20,6 +20,10 @@ use crate::state::now;
 const WRITE_TIMEOUT_MS: i32 = 2000;
 /// How often an idle connection checks that its session is still open.
 const RECHECK: Duration = Duration::from_secs(5);
+/// Frames of one feed are at least this far apart: an event after a quiet moment goes out at
+/// once, and a burst goes out as a few frames of many events rather than a frame (and a
+/// thread wake-up) per event for every open board.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// The URI handler of `/deviceuser/ws`: upgrades a logged-in page's request.
 pub fn upgrade(inst: &Instance, req: &Request) -> Answer {
@@ -79,6 +83,7 @@ pub fn run(inst: &Instance, ws: Session, headers: &[(String, String)]) {
     let mut code = 1000;
     if ws.send_text(&hello.to_string()) {
         let mut checked = Instant::now();
+        let mut last_frame = Instant::now();
         loop {
             let ready = ws.wait(&pipe, RECHECK);
             if ready.input {
@@ -88,6 +93,9 @@ pub fn run(inst: &Instance, ws: Session, headers: &[(String, String)]) {
             }
             if ready.woken {
                 pipe.drain();
+                if let Some(rest) = GATHER.checked_sub(last_frame.elapsed()) {
+                    std::thread::sleep(rest);
+                }
             }
             let taken = sub.take();
             if !taken.events.is_empty() {
@@ -105,6 +113,7 @@ pub fn run(inst: &Instance, ws: Session, headers: &[(String, String)]) {
                 if !ws.send_text(&frame) {
                     break;
                 }
+                last_frame = Instant::now();
             }
             if taken.closed {
                 code = 1001;

@@ -1976,15 +1976,20 @@ fn console(rep: &mut Report) -> Res<()> {
         "p99 < 50 ms",
         Some(p99 < Duration::from_millis(50)),
     );
-    let per_pair = |b: &deviceuser_bench::ami::Burst| b.elapsed.as_secs_f64() / PAIRS as f64;
-    let (with, without) = (
-        per_pair(&r.with_boards[r.with_boards.len() / 2]),
-        per_pair(&r.without_boards[r.without_boards.len() / 2]),
+    let per_pair =
+        |b: &(deviceuser_bench::ami::Burst, f64)| b.0.elapsed.as_secs_f64() / PAIRS as f64;
+    let cpu_pair = |b: &(deviceuser_bench::ami::Burst, f64)| b.1 * 1e6 / PAIRS as f64;
+    let (mid_with, mid_without) = (
+        &r.with_boards[r.with_boards.len() / 2],
+        &r.without_boards[r.without_boards.len() / 2],
     );
+    let (with, without) = (per_pair(mid_with), per_pair(mid_without));
     let delivered = r.events_per_board.iter().all(|&n| n == r.events_expected);
     rep.row(
         &format!(
-            "console: login+logout throughput with {BOARDS} boards open vs none ({PAIRS} pairs pipelined; median of {CONSOLE_ROUNDS} rounds each, alternating; every board received {})",
+            "console: login+logout throughput with {BOARDS} boards open vs none ({PAIRS} pairs pipelined; median of {CONSOLE_ROUNDS} rounds each, alternating; Asterisk CPU per pair {:.0} µs vs {:.0} µs; every board received {})",
+            cpu_pair(mid_with),
+            cpu_pair(mid_without),
             if delivered {
                 format!("all {} events", r.events_expected)
             } else {
@@ -2001,41 +2006,44 @@ fn console(rep: &mut Report) -> Res<()> {
         "within 5 %",
         Some(delivered && with <= without * 1.05),
     );
-    let list = |v: &[deviceuser_bench::ami::Burst]| {
+    let list = |v: &[(deviceuser_bench::ami::Burst, f64)]| {
         v.iter()
-            .map(|b| format!("{:.0}", 1.0 / per_pair(b)))
+            .map(|b| format!("{:.0} ({:.0} µs CPU)", 1.0 / per_pair(b), cpu_pair(b)))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    rep.detail(
-        "Console",
+    let paints = match &r.first_paint {
+        Ok(s) => s
+            .iter()
+            .map(|(a, b)| format!("{} / {}", ms(*a), ms(*b)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(e) => e.clone(),
+    };
+    let lines = [
+        format!("An instance with {CONSOLE_USERS} users and devices (`Custom:dev/N`, each with a cached state), every user logged in, the HTTP server on, one admin console user.\n"),
         format!(
-            "An instance with {CONSOLE_USERS} users and devices (`Custom:dev/N`), every user logged in, the HTTP server on, one admin console user.
-
-             - `GET api/board` (cookie session, one connection per request): {} (min {}, max {}).
-             - First paint: a fresh load of the page in headless Chromium with the session cookie set; the page marks `board-rendered` when the rows are in the document and `board-painted` two animation frames later; times from navigation start: {}.
-             - Feed latency: a WebSocket client on its own thread timestamps each event as it arrives; the AMI session sends one logout or login at a time and waits for it. p50 {}, p90 {}, p99 {}, max {}.
-             - Bursts ({PAIRS} logouts then {PAIRS} logins, pipelined on one AMI session), pairs/s per round, sorted: without boards {}; with {BOARDS} boards {}.
-",
+            "- `GET api/board` (cookie session, one connection per request): median {} (min {}, max {}); Asterisk's CPU time per request {}.",
             ms(api),
             ms(r.board_api[0]),
             ms(*r.board_api.last().unwrap()),
-            match &r.first_paint {
-                Ok(s) => s
-                    .iter()
-                    .map(|(a, b)| format!("{} / {}", ms(*a), ms(*b)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                Err(e) => e.clone(),
-            },
+            ms(r.board_cpu)
+        ),
+        format!("- First paint: a fresh load of the page in headless Chromium with the session cookie set; the page marks `board-rendered` when the rows are in the document and `board-painted` two animation frames later; times from navigation start (rendered / painted): {paints}."),
+        format!(
+            "- Feed latency: a WebSocket client on its own thread timestamps each frame as it arrives; the AMI session sends one logout or login at a time and waits for it. p50 {}, p90 {}, p99 {}, max {}.",
             ms(p50),
             ms(quantile(&r.feed_latency, 0.9)),
             ms(p99),
-            ms(*r.feed_latency.last().unwrap_or(&Duration::ZERO)),
-            list(&r.without_boards),
-            list(&r.with_boards),
+            ms(*r.feed_latency.last().unwrap_or(&Duration::ZERO))
         ),
-    );
+        format!(
+            "- Bursts ({PAIRS} logouts then {PAIRS} logins, pipelined on one AMI session), pairs/s per round, sorted, with Asterisk's CPU time per pair until idle: without boards {}; with {BOARDS} boards {}. The boards' clients run on the same cores as Asterisk.",
+            list(&r.without_boards),
+            list(&r.with_boards)
+        ),
+    ];
+    rep.detail("Console", lines.join("\n") + "\n");
     Ok(())
 }
 
