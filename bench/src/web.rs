@@ -247,6 +247,8 @@ impl Client {
 pub struct Ws {
     s: TcpStream,
     buf: Vec<u8>,
+    /// Events of frames already read that no wait has consumed yet.
+    events: std::collections::VecDeque<Value>,
 }
 
 impl Ws {
@@ -280,7 +282,11 @@ impl Ws {
             return Err(String::from_utf8_lossy(&buf).into_owned());
         }
         let rest = buf[end + 4..].to_vec();
-        Ok(Ws { s, buf: rest })
+        Ok(Ws {
+            s,
+            buf: rest,
+            events: Default::default(),
+        })
     }
 
     /// The next text frame within `timeout` (pings and other frames are skipped); `None`
@@ -317,14 +323,17 @@ impl Ws {
     ) -> Option<Value> {
         let deadline = Instant::now() + scaled(timeout);
         loop {
+            // Events before the match are passed over; those after it wait for the next call.
+            while let Some(e) = self.events.pop_front() {
+                if pred(&e) {
+                    return Some(e);
+                }
+            }
             let left = deadline.checked_duration_since(Instant::now())?;
             let text = self.next_text(left)?;
             let v: Value = serde_json::from_str(&text).expect("a JSON frame");
-            for e in v.as_array().expect("an array of events") {
-                if pred(e) {
-                    return Some(e.clone());
-                }
-            }
+            self.events
+                .extend(v.as_array().expect("an array of events").iter().cloned());
         }
     }
 
