@@ -196,12 +196,13 @@ fn api(inst: &Instance, req: &Request, pattern: &str, id: &str) -> Response {
         Op::BindingCreate => login_user(inst, req, &session),
         Op::DeviceLogout => logout(inst, &session, Kind::Device, id),
         Op::UserLogout => logout(inst, &session, Kind::User, id),
-        Op::Board => {
-            let b = render::board(&snap, now(), |u| {
+        Op::Board => Response::new(
+            200,
+            JSON,
+            render::board(&snap, now(), |u| {
                 render::state_token(&user_state(&snap, u, None).name(), snap.dnd(u))
-            });
-            json_response(200, &b)
-        }
+            }),
+        ),
         Op::Stats => {
             let users = render::stats(&snap, &inst.state().stats(), now());
             json_response(

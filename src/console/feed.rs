@@ -18,6 +18,9 @@ use crate::state::now;
 
 /// How long a write to a client may take before the client is dropped.
 const WRITE_TIMEOUT_MS: i32 = 2000;
+/// Largest frame sent: res_http_websocket builds each frame on the writing thread's stack
+/// (`ast_alloca`), so a backlog goes out as several frames of at most this size.
+const MAX_FRAME: usize = 32 * 1024;
 /// How often an idle connection checks that its session is still open.
 const RECHECK: Duration = Duration::from_secs(5);
 /// Frames of one feed are at least this far apart: an event after a quiet moment goes out at
@@ -98,21 +101,10 @@ pub fn run(inst: &Instance, ws: Session, headers: &[(String, String)]) {
                 }
             }
             let taken = sub.take();
+            if !send_events(&ws, &taken.events) {
+                break;
+            }
             if !taken.events.is_empty() {
-                let mut frame = String::with_capacity(
-                    taken.events.iter().map(|e| e.len() + 1).sum::<usize>() + 2,
-                );
-                frame.push('[');
-                for (i, e) in taken.events.iter().enumerate() {
-                    if i > 0 {
-                        frame.push(',');
-                    }
-                    frame.push_str(e);
-                }
-                frame.push(']');
-                if !ws.send_text(&frame) {
-                    break;
-                }
                 last_frame = Instant::now();
             }
             if taken.closed {
@@ -130,4 +122,27 @@ pub fn run(inst: &Instance, ws: Session, headers: &[(String, String)]) {
     }
     feed.unsubscribe(&sub);
     ws.close(code);
+}
+
+/// Sends events as JSON arrays in frames of at most [`MAX_FRAME`] bytes (an event larger than
+/// that, which the module never makes, goes alone); false if the client is gone.
+fn send_events(ws: &Session, events: &[Arc<str>]) -> bool {
+    let mut frame =
+        String::with_capacity(MAX_FRAME.min(events.iter().map(|e| e.len() + 1).sum::<usize>() + 2));
+    for e in events {
+        if frame.len() > 1 && frame.len() + e.len() + 2 > MAX_FRAME {
+            frame.push(']');
+            if !ws.send_text(&frame) {
+                return false;
+            }
+            frame.clear();
+        }
+        frame.push(if frame.is_empty() { '[' } else { ',' });
+        frame.push_str(e);
+    }
+    if frame.is_empty() {
+        return true;
+    }
+    frame.push(']');
+    ws.send_text(&frame)
 }

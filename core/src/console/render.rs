@@ -88,48 +88,73 @@ pub fn binding(b: &Binding, now: u64) -> Value {
     })
 }
 
-/// The board: every user with their devices and state, and every device (to choose one to
-/// log a user in on). `user_state` gives a user's state token.
-pub fn board(s: &Snapshot, now: u64, user_state: impl Fn(&str) -> &'static str) -> Value {
+/// Appends `s` as a JSON string.
+fn push_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The board as JSON text: every user with their devices and state, and every device (to
+/// choose one to log a user in on). `user_state` gives a user's state token. Written
+/// straight into one string (the board of 10,000 users is megabytes).
+pub fn board(s: &Snapshot, now: u64, user_state: impl Fn(&str) -> &'static str) -> String {
+    use std::fmt::Write;
     let c = s.config();
-    let users: Vec<Value> = c
-        .users
-        .values()
-        .map(|u| {
-            let devices: Vec<Value> = s
-                .devices_of(&u.id)
-                .into_iter()
-                .map(|d| {
-                    let since = s.user_on(d).map_or(0, |b| b.since);
-                    json!({
-                        "id": d,
-                        "description": c.device(d).map_or(d, |x| x.description.as_str()),
-                        "since": since,
-                    })
-                })
-                .collect();
-            json!({
-                "id": u.id.as_str(),
-                "fullname": u.fullname.as_str(),
-                "devices": devices,
-                "dnd": s.dnd(&u.id),
-                "state": user_state(&u.id),
-            })
-        })
-        .collect();
-    let devices: Vec<Value> = c
-        .devices
-        .values()
-        .map(|d| {
-            json!({
-                "id": d.id.as_str(),
-                "description": d.description.as_str(),
-                "mode": d.mode.to_string(),
-                "user": opt(s.user_on(&d.id).map(|b| b.user.as_str())),
-            })
-        })
-        .collect();
-    json!({ "now": now, "users": users, "devices": devices })
+    let mut out = String::with_capacity(64 + c.users.len() * 110 + c.devices.len() * 70);
+    let _ = write!(out, "{{\"now\":{now},\"users\":[");
+    for (i, u) in c.users.values().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"id\":");
+        push_str(&mut out, &u.id);
+        out.push_str(",\"fullname\":");
+        push_str(&mut out, &u.fullname);
+        out.push_str(",\"devices\":[");
+        for (j, d) in s.devices_of(&u.id).into_iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"id\":");
+            push_str(&mut out, d);
+            out.push_str(",\"description\":");
+            push_str(&mut out, c.device(d).map_or(d, |x| x.description.as_str()));
+            let since = s.user_on(d).map_or(0, |b| b.since);
+            let _ = write!(out, ",\"since\":{since}}}");
+        }
+        let _ = write!(
+            out,
+            "],\"dnd\":{},\"state\":\"{}\"}}",
+            s.dnd(&u.id),
+            user_state(&u.id)
+        );
+    }
+    out.push_str("],\"devices\":[");
+    for (i, d) in c.devices.values().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"id\":");
+        push_str(&mut out, &d.id);
+        out.push_str(",\"description\":");
+        push_str(&mut out, &d.description);
+        let _ = write!(out, ",\"mode\":\"{}\",\"user\":", d.mode);
+        match s.user_on(&d.id) {
+            Some(b) => push_str(&mut out, &b.user),
+            None => out.push_str("null"),
+        }
+        out.push('}');
+    }
+    out.push_str("]}");
+    out
 }
 
 /// Login statistics since load, per user that logged in or is logged in now.
@@ -235,13 +260,14 @@ mod tests {
         let t = BindingTable::new(sample(), 0);
         t.login("101", "1000", LoginMode::Admin, 10, |_| {})
             .unwrap();
-        let b = board(&t.snapshot(), 20, |u| {
+        let text = board(&t.snapshot(), 20, |u| {
             if u == "101" {
                 "idle"
             } else {
                 "unavailable"
             }
         });
+        let b: Value = serde_json::from_str(&text).expect("valid JSON");
         let users = b["users"].as_array().unwrap();
         let u101 = users.iter().find(|u| u["id"] == "101").unwrap();
         assert_eq!(u101["devices"][0]["id"], "1000");
@@ -250,6 +276,31 @@ mod tests {
         let d = b["devices"].as_array().unwrap();
         assert!(d.iter().any(|d| d["id"] == "1000" && d["user"] == "101"));
         assert_eq!(b["now"], 20);
+    }
+
+    #[test]
+    fn board_strings_are_escaped_as_json() {
+        let c = crate::config::Config::from_raw(&crate::config::tests::raw(&[
+            (
+                "d1",
+                &[("type", "device"), ("description", "a \"quoted\" \\ <b>")],
+            ),
+            ("u1", &[("type", "user"), ("fullname", "Ω \"x\"")]),
+        ]))
+        .unwrap()
+        .config;
+        let t = BindingTable::new(c, 0);
+        t.login("u1", "d1", LoginMode::Admin, 5, |_| {}).unwrap();
+        let text = board(&t.snapshot(), 9, |_| "idle");
+        let b: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(b["users"][0]["fullname"], "Ω \"x\"");
+        assert_eq!(b["devices"][0]["description"], "a \"quoted\" \\ <b>");
+        assert_eq!(
+            b["users"][0]["devices"][0]["description"],
+            "a \"quoted\" \\ <b>"
+        );
+        assert_eq!(b["devices"][0]["user"], "u1");
+        assert_eq!(b["users"][0]["dnd"], false);
     }
 
     #[test]

@@ -54,7 +54,7 @@ const I18N = {
 const $ = (sel, root) => (root || document).querySelector(sel);
 const state = {
   lang: 'en', session: null, board: null, rows: new Map(), devices: [], users: [], tab: 'board',
-  ws: null, retry: 0, boardSeq: 0, devicesSeq: 0, usersSeq: 0, pending: null,
+  ws: null, retry: 0, boardSeq: 0, devicesSeq: 0, usersSeq: 0, renderSeq: 0, pending: null,
 };
 
 function t(key, ...args) {
@@ -243,7 +243,7 @@ function connect() {
 }
 
 function boardUser(id) {
-  return state.board && state.board.users.find((u) => u.id === id);
+  return state.board && state.byId ? state.byId.get(id) : null;
 }
 
 function describe(device) {
@@ -288,6 +288,7 @@ async function loadBoard() {
   state.pending = null;
   if (!r.ok) return;
   state.board = r.data;
+  state.byId = new Map(r.data.users.map((u) => [u.id, u]));
   state.clockSkew = Date.now() / 1000 - r.data.now;
   for (const e of pending) apply(e, true);
   renderBoard();
@@ -297,9 +298,12 @@ function stateBadge(s) {
   return el('span', { class: 'state', 'data-state': s, text: t('st_' + s) });
 }
 
+const timeFormats = {};
 function fmtTime(unix) {
   if (!unix) return t('none');
-  return new Date(unix * 1000).toLocaleString(state.lang === 'ru' ? 'ru-RU' : 'en-GB');
+  const tag = state.lang === 'ru' ? 'ru-RU' : 'en-GB';
+  timeFormats[tag] = timeFormats[tag] || new Intl.DateTimeFormat(tag, { dateStyle: 'short', timeStyle: 'medium' });
+  return timeFormats[tag].format(new Date(unix * 1000));
 }
 
 function fmtDuration(secs) {
@@ -333,21 +337,36 @@ function fillRow(tr, u) {
   c[4].textContent = s ? fmtTime(s) : t('none');
   c[5].textContent = s ? fmtDuration(serverNow() - s) : '';
   c[5].dataset.since = s || '';
+  // The buttons' clicks are handled once, on the table (see boardClick).
   const actions = [];
   // A fixed device keeps its default user: only an adhoc device's user can be logged out.
-  const adhoc = (d) => { const x = state.board.devices.find((y) => y.id === d.id); return !x || x.mode !== 'fixed'; };
-  if (u.devices.some(adhoc)) {
-    actions.push(el('button', { type: 'button', 'data-action': 'logout', text: t('log_out'), onclick: () => logoutUser(u.id) }));
+  if (u.devices.some((d) => deviceMode(d.id) !== 'fixed')) {
+    actions.push(el('button', { type: 'button', 'data-action': 'logout', text: t('log_out') }));
   }
   if (isAdmin()) {
-    actions.push(el('button', { type: 'button', 'data-action': 'login', text: t('log_in'), onclick: () => openLoginOn(u) }));
+    actions.push(el('button', { type: 'button', 'data-action': 'login', text: t('log_in') }));
   }
-  actions.push(el('button', {
-    type: 'button', 'data-action': 'dnd', 'aria-pressed': String(!!u.dnd), text: t('dnd'),
-    onclick: () => setDnd(u.id, !u.dnd),
-  }));
+  actions.push(el('button', { type: 'button', 'data-action': 'dnd', 'aria-pressed': String(!!u.dnd), text: t('dnd') }));
   c[6].replaceChildren(...actions);
-  tr.hidden = !matches(tr, $('#board-search').value);
+  const q = $('#board-search').value;
+  tr.hidden = q ? !matches(tr, q) : false;
+}
+
+function deviceMode(id) {
+  if (!state.modes || state.modes.size !== state.board.devices.length) {
+    state.modes = new Map(state.board.devices.map((d) => [d.id, d.mode]));
+  }
+  return state.modes.get(id);
+}
+
+function boardClick(ev) {
+  const b = ev.target.closest('button[data-action]');
+  const tr = b && b.closest('tr[data-user]');
+  const u = tr && boardUser(tr.dataset.user);
+  if (!u) return;
+  if (b.dataset.action === 'logout') logoutUser(u.id);
+  else if (b.dataset.action === 'login') openLoginOn(u);
+  else if (b.dataset.action === 'dnd') setDnd(u.id, !u.dnd);
 }
 
 function matches(tr, q) {
@@ -355,20 +374,40 @@ function matches(tr, q) {
   return !q || tr.textContent.toLowerCase().includes(q);
 }
 
+/** Rows rendered at once; the rest follow in chunks between frames, so a board of thousands
+ *  of users shows its first screen at once. */
+const FIRST_ROWS = 200;
+const CHUNK_ROWS = 1000;
+
 function renderBoard() {
   const body = $('#board-rows');
+  const render = ++state.renderSeq;
   state.rows = new Map();
-  const frag = document.createDocumentFragment();
-  for (const u of state.board.users) {
-    const tr = boardRow(u);
-    state.rows.set(u.id, tr);
-    frag.append(tr);
-  }
-  body.replaceChildren(frag);
+  state.modes = null;
+  state.byId = new Map(state.board.users.map((u) => [u.id, u]));
+  const users = state.board.users;
+  const append = (from, to) => {
+    const frag = document.createDocumentFragment();
+    for (const u of users.slice(from, to)) {
+      const tr = boardRow(u);
+      state.rows.set(u.id, tr);
+      frag.append(tr);
+    }
+    body.append(frag);
+  };
+  body.replaceChildren();
+  append(0, FIRST_ROWS);
   renderCount();
-  // For measurements (the benchmark reads them): the board is in the document, then painted.
+  // For measurements (the benchmark reads them): the first screen is in the document, then
+  // painted.
   performance.mark('board-rendered');
   requestAnimationFrame(() => requestAnimationFrame(() => performance.mark('board-painted')));
+  const more = (from) => {
+    if (render !== state.renderSeq || from >= users.length) return;
+    append(from, from + CHUNK_ROWS);
+    setTimeout(() => more(from + CHUNK_ROWS), 0);
+  };
+  setTimeout(() => more(FIRST_ROWS), 0);
 }
 
 function renderCount() {
@@ -588,6 +627,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('#logout').addEventListener('click', logout);
   for (const n of TABS) $('#tab-' + n).addEventListener('click', () => selectTab(n, false));
   $('#tabs').addEventListener('keydown', tabKeys);
+  $('#board-rows').addEventListener('click', boardClick);
   $('#board-search').addEventListener('input', (e) => {
     for (const tr of state.rows.values()) tr.hidden = !matches(tr, e.target.value);
   });
