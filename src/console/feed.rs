@@ -26,7 +26,7 @@ const RECHECK: Duration = Duration::from_secs(5);
 /// Frames of one feed are at least this far apart: an event after a quiet moment goes out at
 /// once, and a burst goes out as a few frames of many events rather than a frame (and a
 /// thread wake-up) per event for every open board.
-const GATHER: Duration = Duration::from_millis(20);
+const GATHER: Duration = Duration::from_millis(5);
 
 /// The URI handler of `/deviceuser/ws`: upgrades a logged-in page's request.
 pub fn upgrade(inst: &Instance, req: &Request) -> Answer {
