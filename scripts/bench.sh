@@ -45,3 +45,5 @@ export DEVICEUSER_MODULE="$ROOT/target/release/libres_deviceuser.so"
 log "driver: Asterisk scenarios"
 "$ROOT/target/release/deviceuser-bench" "$@"
 log "wrote bench/results.md"
+# docs/benchmarks.md carries a copy of the results.
+"$ROOT/scripts/docs.sh"

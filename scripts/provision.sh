@@ -30,6 +30,9 @@ host_packages() {
     $sudo apt-get update -qq || die "apt-get update failed"
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" \
         || die "cannot install host packages: ${missing[*]}"
+    for bin in /usr/bin/chromium /usr/bin/chromedriver; do
+        [ -x "$bin" ] || die "$bin is missing after installing chromium and chromium-driver"
+    done
 }
 
 host_mirror() {

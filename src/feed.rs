@@ -1,6 +1,7 @@
 //! The live feed: every commit (logins, logouts with their reason, DND, configuration
 //! changes) and every change of a user's `DeviceUser:` state, as JSON events for whoever
-//! subscribed (the console's open boards, over WebSockets).
+//! subscribed (the console's open boards, over WebSockets). Commits reach it through its
+//! sink (`sinks::FeedSink`), published user states through the publisher (`state`).
 //!
 //! Events are made only while someone subscribes, serialized once, and queued per
 //! subscriber; the subscriber's own thread sends them. A commit never waits for a client: a
@@ -9,11 +10,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use deviceuser_core::console::render;
 use serde_json::Value;
-
-use crate::pipeline::{Change, Commit, Sink, Stage, Work};
-use crate::state::State;
 
 /// Events a subscriber may have waiting before it is dropped.
 pub const MAX_QUEUED: usize = 50_000;
@@ -134,22 +131,5 @@ impl Subscriber {
     pub fn close(&self) {
         lock(&self.queue).closed = true;
         (self.wake)();
-    }
-}
-
-/// Puts every commit on the live feed.
-pub struct FeedSink(pub Arc<State>);
-
-impl Sink for FeedSink {
-    fn stage(&self) -> Stage {
-        Stage::Announce
-    }
-
-    fn commit(&self, c: &Commit<'_>, _: &mut Work) {
-        let feed = self.0.feed();
-        match c.change {
-            Change::Bindings(changes) => feed.send(|| render::binding_events(changes, c.now)),
-            Change::Dnd { user, on } => feed.send(|| vec![render::dnd_event(user, on)]),
-        }
     }
 }

@@ -9,28 +9,37 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use deviceuser_core::config::reload_refusal;
+use deviceuser_core::config::shown;
+use deviceuser_core::logtext::{quoted, value};
+use deviceuser_core::table::reload_drop_reason;
 use deviceuser_core::{
     BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
 };
 
 use crate::access::Access;
+use crate::ari::{AriFeed, AriSink};
 use crate::deferred::Executor;
 use crate::effects::{bound_dials, Effects};
-use crate::feed::FeedSink;
+use crate::followups::{FollowUpSink, FollowUps};
+use crate::host::ari::{Callbacks as AriCallbacks, EventSource};
 use crate::host::channel::Channel;
 use crate::host::devstate::follow::{Change as DeviceChange, Follower};
 use crate::host::devstate::provider::Provider;
 use crate::host::devstate::DeviceState;
 use crate::host::http::Linked;
 use crate::host::log;
+use crate::host::manager::fully_booted;
+use crate::host::prometheus::{Registration, ScrapeCallback};
 use crate::host::register::Registered;
 use crate::host::thread::Worker;
 use crate::pipeline::{Change, Commit, Origin, Pipeline};
 use crate::sinks::{
-    AnnounceSink, CelSink, CommitLogSink, FollowSink, JournalSink, PersistSink, PublishSink,
+    AnnounceSink, CelSink, CommitLogSink, FeedSink, FollowSink, JournalSink, MetricsSink,
+    PersistSink, PublishSink,
 };
 use crate::state::{active_users, now, user_state, State};
-use crate::{config_file, hint_sync, restore};
+use crate::{config_file, restore};
 
 /// Device state provider label: hints name `DeviceUser:<user>`.
 pub const PROVIDER_LABEL: &std::ffi::CStr = c"DeviceUser";
@@ -39,6 +48,13 @@ pub struct Instance {
     state: Arc<State>,
     pipeline: Pipeline,
     follower: Arc<Follower>,
+    /// Queue membership and message waiting, behind the commits.
+    follow_ups: Arc<FollowUps>,
+    /// ARI applications' subscriptions to the module's events.
+    ari: Arc<AriFeed>,
+    /// What registers with optional modules (res_prometheus, res_stasis) once they are
+    /// loaded: see [`Instance::tend_registrations`].
+    sources: Mutex<Sources>,
     /// Login and logout prompts running on channels: unload is refused while any is.
     prompts: AtomicUsize,
     /// The administration console's sessions and edit lock.
@@ -53,10 +69,17 @@ struct Running {
     /// The console's HTTP URIs: no new request comes in, open live feeds are closed, and
     /// requests in flight are waited for.
     console: Option<ConsoleLinks>,
+    /// The metrics callback: res_prometheus calls no more (and no scrape is in progress).
+    metrics: Option<Registration>,
+    /// The ARI event source: no new subscription comes in.
+    event_source: Option<EventSource>,
     /// Applications, functions, CLI commands, AMI actions: no new call comes in.
     registered: Option<Registered>,
     /// The policy timer: no automatic logout starts.
     policy: Option<Worker>,
+    /// The follow-up thread: no queue or MWI action starts (what is queued is left to the
+    /// next load's check).
+    follow_ups: StopFollowUps,
     /// Device-state subscriptions: no device change comes in.
     follower: CloseFollower,
     /// The provider (Asterisk waits for calls in flight).
@@ -86,6 +109,20 @@ impl Drop for CloseFollower {
     }
 }
 
+/// Callbacks for optional modules, registered once they are loaded.
+#[derive(Default)]
+struct Sources {
+    metrics: Option<ScrapeCallback>,
+    ari: Option<AriCallbacks>,
+}
+
+struct StopFollowUps(Arc<FollowUps>);
+impl Drop for StopFollowUps {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 struct StopExecutor(Arc<Executor<crate::effects::Op>>);
 impl Drop for StopExecutor {
     fn drop(&mut self) {
@@ -98,9 +135,7 @@ impl Drop for Finish {
     fn drop(&mut self) {
         self.0.journal.close();
         let snap = self.0.snapshot();
-        if let Some(ctx) = &snap.config().general.hint_context {
-            hint_sync::clear_hints(ctx);
-        }
+        self.0.hints.clear();
         self.0
             .publish_users_state(active_users(&snap).into_iter(), DeviceState::UNAVAILABLE);
     }
@@ -123,8 +158,11 @@ impl Instance {
         let config = config_file::read()?;
         let now = now();
         let table = BindingTable::new(config, now);
-        let restored = restore::restore(&table, now);
+        let (restored, restored_changes) = restore::restore(&table, now);
         let state = State::new(table);
+        // Restored logins count apart from new ones, so `show stats` accounts for every
+        // binding `show bindings` lists.
+        state.stats().restored(&restored_changes);
         if let Err(e) = state.journal.open(&state.full_state()) {
             log::error(&format!(
                 "{e}: a kill -9 may lose the last second of changes"
@@ -167,10 +205,24 @@ impl Instance {
         }));
         pipeline.add(Box::new(PersistSink));
         pipeline.add(Box::new(PublishSink));
+        let follow_ups = FollowUps::start(Arc::clone(&state))?;
+        pipeline.add(Box::new(FollowUpSink {
+            state: Arc::clone(&state),
+            follow_ups: Arc::clone(&follow_ups),
+        }));
+        pipeline.add(Box::new(MetricsSink(Arc::clone(&state))));
+        let ari = Arc::new(AriFeed::new(Arc::clone(&state)));
+        pipeline.add(Box::new(AriSink {
+            feed: Arc::clone(&ari),
+            follow_ups: Arc::clone(&follow_ups),
+        }));
         let running = Running {
             console: None,
+            metrics: None,
+            event_source: None,
             registered: None,
             policy: None,
+            follow_ups: StopFollowUps(Arc::clone(&follow_ups)),
             follower: CloseFollower(Arc::clone(&follower)),
             provider: None,
             executor: StopExecutor(executor),
@@ -180,6 +232,9 @@ impl Instance {
             state,
             pipeline,
             follower,
+            follow_ups,
+            ari,
+            sources: Mutex::new(Sources::default()),
             prompts: AtomicUsize::new(0),
             access: Access::new()?,
             running: Mutex::new(Some(running)),
@@ -210,7 +265,46 @@ impl Instance {
                 state: Arc::clone(&self.state),
             });
         }
-        hint_sync::sync_hints(None, self.snapshot().config());
+        self.state.hints.sync(&self.snapshot());
+    }
+
+    /// The callbacks that answer res_prometheus' scrapes and ARI subscriptions; registered
+    /// by [`tend_registrations`](Instance::tend_registrations).
+    pub fn set_sources(&self, metrics: ScrapeCallback, ari: AriCallbacks) {
+        *self.sources.lock().unwrap_or_else(|e| e.into_inner()) = Sources {
+            metrics: Some(metrics),
+            ari: Some(ari),
+        };
+    }
+
+    /// ARI applications' subscriptions.
+    pub fn ari(&self) -> &AriFeed {
+        &self.ari
+    }
+
+    /// Registers the metrics callback with res_prometheus and the ARI event source with
+    /// res_stasis once Asterisk has booted and they are loaded; called every second by the
+    /// policy thread.
+    pub fn tend_registrations(&self) {
+        let (metrics, ari) = {
+            let s = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+            (s.metrics, s.ari)
+        };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(r) = running.as_mut() else { return };
+        let metrics = metrics.filter(|_| r.metrics.is_none());
+        let ari = ari.filter(|_| r.event_source.is_none());
+        if (metrics.is_none() && ari.is_none()) || !fully_booted() {
+            return;
+        }
+        if let Some(reg) = metrics.and_then(|cb| Registration::register(c"res_deviceuser", cb)) {
+            r.metrics = Some(reg);
+            log::verbose(2, "metrics registered with res_prometheus");
+        }
+        if let Some(src) = ari.and_then(|cb| EventSource::register(c"deviceUser:", cb)) {
+            r.event_source = Some(src);
+            log::verbose(2, "ARI event source deviceUser: registered");
+        }
     }
 
     /// Unload (or a load that failed part way): drops what runs, in [`Running`]'s order.
@@ -241,6 +335,10 @@ impl Instance {
 
     pub fn executor(&self) -> &Executor<crate::effects::Op> {
         self.pipeline.executor()
+    }
+
+    pub fn follow_ups(&self) -> &FollowUps {
+        &self.follow_ups
     }
 
     /// Marks a login or logout prompt as running until the value is dropped.
@@ -300,6 +398,14 @@ impl Instance {
         })
     }
 
+    /// Ends every login on an adhoc device (default users' too); no device goes back to its
+    /// default user.
+    pub fn logout_all(&self, origin: Origin, reason: Reason) -> Result<Changes, LogoutError> {
+        self.state
+            .table
+            .logout_all(reason, |c| self.commit(origin, None, Change::Bindings(c)))
+    }
+
     /// Turns a user's do-not-disturb on or off: persisted, published (BUSY while on),
     /// announced. Ok(false) if it already was so.
     pub fn set_dnd(
@@ -317,6 +423,24 @@ impl Instance {
             .map_err(|e| e.to_string())
     }
 
+    /// An administrator lifts a user's PIN lockout: `Ok(Some(seconds that were left))`,
+    /// `Ok(None)` if the user was not locked out (their failures are forgotten anyway), or
+    /// an error for an unknown user. Logged, with who did it.
+    pub fn unlock(&self, origin: Origin, user: &str) -> Result<Option<u64>, String> {
+        if self.snapshot().config().user(user).is_none() {
+            return Err(format!("no such user {}", quoted(&shown(user))));
+        }
+        let left = self.state.lockout().unlock(user, now());
+        if let Some(left) = left {
+            log::notice(&format!(
+                "user {} unlocked by an administrator ({}) with {left} seconds of the lockout left",
+                value(user),
+                origin.as_str()
+            ));
+        }
+        Ok(left)
+    }
+
     /// `module reload`: a bad file keeps the running config; bindings the new config still
     /// allows stay.
     pub fn reload(&self) -> Result<(), String> {
@@ -325,20 +449,28 @@ impl Instance {
             e
         })?;
         let old = self.snapshot();
+        if let Some(why) = reload_refusal(old.config(), &config) {
+            log::error(&format!("{why}; keeping the running configuration"));
+            return Err(why);
+        }
         let changes = self.state.table.reconfigure(config, now(), |c| {
             self.commit(Origin::Reload, None, Change::Bindings(c))
         });
-        for (b, reason) in &changes.removed {
-            log::notice(&format!(
-                "reload: user {} logged out of device {} ({reason})",
-                b.user, b.device
+        let new = self.snapshot();
+        for (b, _) in &changes.removed {
+            log::warning(&format!(
+                "reload: user {} logged out of device {} ({})",
+                value(&b.user),
+                value(&b.device),
+                reload_drop_reason(old.config(), new.config(), b)
             ));
         }
-        let new = self.snapshot();
         self.state.stats().retain_configured(new.config());
         self.state.unregistered().retain_configured(new.config());
-        hint_sync::sync_hints(Some(old.config()), new.config());
+        self.state.hints.sync(&new);
         self.watch_bound_devices();
+        // Queues, queue options and mailboxes may have changed for users whose bindings did not.
+        self.follow_ups.check_all();
         // Users whose bindings changed, and everyone still active (a device's dial string may
         // have changed under an unchanged binding).
         let mut users = active_users(&new);
@@ -347,11 +479,10 @@ impl Instance {
         users.dedup();
         self.state.publish_users(users.iter(), false);
         // Users that disappeared show as unavailable rather than keeping a stale state.
-        self.state.publish_users_state(
+        self.state.forget_users(
             (old.config().users.keys())
                 .filter(|u| new.config().user(u).is_none())
                 .map(str::to_string),
-            DeviceState::UNAVAILABLE,
         );
         self.access
             .sessions()

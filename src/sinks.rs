@@ -2,7 +2,9 @@
 use std::sync::Arc;
 
 use deviceuser_core::astdb::{binding_key, binding_value, dnd_key, DND_VALUE};
+use deviceuser_core::console::render;
 use deviceuser_core::journal::{entries_for, Entry};
+use deviceuser_core::logtext::value;
 use deviceuser_core::Changes;
 
 use crate::effects::Op;
@@ -49,7 +51,7 @@ impl Sink for AnnounceSink {
                     "DeviceUserDND",
                     &[("User", user.to_string()), ("DND", on.to_string())],
                 );
-                log::verbose_with(3, || format!("user {user}: do not disturb {on}"));
+                log::verbose_with(3, || format!("user {}: do not disturb {on}", value(user)));
             }
         }
     }
@@ -69,7 +71,8 @@ fn announce_bindings(changes: &Changes, now: u64) {
         log::verbose_with(3, || {
             format!(
                 "user {} logged out of device {} ({reason})",
-                b.user, b.device
+                value(&b.user),
+                value(&b.device)
             )
         });
     }
@@ -85,7 +88,8 @@ fn announce_bindings(changes: &Changes, now: u64) {
         log::verbose_with(3, || {
             format!(
                 "user {} logged in on device {} ({reason})",
-                b.user, b.device
+                value(&b.user),
+                value(&b.device)
             )
         });
     }
@@ -153,18 +157,21 @@ impl Sink for CommitLogSink {
                 for (b, reason) in &changes.removed {
                     log::notice(&format!(
                         "commit {seq} origin={origin} logout user={} device={} reason={reason}",
-                        b.user, b.device
+                        value(&b.user),
+                        value(&b.device)
                     ));
                 }
                 for (b, reason) in &changes.added {
                     log::notice(&format!(
                         "commit {seq} origin={origin} login user={} device={} reason={reason}",
-                        b.user, b.device
+                        value(&b.user),
+                        value(&b.device)
                     ));
                 }
             }
             Change::Dnd { user, on } => log::notice(&format!(
-                "commit {seq} origin={origin} dnd user={user} dnd={}",
+                "commit {seq} origin={origin} dnd user={} dnd={}",
+                value(user),
                 if on { "on" } else { "off" }
             )),
         }
@@ -261,6 +268,38 @@ impl Sink for PublishSink {
                     .map(|u| Op::Publish(u.into())),
             ),
             Change::Dnd { user, .. } => work.push(Op::Publish(user.into())),
+        }
+    }
+}
+
+/// Counts each commit's bindings made and ended, by reason.
+pub struct MetricsSink(pub Arc<State>);
+
+impl Sink for MetricsSink {
+    fn stage(&self) -> Stage {
+        Stage::Announce
+    }
+
+    fn commit(&self, c: &Commit<'_>, _: &mut Work) {
+        if let Change::Bindings(changes) = c.change {
+            self.0.counters().apply(changes);
+        }
+    }
+}
+
+/// Puts every commit on the live feed.
+pub struct FeedSink(pub Arc<State>);
+
+impl Sink for FeedSink {
+    fn stage(&self) -> Stage {
+        Stage::Announce
+    }
+
+    fn commit(&self, c: &Commit<'_>, _: &mut Work) {
+        let feed = self.0.feed();
+        match c.change {
+            Change::Bindings(changes) => feed.send(|| render::binding_events(changes, c.now)),
+            Change::Dnd { user, on } => feed.send(|| vec![render::dnd_event(user, on)]),
         }
     }
 }

@@ -139,6 +139,27 @@ fn every_request_needs_a_session_and_roles_limit_what_it_may_do() {
         failed.iter().all(|l| !l.contains("wrong")),
         "no password is logged"
     );
+    // A name made to forge fields of the line stays one quoted value (logtext).
+    let forged = "x\" Locked=\"yes";
+    let mark = ast.log_mark();
+    let r = Client::login(port, forged, "nothing")
+        .err()
+        .expect("refused");
+    assert_eq!(r.status, 401, "{r:?}");
+    let line = hd::wait_log_line(
+        &ast,
+        mark,
+        "WARNING",
+        &["FailedLogin", "res_deviceuser console"],
+    )
+    .expect("the failed login is logged");
+    let fields = deviceuser_core::logtext::fields(&line[line.find("SecurityEvent=").unwrap()..])
+        .unwrap_or_else(|e| panic!("{e:?}: {line}"));
+    assert!(
+        fields.contains(&("User".to_string(), forged.to_string())),
+        "{line}"
+    );
+    assert!(!fields.iter().any(|(k, _)| k == "Locked"), "{line}");
     // Another console user is not locked.
     let sup = supervisor(port);
 
@@ -357,8 +378,11 @@ fn edits_are_written_through_asterisks_config_writer_and_applied_like_a_reload()
     let r = admin.send("DELETE", "users/2010", None, Some(&tag2010));
     assert_eq!(r.status, 422, "{r:?}");
     assert!(
-        r.body
-            .contains("default_user '2010' is not a configured user"),
+        r.json()["fields"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("default_user \"2010\" is not a configured user")))),
         "{}",
         r.body
     );
@@ -591,7 +615,7 @@ fn hostile_input_is_refused_and_changes_nothing() {
     let e = errors[0].as_str().unwrap();
     assert!(
         e.contains("res_deviceuser.conf line")
-            && e.contains("[9999] mode: unknown mode 'sideways'"),
+            && e.contains("[9999] mode: unknown mode \"sideways\""),
         "{e}"
     );
     assert_eq!(cc::conf_text(&ast), broken, "the file is untouched");

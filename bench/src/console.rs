@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::ami::{act, Ami, Burst};
+use deviceuser_kit::ami::{act, Ami, Burst};
+use deviceuser_kit::web::{self, Client, Driver, Ws};
+use deviceuser_kit::{free_port, Asterisk, Builder};
+
 use crate::conf::{self, device, user};
-use crate::instance::{free_port, Instance, Spec};
-use crate::web::{self, Client, Driver, Ws};
 
 const LOGIN: (&str, &str) = ("bench", "bench-console");
 const BOARD_REQUESTS: usize = 7;
@@ -130,7 +131,7 @@ impl Drop for Board {
     }
 }
 
-fn first_paint(inst: &Instance, port: u16) -> Result<Vec<(Duration, Duration)>, String> {
+fn first_paint(inst: &Asterisk, port: u16) -> Result<Vec<(Duration, Duration)>, String> {
     if !std::path::Path::new(web::CHROMIUM).exists()
         || !std::path::Path::new(web::CHROMEDRIVER).exists()
     {
@@ -181,7 +182,9 @@ fn first_paint(inst: &Instance, port: u16) -> Result<Vec<(Duration, Duration)>, 
     Ok(samples)
 }
 
-pub fn run(p: &Params) -> Result<Results, String> {
+/// Runs the scenario on an instance `builder` starts (its run folder, module file), with the
+/// module loaded.
+pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
     let port = free_port();
     let mut deviceuser = conf::deviceuser_conf(p.users, |n| format!("Custom:dev/{n}"), None);
     deviceuser.push_str(&format!(
@@ -189,18 +192,16 @@ pub fn run(p: &Params) -> Result<Results, String> {
         LOGIN.0,
         deviceuser_core::hash_password(LOGIN.1)
     ));
-    let inst = Instance::start(Spec {
-        name: "console",
-        confs: vec![
-            ("res_deviceuser.conf", deviceuser),
-            (
-                "http.conf",
-                format!("[general]\nenabled = yes\nbindaddr = 127.0.0.1\nbindport = {port}\n"),
-            ),
-        ],
-        module_noload: false,
-    })?;
-    let mut ami = Ami::connect(inst.ami_port, "off")?;
+    let inst = builder
+        .module_noload(false)
+        .conf("res_deviceuser.conf", &deviceuser)
+        .conf(
+            "http.conf",
+            &format!("[general]\nenabled = yes\nbindaddr = 127.0.0.1\nbindport = {port}\n"),
+        )
+        .start_or_err()?;
+    let mut ami = Ami::connect_with_events(inst.ami_port, "deviceuser", "deviceuser", "off")?;
+    ami.timeout = Duration::from_secs(120);
     inst.settle();
     // Every device has a state in Asterisk's cache, as registered phones have.
     let states: Vec<_> = (1..=p.users)
@@ -263,7 +264,7 @@ pub fn run(p: &Params) -> Result<Results, String> {
                 if kind == "login" {
                     fields.push(("Device", d.as_str()));
                 }
-                let r = ami.action(&fields)?;
+                let r = ami.try_action(&fields)?;
                 if !r.is_success() {
                     return Err(format!("{action}: {}", r.val("Message")));
                 }

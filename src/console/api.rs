@@ -2,10 +2,13 @@
 //! `docs/console-openapi.json`). Every API request but the login needs a session; what it
 //! may do depends on the console user's role; requests that change anything must come from
 //! the console's own page (see [`deviceuser_core::console::auth`]).
+use deviceuser_core::config::shown;
 use deviceuser_core::console::auth::{self, Provenance, Session, COOKIE, CSRF_HEADER};
 use deviceuser_core::console::edit::{FieldError, Kind};
 use deviceuser_core::console::render;
 use deviceuser_core::console::routes::{self, Method, Op, Target};
+use deviceuser_core::failure::LoginFailure;
+use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::{LoginError, LoginMode, LogoutError, Reason};
 use serde_json::{json, Value};
 
@@ -132,8 +135,8 @@ fn api(inst: &Instance, req: &Request, pattern: &str, id: &str) -> Response {
             log::warning(&format!(
                 "console: {} request by {} from {} refused: {}",
                 req.method.as_str(),
-                session.user,
-                req.remote(),
+                value(&session.user),
+                value(&req.remote()),
                 e.message()
             ));
             return error(403, e.message());
@@ -163,7 +166,7 @@ fn api(inst: &Instance, req: &Request, pattern: &str, id: &str) -> Response {
                 let tag = v["etag"].as_str().unwrap_or_default().to_string();
                 json_response(200, &v).header("ETag", tag)
             }
-            None => error(404, &format!("no such device '{id}'")),
+            None => error(404, &format!("no such device {}", quoted(&shown(id)))),
         },
         Op::UsersList => {
             let users: Vec<Value> = (snap.config().users.values())
@@ -177,7 +180,7 @@ fn api(inst: &Instance, req: &Request, pattern: &str, id: &str) -> Response {
                 let tag = v["etag"].as_str().unwrap_or_default().to_string();
                 json_response(200, &v).header("ETag", tag)
             }
-            None => error(404, &format!("no such user '{id}'")),
+            None => error(404, &format!("no such user {}", quoted(&shown(id)))),
         },
         Op::DeviceCreate => edit::write(inst, req, &session, Kind::Device, None, false),
         Op::DeviceUpdate => edit::write(inst, req, &session, Kind::Device, Some(id), false),
@@ -307,9 +310,9 @@ fn login(inst: &Instance, req: &Request) -> Response {
             .failures()
             .failure(&user, now, &snap.config().general);
         log::warning(&format!(
-            "SecurityEvent=\"FailedLogin\" Service=\"res_deviceuser console\" User=\"{}\" RemoteAddress=\"{}\"{}",
-            deviceuser_core::config::shown(&user).escape_debug(),
-            req.remote(),
+            "SecurityEvent=\"FailedLogin\" Service=\"res_deviceuser console\" User={} RemoteAddress={}{}",
+            quoted(&shown(&user)),
+            quoted(&req.remote()),
             if locked { " Locked=\"yes\"" } else { "" }
         ));
         return error(401, "wrong user or password");
@@ -328,9 +331,9 @@ fn login(inst: &Instance, req: &Request) -> Response {
         2,
         &format!(
             "console: {} ({}) logged in from {}",
-            account.id,
+            value(&account.id),
             account.role,
-            req.remote()
+            value(&req.remote())
         ),
     );
     json_response(
@@ -354,16 +357,17 @@ fn dnd(inst: &Instance, req: &Request, session: &Session, user: &str) -> Respons
         );
     };
     if inst.snapshot().config().user(user).is_none() {
-        return error(404, &format!("no such user '{user}'"));
+        return error(404, &format!("no such user {}", quoted(&shown(&user))));
     }
     match inst.set_dnd(Origin::Console, None, user, on) {
         Ok(_) => {
             log::verbose(
                 3,
                 &format!(
-                    "console: {} turned DND {} for user {user}",
-                    session.user,
-                    if on { "on" } else { "off" }
+                    "console: {} turned DND {} for user {}",
+                    value(&session.user),
+                    if on { "on" } else { "off" },
+                    value(user)
                 ),
             );
             json_response(200, &json!({"user": user, "dnd": on}))
@@ -387,8 +391,10 @@ fn login_user(inst: &Instance, req: &Request, session: &Session) -> Response {
             log::verbose(
                 3,
                 &format!(
-                    "console: {} logged user {user} in on device {device}",
-                    session.user
+                    "console: {} logged user {} in on device {}",
+                    value(&session.user),
+                    value(&user),
+                    value(&device)
                 ),
             );
             let now = now();
@@ -398,7 +404,13 @@ fn login_user(inst: &Instance, req: &Request, session: &Session) -> Response {
             )
         }
         Err(e) => {
-            login_failed(&device, Some(&user), &e.to_string());
+            login_failed(
+                inst.state(),
+                None,
+                &device,
+                Some(&user),
+                LoginFailure::of(&e),
+            );
             let (status, field) = match e {
                 LoginError::NoSuchUser => (404, "user"),
                 LoginError::NoSuchDevice => (404, "device"),
@@ -425,9 +437,10 @@ fn logout(inst: &Instance, session: &Session, kind: Kind, id: &str) -> Response 
             log::verbose(
                 3,
                 &format!(
-                    "console: {} logged out {} {id}",
-                    session.user,
-                    kind.section_type()
+                    "console: {} logged out {} {}",
+                    value(&session.user),
+                    kind.section_type(),
+                    value(id)
                 ),
             );
             json_response(

@@ -7,11 +7,12 @@
 //! meantime is refused, never overwritten); the edit is applied and the whole file is
 //! validated exactly as at load; only then is the previous file kept as `.bak`, the new one
 //! written and the module reloaded, which keeps every login the new file allows.
-use deviceuser_core::config::{Config, ConfigError, Device, User};
+use deviceuser_core::config::{shown, Config, ConfigError, Device, User};
 use deviceuser_core::console::auth::Session;
 use deviceuser_core::console::edit::{self as core_edit, Kind};
 use deviceuser_core::console::render;
 use deviceuser_core::hash_password;
+use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::Snapshot;
 use serde_json::{json, Value};
 
@@ -80,7 +81,7 @@ pub fn write(
             let list = file_errors(&errors);
             log::warning(&format!(
                 "console: {}'s change of {what} refused: {CONFIG_FILE} has errors ({})",
-                session.user,
+                value(&session.user),
                 list.join("; ")
             ));
             return json_response(
@@ -94,7 +95,7 @@ pub fn write(
     };
     if let Some(id) = id {
         let Some(tag) = etag_in(&current, kind, id, key) else {
-            return error(404, &format!("no such {what} '{id}'"));
+            return error(404, &format!("no such {what} {}", quoted(&shown(id))));
         };
         match req.header("If-Match") {
             None => {
@@ -108,7 +109,7 @@ pub fn write(
                 return json_response(
                     412,
                     &json!({
-                        "error": format!("the {what} '{id}' was changed by someone else since you loaded it; load it again"),
+                        "error": format!("the {what} {} was changed by someone else since you loaded it; load it again", quoted(&shown(id))),
                         "etag": tag,
                     }),
                 )
@@ -126,7 +127,7 @@ pub fn write(
             if id.is_none() && etag_in(&current, kind, &edit.id, key).is_some() {
                 return field_errors(
                     409,
-                    &format!("{what} '{}' already exists", edit.id),
+                    &format!("{what} {} already exists", quoted(&shown(&edit.id))),
                     &[core_edit::FieldError::new("id", "already exists")],
                 );
             }
@@ -173,8 +174,9 @@ pub fn write(
         (false, None) => "added",
     };
     log::notice(&format!(
-        "console: {} {verb} {what} {target_id} in {CONFIG_FILE}",
-        session.user
+        "console: {} {verb} {what} {} in {CONFIG_FILE}",
+        value(&session.user),
+        value(&target_id)
     ));
     if let Err(e) = inst.reload() {
         return error(

@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod ami;
+pub mod ari;
 pub mod astdb;
 pub mod channel;
 pub mod cli;
@@ -17,7 +18,11 @@ pub mod guard;
 pub mod hints;
 pub mod http;
 pub mod log;
+pub mod manager;
+pub mod mwi;
+pub mod prometheus;
 pub mod register;
+pub mod security;
 pub mod thread;
 pub mod websocket;
 

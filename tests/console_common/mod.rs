@@ -1,13 +1,13 @@
 //! Shared parts of the console tests: an Asterisk with its HTTP server on and console users
-//! configured. The HTTP, WebSocket and WebDriver clients are the benchmark driver's
-//! (`deviceuser_bench::web`).
+//! configured. The HTTP, WebSocket and WebDriver clients are the kit's
+//! (`deviceuser_kit::web`), which the benchmark driver uses too.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[allow(unused_imports)]
-pub use deviceuser_bench::web::{request, Browser, Client, Driver, Resp, Ws};
+pub use crate::common::web::{request, Browser, Client, Driver, Resp, Ws};
 
 use crate::common::{self, Asterisk, Builder};
 use crate::hotdesk_common as hd;

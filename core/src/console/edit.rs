@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{id_problem, ConfigError, Device, User};
+use crate::logtext::quoted;
 
 /// Which kind of section an edit is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +152,11 @@ pub fn section_edit(
         (Some(p), Some(b)) if p != b => {
             errors.push(FieldError::new(
                 "id",
-                format!("the id cannot change ('{b}' given for '{p}')"),
+                format!(
+                    "the id cannot change ({} given for {})",
+                    quoted(&b),
+                    quoted(p)
+                ),
             ));
             p.to_string()
         }
@@ -363,7 +368,7 @@ mod tests {
             .contains("fixed device needs a default_user"));
         assert_eq!(others.len(), 1);
         assert!(
-            others[0].contains("'nobody' is not a configured user"),
+            others[0].contains("\"nobody\" is not a configured user"),
             "{others:?}"
         );
         // The user 3000's edit does not own the device 3000's options.

@@ -135,8 +135,8 @@ pub fn parse(sec: &RawSection) -> (Option<ConsoleUser>, Vec<Finding>) {
                         key: Some(key),
                         line: var.line,
                         message: format!(
-                            "bad role '{}' (expected supervisor or admin)",
-                            crate::config::shown(v)
+                            "bad role {} (expected supervisor or admin)",
+                            crate::logtext::quoted(&crate::config::shown(v))
                         ),
                         error: true,
                     });
@@ -171,7 +171,7 @@ pub fn parse(sec: &RawSection) -> (Option<ConsoleUser>, Vec<Finding>) {
             }
             _ => findings.push(Finding {
                 line: var.line,
-                message: format!("unknown option '{key}'"),
+                message: format!("unknown option {}", crate::logtext::quoted(&key)),
                 key: Some(key),
                 error: false,
             }),
@@ -253,7 +253,7 @@ mod tests {
         assert!(u.is_none());
         let msgs: Vec<_> = findings.iter().map(|f| f.message.as_str()).collect();
         assert!(
-            msgs.iter().any(|m| m.contains("bad role 'boss'")),
+            msgs.iter().any(|m| m.contains("bad role \"boss\"")),
             "{msgs:?}"
         );
         assert!(

@@ -1,55 +1,17 @@
 //! Web clients of the administration console, shared by the benchmark driver and the
-//! integration tests: a plain HTTP/1.1 client and a WebSocket client over `std::net`, and a
+//! integration tests (`deviceuser_kit::web`): a plain HTTP/1.1 client and a WebSocket client over `std::net`, and a
 //! WebDriver client driving Debian's headless Chromium through `chromedriver`.
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::instance::free_port;
-
-/// How many times slower than natively Asterisk answers: `DEVICEUSER_VALGRIND_SCALE`
-/// (default 10) when the instances run under valgrind (`DEVICEUSER_VALGRIND`), else 1.
-pub fn slowdown() -> u32 {
-    let valgrind = std::env::var_os("DEVICEUSER_VALGRIND").is_some_and(|v| !v.is_empty());
-    if !valgrind {
-        return 1;
-    }
-    std::env::var("DEVICEUSER_VALGRIND_SCALE")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|&n| n >= 1)
-        .unwrap_or(10)
-}
-
-/// A timeout scaled by [`slowdown`].
-pub fn scaled(d: Duration) -> Duration {
-    d * slowdown()
-}
-
-/// Polls `f` every 20 ms until it returns `Some`, or `None` after `timeout` ([`scaled`]).
-pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + scaled(timeout);
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Polls `f` until it is true; false after `timeout`.
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    poll(timeout, || f().then_some(())).is_some()
-}
+use crate::free_port;
+pub use crate::{poll, scaled, slowdown, wait_until};
 
 // ---------------------------------------------------------------------------
 // HTTP
