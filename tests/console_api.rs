@@ -378,9 +378,9 @@ fn edits_are_written_through_asterisks_config_writer_and_applied_like_a_reload()
     let r = admin.send("DELETE", "users/2010", None, Some(&tag2010));
     assert_eq!(r.status, 422, "{r:?}");
     assert!(
-        r.json()["fields"]
+        r.json()["file_errors"]
             .as_array()
-            .is_some_and(|f| f.iter().any(|f| f["message"]
+            .is_some_and(|f| f.iter().any(|m| m
                 .as_str()
                 .is_some_and(|m| m.contains("default_user \"2010\" is not a configured user")))),
         "{}",

@@ -357,7 +357,7 @@ fn dnd(inst: &Instance, req: &Request, session: &Session, user: &str) -> Respons
         );
     };
     if inst.snapshot().config().user(user).is_none() {
-        return error(404, &format!("no such user {}", quoted(&shown(&user))));
+        return error(404, &format!("no such user {}", quoted(&shown(user))));
     }
     match inst.set_dnd(Origin::Console, None, user, on) {
         Ok(_) => {
