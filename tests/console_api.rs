@@ -407,6 +407,157 @@ fn edits_are_written_through_asterisks_config_writer_and_applied_like_a_reload()
 }
 
 #[test]
+fn the_api_logs_users_in_and_out_through_the_pipeline_with_amis_rules_and_messages() {
+    let (b, port) = cc::builder("console-bindings", "commit_log = yes");
+    let ast = b.start();
+    let admin = admin(port);
+    let mut ami = ast.ami();
+
+    // An administrator logs a user in on a device: a commit of origin `console`.
+    let mark = ast.log_mark();
+    let r = admin.send(
+        "POST",
+        "bindings",
+        Some(json!({"user": "4101", "device": "1000"})),
+        None,
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let e = &r.json()["events"][0];
+    assert_eq!(
+        (&e["type"], &e["user"], &e["device"], &e["reason"]),
+        (
+            &json!("login"),
+            &json!("4101"),
+            &json!("1000"),
+            &json!("admin")
+        )
+    );
+    assert_eq!(hd::user_on(&ast, "1000").as_deref(), Some("4101"));
+    assert!(
+        hd::wait_log_line(
+            &ast,
+            mark,
+            "NOTICE",
+            &[
+                " commit ",
+                "origin=console",
+                "login",
+                "user=4101",
+                "device=1000"
+            ]
+        )
+        .is_some(),
+        "{}",
+        ast.log_since(mark)
+    );
+    // The list: the fixed device's owner, and 4101 on 1000.
+    let list = admin.get("bindings").json();
+    let mut pairs: Vec<(String, String)> = list["bindings"]
+        .as_array()
+        .expect("bindings")
+        .iter()
+        .map(|b| {
+            assert!(b["since"].is_u64() && b["duration"].is_u64(), "{b}");
+            (
+                b["user"].as_str().unwrap().to_string(),
+                b["device"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        [
+            ("2010".into(), "2010".into()),
+            ("4101".into(), "1000".into())
+        ],
+        "{list}"
+    );
+
+    // Refused logins: the core's reason, word for word as AMI gives it, on the field.
+    for (user, device, field, status) in [
+        ("4102", "nosuch", "device", 404),
+        ("nosuch", "1001", "user", 404),
+        ("4102", "2010", "device", 409),
+    ] {
+        let r = admin.send(
+            "POST",
+            "bindings",
+            Some(json!({"user": user, "device": device})),
+            None,
+        );
+        assert_eq!(r.status, status, "{user} on {device}: {r:?}");
+        let f = &r.json()["fields"][0];
+        assert_eq!(f["field"], field, "{r:?}");
+        let reason = f["message"].as_str().expect("a message").to_string();
+        let a = ami.action(&[
+            ("Action", "DeviceUserLogin"),
+            ("User", user),
+            ("Device", device),
+        ]);
+        assert!(!a.is_success());
+        assert!(
+            a.val("Message").ends_with(&format!(": {reason}")),
+            "AMI {:?}, console {reason:?}",
+            a.val("Message")
+        );
+        assert_eq!(
+            r.json()["error"].as_str().unwrap(),
+            format!("c{}", &a.val("Message")[1..]),
+            "the same sentence"
+        );
+    }
+    assert_eq!(hd::user_on(&ast, "1001"), None);
+
+    // The statistics count the login and its time.
+    let stats = admin.get("stats").json();
+    assert_eq!(stats["summary"]["bindings"], 2, "{stats}");
+    assert_eq!(stats["summary"]["devices"], 4, "{stats}");
+    let u = stats["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["user"] == "4101")
+        .unwrap_or_else(|| panic!("4101 in {stats}"))
+        .clone();
+    assert_eq!(u["logins"], 1, "{stats}");
+
+    // DND on and off.
+    for on in [true, false] {
+        let r = admin.send("PUT", "users/4101/dnd", Some(json!({"on": on})), None);
+        assert_eq!(r.status, 200, "{r:?}");
+        let want = if on { "1" } else { "0" };
+        assert_eq!(hd::getvar(&ast, "DEVICEUSER(4101,dnd)"), want);
+    }
+
+    // Logging a device out; a second time it is not logged in, as AMI says.
+    let r = admin.send("DELETE", "bindings/device/1000", None, None);
+    assert_eq!(r.status, 200, "{r:?}");
+    let e = &r.json()["events"][0];
+    assert_eq!(
+        (&e["type"], &e["reason"]),
+        (&json!("logout"), &json!("admin"))
+    );
+    assert!(e["duration"].is_u64());
+    assert_eq!(hd::user_on(&ast, "1000"), None);
+    let r = admin.send("DELETE", "bindings/device/1000", None, None);
+    assert_eq!(r.status, 409, "{r:?}");
+    let a = ami.action(&[("Action", "DeviceUserLogout"), ("Device", "1000")]);
+    assert!(!a.is_success());
+    assert_eq!(
+        r.json()["error"].as_str().unwrap(),
+        format!("c{}", &a.val("Message")[1..]),
+        "the same sentence"
+    );
+    let r = admin.send("DELETE", "bindings/user/nosuch", None, None);
+    assert_eq!(r.status, 404, "{r:?}");
+    let left = admin.get("bindings").json();
+    assert_eq!(left["bindings"].as_array().unwrap().len(), 1, "{left}");
+    assert_eq!(left["bindings"][0]["user"], "2010", "{left}");
+    hd::assert_alive(&ast);
+}
+
+#[test]
 fn hostile_input_is_refused_and_changes_nothing() {
     let (b, port) = cc::builder("console-hostile", "");
     let ast = b.start();

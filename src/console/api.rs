@@ -419,7 +419,11 @@ fn login_user(inst: &Instance, req: &Request, session: &Session) -> Response {
             };
             field_errors(
                 status,
-                &format!("cannot log {user} in on {device}: {e}"),
+                &format!(
+                    "cannot log {} in on {}: {e}",
+                    quoted(&shown(&user)),
+                    quoted(&shown(&device))
+                ),
                 &[FieldError::new(field, e.to_string())],
             )
         }
@@ -453,7 +457,10 @@ fn logout(inst: &Instance, session: &Session, kind: Kind, id: &str) -> Response 
                 LogoutError::NoSuchUser | LogoutError::NoSuchDevice => 404,
                 LogoutError::NotLoggedIn | LogoutError::FixedDevice => 409,
             };
-            error(status, &format!("cannot log out {id}: {e}"))
+            error(
+                status,
+                &format!("cannot log out {}: {e}", quoted(&shown(id))),
+            )
         }
     }
 }
