@@ -38,6 +38,16 @@ fn log_in(b: &cc::Browser<'_>, user: &str, password: &str) {
     b.keys("#login-password", ENTER);
 }
 
+/// The keys (`data-<key>`) of the rows of `rows` not hidden by the search.
+fn visible(b: &cc::Browser<'_>, rows: &str, key: &str) -> serde_json::Value {
+    b.js(
+        &format!(
+            "return Array.from(document.querySelectorAll('{rows} tr'), tr => tr.hidden ? null : tr.dataset.{key}).filter(x => x)"
+        ),
+        json!([]),
+    )
+}
+
 #[test]
 fn the_console_in_a_browser_from_adding_a_device_to_a_supervisor_logging_a_user_out() {
     let (builder, port) = cc::builder("console-browser", "");
@@ -93,6 +103,55 @@ fn the_console_in_a_browser_from_adding_a_device_to_a_supervisor_logging_a_user_
         .contains("[3000]\ntype = device\ndescription = <img src=x onerror=alert(1)>"));
     b.screenshot(&shots.join("devices.png"));
 
+    // The manual's columns; search; edit and delete.
+    assert_eq!(
+        b.js(
+            "return Array.from(document.querySelectorAll('#devices thead th'), th => th.textContent)",
+            json!([])
+        ),
+        json!([
+            "Device",
+            "Description",
+            "Device Type",
+            "Default user",
+            "User",
+            "Tech Type",
+            "State",
+            "Actions"
+        ])
+    );
+    b.type_into("#devices-search", "ARM 3");
+    assert!(common::wait_until(Duration::from_secs(5), || visible(
+        &b,
+        "#devices-rows",
+        "device"
+    ) == json!([
+        "1002"
+    ])));
+    b.js(
+        "const s = document.getElementById('devices-search'); s.value = ''; s.dispatchEvent(new Event('input'));",
+        json!([]),
+    );
+    b.click("#devices-rows tr[data-device=\"1002\"] button[data-action=edit]");
+    b.type_into("#device-form [name=description]", "ARM 3 by the window");
+    b.click("#device-save");
+    assert!(b.wait_text(
+        "#devices-rows tr[data-device=\"1002\"]",
+        "ARM 3 by the window"
+    ));
+    assert!(cc::conf_text(&ast).contains("description = ARM 3 by the window"));
+    b.click("#devices-rows tr[data-device=\"1002\"] button[data-action=delete]");
+    let asked = common::poll(Duration::from_secs(5), || b.alert()).expect("a confirmation");
+    assert!(asked.contains("1002"), "{asked}");
+    b.accept_alert();
+    assert!(common::wait_until(Duration::from_secs(10), || b.js(
+        "return document.querySelector('#devices-rows tr[data-device=\"1002\"]') === null",
+        json!([])
+    ) == json!(
+        true
+    )));
+    assert!(!cc::conf_text(&ast).contains("[1002]"));
+
     // ...and a user with a PIN.
     b.click("#tab-users");
     b.find("#users-rows tr[data-user=\"4101\"]");
@@ -107,6 +166,35 @@ fn the_console_in_a_browser_from_adding_a_device_to_a_supervisor_logging_a_user_
         .text("#users-rows tr[data-user=\"4150\"]")
         .contains("Test Operator"));
     assert!(!b.text("body").contains("4321"), "the PIN is never shown");
+    assert_eq!(
+        b.js(
+            "return Array.from(document.querySelectorAll('#users thead th'), th => th.textContent)",
+            json!([])
+        ),
+        json!([
+            "Extension",
+            "Display name",
+            "Language",
+            "Devices",
+            "State",
+            "DND",
+            "Actions"
+        ])
+    );
+    // Editing the user without a new PIN keeps the PIN (the phone logs in with it below).
+    b.click("#users-rows tr[data-user=\"4150\"] button[data-action=edit]");
+    assert_eq!(
+        b.js(
+            "return document.querySelector('#user-form [name=password]').value",
+            json!([])
+        ),
+        json!(""),
+        "the PIN is not shown back"
+    );
+    b.type_into("#user-form [name=fullname]", "Test Operator Two");
+    b.click("#user-save");
+    assert!(b.wait_text("#users-rows tr[data-user=\"4150\"]", "Test Operator Two"));
+    assert!(cc::conf_text(&ast).contains("fullname = Test Operator Two"));
     b.screenshot(&shots.join("users.png"));
 
     // The board, live: the phone registered as the new device logs in with *11.
@@ -180,6 +268,36 @@ fn the_console_in_a_browser_from_adding_a_device_to_a_supervisor_logging_a_user_
     phone.wait_event("CALL_CLOSED", LONG);
     b.screenshot(&shots.join("board.png"));
 
+    // From the board: DND on and off, and a login on a device.
+    for (want, badge) in [("1", "DND"), ("0", "Unavailable")] {
+        b.click("#board-rows tr[data-user=\"4101\"] button[data-action=dnd]");
+        assert!(hd::wait(|| hd::getvar(&ast, "DEVICEUSER(4101,dnd)") == want));
+        assert!(
+            b.wait_text("#board-rows tr[data-user=\"4101\"] .state", badge),
+            "{}",
+            b.text("#board-rows tr[data-user=\"4101\"]")
+        );
+    }
+    b.click("#board-rows tr[data-user=\"4102\"] button[data-action=login]");
+    b.find("#login-on-device");
+    assert!(common::wait_until(Duration::from_secs(5), || b.js(
+        "return document.querySelector('#login-on-device option[value=\"1001\"]') !== null",
+        json!([])
+    ) == json!(
+        true
+    )));
+    b.js(
+        "document.getElementById('login-on-device').value = '1001'",
+        json!([]),
+    );
+    b.click("#login-on-save");
+    assert!(hd::wait(
+        || hd::user_on(&ast, "1001").as_deref() == Some("4102")
+    ));
+    assert!(common::wait_until(Duration::from_secs(5), || b
+        .text("#board-rows tr[data-user=\"4102\"] td.devices")
+        .contains("1001")));
+
     // A supervisor logs the user out from the board; the phone's next call is refused.
     b.click("#logout");
     b.find("#login-user");
@@ -241,6 +359,20 @@ fn the_console_in_a_browser_from_adding_a_device_to_a_supervisor_logging_a_user_
         .text("#board-rows tr[data-user=\"4101\"] .state")
         .contains("Недоступен"));
     b.screenshot(&shots.join("board-ru.png"));
+
+    // A browser whose language is Russian gets the page in Russian without the switch.
+    let ru = driver.browser_lang("ru", "ru-RU");
+    ru.goto(&url);
+    assert!(
+        ru.wait_text("#login-submit", "Войти"),
+        "{}",
+        ru.text("body")
+    );
+    assert_eq!(
+        ru.js("return document.documentElement.lang", json!([])),
+        json!("ru")
+    );
+    drop(ru);
 
     // A cross-origin page (localhost is another origin than 127.0.0.1) cannot change
     // anything: its POST is refused and the device does not appear.

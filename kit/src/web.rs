@@ -403,6 +403,12 @@ impl Driver {
 
     /// A new headless browser with a fresh profile.
     pub fn browser(&self, name: &str) -> Browser<'_> {
+        self.browser_lang(name, "en-US")
+    }
+
+    /// A browser session (its own profile) whose language, as the page reads it from
+    /// `navigator.languages`, is `lang` (e.g. `ru-RU`).
+    pub fn browser_lang(&self, name: &str, lang: &str) -> Browser<'_> {
         let profile = self.dir.join(format!("profile-{name}"));
         let _ = std::fs::remove_dir_all(&profile);
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -413,10 +419,10 @@ impl Driver {
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--disable-quic", "--no-first-run", "--no-default-browser-check",
-                    "--window-size=1400,900", "--lang=en-US",
+                    "--window-size=1400,900", format!("--lang={lang}"),
                     format!("--user-data-dir={}", profile.display()),
                 ],
-                "prefs": {"intl.accept_languages": "en-US"},
+                "prefs": {"intl.accept_languages": lang},
             }
         }}});
         let v = self.call("POST", "/session", Some(caps));
