@@ -500,7 +500,7 @@ fn install_finds_the_folders_of_the_provisioned_tree() {
             .filter(|l| !l.trim_start().starts_with('#'))
             .map(|l| format!("{l}\n"))
             .collect();
-        for arch in ["x86_64", "x86-64", "aarch64"] {
+        for arch in ["x86_64", "x86-64", "aarch64", "amd64", "arm64"] {
             assert!(
                 !code.contains(arch),
                 "{} names an architecture ({arch})",
