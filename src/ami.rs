@@ -17,7 +17,9 @@ pub fn login(inst: &Instance, a: &Action) {
     match inst.login(Origin::Ami, None, &user, &device, LoginMode::Admin) {
         Ok(_) => a.ack(&format!("User {user} logged in on device {device}")),
         Err(e) => {
-            login_failed(&device, Some(&user), &e.to_string());
+            if !matches!(e, deviceuser_core::LoginError::Store(_)) {
+                login_failed(&device, Some(&user), &e.to_string());
+            }
             a.error(&format!("Cannot log {user} in on {device}: {e}"))
         }
     }

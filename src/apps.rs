@@ -26,6 +26,9 @@ const REFUSED_PROMPT: &str = "agent-incorrect";
 const GIVE_UP_PROMPTS: [&str; 2] = ["im-sorry", "vm-goodbye"];
 /// Played on a fixed device: "... is unavailable." "Goodbye."
 const FIXED_PROMPTS: [&str; 2] = ["vm-isunavail", "vm-goodbye"];
+/// Played when the login or logout could not be saved (the shared database does not
+/// answer): "I'm sorry." "Please try again." Nothing changed.
+const NOT_SAVED_PROMPTS: [&str; 2] = ["im-sorry", "please-try-again"];
 const LOGGED_IN_PROMPT: &str = "agent-loginok";
 const LOGGED_OUT_PROMPT: &str = "agent-loggedoff";
 
@@ -38,6 +41,8 @@ enum LoginStatus {
     NoPassword,
     Denied,
     Locked,
+    /// Not saved: the shared database refused or did not answer; nothing changed.
+    Unavailable,
     Hangup,
 }
 
@@ -51,6 +56,7 @@ impl LoginStatus {
             LoginStatus::NoPassword => "NOPASSWORD",
             LoginStatus::Denied => "DENIED",
             LoginStatus::Locked => "LOCKED",
+            LoginStatus::Unavailable => "UNAVAILABLE",
             LoginStatus::Hangup => "HANGUP",
         }
     }
@@ -62,6 +68,7 @@ impl LoginStatus {
             LoginError::NoPassword => LoginStatus::NoPassword,
             LoginError::NoSuchUser => LoginStatus::NoUser,
             LoginError::NoSuchDevice => LoginStatus::Failed,
+            LoginError::Store(_) => LoginStatus::Unavailable,
         }
     }
 }
@@ -347,6 +354,11 @@ impl<'a> LoginCall<'a> {
                 let _ = self.chan.play(LOGGED_IN_PROMPT);
                 LoginStatus::Success
             }
+            Err(e @ LoginError::Store(_)) => {
+                log::warning(&format!("UserLogin of {} on device {device}: {e}", user.id));
+                play_all(self.chan, &NOT_SAVED_PROMPTS);
+                LoginStatus::of(&e)
+            }
             Err(e) => {
                 login_failed(device, Some(&user.id), &e.to_string());
                 log::warning(&format!("UserLogin of {} on device {device}: {e}", user.id));
@@ -387,9 +399,14 @@ fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> &'static str {
                 return "FAILED";
             };
             let r = inst.logout_device(Origin::Phone, Some(chan), &device.id, Reason::Manual);
-            // Answered either way: "logged off" is also true of a device nobody was on.
+            // Answered either way: "logged off" is also true of a device nobody was on;
+            // not of one whose logout was not saved.
             if chan.answer().is_ok() {
-                let _ = chan.play(LOGGED_OUT_PROMPT);
+                if let Err(LogoutError::Store(_)) = r {
+                    play_all(chan, &NOT_SAVED_PROMPTS);
+                } else {
+                    let _ = chan.play(LOGGED_OUT_PROMPT);
+                }
             }
             r
         }
@@ -397,12 +414,17 @@ fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> &'static str {
     match result {
         Ok(_) => "SUCCESS",
         Err(e) => {
-            log::notice(&format!("UserLogout on {name}: {e}"));
+            if matches!(e, LogoutError::Store(_)) {
+                log::warning(&format!("UserLogout on {name}: {e}"));
+            } else {
+                log::notice(&format!("UserLogout on {name}: {e}"));
+            }
             match e {
                 LogoutError::NotLoggedIn => "NOTLOGGEDIN",
                 LogoutError::FixedDevice => "FIXED",
                 LogoutError::NoSuchUser => "NOUSER",
                 LogoutError::NoSuchDevice => "FAILED",
+                LogoutError::Store(_) => "UNAVAILABLE",
             }
         }
     }

@@ -14,6 +14,7 @@
 mod ami;
 mod apps;
 mod cli;
+mod cluster;
 mod config_file;
 mod deferred;
 mod effects;

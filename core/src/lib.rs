@@ -16,6 +16,7 @@
 //! - [`policy`]: time-based logouts (max login time, shift end, unregistered devices) and
 //!   PIN lockout.
 //! - [`stats`]: per-user login statistics.
+//! - [`realtime`]: bindings shared by several nodes in a database, and which nodes are up.
 
 pub mod args;
 pub mod astdb;
@@ -26,6 +27,7 @@ pub mod idmap;
 pub mod journal;
 pub mod password;
 pub mod pmap;
+pub mod realtime;
 pub mod policy;
 pub mod render;
 pub mod stats;
@@ -35,12 +37,13 @@ pub mod text;
 /// The inline string type of ids in the config and in bindings.
 pub use compact_str::CompactString;
 pub use config::{
-    Config, ConfigError, Device, DeviceMode, General, MultipleLogins, Override, Parsed, TimeOfDay,
-    User,
+    Config, ConfigError, Device, DeviceMode, General, MultipleLogins, Override, Parsed, Storage,
+    TimeOfDay, User,
 };
 pub use password::hash_password;
 pub use policy::{Lockout, Unregistered};
 pub use stats::Stats;
 pub use table::{
     Binding, BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
+    StoreError,
 };

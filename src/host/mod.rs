@@ -15,6 +15,7 @@ pub mod devstate;
 pub mod guard;
 pub mod hints;
 pub mod log;
+pub mod realtime;
 pub mod register;
 pub mod thread;
 
