@@ -3,9 +3,9 @@
 use deviceuser_core::args::{parse_on_off, split_args};
 
 use crate::host::channel::Channel;
+use crate::host::devstate::device_state;
 use crate::instance::Instance;
 use crate::pipeline::Origin;
-use crate::host::devstate::device_state;
 use crate::state::{device_name, user_state};
 use deviceuser_core::Snapshot;
 

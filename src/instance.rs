@@ -455,7 +455,9 @@ impl Instance {
             // Rows the new config drops or adds: written as far as the database answers;
             // the next full read settles what it did not take.
             if let Err(e) = self.prepare(Origin::Reload, None, c) {
-                log::warning(&format!("reload: the database did not take every change: {e}"));
+                log::warning(&format!(
+                    "reload: the database did not take every change: {e}"
+                ));
             }
             self.commit(Origin::Reload, None, Change::Bindings(c))
         });

@@ -884,7 +884,11 @@ fn place_devices(
 
 /// `remote_dial` for one device: `${DEVICE}` and `${NODE}` replaced.
 pub fn render_remote_dial(pattern: &str, device: &str, node: &str) -> CompactString {
-    CompactString::from(pattern.replace("${DEVICE}", device).replace("${NODE}", node))
+    CompactString::from(
+        pattern
+            .replace("${DEVICE}", device)
+            .replace("${NODE}", node),
+    )
 }
 
 impl Config {
@@ -896,7 +900,10 @@ impl Config {
     /// [`Config::from_raw`] on a node whose name, unless `[general]` sets `node`, is
     /// `host_node` (Asterisk's `systemname`): the config may be shared by every node (static
     /// realtime), the node's name is its own.
-    pub fn from_raw_on(raw: &RawConfig, host_node: Option<&str>) -> Result<Parsed, Vec<ConfigError>> {
+    pub fn from_raw_on(
+        raw: &RawConfig,
+        host_node: Option<&str>,
+    ) -> Result<Parsed, Vec<ConfigError>> {
         let mut r = Report {
             file: &raw.file,
             errors: Vec::new(),
@@ -1272,19 +1279,20 @@ pub(crate) mod tests {
 
     #[test]
     fn realtime_options_are_checked() {
-        let e = errors(raw(&[
-            (
-                "general",
-                &[
-                    ("storage", "sql"),
-                    ("remote_dial", "PJSIP/x"),
-                    ("node_timeout", "0"),
-                    ("realtime_refresh", "soon"),
-                ],
-            ),
-        ]));
+        let e = errors(raw(&[(
+            "general",
+            &[
+                ("storage", "sql"),
+                ("remote_dial", "PJSIP/x"),
+                ("node_timeout", "0"),
+                ("realtime_refresh", "soon"),
+            ],
+        )]));
         let keys: Vec<_> = e.iter().map(|e| e.key.as_deref().unwrap()).collect();
-        assert_eq!(keys, vec!["storage", "remote_dial", "node_timeout", "realtime_refresh"]);
+        assert_eq!(
+            keys,
+            vec!["storage", "remote_dial", "node_timeout", "realtime_refresh"]
+        );
         let e = errors(raw(&[
             ("general", &[("storage", "realtime"), ("node", "a")]),
             ("a;b", &[("type", "device")]),

@@ -37,7 +37,9 @@ pub fn decode_binding_row(fields: &[(String, String)]) -> Result<Option<Binding>
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.trim())
     };
-    let device = get("device").filter(|d| !d.is_empty()).ok_or("row without device")?;
+    let device = get("device")
+        .filter(|d| !d.is_empty())
+        .ok_or("row without device")?;
     if device == MARKER_DEVICE {
         return Ok(None);
     }
@@ -166,7 +168,13 @@ impl Liveness {
     }
 
     /// Takes the rows read at `now_ms`; `me` is this node (never judged).
-    pub fn observe(&mut self, me: &str, rows: &[NodeRow], now_ms: u64, timeout_ms: u64) -> Transitions {
+    pub fn observe(
+        &mut self,
+        me: &str,
+        rows: &[NodeRow],
+        now_ms: u64,
+        timeout_ms: u64,
+    ) -> Transitions {
         let mut t = Transitions::default();
         for r in rows.iter().filter(|r| r.node != me) {
             let changed = match self.seen.get(&r.node) {
@@ -216,15 +224,25 @@ mod tests {
     #[test]
     fn rows_decode() {
         assert_eq!(
-            decode_binding_row(&f(&[("device", "1000"), ("userid", "4101"), ("since", "7")])),
+            decode_binding_row(&f(&[
+                ("device", "1000"),
+                ("userid", "4101"),
+                ("since", "7")
+            ])),
             Ok(Some(Binding::new("4101", "1000", 7)))
         );
         assert_eq!(decode_binding_row(&f(&[("device", "/")])), Ok(None));
         assert_eq!(decode_binding_row(&f(&[("device", "1000")])), Ok(None));
         assert!(decode_binding_row(&f(&[("userid", "1")])).is_err());
-        assert!(decode_binding_row(&f(&[("device", "1"), ("userid", "1"), ("since", "x")])).is_err());
+        assert!(
+            decode_binding_row(&f(&[("device", "1"), ("userid", "1"), ("since", "x")])).is_err()
+        );
         assert_eq!(
-            decode_node_row(&f(&[("node", "a"), ("eid", "02:00:00:00:00:0a"), ("beat", "5")])),
+            decode_node_row(&f(&[
+                ("node", "a"),
+                ("eid", "02:00:00:00:00:0a"),
+                ("beat", "5")
+            ])),
             Some(NodeRow {
                 node: "a".into(),
                 eid: "02:00:00:00:00:0a".into(),
@@ -273,10 +291,13 @@ mod tests {
                 },
             ]
         );
-        assert!(plan_writes(&changes, MultipleLogins::Yes).iter().all(|w| match w {
-            RowWrite::Update { exclusive, .. } | RowWrite::Insert { exclusive, .. } => !exclusive,
-            RowWrite::Delete { .. } => true,
-        }));
+        assert!(plan_writes(&changes, MultipleLogins::Yes)
+            .iter()
+            .all(|w| match w {
+                RowWrite::Update { exclusive, .. } | RowWrite::Insert { exclusive, .. } =>
+                    !exclusive,
+                RowWrite::Delete { .. } => true,
+            }));
         assert_eq!(w[3].device(), "1001");
     }
 
@@ -296,11 +317,17 @@ mod tests {
             assert_eq!(t, Transitions::default());
         }
         // b stops at beat 29 (seen at 29 s): down at 39 s, once.
-        assert_eq!(l.observe("a", &[row("b", 29)], 38_999, 10_000), Transitions::default());
+        assert_eq!(
+            l.observe("a", &[row("b", 29)], 38_999, 10_000),
+            Transitions::default()
+        );
         let t = l.observe("a", &[row("b", 29)], 39_000, 10_000);
         assert_eq!(t.down, vec![("b".to_string(), "eid-b".to_string())]);
         assert!(l.is_down("b"));
-        assert_eq!(l.observe("a", &[row("b", 29)], 45_000, 10_000), Transitions::default());
+        assert_eq!(
+            l.observe("a", &[row("b", 29)], 45_000, 10_000),
+            Transitions::default()
+        );
         assert_eq!(l.down(), vec!["b"]);
         // It beats again (a restart): up.
         let t = l.observe("a", &[row("b", 1_000)], 46_000, 10_000);

@@ -1277,7 +1277,10 @@ mod tests {
             e,
             Err(LoginError::Store(StoreError::Unavailable("down".into())))
         );
-        assert!(e.unwrap_err().to_string().starts_with("not saved, nothing changed"));
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .starts_with("not saved, nothing changed"));
         assert_eq!(pairs(&t.snapshot()), pairs(&before));
 
         t.login("101", "1000", LoginMode::Admin, 1, nop).unwrap();
@@ -1288,7 +1291,10 @@ mod tests {
             |_, _| Err(StoreError::Conflict("row".into())),
             |_| panic!("refused"),
         );
-        assert_eq!(e, Err(LogoutError::Store(StoreError::Conflict("row".into()))));
+        assert_eq!(
+            e,
+            Err(LogoutError::Store(StoreError::Conflict("row".into())))
+        );
         let e = t.logout_user_durable(
             "101",
             Reason::Admin,
@@ -1351,16 +1357,28 @@ mod tests {
             ]
         );
         let s = t.snapshot();
-        assert_eq!(pairs(&s), vec![("100".into(), "1001".into()), ("2010".into(), "2010".into())]);
+        assert_eq!(
+            pairs(&s),
+            vec![
+                ("100".into(), "1001".into()),
+                ("2010".into(), "2010".into())
+            ]
+        );
         check_invariants(&s).unwrap();
         // The same rows again: nothing changes; a new `since` alone is taken silently.
         let (c, _) = t
-            .sync(|_| Ok::<_, ()>(vec![b("100", "1001", 9)]), |_| panic!("no change"))
+            .sync(
+                |_| Ok::<_, ()>(vec![b("100", "1001", 9)]),
+                |_| panic!("no change"),
+            )
             .unwrap();
         assert!(c.is_empty());
         assert_eq!(t.snapshot().user_on("1001").unwrap().since, 9);
         // A failed read changes nothing.
-        assert_eq!(t.sync(|_| Err::<Vec<Binding>, _>("down"), |_| panic!()), Err("down"));
+        assert_eq!(
+            t.sync(|_| Err::<Vec<Binding>, _>("down"), |_| panic!()),
+            Err("down")
+        );
         assert_eq!(pairs(&t.snapshot()), pairs(&s));
     }
 

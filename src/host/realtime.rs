@@ -67,7 +67,11 @@ pub fn is_mapped(family: &str) -> bool {
 }
 
 /// `UPDATE family SET update... WHERE lookup...`: the number of rows changed.
-pub fn update(family: &str, lookup: &[(&str, &str)], update: &[(&str, &str)]) -> Result<usize, Failed> {
+pub fn update(
+    family: &str,
+    lookup: &[(&str, &str)],
+    update: &[(&str, &str)],
+) -> Result<usize, Failed> {
     let (lookup, update_fields, f) = (Fields::new(lookup)?, Fields::new(update)?, cstring(family));
     // SAFETY: valid C string and two valid lists, which Asterisk only reads.
     let res = unsafe { sys::ast_update2_realtime_fields(f.as_ptr(), lookup.0, update_fields.0) };
@@ -83,10 +87,21 @@ pub fn store(family: &str, fields: &[(&str, &str)]) -> Result<usize, Failed> {
 }
 
 /// `DELETE FROM family WHERE key = lookup AND extra...`: the number of rows deleted.
-pub fn destroy(family: &str, key: &str, lookup: &str, extra: &[(&str, &str)]) -> Result<usize, Failed> {
-    let (extra, f, k, l) = (Fields::new(extra)?, cstring(family), cstring(key), cstring(lookup));
+pub fn destroy(
+    family: &str,
+    key: &str,
+    lookup: &str,
+    extra: &[(&str, &str)],
+) -> Result<usize, Failed> {
+    let (extra, f, k, l) = (
+        Fields::new(extra)?,
+        cstring(family),
+        cstring(key),
+        cstring(lookup),
+    );
     // SAFETY: valid C strings and list, which Asterisk only reads.
-    let res = unsafe { sys::ast_destroy_realtime_fields(f.as_ptr(), k.as_ptr(), l.as_ptr(), extra.0) };
+    let res =
+        unsafe { sys::ast_destroy_realtime_fields(f.as_ptr(), k.as_ptr(), l.as_ptr(), extra.0) };
     rows(res, "destroy", family)
 }
 

@@ -12,6 +12,7 @@
 //! wait of the harness is [`scaled`] by [`slowdown`].
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod sip;
 
 use std::collections::{HashSet, VecDeque};

@@ -120,7 +120,13 @@ impl std::fmt::Display for Eid {
         let mut buf = [0 as std::os::raw::c_char; 32];
         let mut eid = self.0;
         // SAFETY: buf is writable for its length; the result is NUL-terminated in it.
-        let s = unsafe { from_c(sys::ast_eid_to_str(buf.as_mut_ptr(), buf.len() as i32, &mut eid)) };
+        let s = unsafe {
+            from_c(sys::ast_eid_to_str(
+                buf.as_mut_ptr(),
+                buf.len() as i32,
+                &mut eid,
+            ))
+        };
         f.write_str(&s.unwrap_or_default())
     }
 }

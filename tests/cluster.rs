@@ -1,0 +1,185 @@
+//! Two Asterisk nodes sharing one PostgreSQL (`storage = realtime`): a user logged in on
+//! node A shows on node B's hints and BLF watchers and rings from B; logouts, a killed node,
+//! a restart, races and a storm with the database stopped and started again.
+//!
+//! Devices 1000 and 1001 (and the fixed 2010) are node a's, 1002 is node b's; every node
+//! runs the sample dialplan and users. The node's name comes from `systemname`.
+mod common;
+mod hotdesk_common;
+
+use common::cluster::{peer_pjsip, realtime_confs, start_node, NodeSpec, Postgres};
+use common::sip::Sipp;
+use common::Asterisk;
+use hotdesk_common::{self as hd, LONG};
+
+/// `[general]` lines every node gets.
+const CLUSTER_GENERAL: &str = "storage = realtime\nnode_timeout = 4\nrealtime_refresh = 1";
+
+/// Calls from the other node arrive here: dial the local device named in the request.
+const FROM_NODES: &str = "
+[from-nodes]
+exten => _X.,1,Dial(PJSIP/${EXTEN},30)
+ same => n,Hangup()
+";
+
+/// The sample res_deviceuser.conf with the devices placed on nodes and `general` added.
+fn deviceuser_conf(general: &str) -> String {
+    let mut conf = hd::deviceuser_conf_with_general(&format!("{CLUSTER_GENERAL}\n{general}"));
+    for (device, node) in [("1000", "a"), ("1001", "a"), ("1002", "b"), ("2010", "a")] {
+        let header = format!("[{device}]\ntype = device\n");
+        let placed = format!("[{device}]\ntype = device\nnode = {node}\n");
+        assert!(conf.contains(&header), "no device {device} in the sample");
+        conf = conf.replacen(&header, &placed, 1);
+    }
+    conf
+}
+
+struct Cluster {
+    // Declared first: dropped last, after both nodes stopped.
+    a: Asterisk,
+    b: Asterisk,
+    pg: Postgres,
+}
+
+impl Cluster {
+    fn start(name: &str) -> Cluster {
+        Self::start_with(name, "")
+    }
+
+    /// Both nodes with extra `[general]` lines.
+    fn start_with(name: &str, general: &str) -> Cluster {
+        let pg = Postgres::start(name);
+        let specs = [NodeSpec::new("a", 0x0a), NodeSpec::new("b", 0x0b)];
+        let node = |i: usize| {
+            let (me, peer) = (&specs[i], &specs[1 - i]);
+            let mut b = hd::builder(&format!("{name}-{}", me.name))
+                .conf("res_deviceuser.conf", &deviceuser_conf(general))
+                .conf(
+                    "pjsip.conf",
+                    &format!("{}\n{}", hd::sample("pjsip.conf"), peer_pjsip(me, peer)),
+                )
+                .conf(
+                    "extensions.conf",
+                    &format!("{}\n{FROM_NODES}", hd::test_dialplan()),
+                );
+            for (file, content) in realtime_confs(&pg) {
+                b = b.conf(&file, &content);
+            }
+            start_node(b, me)
+        };
+        let a = node(0);
+        let b = node(1);
+        Cluster { a, b, pg }
+    }
+}
+
+/// The hint of `user` on `ast` reaches `state` (`core show hint`).
+fn wait_hint(ast: &Asterisk, user: &str, state: &str) {
+    hd::wait_hint(ast, user, state);
+}
+
+/// The node's cache shows exactly `want` as (user, device) pairs for `users`.
+fn wait_bindings(ast: &Asterisk, users: &[&str], want: &[(&str, &str)]) {
+    let ok = hd::wait(|| {
+        let got: Vec<(String, String)> = hd::bindings(ast)
+            .into_iter()
+            .filter(|(u, _)| users.contains(&u.as_str()))
+            .collect();
+        got.iter()
+            .map(|(u, d)| (u.as_str(), d.as_str()))
+            .eq(want.iter().copied())
+    });
+    assert!(
+        ok,
+        "bindings of {users:?}: want {want:?}, got {:?}",
+        hd::bindings(ast)
+    );
+}
+
+#[test]
+fn login_on_a_shows_and_rings_on_b() {
+    let c = Cluster::start("cl-basic");
+    let (a, b) = (&c.a, &c.b);
+    // Phones of node a, registered there, answering calls.
+    let phone_1000 = Sipp::uas(a, "1000");
+    let _phone_1001 = Sipp::uas(a, "1001");
+    // A BLF watcher on node b, subscribed to user 4101 as phone 1002.
+    let watcher = Sipp::watcher(b, "1002", "4101");
+    wait_hint(b, "4101", "Unavailable");
+    assert!(
+        watcher
+            .wait_notify(0, "<basic>closed</basic>", LONG)
+            .is_some(),
+        "{}",
+        watcher.report()
+    );
+
+    // AMI login on node a.
+    a.ami().login_ok("4101", "1000");
+    wait_hint(a, "4101", "Idle");
+    wait_hint(b, "4101", "Idle");
+    assert!(
+        watcher
+            .wait_notify(0, "<basic>open</basic>", LONG)
+            .is_some(),
+        "the watcher on b never saw 4101 open:\n{}",
+        watcher.report()
+    );
+    assert_eq!(c.pg.bindings(), [("4101".into(), "1000".into())]);
+
+    // Phone login on node a (UserLogin from a call of phone 1001).
+    hd::login_ok(a, "1001", "4102", "2345");
+    wait_hint(b, "4102", "Idle");
+
+    // Node b's cache learns the binding and dials the device through the trunk to a.
+    wait_bindings(b, &["4101", "4102"], &[("4101", "1000"), ("4102", "1001")]);
+    let mut ami_b = b.ami();
+    // The caller on b must be logged in (the sample dialplan refuses calls from an empty
+    // adhoc phone): a login on b, written to the same database.
+    ami_b.login_ok("4103", "1002");
+    wait_bindings(a, &["4103"], &[("4103", "1002")]);
+    assert_eq!(
+        ami_b.getvar("DEVICEUSER_DIAL(4101)", None).as_deref(),
+        Some("PJSIP/1000@a")
+    );
+    let calls_before = phone_1000
+        .sip_messages()
+        .iter()
+        .filter(|m| m.starts_with("INVITE"))
+        .count();
+    let mut call = Sipp::call(b, "1002", "4101");
+    assert!(
+        hd::wait(|| phone_1000
+            .sip_messages()
+            .iter()
+            .filter(|m| m.starts_with("INVITE"))
+            .count()
+            > calls_before),
+        "phone 1000 on a never rang for a call from b:\n{}\n{}",
+        call.report(),
+        a.log()
+    );
+    wait_hint(b, "4101", "InUse");
+    b.cli("channel request hangup all");
+    wait_hint(b, "4101", "Idle");
+    call.kill();
+
+    // Logout on node a: unavailable on b.
+    assert_eq!(hd::logout(a, "1000"), "SUCCESS");
+    wait_hint(b, "4101", "Unavailable");
+    assert!(
+        watcher
+            .wait_notify(1, "<basic>closed</basic>", LONG)
+            .is_some(),
+        "{}",
+        watcher.report()
+    );
+    wait_bindings(b, &["4101"], &[]);
+    assert_eq!(
+        c.pg.bindings(),
+        [
+            ("4102".into(), "1001".into()),
+            ("4103".into(), "1002".into())
+        ]
+    );
+}
