@@ -7,6 +7,8 @@
 mod common;
 mod hotdesk_common;
 
+use std::time::Duration;
+
 use common::cluster::{peer_pjsip, realtime_confs, start_node, NodeSpec, Postgres};
 use common::sip::Sipp;
 use common::Asterisk;
@@ -180,6 +182,193 @@ fn login_on_a_shows_and_rings_on_b() {
         [
             ("4102".into(), "1001".into()),
             ("4103".into(), "1002".into())
+        ]
+    );
+}
+
+#[test]
+fn a_killed_node_shows_unavailable_on_the_other_and_resumes_from_the_database() {
+    let mut c = Cluster::start("cl-kill");
+    let _phone_1000 = Sipp::uas(&c.a, "1000");
+    c.a.ami().login_ok("4101", "1000");
+    c.a.ami().login_ok("4102", "1001");
+    wait_hint(&c.b, "4101", "Idle");
+    wait_bindings(
+        &c.b,
+        &["4101", "4102"],
+        &[("4101", "1000"), ("4102", "1001")],
+    );
+    let mut ami_b = c.b.ami();
+    assert_eq!(
+        ami_b.getvar("DEVICEUSER_DIAL(4101)", None).as_deref(),
+        Some("PJSIP/1000@a")
+    );
+
+    // kill -9 node a: its last states stay in b's cache until b sees no heartbeat for
+    // node_timeout (4 s), checked once a second.
+    let killed = std::time::Instant::now();
+    common::cluster::kill9(&mut c.a);
+    wait_hint(&c.b, "4101", "Unavailable");
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(4 + 3),
+        "b showed 4101 unavailable {took:?} after a died (node_timeout 4 s)"
+    );
+    assert!(
+        c.b.log().contains("node a is down"),
+        "no 'node a is down' line on b"
+    );
+    // b no longer dials a's devices; the bindings themselves stay (a may come back).
+    assert_eq!(
+        ami_b.getvar("DEVICEUSER_DIAL(4101)", None).as_deref(),
+        Some("")
+    );
+    wait_bindings(
+        &c.b,
+        &["4101", "4102"],
+        &[("4101", "1000"), ("4102", "1001")],
+    );
+
+    // a comes back: it reads its bindings from the database and shows them again.
+    c.a.start_again().expect("restart of a");
+    wait_bindings(
+        &c.a,
+        &["4101", "4102"],
+        &[("4101", "1000"), ("4102", "1001")],
+    );
+    wait_hint(&c.a, "4101", "Idle");
+    wait_hint(&c.b, "4101", "Idle");
+    assert!(hd::wait(|| ami_b
+        .getvar("DEVICEUSER_DIAL(4101)", None)
+        .as_deref()
+        == Some("PJSIP/1000@a")));
+    assert!(c.b.log().contains("node a is up again"));
+    assert_eq!(
+        c.pg.bindings(),
+        [
+            ("4101".into(), "1000".into()),
+            ("4102".into(), "1001".into())
+        ]
+    );
+}
+
+#[test]
+fn two_nodes_racing_to_log_the_same_user_in_exactly_one_wins() {
+    let c = Cluster::start_with("cl-race", "multiple_logins = no");
+    let (mut ami_a, mut ami_b) = (c.a.ami(), c.b.ami());
+    for round in 0..10 {
+        let user = "4105";
+        let barrier = std::sync::Barrier::new(2);
+        let (ra, rb) = std::thread::scope(|s| {
+            let ha = s.spawn(|| {
+                barrier.wait();
+                ami_a.action(&[
+                    ("Action", "DeviceUserLogin"),
+                    ("User", user),
+                    ("Device", "1001"),
+                ])
+            });
+            let hb = s.spawn(|| {
+                barrier.wait();
+                ami_b.action(&[
+                    ("Action", "DeviceUserLogin"),
+                    ("User", user),
+                    ("Device", "1002"),
+                ])
+            });
+            (ha.join().unwrap(), hb.join().unwrap())
+        });
+        let wins = [&ra, &rb].iter().filter(|r| r.is_success()).count();
+        assert_eq!(wins, 1, "round {round}: a said {ra}, b said {rb}");
+        let loser = if ra.is_success() { &rb } else { &ra };
+        assert!(
+            loser
+                .val("Message")
+                .contains("already logged in on another device"),
+            "round {round}: the loser's error: {loser}"
+        );
+        let rows: Vec<_> =
+            c.pg.bindings()
+                .into_iter()
+                .filter(|(u, _)| u == user)
+                .collect();
+        assert_eq!(rows.len(), 1, "round {round}: {rows:?}");
+        let winner_device = if ra.is_success() { "1001" } else { "1002" };
+        assert_eq!(rows[0].1, winner_device);
+        wait_bindings(&c.a, &[user], &[(user, winner_device)]);
+        wait_bindings(&c.b, &[user], &[(user, winner_device)]);
+        // Log out from the node that did not log in: a write against its cache.
+        let other = if ra.is_success() {
+            &mut ami_b
+        } else {
+            &mut ami_a
+        };
+        other.logout_ok(user);
+        assert!(c.pg.bindings().iter().all(|(u, _)| u != user));
+        wait_bindings(&c.a, &[user], &[]);
+        wait_bindings(&c.b, &[user], &[]);
+    }
+}
+
+#[test]
+fn with_the_database_down_logins_are_refused_and_reads_keep_serving() {
+    let mut c = Cluster::start("cl-dbdown");
+    let _phone_1000 = Sipp::uas(&c.a, "1000");
+    let _phone_1001 = Sipp::uas(&c.a, "1001");
+    c.a.ami().login_ok("4101", "1000");
+    wait_hint(&c.b, "4101", "Idle");
+    wait_bindings(&c.b, &["4101"], &[("4101", "1000")]);
+
+    c.pg.stop();
+    let mut ami_a = c.a.ami();
+    // AMI: an error that says why; nothing changed.
+    let r = ami_a.action(&[
+        ("Action", "DeviceUserLogin"),
+        ("User", "4102"),
+        ("Device", "1001"),
+    ]);
+    assert!(
+        !r.is_success(),
+        "login acknowledged with the database down: {r}"
+    );
+    assert!(r.val("Message").contains("database is unavailable"), "{r}");
+    let r = ami_a.action(&[("Action", "DeviceUserLogout"), ("User", "4101")]);
+    assert!(
+        !r.is_success(),
+        "logout acknowledged with the database down: {r}"
+    );
+    // Phone: the caller hears "I'm sorry. Please try again."; the status says it.
+    let mark = c.a.log_mark();
+    assert_eq!(hd::login(&c.a, "1001", "4102", "2345"), "UNAVAILABLE");
+    assert_eq!(c.a.prompts_played(mark, "1001", "please-try-again"), 1);
+    // Reads keep serving from the cache, on both nodes.
+    wait_bindings(&c.a, &["4101", "4102"], &[("4101", "1000")]);
+    wait_bindings(&c.b, &["4101", "4102"], &[("4101", "1000")]);
+    assert_eq!(
+        c.b.ami().getvar("DEVICEUSER_DIAL(4101)", None).as_deref(),
+        Some("PJSIP/1000@a")
+    );
+    wait_hint(&c.b, "4101", "Idle");
+    assert!(c.a.log().contains("realtime storage unavailable"));
+
+    // The database is back: logins go through again.
+    c.pg.start_again();
+    let ok = hd::wait(|| {
+        ami_a
+            .action(&[
+                ("Action", "DeviceUserLogin"),
+                ("User", "4102"),
+                ("Device", "1001"),
+            ])
+            .is_success()
+    });
+    assert!(ok, "no login went through after the database came back");
+    wait_hint(&c.b, "4102", "Idle");
+    assert_eq!(
+        c.pg.bindings(),
+        [
+            ("4101".into(), "1000".into()),
+            ("4102".into(), "1001".into())
         ]
     );
 }
