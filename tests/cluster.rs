@@ -50,12 +50,20 @@ impl Cluster {
 
     /// Both nodes with extra `[general]` lines.
     fn start_with(name: &str, general: &str) -> Cluster {
+        Self::start_full(name, general, "")
+    }
+
+    /// Both nodes with extra `[general]` lines and extra sections of res_deviceuser.conf.
+    fn start_full(name: &str, general: &str, sections: &str) -> Cluster {
         let pg = Postgres::start(name);
         let specs = [NodeSpec::new("a", 0x0a), NodeSpec::new("b", 0x0b)];
         let node = |i: usize| {
             let (me, peer) = (&specs[i], &specs[1 - i]);
             let mut b = hd::builder(&format!("{name}-{}", me.name))
-                .conf("res_deviceuser.conf", &deviceuser_conf(general))
+                .conf(
+                    "res_deviceuser.conf",
+                    &format!("{}\n{sections}", deviceuser_conf(general)),
+                )
                 .conf(
                     "pjsip.conf",
                     &format!("{}\n{}", hd::sample("pjsip.conf"), peer_pjsip(me, peer)),
@@ -371,4 +379,181 @@ fn with_the_database_down_logins_are_refused_and_reads_keep_serving() {
             ("4102".into(), "1001".into())
         ]
     );
+}
+
+/// Storm devices per node: `s<node><n>`, dialled as Custom states (set idle on their node).
+const STORM_DEVICES: usize = 6;
+const STORM_USERS: [&str; 10] = [
+    "4101", "4102", "4103", "4104", "4105", "4106", "4107", "4108", "4109", "4110",
+];
+
+fn storm_devices(node: &str) -> Vec<String> {
+    (0..STORM_DEVICES).map(|n| format!("s{node}{n}")).collect()
+}
+
+fn storm_sections() -> String {
+    let mut s = String::new();
+    for node in ["a", "b"] {
+        for d in storm_devices(node) {
+            s.push_str(&format!(
+                "[{d}]\ntype = device\nnode = {node}\ndial = Custom:storm/{d}\n\n"
+            ));
+        }
+    }
+    s
+}
+
+/// What one node's storm did to one of its devices.
+#[derive(Default, Clone, Debug)]
+struct DeviceHistory {
+    /// The user after the last acknowledged operation (an error that is not about storage,
+    /// such as logging out an empty device, acknowledges the device's state too).
+    acked: Option<String>,
+    /// Outcomes of operations refused by the storage after it (each may or may not have
+    /// reached the database before the connection broke).
+    maybe: Vec<Option<String>>,
+}
+
+struct StormReport {
+    devices: std::collections::BTreeMap<String, DeviceHistory>,
+    acked: usize,
+    refused: usize,
+}
+
+/// Random logins and logouts of `node`'s own devices over one AMI session until `stop`.
+fn storm_node(
+    ast: &Asterisk,
+    node: &str,
+    seed: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> StormReport {
+    let devices = storm_devices(node);
+    let mut report = StormReport {
+        devices: devices
+            .iter()
+            .map(|d| (d.clone(), DeviceHistory::default()))
+            .collect(),
+        acked: 0,
+        refused: 0,
+    };
+    let mut ami = ast.ami();
+    let mut x = seed | 1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let device = &devices[(next() % devices.len() as u64) as usize];
+        let (r, outcome) = if next() % 10 < 6 {
+            let user = STORM_USERS[(next() % STORM_USERS.len() as u64) as usize];
+            let r = ami.try_action(&[
+                ("Action", "DeviceUserLogin"),
+                ("User", user),
+                ("Device", device),
+            ]);
+            (r, Some(user.to_string()))
+        } else {
+            let r = ami.try_action(&[("Action", "DeviceUserLogout"), ("Device", device)]);
+            (r, None)
+        };
+        let r = r.unwrap_or_else(|e| panic!("AMI on node {node}: {e}"));
+        let h = report.devices.get_mut(device).unwrap();
+        let message = r.val("Message").to_string();
+        if r.is_success() || message.contains("not logged in") {
+            h.acked = outcome;
+            h.maybe.clear();
+            report.acked += 1;
+        } else if message.contains("database is unavailable") || message.contains("another node") {
+            h.maybe.push(outcome);
+            report.refused += 1;
+        } else {
+            panic!("node {node}: unexpected answer {r}");
+        }
+    }
+    report
+}
+
+/// `(user, device)` pairs of a node's cache, storm devices only.
+fn storm_bindings(ast: &Asterisk) -> Vec<(String, String)> {
+    hd::bindings(ast)
+        .into_iter()
+        .filter(|(_, d)| d.starts_with('s'))
+        .collect()
+}
+
+#[test]
+fn storm_on_both_nodes_with_the_database_stopped_and_started_again() {
+    let seconds: u64 = std::env::var("DEVICEUSER_CLUSTER_STORM_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut c = Cluster::start_full("cl-storm", "", &storm_sections());
+    for (ast, node) in [(&c.a, "a"), (&c.b, "b")] {
+        for d in storm_devices(node) {
+            ast.cli(&format!("devstate change Custom:storm/{d} NOT_INUSE"));
+        }
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ra, rb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| storm_node(&c.a, "a", 0x9e37_79b9_7f4a_7c15, &stop));
+        let hb = s.spawn(|| storm_node(&c.b, "b", 0xd1b5_4a32_d192_ed03, &stop));
+        // The database goes away for 3 s a third of the way through, and comes back.
+        std::thread::sleep(Duration::from_secs(seconds / 3));
+        c.pg.stop();
+        std::thread::sleep(Duration::from_secs(3));
+        c.pg.start_again();
+        std::thread::sleep(Duration::from_secs(seconds.saturating_sub(seconds / 3)));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    eprintln!(
+        "storm of {seconds} s: node a {} acknowledged, {} refused; node b {} acknowledged, {} refused",
+        ra.acked, ra.refused, rb.acked, rb.refused
+    );
+    assert!(
+        ra.acked > 50 && rb.acked > 50,
+        "too few operations went through"
+    );
+    assert!(
+        ra.refused + rb.refused > 0,
+        "no operation met the stopped database"
+    );
+
+    // No acknowledged operation is lost: each device holds what its last acknowledged
+    // operation left, or what a later refused one would have.
+    let db = c.pg.bindings();
+    let held = |device: &str| db.iter().find(|(_, d)| d == device).map(|(u, _)| u.clone());
+    for (device, h) in ra.devices.iter().chain(&rb.devices) {
+        let now = held(device);
+        assert!(
+            now == h.acked || h.maybe.contains(&now),
+            "device {device}: the database holds {now:?}, the last acknowledged operation left {:?} (refused after it: {:?})",
+            h.acked,
+            h.maybe
+        );
+    }
+    // Both caches come to what the database holds.
+    let want: Vec<(String, String)> = db
+        .iter()
+        .filter(|(_, d)| d.starts_with('s'))
+        .cloned()
+        .collect();
+    for ast in [&c.a, &c.b] {
+        let ok = hd::wait(|| storm_bindings(ast) == want);
+        assert!(ok, "cache {:?} != database {want:?}", storm_bindings(ast));
+    }
+    // AstDB holds no bindings with realtime storage.
+    for ast in [&c.a, &c.b] {
+        let out = ast.cli("database show deviceuser/binding");
+        assert!(out.contains("0 results found"), "{out}");
+    }
+    // Both nodes' hints agree: Idle for a user bound somewhere, Unavailable otherwise.
+    for user in STORM_USERS {
+        let bound = db.iter().any(|(u, _)| u == user);
+        let state = if bound { "Idle" } else { "Unavailable" };
+        wait_hint(&c.a, user, state);
+        wait_hint(&c.b, user, state);
+    }
 }
