@@ -557,3 +557,91 @@ fn storm_on_both_nodes_with_the_database_stopped_and_started_again() {
         wait_hint(&c.b, user, state);
     }
 }
+
+/// SQL inserting a res_deviceuser.conf text into the static realtime table, sections in
+/// file order (Asterisk reads them by descending `cat_metric`).
+fn config_rows_sql(conf: &str) -> String {
+    let mut sql = String::new();
+    let (mut section, mut cat, mut var) = (String::new(), 10_000, 0);
+    for line in conf.lines() {
+        let line = line.split(';').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+            cat -= 1;
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        var += 1;
+        let q = |s: &str| s.trim().trim_start_matches('>').trim().replace('\'', "''");
+        sql.push_str(&format!(
+            "INSERT INTO deviceuser_config (cat_metric, var_metric, category, var_name, var_val) VALUES ({cat}, {var}, '{}', '{}', '{}');\n",
+            q(&section),
+            q(k),
+            q(v)
+        ));
+    }
+    sql
+}
+
+#[test]
+fn users_and_devices_from_the_database_with_the_same_validation() {
+    let pg = Postgres::start("cl-static");
+    // The whole res_deviceuser.conf in the database, with a user the file does not have.
+    let conf = format!(
+        "{}\n[4199]\ntype = user\npassword = 9999\n",
+        deviceuser_conf("")
+    );
+    pg.psql(&config_rows_sql(&conf));
+    let spec = NodeSpec::new("a", 0x0a);
+    let mut b = hd::builder("cl-static-a").conf("res_deviceuser.conf", &deviceuser_conf(""));
+    for (file, content) in realtime_confs(&pg) {
+        let content = if file == "extconfig.conf" {
+            format!("{content}res_deviceuser.conf => pgsql,general,deviceuser_config\n")
+        } else {
+            content
+        };
+        b = b.conf(&file, &content);
+    }
+    let a = start_node(b, &spec);
+    let users = a.cli("deviceuser show users");
+    assert!(
+        users.contains("4199"),
+        "user 4199 from the database is missing:\n{users}"
+    );
+
+    // A bad row: the same error as from the file (section, key, what is wrong), and the
+    // running configuration stays.
+    pg.psql(
+        "INSERT INTO deviceuser_config (cat_metric, var_metric, category, var_name, var_val) VALUES (1, 1, '4198', 'type', 'user'), (1, 2, '4198', 'max_login_time', 'soon');",
+    );
+    let mark = a.log_mark();
+    a.cli("module reload res_deviceuser.so");
+    assert!(
+        a.wait_log_since(mark, "[4198] max_login_time: bad value 'soon'", LONG),
+        "{}",
+        a.log_since(mark)
+    );
+    assert!(a
+        .log_since(mark)
+        .contains("keeping the running configuration"));
+    assert!(a.cli("deviceuser show users").contains("4199"));
+
+    // Fixed in the database: picked up by the next reload.
+    pg.psql("UPDATE deviceuser_config SET var_val = '3600' WHERE category = '4198' AND var_name = 'max_login_time';");
+    let mark = a.log_mark();
+    a.cli("module reload res_deviceuser.so");
+    assert!(
+        a.wait_log_since(mark, "reloaded res_deviceuser.conf", LONG),
+        "{}",
+        a.log_since(mark)
+    );
+    assert!(a.cli("deviceuser show users").contains("4198"));
+    // Logins work on the configuration read from the database.
+    a.ami().login_ok("4199", "1000");
+    assert_eq!(pg.bindings(), [("4199".into(), "1000".into())]);
+}
