@@ -271,7 +271,10 @@ impl<'a> LoginCall<'a> {
             let _ = self.chan.play(REFUSED_PROMPT);
             return Some(LoginStatus::NoPassword);
         }
-        if let Err(left) = self.inst.state().lockout().check(&u.id, now()) {
+        let now = now();
+        let shared =
+            (self.inst.cluster()).map_or(Ok(()), |c| c.lockout_check(&u.id, now, &self.general));
+        if let Err(left) = self.inst.state().lockout().check(&u.id, now).and(shared) {
             login_failed(device, Some(&u.id), "locked out");
             log::warning(&format!(
                 "UserLogin on device {device}: user {} is locked out for {left} more seconds after repeated wrong PINs",
@@ -293,6 +296,18 @@ impl<'a> LoginCall<'a> {
         let locked_before = lockout.check(&u.id, now).is_err();
         let locked_now = !locked_before && !ok && lockout.failure(&u.id, now, &self.general);
         drop(lockout);
+        // With several nodes, the wrong PINs of every node count too.
+        let (locked_before, locked_now) = match self.inst.cluster() {
+            Some(c) => {
+                let shared_before = c.lockout_check(&u.id, now, &self.general).is_err();
+                let shared_now = !locked_before
+                    && !shared_before
+                    && !ok
+                    && c.pin_failure(&u.id, now, &self.general);
+                (locked_before || shared_before, locked_now || shared_now)
+            }
+            None => (locked_before, locked_now),
+        };
         if locked_before {
             login_failed(device, Some(&u.id), "locked out");
             log::warning(&format!(
@@ -347,6 +362,9 @@ impl<'a> LoginCall<'a> {
         match result {
             Ok(_) => {
                 self.inst.state().lockout().success(&user.id);
+                if let Some(c) = self.inst.cluster() {
+                    c.pin_success(&user.id);
+                }
                 if let Some(lang) = user.language.as_deref().filter(|l| !l.is_empty()) {
                     self.chan.set_language(lang);
                 }

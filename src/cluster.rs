@@ -20,10 +20,12 @@ use std::time::{Duration, Instant};
 
 use deviceuser_core::config::USER_STATE_PREFIX;
 use deviceuser_core::realtime::{
-    decode_binding_row, decode_node_row, plan_writes, Liveness, NodeRow, RowWrite, BINDINGS,
-    MARKER_DEVICE, NODES,
+    decode_binding_row, decode_node_row, lockout_from_failures, pin_failures_horizon, plan_writes,
+    Liveness, NodeRow, RowWrite, BINDINGS, MARKER_DEVICE, NODES, PIN_FAILURES,
 };
-use deviceuser_core::{Binding, Changes, DeviceMode, MultipleLogins, Snapshot, StoreError};
+use deviceuser_core::{
+    Binding, Changes, DeviceMode, General, MultipleLogins, Snapshot, StoreError,
+};
 use snapcell::SnapshotCell;
 
 use crate::host::devstate::{self, DeviceState, Eid};
@@ -201,11 +203,21 @@ pub struct Cluster {
     /// The rows last reported as not applicable (to report each once).
     dropped: Mutex<BTreeSet<String>>,
     started: Instant,
+    /// Whether wrong PINs are shared ([`PIN_FAILURES`] mapped).
+    shared_lockout: bool,
 }
 
 impl Cluster {
     pub fn new(store: Store) -> Arc<Cluster> {
+        let shared_lockout = realtime::is_mapped(PIN_FAILURES);
+        if !shared_lockout {
+            log::notice(&format!(
+                "no realtime family {PIN_FAILURES} in extconfig.conf: wrong PINs are counted \
+                 per node"
+            ));
+        }
         Arc::new(Cluster {
+            shared_lockout,
             store,
             liveness: Mutex::new(Liveness::new()),
             down: SnapshotCell::new(Arc::new(Vec::new())),
@@ -289,6 +301,55 @@ impl Cluster {
                 "realtime storage unavailable ({e}): logins and logouts are refused, bindings \
                  are served as last read until it answers"
             ));
+        }
+    }
+
+    /// With shared wrong PINs: whether the user is locked out by the wrong PINs of every
+    /// node (`Err`: seconds left). When the database does not answer, it says nothing
+    /// (`Ok`): this node's own count still applies.
+    pub fn lockout_check(&self, user: &str, now: u64, g: &General) -> Result<(), u64> {
+        if !self.shared_lockout || g.max_login_failures == 0 {
+            return Ok(());
+        }
+        let since = now.saturating_sub(pin_failures_horizon(g)).to_string();
+        let rows = realtime::load(PIN_FAILURES, &[("userid", user), ("failed_at >", &since)]);
+        let times: Vec<u64> = (rows.unwrap_or_default().iter())
+            .filter_map(|r| {
+                r.iter()
+                    .find(|(k, _)| k == "failed_at")
+                    .and_then(|(_, v)| v.parse().ok())
+            })
+            .collect();
+        lockout_from_failures(times, now, g)
+    }
+
+    /// Records a wrong PIN for every node; true if the user is locked out now.
+    pub fn pin_failure(&self, user: &str, now: u64, g: &General) -> bool {
+        if !self.shared_lockout || g.max_login_failures == 0 {
+            return false;
+        }
+        let at = now.to_string();
+        let stored = realtime::store(
+            PIN_FAILURES,
+            &[
+                ("userid", user),
+                ("failed_at", &at),
+                ("node", self.store.node()),
+            ],
+        );
+        if let Err(e) = stored {
+            log::warning(&format!(
+                "{PIN_FAILURES}: a wrong PIN of user {user} is counted on this node only ({e})"
+            ));
+            return false;
+        }
+        self.lockout_check(user, now, g).is_err()
+    }
+
+    /// A right PIN: the user's wrong PINs are forgotten on every node.
+    pub fn pin_success(&self, user: &str) {
+        if self.shared_lockout {
+            let _ = realtime::destroy(PIN_FAILURES, "userid", user, &[]);
         }
     }
 

@@ -645,3 +645,24 @@ fn users_and_devices_from_the_database_with_the_same_validation() {
     a.ami().login_ok("4199", "1000");
     assert_eq!(pg.bindings(), [("4199".into(), "1000".into())]);
 }
+
+#[test]
+fn a_lockout_holds_on_every_node() {
+    let c = Cluster::start_with("cl-lockout", "max_login_failures = 3\nlockout_window = 300");
+    // Two wrong PINs on node a, one on node b: locked everywhere.
+    assert_eq!(hd::login(&c.a, "1000", "4104", "0000"), "FAILED");
+    assert_eq!(hd::login(&c.a, "1001", "4104", "0000"), "FAILED");
+    assert_eq!(hd::login(&c.b, "1002", "4104", "0000"), "LOCKED");
+    assert!(c.b.log().contains("user 4104 locked out"));
+    // The right PIN is refused on the node that saw the fewest.
+    assert_eq!(hd::login(&c.a, "1000", "4104", "4567"), "LOCKED");
+    assert!(c.pg.bindings().is_empty());
+    // Another user is not concerned; a right PIN clears that user's count everywhere.
+    assert_eq!(hd::login(&c.b, "1002", "4105", "0000"), "FAILED");
+    assert_eq!(hd::login(&c.a, "1000", "4105", "5678"), "SUCCESS");
+    assert_eq!(
+        c.pg.psql("SELECT count(*) FROM deviceuser_pin_failures WHERE userid = '4105'")
+            .trim(),
+        "0"
+    );
+}

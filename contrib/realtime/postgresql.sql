@@ -57,3 +57,15 @@ CREATE TABLE deviceuser_config (
     var_name   VARCHAR(128) NOT NULL,
     var_val    VARCHAR(255) NOT NULL
 );
+
+-- Optional: wrong PINs shared by every node, so that a lockout (max_login_failures within
+-- lockout_window) holds wherever the user tries next. One row per wrong PIN; a right PIN
+-- deletes the user's rows; rows older than lockout_window + lockout_time no longer count
+-- and may be deleted at will. Map it in extconfig.conf:
+--   deviceuser_pin_failures => pgsql,general,deviceuser_pin_failures
+CREATE TABLE deviceuser_pin_failures (
+    userid    VARCHAR(64) NOT NULL,
+    failed_at BIGINT NOT NULL,
+    node      VARCHAR(80) NOT NULL DEFAULT ''
+);
+CREATE INDEX deviceuser_pin_failures_user ON deviceuser_pin_failures (userid, failed_at);

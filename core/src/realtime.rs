@@ -23,6 +23,29 @@ use crate::table::{Binding, Changes, Reason};
 pub const BINDINGS: &str = "deviceuser_bindings";
 /// The realtime family of the nodes' heartbeats.
 pub const NODES: &str = "deviceuser_nodes";
+/// The realtime family of wrong PINs (optional): one row per wrong PIN (`userid`,
+/// `failed_at` unix seconds, `node`), so that a lockout holds on every node.
+pub const PIN_FAILURES: &str = "deviceuser_pin_failures";
+
+/// Seconds of wrong PINs that can still matter for a lockout now: a lock ends
+/// `lockout_time` after the failure that set it, which counted failures of the
+/// `lockout_window` before it.
+pub fn pin_failures_horizon(g: &crate::General) -> u64 {
+    g.lockout_window.saturating_add(g.lockout_time)
+}
+
+/// Whether a user whose wrong PINs (on every node) were at `times` is locked out at `now`:
+/// the same rules as one node's [`Lockout`](crate::Lockout), replayed over the shared
+/// failures. `Err` holds the seconds left.
+pub fn lockout_from_failures(mut times: Vec<u64>, now: u64, g: &crate::General) -> Result<(), u64> {
+    times.sort_unstable();
+    let mut l = crate::Lockout::new();
+    for t in times {
+        l.failure("u", t, g);
+    }
+    l.check("u", now)
+}
+
 /// The `device` of the row that is always in the bindings table. Asterisk's realtime API
 /// answers "no rows" and "query failed" alike; with this row present, an empty answer is a
 /// failure. `/` is never in a device id.
@@ -299,6 +322,23 @@ mod tests {
                 RowWrite::Delete { .. } => true,
             }));
         assert_eq!(w[3].device(), "1001");
+    }
+
+    #[test]
+    fn lockout_replays_the_failures_of_every_node() {
+        let g = crate::General {
+            max_login_failures: 3,
+            lockout_window: 60,
+            lockout_time: 300,
+            ..Default::default()
+        };
+        assert_eq!(lockout_from_failures(vec![], 10, &g), Ok(()));
+        // Two on one node, one on another, within the window: locked 300 s from the third.
+        assert_eq!(lockout_from_failures(vec![20, 10, 30], 31, &g), Err(299));
+        assert_eq!(lockout_from_failures(vec![10, 20, 30], 330, &g), Ok(()));
+        // Spread wider than the window: no lock.
+        assert_eq!(lockout_from_failures(vec![10, 80, 150], 151, &g), Ok(()));
+        assert_eq!(pin_failures_horizon(&g), 360);
     }
 
     #[test]

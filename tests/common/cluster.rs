@@ -389,7 +389,9 @@ pub fn realtime_confs(pg: &Postgres) -> Vec<(String, String)> {
         ),
         (
             "extconfig.conf".to_string(),
-            "[settings]\ndeviceuser_bindings => pgsql,general,deviceuser_bindings\ndeviceuser_nodes => pgsql,general,deviceuser_nodes\n"
+            "[settings]\ndeviceuser_bindings => pgsql,general,deviceuser_bindings\n\
+             deviceuser_nodes => pgsql,general,deviceuser_nodes\n\
+             deviceuser_pin_failures => pgsql,general,deviceuser_pin_failures\n"
                 .to_string(),
         ),
     ]
