@@ -452,12 +452,28 @@ impl Instance {
             return Err(e);
         }
         let changes = self.state.table.reconfigure(config, now(), |c| {
-            // Rows the new config drops or adds: written as far as the database answers;
-            // the next full read settles what it did not take.
-            if let Err(e) = self.prepare(Origin::Reload, None, c) {
-                log::warning(&format!(
-                    "reload: the database did not take every change: {e}"
-                ));
+            // Rows of this node's devices that the new config drops or adds: written as far
+            // as the database answers (each node writes its own devices' rows; the next full
+            // read settles the rest).
+            let snap = self.snapshot();
+            let local = |b: &deviceuser_core::Binding| {
+                snap.config().device(&b.device).is_some_and(|d| !d.remote)
+            };
+            let own = Changes {
+                removed: c
+                    .removed
+                    .iter()
+                    .filter(|(b, _)| local(b))
+                    .cloned()
+                    .collect(),
+                added: c.added.iter().filter(|(b, _)| local(b)).cloned().collect(),
+            };
+            if !own.is_empty() {
+                if let Err(e) = self.prepare(Origin::Reload, None, &own) {
+                    log::warning(&format!(
+                        "reload: the database did not take every change: {e}"
+                    ));
+                }
             }
             self.commit(Origin::Reload, None, Change::Bindings(c))
         });

@@ -55,7 +55,7 @@ fn seed_unregistered(inst: &Instance) {
     let now = now();
     let mut tracker = inst.state().unregistered();
     for b in snap.bindings() {
-        if let Some(dev) = snap.config().device(&b.device) {
+        if let Some(dev) = snap.config().device(&b.device).filter(|d| !d.remote) {
             let unavailable = device_state(&dev.dial) == DeviceState::UNAVAILABLE;
             tracker.seen(&dev.id, unavailable, now);
         }
