@@ -205,6 +205,8 @@ pub struct Cluster {
     started: Instant,
     /// Whether wrong PINs are shared ([`PIN_FAILURES`] mapped).
     shared_lockout: bool,
+    /// Since when the heartbeat fails (this node cannot reach the database).
+    unreachable_since: Mutex<Option<Instant>>,
 }
 
 impl Cluster {
@@ -218,6 +220,7 @@ impl Cluster {
         }
         Arc::new(Cluster {
             shared_lockout,
+            unreachable_since: Mutex::new(None),
             store,
             liveness: Mutex::new(Liveness::new()),
             down: SnapshotCell::new(Arc::new(Vec::new())),
@@ -356,17 +359,34 @@ impl Cluster {
     /// One heartbeat and one look at the other nodes. A node that just went down: every
     /// `DeviceUser:` state cached for it shows UNAVAILABLE here (Asterisk keeps a dead
     /// peer's states forever), and its devices are not dialled until it beats again.
-    pub fn beat(&self, node_timeout: Duration) {
-        if let Err(e) = self.store.heartbeat() {
-            return self.failed(&e);
-        }
-        let rows = match self.store.nodes() {
+    ///
+    /// After this node could not reach the database, the others' timeouts start again (the
+    /// beats it missed say nothing about them). Returns true when that lasted
+    /// `node_timeout` or more: the others may have taken this node for down and shown its
+    /// users unavailable, so its states must be published again.
+    pub fn beat(&self, node_timeout: Duration) -> bool {
+        let rows = self.store.heartbeat().and_then(|()| self.store.nodes());
+        let mut unreachable = self
+            .unreachable_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let rows = match rows {
             Ok(rows) => rows,
-            Err(e) => return self.failed(&e),
+            Err(e) => {
+                unreachable.get_or_insert_with(Instant::now);
+                self.failed(&e);
+                return false;
+            }
         };
+        let outage = unreachable.take().map(|t| t.elapsed());
+        drop(unreachable);
         self.answered();
         let now_ms = self.started.elapsed().as_millis() as u64;
         let mut liveness = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+        if outage.is_some() {
+            liveness.restart_timers(now_ms);
+        }
+        let republish = outage.is_some_and(|d| d >= node_timeout);
         let t = liveness.observe(
             self.store.node(),
             &rows,
@@ -374,7 +394,7 @@ impl Cluster {
             node_timeout.as_millis() as u64,
         );
         if t.down.is_empty() && t.up.is_empty() {
-            return;
+            return republish;
         }
         self.down.store(Arc::new(liveness.down()));
         drop(liveness);
@@ -397,5 +417,6 @@ impl Cluster {
         for node in t.up {
             log::notice(&format!("node {node} is up again"));
         }
+        republish
     }
 }

@@ -408,7 +408,10 @@ impl Instance {
     pub fn cluster_tick(&self) {
         let Some(cluster) = &self.cluster else { return };
         let general = self.snapshot().config().general.clone();
-        cluster.beat(std::time::Duration::from_secs(general.node_timeout));
+        if cluster.beat(std::time::Duration::from_secs(general.node_timeout)) {
+            log::notice("the database answers again after node_timeout or more: publishing every user's state again");
+            self.state.republish_users(active_users(&self.snapshot()));
+        }
         if cluster.sync_due(std::time::Duration::from_secs(general.realtime_refresh)) {
             let _ = self.sync();
         }

@@ -66,6 +66,19 @@ impl State {
         }
     }
 
+    /// Publishes the state of each of `users` again even though Asterisk's cache holds it
+    /// (Asterisk publishes a cachable state only when it changes): this node's cached states
+    /// are cleared first, so the new publications go out to the other nodes, which may
+    /// have replaced them while they took this node for down.
+    pub fn republish_users(&self, users: Vec<String>) {
+        for user in &users {
+            devstate::clear_own_cached(&device_name(user));
+        }
+        // The clearing goes through Asterisk's caching topic: give it time.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        self.publish_users(users.iter(), true);
+    }
+
     /// Publishes `state` for each of `users` (unload: UNAVAILABLE).
     pub fn publish_users_state(&self, users: impl Iterator<Item = String>, state: DeviceState) {
         let mut published = self.publisher.lock();

@@ -223,6 +223,14 @@ impl Liveness {
         t
     }
 
+    /// Starts every node's timeout again from `now_ms` (after this node could not read the
+    /// table for a while: the others' beats it missed say nothing about them).
+    pub fn restart_timers(&mut self, now_ms: u64) {
+        for (_, since, _) in self.seen.values_mut() {
+            *since = now_ms;
+        }
+    }
+
     /// The nodes down now, sorted.
     pub fn down(&self) -> Vec<String> {
         self.down.iter().cloned().collect()
@@ -373,9 +381,14 @@ mod tests {
         let t = l.observe("a", &[row("b", 1_000)], 46_000, 10_000);
         assert_eq!(t.up, vec!["b"]);
         assert!(l.down().is_empty());
-        // This node itself is never judged; a node whose row vanished goes down too.
-        let t = l.observe("a", &[], 60_000, 10_000);
-        assert_eq!(t.down.len(), 1);
+        // After this node's own outage, timeouts start again.
+        l.observe("a", &[row("c", 1)], 50_000, 10_000);
+        l.restart_timers(59_000);
+        assert_eq!(l.observe("a", &[row("c", 1)], 60_000, 10_000).down, vec![]);
+        // Then c (still not beating) and b (whose row vanished) go down; never this node.
+        let t = l.observe("a", &[row("a", 9), row("c", 1)], 69_000, 10_000);
+        let down: Vec<&str> = t.down.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(down, vec!["b", "c"]);
         assert!(!l.is_down("a"));
     }
 }

@@ -152,6 +152,13 @@ pub fn publish_as(device: &str, state: DeviceState, eid: &Eid) {
     };
 }
 
+/// Removes this server's cached state of `device` (the other servers' stay).
+pub fn clear_own_cached(device: &str) {
+    let d = cstring(device);
+    // SAFETY: valid C string; Asterisk copies what it keeps.
+    unsafe { sys::ast_device_state_clear_cache(d.as_ptr()) };
+}
+
 /// The devices whose names start with `prefix` that have a cached state published under
 /// `eid` (by that server, or received from it).
 pub fn cached_devices_of(eid: &Eid, prefix: &str) -> Vec<String> {
