@@ -812,6 +812,21 @@ fn cluster_benchmark() {
     // 3. Login+logout throughput: realtime (node a) against AstDB (a node of its own).
     let realtime = pairs_per_second(&c.a, 4, 500);
     let pg_version = c.pg.psql("SHOW server_version").trim().to_string();
+    // The ceiling of one connection: the same statements from psql, one after the other.
+    let sql: String = (0..2000)
+        .map(|i| {
+            let d = format!("psql{}", i % BENCH_DEVICES);
+            format!(
+                "INSERT INTO deviceuser_bindings (device, userid, since, exclusive, node) VALUES ('{d}', '4101', '1', '0', 'a');\n\
+                 DELETE FROM deviceuser_bindings WHERE device = '{d}' AND userid = '4101';\n"
+            )
+        })
+        .collect();
+    let file = c.pg.dir.join("pairs.sql");
+    std::fs::write(&file, sql).unwrap();
+    let t = std::time::Instant::now();
+    c.pg.psql_file(&file);
+    let psql_rate = 2000.0 / t.elapsed().as_secs_f64();
     drop((c, watcher));
     let astdb_conf = format!("{}\n{}", hd::sample_deviceuser_conf(), bench_sections(None));
     let astdb = hd::builder("cl-bench-astdb")
@@ -830,7 +845,8 @@ fn cluster_benchmark() {
          | Measure | p50 | p99 | max |\n|---|---|---|---|\n{report}\n\
          | Throughput (4 AMI sessions × 500 pipelined login+logout pairs) | pairs/s |\n|---|---|\n\
          | `storage = realtime` (PostgreSQL through res_config_pgsql) | {realtime:.0} |\n\
-         | `storage = astdb`, same run | {astdb_rate:.0} |\n",
+         | `storage = astdb`, same run | {astdb_rate:.0} |\n\
+         | For scale: the same INSERT and DELETE statements sent by `psql` over one connection, one after the other (2,000 pairs) | {psql_rate:.0} |\n",
         pg = pg_version,
         load = load.trim(),
         module = common::module_source().display(),
