@@ -15,8 +15,9 @@ impl Fields {
         let mut tail: *mut sys::ast_variable = std::ptr::null_mut();
         for (name, value) in pairs {
             let (n, v) = (cstring(name), cstring(value));
-            // SAFETY: valid C strings, copied into the new variable; the caller-site strings
-            // are static. The variable is ours until ast_variables_destroy.
+            // SAFETY: valid C strings: name, value and filename are copied into the new
+            // variable; the source file and function names are 'static literals. The
+            // variable is ours until ast_variables_destroy.
             let var = unsafe {
                 sys::_ast_variable_new(
                     n.as_ptr(),
