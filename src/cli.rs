@@ -189,6 +189,25 @@ pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
             inst.state().publisher.count(),
             inst.executor().trims()
         ));
+        if let Some(c) = inst.cluster() {
+            let down = c.down_nodes();
+            out.push_str(&format!(
+                "Node: {} (storage realtime: the database {})
+                 Nodes down: {}
+",
+                c.store.node(),
+                if c.is_failing() {
+                    "does not answer"
+                } else {
+                    "answers"
+                },
+                if down.is_empty() {
+                    "none".to_string()
+                } else {
+                    down.join(", ")
+                }
+            ));
+        }
     }
     Outcome::Done(out)
 }

@@ -290,6 +290,11 @@ impl Cluster {
             .is_none_or(|t| t.elapsed() >= every)
     }
 
+    /// Whether the database failed at the last try.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
+
     /// The database answered.
     pub fn answered(&self) {
         if self.failing.swap(false, Ordering::AcqRel) {

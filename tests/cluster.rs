@@ -10,7 +10,7 @@ mod hotdesk_common;
 use std::time::Duration;
 
 use common::cluster::{peer_pjsip, realtime_confs, start_node, NodeSpec, Postgres};
-use common::sip::Sipp;
+use common::sip::{Baresip, Sipp};
 use common::Asterisk;
 use hotdesk_common::{self as hd, LONG};
 
@@ -92,6 +92,25 @@ impl Cluster {
     }
 }
 
+/// Dials `number` from the phone and waits until Asterisk answered.
+fn dial_answered(phone: &mut Baresip, ast: &Asterisk, number: &str) {
+    phone.dial(ast, number);
+    if phone.wait_event("CALL_ESTABLISHED", LONG).is_none() {
+        panic!("call to {number} not answered:\n{}", phone.report());
+    }
+}
+
+/// Waits until `prompt` played since `mark`, then types `digits`.
+fn answer_prompt(phone: &mut Baresip, ast: &Asterisk, mark: usize, prompt: &str, digits: &str) {
+    let ep = phone.endpoint.clone();
+    assert!(
+        hd::wait(|| ast.prompts_played(mark, &ep, prompt) >= 1),
+        "prompt {prompt} never played on {ep}:\n{}",
+        ast.log_since(mark)
+    );
+    phone.send_dtmf(digits);
+}
+
 /// The hint of `user` on `ast` reaches `state` (`core show hint`).
 fn wait_hint(ast: &Asterisk, user: &str, state: &str) {
     hd::wait_hint(ast, user, state);
@@ -121,7 +140,7 @@ fn login_on_a_shows_and_rings_on_b() {
     let (a, b) = (&c.a, &c.b);
     // Phones of node a, registered there, answering calls.
     let phone_1000 = Sipp::uas(a, "1000");
-    let _phone_1001 = Sipp::uas(a, "1001");
+    let mut phone_1001 = Baresip::start(a, "1001", false);
     // A BLF watcher on node b, subscribed to user 4101 as phone 1002.
     let watcher = Sipp::watcher(b, "1002", "4101");
     wait_hint(b, "4101", "Unavailable");
@@ -146,8 +165,18 @@ fn login_on_a_shows_and_rings_on_b() {
     );
     assert_eq!(c.pg.bindings(), [("4101".into(), "1000".into())]);
 
-    // Phone login on node a (UserLogin from a call of phone 1001).
-    hd::login_ok(a, "1001", "4102", "2345");
+    // Phone login on node a: *11, then user and PIN typed (RFC 4733) at the prompts.
+    let mark = a.log_mark();
+    dial_answered(&mut phone_1001, a, "*11");
+    answer_prompt(&mut phone_1001, a, mark, "agent-user", "4102#");
+    answer_prompt(&mut phone_1001, a, mark, "agent-pass", "2345#");
+    assert_eq!(
+        hd::wait_status(a, mark, "1001", "UserLogin").as_deref(),
+        Some("SUCCESS"),
+        "{}",
+        a.log_since(mark)
+    );
+    phone_1001.wait_event("CALL_CLOSED", LONG);
     wait_hint(b, "4102", "Idle");
 
     // Node b's cache learns the binding and dials the device through the trunk to a.
@@ -235,6 +264,7 @@ fn a_killed_node_shows_unavailable_on_the_other_and_resumes_from_the_database() 
         c.b.wait_log("node a is down", LONG),
         "no 'node a is down' line on b"
     );
+    assert_eq!(c.b.stats_counter("Nodes down"), "a");
     // b no longer dials a's devices; the bindings themselves stay (a may come back).
     assert_eq!(
         ami_b.getvar("DEVICEUSER_DIAL(4101)", None).as_deref(),
@@ -337,6 +367,11 @@ fn with_the_database_down_logins_are_refused_and_reads_keep_serving() {
     wait_bindings(&c.b, &["4101"], &[("4101", "1000")]);
 
     c.pg.stop();
+    assert!(
+        hd::wait(|| c.a.stats_counter("Node").contains("does not answer")),
+        "{}",
+        c.a.cli("deviceuser show stats summary")
+    );
     let mut ami_a = c.a.ami();
     // AMI: an error that says why; nothing changed.
     let r = ami_a.action(&[
