@@ -698,7 +698,7 @@ fn a_lockout_holds_on_every_node() {
     assert_eq!(hd::login(&c.a, "1001", "4104", "0000"), "FAILED");
     assert_eq!(hd::login(&c.b, "1002", "4104", "0000"), "LOCKED");
     assert!(c.b.log().contains("user 4104 locked out"));
-    // The right PIN is refused on the node that saw the fewest.
+    // The right PIN is refused on node a too, whose own count (2) is below the limit.
     assert_eq!(hd::login(&c.a, "1000", "4104", "4567"), "LOCKED");
     assert!(c.pg.bindings().is_empty());
     // Another user is not concerned; a right PIN clears that user's count everywhere.
