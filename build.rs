@@ -77,7 +77,7 @@ fn main() {
         .allowlist_function(
             "ast_.*|_ast_.*|__ast_.*|__ao2_.*|ao2_.*|stasis_.*|__stasis_.*|astman_.*|pbx_.*",
         )
-        .allowlist_type("ast_.*|__ast_.*|ao2_.*|stasis_.*|AST_.*")
+        .allowlist_type("ast_.*|__ast_.*|ao2_.*|stasis_.*|AST_.*|prometheus_callback")
         .allowlist_var(
             "ast_.*|__ast_.*|AST_.*|__LOG_.*|CONFIG_FLAG_.*|RESULT_.*|CLI_.*|EVENT_FLAG_.*",
         )

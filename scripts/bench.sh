@@ -60,6 +60,8 @@ if [ "$driver" = yes ]; then
     log "driver: Asterisk scenarios"
     "$ROOT/target/release/deviceuser-bench" "${args[@]}"
     log "wrote bench/results.md"
+    # docs/benchmarks.md carries a copy of the results.
+    "$ROOT/scripts/docs.sh"
 fi
 if [ "$cluster" = yes ]; then
     log "several nodes: two Asterisk nodes and PostgreSQL"

@@ -10,7 +10,7 @@ cargo build
 export DEVICEUSER_MODULE="$ROOT/target/debug/libres_deviceuser.so"
 lines="$ROOT/target/it-runs/module-log-lines.txt"
 rm -f "$lines"
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
 
 # Security: after the whole suite, no PIN of the sample configuration appears in anything the
 # module logged, in any instance (the harness collects the module's lines of every run).

@@ -115,7 +115,6 @@ valgrind "${VG_ARGS[@]}" \
     "$LIBDIR/ld-linux-x86-64.so.2" --library-path "$LIBDIR" "$TREE/usr/sbin/asterisk" \
     -C "$RUN/etc/asterisk.conf" -f -n -g >"$RUN/log/stdout.log" 2>&1 </dev/null &
 VGPID=$!
-echo "$VGPID" > "$RUN/asterisk.pid"
 rx() { "$LIBDIR/ld-linux-x86-64.so.2" --library-path "$LIBDIR" "$TREE/usr/sbin/asterisk" -C "$RUN/etc/asterisk.conf" -rx "$1" 2>/dev/null; }
 t0=$SECONDS
 until rx 'core waitfullybooted' | grep -q 'fully booted'; do

@@ -1,6 +1,9 @@
 //! AMI actions (class `agent`): DeviceUserLogin, DeviceUserLogout, DeviceUserBindings,
-//! DeviceUserDevices, DeviceUserUsers, DeviceUserDND. Events come from the commit pipeline.
+//! DeviceUserDevices, DeviceUserUsers, DeviceUserDND, DeviceUserUnlock. Events come from the commit pipeline.
 use deviceuser_core::args::parse_on_off;
+use deviceuser_core::failure::LoginFailure;
+use deviceuser_core::logtext::quoted;
+use deviceuser_core::render;
 use deviceuser_core::{LoginMode, Reason};
 
 use crate::host::ami::Action;
@@ -17,10 +20,14 @@ pub fn login(inst: &Instance, a: &Action) {
     match inst.login(Origin::Ami, None, &user, &device, LoginMode::Admin) {
         Ok(_) => a.ack(&format!("User {user} logged in on device {device}")),
         Err(e) => {
-            if !matches!(e, deviceuser_core::LoginError::Store(_)) {
-                login_failed(&device, Some(&user), &e.to_string());
+            if let Some(failure) = LoginFailure::of(&e) {
+                login_failed(inst.state(), None, &device, Some(&user), failure);
             }
-            a.error(&format!("Cannot log {user} in on {device}: {e}"))
+            a.error(&format!(
+                "Cannot log {} in on {}: {e}",
+                quoted(&user),
+                quoted(&device)
+            ))
         }
     }
 }
@@ -37,7 +44,10 @@ pub fn logout(inst: &Instance, a: &Action) {
         };
     match result {
         Ok(c) => a.ack(&format!("{} binding(s) removed", c.removed.len())),
-        Err(e) => a.error(&format!("Cannot log out {user}{device}: {e}")),
+        Err(e) => a.error(&format!(
+            "Cannot log out {}: {e}",
+            quoted(&format!("{user}{device}"))
+        )),
     }
 }
 
@@ -46,10 +56,10 @@ pub fn bindings(inst: &Instance, a: &Action) {
     let now = now();
     let (user, device) = (a.header("User"), a.header("Device"));
     if !user.is_empty() && snap.config().user(&user).is_none() {
-        return a.error(&format!("No such user '{user}'"));
+        return a.error(&format!("No such user {}", quoted(&user)));
     }
     if !device.is_empty() && snap.config().device(&device).is_none() {
-        return a.error(&format!("No such device '{device}'"));
+        return a.error(&format!("No such device {}", quoted(&device)));
     }
     let items: Vec<_> = snap
         .bindings()
@@ -128,6 +138,17 @@ pub fn users(inst: &Instance, a: &Action) {
     a.list("Users", "DeviceUserUser", "DeviceUserUsersComplete", &items);
 }
 
+pub fn unlock(inst: &Instance, a: &Action) {
+    let user = a.header("User");
+    if user.is_empty() {
+        return a.error("User is required");
+    }
+    match inst.unlock(Origin::Ami, &user) {
+        Ok(left) => a.ack(&render::unlocked(&user, left)),
+        Err(e) => a.error(&format!("Cannot unlock {}: {e}", quoted(&user))),
+    }
+}
+
 pub fn dnd(inst: &Instance, a: &Action) {
     let user = a.header("User");
     if user.is_empty() {
@@ -141,14 +162,14 @@ pub fn dnd(inst: &Instance, a: &Action) {
                 "DND {}",
                 if snap.dnd(&user) { "on" } else { "off" }
             )),
-            None => a.error(&format!("No such user '{user}'")),
+            None => a.error(&format!("No such user {}", quoted(&user))),
         };
     }
     let Some(on) = parse_on_off(&value) else {
-        return a.error(&format!("DND must be on or off, not '{value}'"));
+        return a.error(&format!("DND must be on or off, not {}", quoted(&value)));
     };
     match inst.set_dnd(Origin::Ami, None, &user, on) {
         Ok(_) => a.ack(&format!("DND {}", if on { "on" } else { "off" })),
-        Err(e) => a.error(&format!("Cannot set DND for {user}: {e}")),
+        Err(e) => a.error(&format!("Cannot set DND for {}: {e}", quoted(&user))),
     }
 }

@@ -1,6 +1,12 @@
 //! Dialplan applications `UserLogin([user[,password]])` and `UserLogout([user])`.
+use deviceuser_core::apps::{
+    self as prompts, LoginStatus, LogoutStatus, Prompt, LOGIN_STATUS_VARIABLE,
+    LOGOUT_STATUS_VARIABLE,
+};
 use deviceuser_core::args::{parse_digits, split_args};
 use deviceuser_core::config::{shown, Device, General, User};
+use deviceuser_core::failure::LoginFailure;
+use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::{DeviceMode, LoginError, LoginMode, LogoutError, Reason, Snapshot};
 
 use crate::host::channel::{Channel, Input};
@@ -12,64 +18,16 @@ use crate::state::now;
 
 const MAX_DIGITS: usize = 32;
 const DIGIT_TIMEOUT_MS: i32 = 5000;
-const LOGIN_STATUS: &str = "USERLOGINSTATUS";
-const LOGOUT_STATUS: &str = "USERLOGOUTSTATUS";
-/// Asks for the user number again after a failed attempt: "Login incorrect. Please enter
-/// your agent number followed by the pound key."
-const RETRY_USER_PROMPT: &str = "agent-incorrect";
-/// Asks for the PIN again when the user was given by the dialplan: "Password incorrect.
-/// Please enter your password followed by the pound key."
-const RETRY_PASSWORD_PROMPT: &str = "auth-incorrect";
-/// Played when a login is refused for good.
-const REFUSED_PROMPT: &str = "agent-incorrect";
-/// Played when the last attempt failed: "I'm sorry." "Goodbye."
-const GIVE_UP_PROMPTS: [&str; 2] = ["im-sorry", "vm-goodbye"];
-/// Played on a fixed device: "... is unavailable." "Goodbye."
-const FIXED_PROMPTS: [&str; 2] = ["vm-isunavail", "vm-goodbye"];
-/// Played when the login or logout could not be saved (the shared database does not
-/// answer): "I'm sorry." "Please try again." Nothing changed.
-const NOT_SAVED_PROMPTS: [&str; 2] = ["im-sorry", "please-try-again"];
-const LOGGED_IN_PROMPT: &str = "agent-loginok";
-const LOGGED_OUT_PROMPT: &str = "agent-loggedoff";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LoginStatus {
-    Success,
-    Failed,
-    Fixed,
-    NoUser,
-    NoPassword,
-    Denied,
-    Locked,
-    /// Not saved: the shared database refused or did not answer; nothing changed.
-    Unavailable,
-    Hangup,
-}
-
-impl LoginStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            LoginStatus::Success => "SUCCESS",
-            LoginStatus::Failed => "FAILED",
-            LoginStatus::Fixed => "FIXED",
-            LoginStatus::NoUser => "NOUSER",
-            LoginStatus::NoPassword => "NOPASSWORD",
-            LoginStatus::Denied => "DENIED",
-            LoginStatus::Locked => "LOCKED",
-            LoginStatus::Unavailable => "UNAVAILABLE",
-            LoginStatus::Hangup => "HANGUP",
-        }
-    }
-
-    fn of(e: &LoginError) -> LoginStatus {
-        match e {
-            LoginError::Denied => LoginStatus::Denied,
-            LoginError::FixedDevice => LoginStatus::Fixed,
-            LoginError::NoPassword => LoginStatus::NoPassword,
-            LoginError::NoSuchUser => LoginStatus::NoUser,
-            LoginError::NoSuchDevice => LoginStatus::Failed,
-            LoginError::Store(_) => LoginStatus::Unavailable,
-        }
+/// The USERLOGINSTATUS of a login the table refused.
+fn status_of(e: &LoginError) -> LoginStatus {
+    match e {
+        LoginError::Denied => LoginStatus::Denied,
+        LoginError::FixedDevice => LoginStatus::Fixed,
+        LoginError::NoPassword => LoginStatus::NoPassword,
+        LoginError::NoSuchUser => LoginStatus::NoUser,
+        LoginError::NoSuchDevice => LoginStatus::Failed,
+        LoginError::Store(_) => LoginStatus::Unavailable,
     }
 }
 
@@ -91,10 +49,10 @@ fn ask(chan: &Channel, prompt: &str) -> Entry {
     }
 }
 
-/// Plays `prompts` in turn, stopping at a hangup.
-fn play_all(chan: &Channel, prompts: &[&str]) {
-    for p in prompts {
-        if chan.play(p).is_err() {
+/// Plays the file(s) of prompt `p` as configured, stopping at a hangup.
+fn play(chan: &Channel, general: &General, p: &Prompt) {
+    for file in prompts::files(general.prompt(p)) {
+        if chan.play(file).is_err() {
             break;
         }
     }
@@ -104,7 +62,7 @@ fn play_all(chan: &Channel, prompts: &[&str]) {
 pub fn login(inst: &Instance, chan: &Channel, data: &str) -> i32 {
     let _prompt = inst.prompt();
     let status = LoginCall::start(inst, chan, data).map_or_else(|s| s, |call| call.run());
-    chan.set_var(LOGIN_STATUS, status.as_str());
+    chan.set_var(LOGIN_STATUS_VARIABLE, status.as_str());
     if status == LoginStatus::Hangup {
         -1
     } else {
@@ -135,6 +93,8 @@ enum Attempt {
 enum Retry {
     User,
     Pin,
+    /// The user is logged in elsewhere: ask for another user.
+    OtherUser,
 }
 
 impl<'a> LoginCall<'a> {
@@ -144,7 +104,8 @@ impl<'a> LoginCall<'a> {
         let args = split_args(data);
         if args.len() > 2 {
             log::warning(&format!(
-                "UserLogin on {name}: too many arguments ({} given, expected [user[,password]])",
+                "UserLogin on {}: too many arguments ({} given, expected [user[,password]])",
+                value(&name),
                 args.len()
             ));
             return Err(LoginStatus::Failed);
@@ -152,7 +113,8 @@ impl<'a> LoginCall<'a> {
         let snap = inst.snapshot();
         let Some(device) = snap.config().device_for_channel(&name).cloned() else {
             log::warning(&format!(
-                "UserLogin: channel {name} is not a configured device (no device has this dial string)"
+                "UserLogin: channel {} is not a configured device (no device has this dial string)",
+                value(&name)
             ));
             return Err(LoginStatus::Failed);
         };
@@ -161,10 +123,18 @@ impl<'a> LoginCall<'a> {
         }
         if device.mode == DeviceMode::Fixed {
             log::notice(&format!(
-                "UserLogin on {name}: device {} is fixed; login refused",
-                device.id
+                "UserLogin on {}: device {} is fixed; login refused",
+                value(&name),
+                value(&device.id)
             ));
-            play_all(chan, &FIXED_PROMPTS);
+            login_failed(
+                inst.state(),
+                Some(chan),
+                &device.id,
+                None,
+                LoginFailure::Fixed,
+            );
+            play(chan, &snap.config().general, &prompts::FIXED_DEVICE);
             return Err(LoginStatus::Fixed);
         }
         let general = snap.config().general.clone();
@@ -183,8 +153,8 @@ impl<'a> LoginCall<'a> {
     /// next entry itself, so the caller is never told to enter something that is not asked
     /// next, nor invited to try again when no attempt is left.
     fn run(self) -> LoginStatus {
-        let mut user_prompt = self.general.user_prompt.clone();
-        let mut password_prompt = self.general.password_prompt.clone();
+        let mut user_prompt = self.general.prompt(&prompts::USER).to_string();
+        let mut password_prompt = self.general.prompt(&prompts::PASSWORD).to_string();
         let mut last = LoginStatus::Failed;
         for attempt in 1..=self.general.max_attempts {
             match self.attempt(&user_prompt, &password_prompt) {
@@ -195,17 +165,26 @@ impl<'a> LoginCall<'a> {
                         break;
                     }
                     match retry {
-                        Retry::User => user_prompt = RETRY_USER_PROMPT.to_string(),
-                        Retry::Pin => password_prompt = RETRY_PASSWORD_PROMPT.to_string(),
+                        Retry::User => {
+                            user_prompt = self.general.prompt(&prompts::RETRY_USER).to_string()
+                        }
+                        Retry::Pin => {
+                            password_prompt =
+                                self.general.prompt(&prompts::RETRY_PASSWORD).to_string()
+                        }
+                        Retry::OtherUser => {
+                            user_prompt = self.general.prompt(&prompts::DENIED).to_string()
+                        }
                     }
                 }
             }
         }
         log::warning(&format!(
             "UserLogin on device {}: giving up after {} attempts",
-            self.device.id, self.general.max_attempts
+            value(&self.device.id),
+            self.general.max_attempts
         ));
-        play_all(self.chan, &GIVE_UP_PROMPTS);
+        play(self.chan, &self.general, &prompts::GIVE_UP);
         last
     }
 
@@ -219,7 +198,7 @@ impl<'a> LoginCall<'a> {
             Entry::Bad(why) => {
                 log::notice(&format!(
                     "UserLogin on device {}: bad user entry: {why}",
-                    self.device.id
+                    value(&self.device.id)
                 ));
                 return Attempt::Retry(LoginStatus::NoUser, Retry::User);
             }
@@ -231,6 +210,18 @@ impl<'a> LoginCall<'a> {
                 return Attempt::Done(status);
             }
         }
+        // The PIN is asked in the user's language; a failed attempt goes back to the
+        // channel's.
+        let language = LanguageFor::user(self.chan, user.as_ref());
+        let attempt = self.after_user(&user_id, user, password_prompt);
+        if !matches!(attempt, Attempt::Done(LoginStatus::Success)) {
+            language.restore();
+        }
+        attempt
+    }
+
+    /// The rest of an attempt, once the user number is known.
+    fn after_user(&self, user_id: &str, user: Option<User>, password_prompt: &str) -> Attempt {
         let pin = match self
             .given_pin
             .clone()
@@ -241,11 +232,18 @@ impl<'a> LoginCall<'a> {
             Entry::Value(p) => p,
         };
         let Some(user) = user else {
-            let shown = shown(&user_id);
-            login_failed(&self.device.id, Some(&shown), "no such user");
+            let shown = shown(user_id);
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                &self.device.id,
+                Some(&shown),
+                LoginFailure::NoSuchUser,
+            );
             log::warning(&format!(
-                "UserLogin on device {}: failed login as user {shown} (no such user)",
-                self.device.id
+                "UserLogin on device {}: failed login as user {} (no such user)",
+                value(&self.device.id),
+                quoted(&shown)
             ));
             return self.retry_or_refuse(LoginStatus::NoUser);
         };
@@ -256,31 +254,52 @@ impl<'a> LoginCall<'a> {
         if !ok {
             return self.retry_or_refuse(LoginStatus::Failed);
         }
-        Attempt::Done(self.commit(&user))
+        match self.commit(&user) {
+            // Another user may log in here; unless the dialplan gave the user.
+            LoginStatus::Denied if self.given_user.is_none() => {
+                Attempt::Retry(LoginStatus::Denied, Retry::OtherUser)
+            }
+            LoginStatus::Denied => {
+                play(self.chan, &self.general, &prompts::REFUSED);
+                Attempt::Done(LoginStatus::Denied)
+            }
+            status => Attempt::Done(status),
+        }
     }
 
     /// A user who cannot log in whatever the PIN: no password, or locked out.
     fn refused_before_pin(&self, u: &User) -> Option<LoginStatus> {
         let device = &self.device.id;
+        let (shown_device, shown_user) = (value(device), value(&u.id));
         if u.password.is_none() {
-            login_failed(device, Some(&u.id), "no password");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                device,
+                Some(&u.id),
+                LoginFailure::NoPassword,
+            );
             log::warning(&format!(
-                "UserLogin on device {device}: user {} has no password and cannot log in",
-                u.id
+                "UserLogin on device {shown_device}: user {shown_user} has no password and cannot log in"
             ));
-            let _ = self.chan.play(REFUSED_PROMPT);
+            play(self.chan, &self.general, &prompts::NO_PASSWORD);
             return Some(LoginStatus::NoPassword);
         }
         let now = now();
         let shared =
             (self.inst.cluster()).map_or(Ok(()), |c| c.lockout_check(&u.id, now, &self.general));
         if let Err(left) = self.inst.state().lockout().check(&u.id, now).and(shared) {
-            login_failed(device, Some(&u.id), "locked out");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                device,
+                Some(&u.id),
+                LoginFailure::Locked,
+            );
             log::warning(&format!(
-                "UserLogin on device {device}: user {} is locked out for {left} more seconds after repeated wrong PINs",
-                u.id
+                "UserLogin on device {shown_device}: user {shown_user} is locked out for {left} more seconds after repeated wrong PINs"
             ));
-            let _ = self.chan.play(REFUSED_PROMPT);
+            play(self.chan, &self.general, &prompts::LOCKED);
             return Some(LoginStatus::Locked);
         }
         None
@@ -292,6 +311,7 @@ impl<'a> LoginCall<'a> {
     fn count_pin(&self, u: &User, ok: bool) -> Option<LoginStatus> {
         let now = now();
         let device = &self.device.id;
+        let (shown_device, shown_user) = (value(device), value(&u.id));
         let mut lockout = self.inst.state().lockout();
         let locked_before = lockout.check(&u.id, now).is_err();
         let locked_now = !locked_before && !ok && lockout.failure(&u.id, now, &self.general);
@@ -309,27 +329,37 @@ impl<'a> LoginCall<'a> {
             None => (locked_before, locked_now),
         };
         if locked_before {
-            login_failed(device, Some(&u.id), "locked out");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                device,
+                Some(&u.id),
+                LoginFailure::Locked,
+            );
             log::warning(&format!(
-                "UserLogin on device {device}: user {} is locked out after repeated wrong PINs",
-                u.id
+                "UserLogin on device {shown_device}: user {shown_user} is locked out after repeated wrong PINs"
             ));
         } else if !ok {
-            login_failed(device, Some(&u.id), "wrong password");
+            login_failed(
+                self.inst.state(),
+                Some(self.chan),
+                device,
+                Some(&u.id),
+                LoginFailure::WrongPassword,
+            );
             log::warning(&format!(
-                "UserLogin on device {device}: failed login as user {} (wrong password)",
-                u.id
+                "UserLogin on device {shown_device}: failed login as user {shown_user} (wrong password)"
             ));
         }
         if locked_now {
             let g = &self.general;
             log::warning(&format!(
-                "UserLogin: user {} locked out for {} seconds after {} wrong PINs within {} seconds (last try on device {device})",
-                u.id, g.lockout_time, g.max_login_failures, g.lockout_window
+                "UserLogin: user {shown_user} locked out for {} seconds after {} wrong PINs within {} seconds (last try on device {shown_device})",
+                g.lockout_time, g.max_login_failures, g.lockout_window
             ));
         }
         if locked_before || locked_now {
-            let _ = self.chan.play(REFUSED_PROMPT);
+            play(self.chan, &self.general, &prompts::LOCKED);
             return Some(LoginStatus::Locked);
         }
         None
@@ -339,7 +369,7 @@ impl<'a> LoginCall<'a> {
     /// for the user, or for the PIN alone when the dialplan gave the user.
     fn retry_or_refuse(&self, status: LoginStatus) -> Attempt {
         if self.given_pin.is_some() {
-            let _ = self.chan.play(REFUSED_PROMPT);
+            play(self.chan, &self.general, &prompts::REFUSED);
             return Attempt::Done(status);
         }
         let retry = if self.given_user.is_some() {
@@ -369,19 +399,38 @@ impl<'a> LoginCall<'a> {
                     self.chan.set_language(lang);
                 }
                 // The login stands even if the caller hangs up during the confirmation.
-                let _ = self.chan.play(LOGGED_IN_PROMPT);
+                play(self.chan, &self.general, &prompts::LOGGED_IN);
                 LoginStatus::Success
             }
             Err(e @ LoginError::Store(_)) => {
-                log::warning(&format!("UserLogin of {} on device {device}: {e}", user.id));
-                play_all(self.chan, &NOT_SAVED_PROMPTS);
-                LoginStatus::of(&e)
+                log::warning(&format!(
+                    "UserLogin of {} on device {}: {e}",
+                    value(&user.id),
+                    value(device)
+                ));
+                play(self.chan, &self.general, &prompts::NOT_SAVED);
+                status_of(&e)
             }
             Err(e) => {
-                login_failed(device, Some(&user.id), &e.to_string());
-                log::warning(&format!("UserLogin of {} on device {device}: {e}", user.id));
-                let _ = self.chan.play(REFUSED_PROMPT);
-                LoginStatus::of(&e)
+                if let Some(failure) = LoginFailure::of(&e) {
+                    login_failed(
+                        self.inst.state(),
+                        Some(self.chan),
+                        device,
+                        Some(&user.id),
+                        failure,
+                    );
+                }
+                log::warning(&format!(
+                    "UserLogin of {} on device {}: {e}",
+                    value(&user.id),
+                    value(device)
+                ));
+                // A denied login's prompt is chosen by the attempt (ask again or not).
+                if !matches!(e, LoginError::Denied) {
+                    play(self.chan, &self.general, &prompts::REFUSED);
+                }
+                status_of(&e)
             }
         }
     }
@@ -392,19 +441,20 @@ impl<'a> LoginCall<'a> {
 pub fn logout(inst: &Instance, chan: &Channel, data: &str) -> i32 {
     let _prompt = inst.prompt();
     let status = logout_on(inst, chan, data);
-    chan.set_var(LOGOUT_STATUS, status);
+    chan.set_var(LOGOUT_STATUS_VARIABLE, status.as_str());
     0
 }
 
-fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> &'static str {
+fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> LogoutStatus {
     let name = chan.name();
     let args = split_args(data);
     if args.len() > 1 {
         log::warning(&format!(
-            "UserLogout on {name}: too many arguments '{}' (expected [user])",
-            shown(data)
+            "UserLogout on {}: too many arguments {} (expected [user])",
+            value(&name),
+            quoted(&shown(data))
         ));
-        return "FAILED";
+        return LogoutStatus::Failed;
     }
     let result = match args.first().filter(|s| !s.is_empty()) {
         Some(user) => inst.logout_user(Origin::Phone, Some(chan), user, Reason::Manual),
@@ -412,38 +462,83 @@ fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> &'static str {
             let snap = inst.snapshot();
             let Some(device) = snap.config().device_for_channel(&name) else {
                 log::warning(&format!(
-                    "UserLogout: channel {name} is not a configured device"
+                    "UserLogout: channel {} is not a configured device",
+                    value(&name)
                 ));
-                return "FAILED";
+                return LogoutStatus::Failed;
             };
             let r = inst.logout_device(Origin::Phone, Some(chan), &device.id, Reason::Manual);
-            // Answered either way: "logged off" is also true of a device nobody was on;
-            // not of one whose logout was not saved.
+            // Answered either way: "logged off" is also true of a device nobody was on; a
+            // fixed device says nothing changed, and a logout the database did not save
+            // says to try again. The confirmation is in the language of the user who
+            // logged out.
             if chan.answer().is_ok() {
-                if let Err(LogoutError::Store(_)) = r {
-                    play_all(chan, &NOT_SAVED_PROMPTS);
-                } else {
-                    let _ = chan.play(LOGGED_OUT_PROMPT);
+                let general = &snap.config().general;
+                match &r {
+                    Err(LogoutError::FixedDevice) => play(chan, general, &prompts::FIXED_LOGOUT),
+                    Err(LogoutError::Store(_)) => play(chan, general, &prompts::NOT_SAVED),
+                    Ok(c) => {
+                        let gone = c
+                            .removed
+                            .first()
+                            .and_then(|(b, _)| snap.config().user(&b.user));
+                        let _language = LanguageFor::user(chan, gone);
+                        play(chan, general, &prompts::LOGGED_OFF);
+                    }
+                    Err(_) => play(chan, general, &prompts::LOGGED_OFF),
                 }
             }
             r
         }
     };
     match result {
-        Ok(_) => "SUCCESS",
+        Ok(_) => LogoutStatus::Success,
         Err(e) => {
+            // Not saved is worth a warning: the caller was told to try again.
             if matches!(e, LogoutError::Store(_)) {
-                log::warning(&format!("UserLogout on {name}: {e}"));
+                log::warning(&format!("UserLogout on {}: {e}", value(&name)));
             } else {
-                log::notice(&format!("UserLogout on {name}: {e}"));
+                log::notice(&format!("UserLogout on {}: {e}", value(&name)));
             }
             match e {
-                LogoutError::NotLoggedIn => "NOTLOGGEDIN",
-                LogoutError::FixedDevice => "FIXED",
-                LogoutError::NoSuchUser => "NOUSER",
-                LogoutError::NoSuchDevice => "FAILED",
-                LogoutError::Store(_) => "UNAVAILABLE",
+                LogoutError::NotLoggedIn => LogoutStatus::NotLoggedIn,
+                LogoutError::FixedDevice => LogoutStatus::Fixed,
+                LogoutError::NoSuchUser => LogoutStatus::NoUser,
+                LogoutError::NoSuchDevice => LogoutStatus::Failed,
+                LogoutError::Store(_) => LogoutStatus::Unavailable,
             }
+        }
+    }
+}
+
+/// The channel's language set to a user's while prompts for them play; [`restore`] (or
+/// nothing, when the call goes on in the user's language) after.
+///
+/// [`restore`]: LanguageFor::restore
+struct LanguageFor<'a> {
+    chan: &'a Channel,
+    /// The channel's language before, if it was changed.
+    before: Option<String>,
+}
+
+impl<'a> LanguageFor<'a> {
+    fn user(chan: &'a Channel, user: Option<&User>) -> LanguageFor<'a> {
+        let lang = user
+            .and_then(|u| u.language.as_deref())
+            .filter(|l| !l.is_empty());
+        let before = lang.and_then(|l| {
+            let before = chan.language();
+            (before != l).then(|| {
+                chan.set_language(l);
+                before
+            })
+        });
+        LanguageFor { chan, before }
+    }
+
+    fn restore(self) {
+        if let Some(l) = &self.before {
+            self.chan.set_language(l);
         }
     }
 }

@@ -1,8 +1,10 @@
-//! CLI commands: `deviceuser show devices|users|bindings|stats`, `deviceuser login`,
-//! `deviceuser logout`, `deviceuser dnd`, `deviceuser import freepbx`. Each has a run
+//! CLI commands: `deviceuser show devices|users|user|bindings|stats`, `deviceuser login`,
+//! `deviceuser logout`, `deviceuser dnd`, `deviceuser unlock user`,
+//! `deviceuser import freepbx`. Each has a run
 //! handler and a completion handler; the command words and usage are in the entry table.
 use deviceuser_core::args::parse_on_off;
 use deviceuser_core::freepbx;
+use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::render::{self, BindingFilter};
 use deviceuser_core::{LoginMode, LogoutError, Reason};
 
@@ -52,9 +54,9 @@ pub fn show_bindings(inst: &Instance, a: &Args) -> Outcome {
             let id = a.argv[4].clone();
             match a.argv[3].to_ascii_lowercase().as_str() {
                 "user" if snap.config().user(&id).is_some() => BindingFilter::User(id),
-                "user" => return Outcome::Failed(format!("No such user '{id}'\n")),
+                "user" => return Outcome::Failed(format!("No such user {}\n", quoted(&id))),
                 "device" if snap.config().device(&id).is_some() => BindingFilter::Device(id),
-                "device" => return Outcome::Failed(format!("No such device '{id}'\n")),
+                "device" => return Outcome::Failed(format!("No such device {}\n", quoted(&id))),
                 _ => return Outcome::Usage,
             }
         }
@@ -80,7 +82,11 @@ pub fn login(inst: &Instance, a: &Args) -> Outcome {
             "User {user} is already logged in on device {device}\n"
         )),
         Ok(_) => Outcome::Done(format!("User {user} logged in on device {device}\n")),
-        Err(e) => Outcome::Failed(format!("Cannot log {user} in on {device}: {e}\n")),
+        Err(e) => Outcome::Failed(format!(
+            "Cannot log {} in on {}: {e}\n",
+            quoted(user),
+            quoted(device)
+        )),
     }
 }
 
@@ -104,7 +110,11 @@ pub fn logout(inst: &Instance, a: &Args) -> Outcome {
             };
             match result {
                 Ok(c) => Outcome::Done(format!("{} binding(s) removed\n", c.removed.len())),
-                Err(e) => Outcome::Failed(format!("Cannot log out {} {id}: {e}\n", a.argv[2])),
+                Err(e) => Outcome::Failed(format!(
+                    "Cannot log out {} {}: {e}\n",
+                    a.argv[2],
+                    quoted(id)
+                )),
             }
         }
         _ => Outcome::Usage,
@@ -112,14 +122,11 @@ pub fn logout(inst: &Instance, a: &Args) -> Outcome {
 }
 
 fn logout_all(inst: &Instance) -> Outcome {
-    let mut removed = 0;
-    for b in inst.snapshot().bindings() {
-        match inst.logout_device(Origin::Cli, None, &b.device, Reason::Admin) {
-            Ok(c) => removed += c.removed.len(),
-            Err(LogoutError::FixedDevice | LogoutError::NotLoggedIn) => {}
-            Err(e) => return Outcome::Failed(format!("Cannot log out device {}: {e}\n", b.device)),
-        }
-    }
+    let removed = match inst.logout_all(Origin::Cli, Reason::Admin) {
+        Ok(c) => c.removed.len(),
+        Err(LogoutError::NotLoggedIn) => 0,
+        Err(e) => return Outcome::Failed(format!("Cannot log everyone out: {e}\n")),
+    };
     Outcome::Done(format!("{removed} binding(s) removed\n"))
 }
 
@@ -143,7 +150,10 @@ pub fn dnd(inst: &Instance, a: &Args) -> Outcome {
             "Do not disturb for {user}: {}\n",
             if on { "on" } else { "off" }
         )),
-        Err(e) => Outcome::Failed(format!("Cannot set do not disturb for {user}: {e}\n")),
+        Err(e) => Outcome::Failed(format!(
+            "Cannot set do not disturb for {}: {e}\n",
+            quoted(user)
+        )),
     }
 }
 
@@ -151,6 +161,51 @@ pub fn complete_dnd(inst: &Instance, a: &Args) -> Vec<String> {
     match a.pos {
         2 => ids(inst, Some("user")),
         3 => words(&["on", "off"]),
+        _ => Vec::new(),
+    }
+}
+
+pub fn show_user(inst: &Instance, a: &Args) -> Outcome {
+    let [_, _, _, id] = a.argv.as_slice() else {
+        return Outcome::Usage;
+    };
+    let snap = inst.snapshot();
+    let state = inst.state();
+    let text = render::user(&snap, &state.stats(), &state.lockout(), now(), id);
+    match text {
+        Some(text) => Outcome::Done(text),
+        None => Outcome::Failed(format!("No such user {}\n", quoted(id))),
+    }
+}
+
+pub fn complete_show_user(inst: &Instance, a: &Args) -> Vec<String> {
+    match a.pos {
+        3 => ids(inst, Some("user")),
+        _ => Vec::new(),
+    }
+}
+
+pub fn unlock(inst: &Instance, a: &Args) -> Outcome {
+    let [_, _, kind, user] = a.argv.as_slice() else {
+        return Outcome::Usage;
+    };
+    if !kind.eq_ignore_ascii_case("user") {
+        return Outcome::Usage;
+    }
+    match inst.unlock(Origin::Cli, user) {
+        Ok(left) => Outcome::Done(format!("{}\n", render::unlocked(user, left))),
+        Err(e) => Outcome::Failed(format!("Cannot unlock {}: {e}\n", quoted(user))),
+    }
+}
+
+pub fn complete_unlock(inst: &Instance, a: &Args) -> Vec<String> {
+    match a.pos {
+        2 => words(&["user"]),
+        3 => {
+            let lockout = inst.state().lockout();
+            let locked = lockout.locked(now()).into_iter();
+            locked.map(|(u, _)| u.to_string()).collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -165,10 +220,12 @@ pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
         _ => return Outcome::Usage,
     };
     if let Some(u) = user.filter(|u| snap.config().user(u).is_none()) {
-        return Outcome::Failed(format!("No such user '{u}'\n"));
+        return Outcome::Failed(format!("No such user {}\n", quoted(u)));
     }
+    let now = now();
+    let state = inst.state();
     let mut out = if table {
-        render::stats(&inst.state().stats(), &snap, now(), user)
+        render::stats_with_lockout(&state.stats(), &snap, &state.lockout(), now, user)
     } else {
         String::new()
     };
@@ -176,26 +233,38 @@ pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
         let bytes = crate::host::alloc::live_bytes();
         let (forwarded, pending) = inst.follower().watched();
         out.push_str(&format!(
+            "Logins restored from {} at load: {}\n\
+             Users locked out after wrong PINs: {}\n",
+            if inst.cluster().is_some() {
+                "the database"
+            } else {
+                "AstDB"
+            },
+            state.stats().restored_total(),
+            state.lockout().locked(now).len()
+        ));
+        out.push_str(&format!(
             "Module heap in use: {:.1} MB ({bytes} bytes)\n\
              Device states followed: {} ({pending} of them not published yet)\n\
              Device state messages received: {}\n\
              Commit work queued (AstDB writes, devices to release, states to publish): {}\n\
              User states published: {}\n\
-             Heap trimmed after bursts of commits: {}\n",
+             Heap trimmed after bursts of commits: {}\n\
+             Queue and MWI work queued: {}\n",
             bytes as f64 / (1024.0 * 1024.0),
             forwarded + pending,
             inst.follower().received(),
             inst.executor().pending(),
             inst.state().publisher.count(),
-            inst.executor().trims()
+            inst.executor().trims(),
+            inst.follow_ups().pending()
         ));
         if let Some(c) = inst.cluster() {
             let down = c.down_nodes();
             out.push_str(&format!(
-                "Node: {} (storage realtime: the database {})
-                 Nodes down: {}
-",
-                c.store.node(),
+                "Node: {} (storage realtime: the database {})\n\
+                 Nodes down: {}\n",
+                value(c.store.node()),
                 if c.is_failing() {
                     "does not answer"
                 } else {
@@ -204,7 +273,9 @@ pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
                 if down.is_empty() {
                     "none".to_string()
                 } else {
-                    down.join(", ")
+                    (down.iter().map(|n| value(n).to_string()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             ));
         }
@@ -233,31 +304,15 @@ pub fn import_freepbx(inst: &Instance, a: &Args) -> Outcome {
         }
     }
     let import = freepbx::import(&entries);
-    let mut out = freepbx::render_conf(&import);
-    out += "\n; Current logins (user -> device):\n";
-    for (user, device) in &import.bindings {
-        out += &format!(";   {user} -> {device}\n");
-    }
-    for w in &import.warnings {
-        out += &format!("; warning: {w}\n");
-    }
+    let mut plan = freepbx::plan_logins(&import, &inst.snapshot());
     if apply {
-        for (user, device) in &import.bindings {
-            match inst.login(Origin::Cli, None, user, device, LoginMode::Admin) {
-                Ok(_) => out += &format!("applied: {user} logged in on {device}\n"),
-                Err(e) => out += &format!("skipped: {user} on {device}: {e}\n"),
-            }
-        }
-    } else {
-        out += "; nothing written: add 'apply' to log these users in\n";
+        freepbx::apply_logins(&mut plan, |user, device| {
+            inst.login(Origin::Cli, None, user, device, LoginMode::Admin)
+                .map(|changes| !changes.is_empty())
+                .map_err(|e| e.to_string())
+        });
     }
-    out += &format!(
-        "{} devices, {} users, {} logins found\n",
-        import.devices.len(),
-        import.users.len(),
-        import.bindings.len()
-    );
-    Outcome::Done(out)
+    Outcome::Done(freepbx::render_output(&import, &plan, apply))
 }
 
 pub fn complete_import(_: &Instance, a: &Args) -> Vec<String> {

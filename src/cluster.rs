@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deviceuser_core::config::USER_STATE_PREFIX;
+use deviceuser_core::logtext::value;
 use deviceuser_core::realtime::{
     decode_binding_row, decode_node_row, lockout_from_failures, pin_failures_horizon, plan_writes,
     Liveness, NodeRow, RowWrite, BINDINGS, MARKER_DEVICE, NODES, PIN_FAILURES,
@@ -135,14 +136,14 @@ impl Store {
                 Ok(_) => {
                     return Err(StoreError::Conflict(format!(
                         "device {} changed",
-                        w.device()
+                        value(w.device())
                     )))
                 }
                 Err(e) => {
                     return Err(match self.read() {
                         Ok(_) => StoreError::Conflict(format!(
                             "the database refused the row of device {}",
-                            w.device()
+                            value(w.device())
                         )),
                         Err(_) => StoreError::Unavailable(e),
                     })
@@ -270,7 +271,13 @@ impl Cluster {
                 self.answered();
                 let now: BTreeSet<String> = dropped
                     .iter()
-                    .map(|(b, why)| format!("user {} on device {}: {why}", b.user, b.device))
+                    .map(|(b, why)| {
+                        format!(
+                            "user {} on device {}: {why}",
+                            value(&b.user),
+                            value(&b.device)
+                        )
+                    })
                     .collect();
                 let mut last = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
                 for d in now.difference(&last) {
@@ -347,7 +354,8 @@ impl Cluster {
         );
         if let Err(e) = stored {
             log::warning(&format!(
-                "{PIN_FAILURES}: a wrong PIN of user {user} is counted on this node only ({e})"
+                "{PIN_FAILURES}: a wrong PIN of user {} is counted on this node only ({e})",
+                value(user)
             ));
             return false;
         }
@@ -415,12 +423,13 @@ impl Cluster {
                 None => 0,
             };
             log::notice(&format!(
-                "node {node} is down (no heartbeat for {} s): its {users} user state(s) show unavailable, its devices are not dialled",
+                "node {} is down (no heartbeat for {} s): its {users} user state(s) show unavailable, its devices are not dialled",
+                value(&node),
                 node_timeout.as_secs()
             ));
         }
         for node in t.up {
-            log::notice(&format!("node {node} is up again"));
+            log::notice(&format!("node {} is up again", value(&node)));
         }
         republish
     }

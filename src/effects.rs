@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use deviceuser_core::astdb::FAMILY;
+use deviceuser_core::logtext;
 use deviceuser_core::{CompactString, Snapshot};
 
 use crate::host::devstate::follow::Follower;
@@ -44,7 +45,10 @@ impl Effects {
             match op {
                 Op::Put { key, value, what } => {
                     if let Err(e) = astdb::put(FAMILY, &key, &value) {
-                        log::error(&format!("{e}: {what} ({value}) is not persisted"));
+                        log::error(&format!(
+                            "{e}: {what} ({}) is not persisted",
+                            logtext::value(&value)
+                        ));
                     }
                 }
                 Op::Del(key) => astdb::del(FAMILY, &key),
@@ -62,6 +66,11 @@ impl Effects {
         }
         users.sort_unstable();
         users.dedup();
+        // A user logged in (or put in DND) gets a hint of their own before the state is
+        // published.
+        self.state
+            .hints
+            .ensure(&self.state.snapshot(), users.iter());
         self.state.publish_users(users.iter(), true);
     }
 }

@@ -8,14 +8,16 @@ use std::sync::Arc;
 
 use snapcell::SnapshotCell;
 
+use crate::host::ari::event_source;
 use crate::host::devstate::provider::{state_provider, Provider};
+use crate::host::prometheus::metrics_source;
 use crate::host::register::{
     self, application, cli_command, function, manager_action, AmiAction, App, CliCommand, Function,
     ModuleHandle,
 };
 use crate::host::{guard, log};
 use crate::instance::{Instance, PROVIDER_LABEL};
-use crate::{ami, apps, cli, functions, policy};
+use crate::{ami, apps, cli, functions, metrics, policy};
 
 /// The loaded module; empty while not loaded. Read lock-free on the device state path. A
 /// static that owns nothing once emptied: statics are not dropped at `dlclose`.
@@ -31,9 +33,15 @@ static APPLICATIONS: [App; 2] = [
     application!(instance, c"UserLogout", apps::logout),
 ];
 
-static FUNCTIONS: [Function; 3] = [
+static FUNCTIONS: [Function; 5] = [
     function!(instance, c"DEVICEUSER_DIAL", read = functions::dial),
     function!(instance, c"DEVICEUSER_USER", read = functions::user),
+    function!(instance, c"DEVICEUSER_ALLOWED", read = functions::allowed),
+    function!(
+        instance,
+        c"DEVICEUSER_EMERGENCY_CID",
+        read = functions::emergency_cid
+    ),
     function!(
         instance,
         c"DEVICEUSER",
@@ -42,7 +50,7 @@ static FUNCTIONS: [Function; 3] = [
     ),
 ];
 
-static CLI_COMMANDS: [CliCommand; 8] = [
+static CLI_COMMANDS: [CliCommand; 10] = [
     cli_command!(
         instance,
         c"deviceuser show devices",
@@ -58,6 +66,14 @@ static CLI_COMMANDS: [CliCommand; 8] = [
         c"Usage: deviceuser show users\n       Lists the configured users: id, name, language and the devices they are\n       logged in on.\n",
         run = cli::show_users,
         complete = cli::no_completion
+    ),
+    cli_command!(
+        instance,
+        c"deviceuser show user",
+        c"Show everything about one user",
+        c"Usage: deviceuser show user <id>\n       Shows a user's settings (name, caller ID, language, whether a password\n       is set: a user without one cannot log in from a phone), the devices\n       they are logged in on, DND, their login statistics since the module\n       was loaded, and whether they are locked out after wrong PINs (with\n       the time left).\n",
+        run = cli::show_user,
+        complete = cli::complete_show_user
     ),
     cli_command!(
         instance,
@@ -79,7 +95,7 @@ static CLI_COMMANDS: [CliCommand; 8] = [
         instance,
         c"deviceuser logout",
         c"Log a device, a user or everyone out",
-        c"Usage: deviceuser logout {device <id>|user <id>|all}\n       Logs out the user of a device, a user from every device, or everyone.\n       A device with a default user goes back to it; a fixed device keeps it.\n",
+        c"Usage: deviceuser logout {device <id>|user <id>|all}\n       Logs out the user of a device, a user from every device, or everyone.\n       A device goes back to its default user when someone else is logged out;\n       the default user's own logout leaves it empty. 'all' leaves every adhoc\n       device empty (no device goes back to its default user); a fixed device\n       always keeps its user.\n",
         run = cli::logout,
         complete = cli::complete_logout
     ),
@@ -93,9 +109,17 @@ static CLI_COMMANDS: [CliCommand; 8] = [
     ),
     cli_command!(
         instance,
+        c"deviceuser unlock user",
+        c"Lift a user's lockout after wrong PINs",
+        c"Usage: deviceuser unlock user <id>\n       Lifts the lockout of a user locked out after max_login_failures wrong\n       PINs, and forgets the wrong PINs counted so far, so the user can log\n       in from a phone at once. 'deviceuser show stats' lists locked users.\n",
+        run = cli::unlock,
+        complete = cli::complete_unlock
+    ),
+    cli_command!(
+        instance,
         c"deviceuser show stats",
         c"Show login statistics per user",
-        c"Usage: deviceuser show stats [user <id>|summary]\n       Logins per user since the module was loaded: number of logins, time\n       logged in (finished and current sessions) and the current session.\n       Without a user: the users who logged in since the load or are logged\n       in now, then the module's counters: the heap memory it holds, how\n       many devices' states it follows (the bound ones), its queued commit\n       work, the states it published. 'summary' prints the counters alone.\n",
+        c"Usage: deviceuser show stats [user <id>|summary]\n       Logins per user since the module was loaded: number of logins, logins\n       restored from AstDB at load, time logged in (finished and current\n       sessions), the current session, and the time left of a lockout after\n       wrong PINs. Without a user: the users who logged in since the load,\n       are logged in now or are locked out, then the module's counters:\n       restored logins, locked-out users, the heap memory it holds, how many\n       devices' states it follows (the bound ones), its queued commit work,\n       the states it published. 'summary' prints the counters alone.\n",
         run = cli::show_stats,
         complete = cli::complete_show_stats
     ),
@@ -109,13 +133,14 @@ static CLI_COMMANDS: [CliCommand; 8] = [
     ),
 ];
 
-static AMI_ACTIONS: [AmiAction; 6] = [
+static AMI_ACTIONS: [AmiAction; 7] = [
     manager_action!(instance, c"DeviceUserLogin", ami::login),
     manager_action!(instance, c"DeviceUserLogout", ami::logout),
     manager_action!(instance, c"DeviceUserBindings", ami::bindings),
     manager_action!(instance, c"DeviceUserDevices", ami::devices),
     manager_action!(instance, c"DeviceUserUsers", ami::users),
     manager_action!(instance, c"DeviceUserDND", ami::dnd),
+    manager_action!(instance, c"DeviceUserUnlock", ami::unlock),
 ];
 
 const LOAD_SUCCESS: c_int = 0;
@@ -158,6 +183,10 @@ fn start(inst: &Arc<Instance>, module: ModuleHandle) -> Result<(), String> {
         &AMI_ACTIONS,
     )?;
     let policy = policy::start(inst)?;
+    inst.set_sources(
+        metrics_source!(instance, metrics::scrape),
+        event_source!(instance, Instance::ari),
+    );
     inst.attach(provider, registered, policy);
     Ok(())
 }

@@ -9,28 +9,37 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use deviceuser_core::config::reload_refusal;
+use deviceuser_core::config::shown;
+use deviceuser_core::logtext::{quoted, value};
+use deviceuser_core::table::reload_drop_reason;
 use deviceuser_core::{
     BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot, Storage,
     StoreError,
 };
 
+use crate::ari::{AriFeed, AriSink};
 use crate::cluster::{Cluster, Store};
 use crate::deferred::Executor;
 use crate::effects::{bound_dials, Effects};
+use crate::followups::{FollowUpSink, FollowUps};
+use crate::host::ari::{Callbacks as AriCallbacks, EventSource};
 use crate::host::channel::Channel;
 use crate::host::devstate::follow::{Change as DeviceChange, Follower};
 use crate::host::devstate::provider::Provider;
 use crate::host::devstate::DeviceState;
 use crate::host::log;
+use crate::host::manager::fully_booted;
+use crate::host::prometheus::{Registration, ScrapeCallback};
 use crate::host::register::Registered;
 use crate::host::thread::Worker;
 use crate::pipeline::{Change, Commit, Origin, Pipeline};
 use crate::sinks::{
-    AnnounceSink, CelSink, CommitLogSink, FollowSink, JournalSink, PersistSink, PublishSink,
-    RealtimeSink,
+    AnnounceSink, CelSink, CommitLogSink, FollowSink, JournalSink, MetricsSink, PersistSink,
+    PublishSink, RealtimeSink,
 };
 use crate::state::{active_users, now, user_state, State};
-use crate::{config_file, hint_sync, restore};
+use crate::{config_file, restore};
 
 /// Device state provider label: hints name `DeviceUser:<user>`.
 pub const PROVIDER_LABEL: &std::ffi::CStr = c"DeviceUser";
@@ -45,6 +54,13 @@ pub struct Instance {
     /// With `storage = realtime`: the shared database and the other nodes.
     cluster: Option<Arc<Cluster>>,
     follower: Arc<Follower>,
+    /// Queue membership and message waiting, behind the commits.
+    follow_ups: Arc<FollowUps>,
+    /// ARI applications' subscriptions to the module's events.
+    ari: Arc<AriFeed>,
+    /// What registers with optional modules (res_prometheus, res_stasis) once they are
+    /// loaded: see [`Instance::tend_registrations`].
+    sources: Mutex<Sources>,
     /// Login and logout prompts running on channels: unload is refused while any is.
     prompts: AtomicUsize,
     running: Mutex<Option<Running>>,
@@ -54,10 +70,17 @@ pub struct Instance {
 /// which is the unload order. The fields are held for their `Drop` alone.
 #[allow(dead_code)]
 struct Running {
+    /// The metrics callback: res_prometheus calls no more (and no scrape is in progress).
+    metrics: Option<Registration>,
+    /// The ARI event source: no new subscription comes in.
+    event_source: Option<EventSource>,
     /// Applications, functions, CLI commands, AMI actions: no new call comes in.
     registered: Option<Registered>,
     /// The policy timer: no automatic logout starts.
     policy: Option<Worker>,
+    /// The follow-up thread: no queue or MWI action starts (what is queued is left to the
+    /// next load's check).
+    follow_ups: StopFollowUps,
     /// Device-state subscriptions: no device change comes in.
     follower: CloseFollower,
     /// The provider (Asterisk waits for calls in flight).
@@ -75,6 +98,20 @@ impl Drop for CloseFollower {
     }
 }
 
+/// Callbacks for optional modules, registered once they are loaded.
+#[derive(Default)]
+struct Sources {
+    metrics: Option<ScrapeCallback>,
+    ari: Option<AriCallbacks>,
+}
+
+struct StopFollowUps(Arc<FollowUps>);
+impl Drop for StopFollowUps {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 struct StopExecutor(Arc<Executor<crate::effects::Op>>);
 impl Drop for StopExecutor {
     fn drop(&mut self) {
@@ -87,9 +124,7 @@ impl Drop for Finish {
     fn drop(&mut self) {
         self.0.journal.close();
         let snap = self.0.snapshot();
-        if let Some(ctx) = &snap.config().general.hint_context {
-            hint_sync::clear_hints(ctx);
-        }
+        self.0.hints.clear();
         self.0
             .publish_users_state(active_users(&snap).into_iter(), DeviceState::UNAVAILABLE);
     }
@@ -118,8 +153,11 @@ impl Instance {
         let table = BindingTable::new(config, now);
         let state = match &cluster {
             None => {
-                let restored = restore::restore(&table, now);
+                let (restored, restored_changes) = restore::restore(&table, now);
                 let state = State::new(table);
+                // Restored logins count apart from new ones, so `show stats` accounts for
+                // every binding `show bindings` lists.
+                state.stats().restored(&restored_changes);
                 if let Err(e) = state.journal.open(&state.full_state()) {
                     log::error(&format!(
                         "{e}: a kill -9 may lose the last second of changes"
@@ -148,7 +186,7 @@ impl Instance {
                         "{} devices, {} users; node {}, bindings in the realtime family {}",
                         snap.config().devices.len(),
                         snap.config().users.len(),
-                        c.store.node(),
+                        value(c.store.node()),
                         deviceuser_core::realtime::BINDINGS,
                     ),
                 );
@@ -189,9 +227,23 @@ impl Instance {
             dnd_only: cluster.is_some(),
         }));
         pipeline.add(Box::new(PublishSink));
+        let follow_ups = FollowUps::start(Arc::clone(&state))?;
+        pipeline.add(Box::new(FollowUpSink {
+            state: Arc::clone(&state),
+            follow_ups: Arc::clone(&follow_ups),
+        }));
+        pipeline.add(Box::new(MetricsSink(Arc::clone(&state))));
+        let ari = Arc::new(AriFeed::new(Arc::clone(&state)));
+        pipeline.add(Box::new(AriSink {
+            feed: Arc::clone(&ari),
+            follow_ups: Arc::clone(&follow_ups),
+        }));
         let running = Running {
+            metrics: None,
+            event_source: None,
             registered: None,
             policy: None,
+            follow_ups: StopFollowUps(Arc::clone(&follow_ups)),
             follower: CloseFollower(Arc::clone(&follower)),
             provider: None,
             executor: StopExecutor(executor),
@@ -202,13 +254,29 @@ impl Instance {
             pipeline,
             cluster,
             follower,
+            follow_ups,
+            ari,
+            sources: Mutex::new(Sources::default()),
             prompts: AtomicUsize::new(0),
             running: Mutex::new(Some(running)),
         });
         if inst.cluster.is_some() {
             // The bindings as the database has them; if it does not answer, the module runs
             // with the default bindings until it does (logins are refused meanwhile).
-            if inst.sync().is_ok() {
+            if let Ok(changes) = inst.sync() {
+                // This node's devices' logins count as restored, as from AstDB; the other
+                // nodes count theirs.
+                let snap = inst.snapshot();
+                let local = |b: &deviceuser_core::Binding| {
+                    snap.config().device(&b.device).is_some_and(|d| !d.remote)
+                };
+                inst.state.stats().restored(&Changes {
+                    removed: Vec::new(),
+                    added: (changes.added.iter())
+                        .filter(|(b, _)| local(b))
+                        .cloned()
+                        .collect(),
+                });
                 log::verbose(
                     2,
                     &format!(
@@ -235,7 +303,46 @@ impl Instance {
             r.registered = Some(registered);
             r.policy = Some(policy);
         }
-        hint_sync::sync_hints(None, self.snapshot().config());
+        self.state.hints.sync(&self.snapshot());
+    }
+
+    /// The callbacks that answer res_prometheus' scrapes and ARI subscriptions; registered
+    /// by [`tend_registrations`](Instance::tend_registrations).
+    pub fn set_sources(&self, metrics: ScrapeCallback, ari: AriCallbacks) {
+        *self.sources.lock().unwrap_or_else(|e| e.into_inner()) = Sources {
+            metrics: Some(metrics),
+            ari: Some(ari),
+        };
+    }
+
+    /// ARI applications' subscriptions.
+    pub fn ari(&self) -> &AriFeed {
+        &self.ari
+    }
+
+    /// Registers the metrics callback with res_prometheus and the ARI event source with
+    /// res_stasis once Asterisk has booted and they are loaded; called every second by the
+    /// policy thread.
+    pub fn tend_registrations(&self) {
+        let (metrics, ari) = {
+            let s = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+            (s.metrics, s.ari)
+        };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(r) = running.as_mut() else { return };
+        let metrics = metrics.filter(|_| r.metrics.is_none());
+        let ari = ari.filter(|_| r.event_source.is_none());
+        if (metrics.is_none() && ari.is_none()) || !fully_booted() {
+            return;
+        }
+        if let Some(reg) = metrics.and_then(|cb| Registration::register(c"res_deviceuser", cb)) {
+            r.metrics = Some(reg);
+            log::verbose(2, "metrics registered with res_prometheus");
+        }
+        if let Some(src) = ari.and_then(|cb| EventSource::register(c"deviceUser:", cb)) {
+            r.event_source = Some(src);
+            log::verbose(2, "ARI event source deviceUser: registered");
+        }
     }
 
     /// Unload (or a load that failed part way): drops what runs, in [`Running`]'s order.
@@ -262,6 +369,10 @@ impl Instance {
 
     pub fn executor(&self) -> &Executor<crate::effects::Op> {
         self.pipeline.executor()
+    }
+
+    pub fn follow_ups(&self) -> &FollowUps {
+        &self.follow_ups
     }
 
     /// Marks a login or logout prompt as running until the value is dropped.
@@ -417,6 +528,14 @@ impl Instance {
         }
     }
 
+    /// Ends every login on an adhoc device (default users' too); no device goes back to its
+    /// default user.
+    pub fn logout_all(&self, origin: Origin, reason: Reason) -> Result<Changes, LogoutError> {
+        self.state
+            .table
+            .logout_all(reason, |c| self.commit(origin, None, Change::Bindings(c)))
+    }
+
     /// Turns a user's do-not-disturb on or off: persisted, published (BUSY while on),
     /// announced. Ok(false) if it already was so.
     pub fn set_dnd(
@@ -434,6 +553,24 @@ impl Instance {
             .map_err(|e| e.to_string())
     }
 
+    /// An administrator lifts a user's PIN lockout: `Ok(Some(seconds that were left))`,
+    /// `Ok(None)` if the user was not locked out (their failures are forgotten anyway), or
+    /// an error for an unknown user. Logged, with who did it.
+    pub fn unlock(&self, origin: Origin, user: &str) -> Result<Option<u64>, String> {
+        if self.snapshot().config().user(user).is_none() {
+            return Err(format!("no such user {}", quoted(&shown(user))));
+        }
+        let left = self.state.lockout().unlock(user, now());
+        if let Some(left) = left {
+            log::notice(&format!(
+                "user {} unlocked by an administrator ({}) with {left} seconds of the lockout left",
+                value(user),
+                origin.as_str()
+            ));
+        }
+        Ok(left)
+    }
+
     /// `module reload`: a bad file keeps the running config; bindings the new config still
     /// allows stay.
     pub fn reload(&self) -> Result<(), String> {
@@ -442,17 +579,9 @@ impl Instance {
             e
         })?;
         let old = self.snapshot();
-        let (was, is) = (&old.config().general, &config.general);
-        if (was.storage, &was.node) != (is.storage, &is.node) {
-            let e = format!(
-                "storage and node cannot change on reload (storage {} node {} → storage {} node {}):                  unload and load the module; keeping the running configuration",
-                was.storage,
-                was.node.as_deref().unwrap_or("-"),
-                is.storage,
-                is.node.as_deref().unwrap_or("-"),
-            );
-            log::error(&e);
-            return Err(e);
+        if let Some(why) = reload_refusal(old.config(), &config) {
+            log::error(&format!("{why}; keeping the running configuration"));
+            return Err(why);
         }
         let changes = self.state.table.reconfigure(config, now(), |c| {
             // Rows of this node's devices that the new config drops or adds: written as far
@@ -480,17 +609,21 @@ impl Instance {
             }
             self.commit(Origin::Reload, None, Change::Bindings(c))
         });
-        for (b, reason) in &changes.removed {
-            log::notice(&format!(
-                "reload: user {} logged out of device {} ({reason})",
-                b.user, b.device
+        let new = self.snapshot();
+        for (b, _) in &changes.removed {
+            log::warning(&format!(
+                "reload: user {} logged out of device {} ({})",
+                value(&b.user),
+                value(&b.device),
+                reload_drop_reason(old.config(), new.config(), b)
             ));
         }
-        let new = self.snapshot();
         self.state.stats().retain_configured(new.config());
         self.state.unregistered().retain_configured(new.config());
-        hint_sync::sync_hints(Some(old.config()), new.config());
+        self.state.hints.sync(&new);
         self.watch_bound_devices();
+        // Queues, queue options and mailboxes may have changed for users whose bindings did not.
+        self.follow_ups.check_all();
         // Users whose bindings changed, and everyone still active (a device's dial string may
         // have changed under an unchanged binding).
         let mut users = active_users(&new);
@@ -499,11 +632,10 @@ impl Instance {
         users.dedup();
         self.state.publish_users(users.iter(), false);
         // Users that disappeared show as unavailable rather than keeping a stale state.
-        self.state.publish_users_state(
+        self.state.forget_users(
             (old.config().users.keys())
                 .filter(|u| new.config().user(u).is_none())
                 .map(str::to_string),
-            DeviceState::UNAVAILABLE,
         );
         log::verbose(2, &format!("reloaded {}", config_file::CONFIG_FILE));
         Ok(())

@@ -3,7 +3,9 @@
 //! Layers, bottom up (see ARCHITECTURE.md): `sys` (generated bindings); `host` (every
 //! `unsafe`: safe wrappers over Asterisk, registration trampolines); the loaded state and
 //! its commit pipeline (`state`, `journal`, `deferred`, `effects`, `pipeline`, `sinks`,
-//! `config_file`, `restore`, `hint_sync`, `security`, `instance`); feature adapters
+//! `config_file`, `restore`, `hint_sync`, `security`, `instance`); what commits cause in other
+//! modules, behind them (`followups`: `queues`, `mwi`); `metrics` and `ari` events; feature
+//! adapters
 //! (`apps`, `functions`, `cli`, `ami`, `policy`); and `entry`, the tables of what the module
 //! registers and the functions the C shim calls. The domain rules are in the pure
 //! `deviceuser_core` crate.
@@ -13,19 +15,24 @@
 
 mod ami;
 mod apps;
+mod ari;
 mod cli;
 mod cluster;
 mod config_file;
 mod deferred;
 mod effects;
 mod entry;
+mod followups;
 mod functions;
 mod hint_sync;
 mod host;
 mod instance;
 mod journal;
+mod metrics;
+mod mwi;
 mod pipeline;
 mod policy;
+mod queues;
 mod restore;
 mod security;
 mod sinks;

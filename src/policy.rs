@@ -7,9 +7,11 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use deviceuser_core::logtext::value;
 use deviceuser_core::policy::due_logouts;
 use deviceuser_core::Reason;
 
+use crate::hint_sync::DialplanWatch;
 use crate::host::clock::utc_offset;
 use crate::host::devstate::{device_state, DeviceState};
 use crate::host::log;
@@ -32,9 +34,15 @@ fn run(weak: &Weak<Instance>, stop: &StopSignal) {
         inst.publish_active_users();
     }
     let mut seeded = false;
+    let mut dialplan = DialplanWatch::default();
     while !stop.wait(Duration::from_secs(1)) {
         let Some(inst) = weak.upgrade() else { return };
         inst.follower().tend();
+        // States that depend on the dialplan (Local devices) are right only from here on.
+        if dialplan.changed() {
+            inst.publish_active_users();
+        }
+        inst.tend_registrations();
         if !seeded {
             seed_unregistered(&inst);
             seeded = true;
@@ -80,10 +88,12 @@ fn tick(inst: &Instance, now: u64) {
     for (device, reason) in due {
         match inst.logout_device(Origin::Policy, None, &device, reason) {
             Err(e) => log::debug(&format!(
-                "automatic logout of device {device} ({reason}): {e}"
+                "automatic logout of device {} ({reason}): {e}",
+                value(&device)
             )),
             Ok(_) => log::notice(&format!(
-                "device {device}: user logged out automatically ({reason})"
+                "device {}: user logged out automatically ({reason})",
+                value(&device)
             )),
         }
     }

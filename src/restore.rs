@@ -7,13 +7,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use deviceuser_core::astdb::{
     binding_key, binding_value, decode_binding, decode_dnd_key, dnd_key, DND_VALUE, FAMILY,
 };
-use deviceuser_core::BindingTable;
+use deviceuser_core::logtext::{quoted, value};
+use deviceuser_core::{BindingTable, Changes};
 
 use crate::host::{astdb, log};
 use crate::journal;
 
-/// Restores into `table`; returns how many bindings AstDB and the journal held.
-pub fn restore(table: &BindingTable, now: u64) -> usize {
+/// Restores into `table`; returns how many bindings AstDB and the journal held, and the
+/// changes the restore made (the restored logins, for the statistics).
+pub fn restore(table: &BindingTable, now: u64) -> (usize, Changes) {
     let mut saved_values = HashMap::new();
     let mut saved = BTreeMap::new();
     for (key, value) in astdb::tree(FAMILY, "binding") {
@@ -23,7 +25,10 @@ pub fn restore(table: &BindingTable, now: u64) -> usize {
                 saved.insert(b.device.to_string(), b);
             }
             Err(e) => {
-                log::warning(&format!("ignoring AstDB entry /{FAMILY}/{key}: {e}"));
+                log::warning(&format!(
+                    "ignoring AstDB entry {}: {e}",
+                    quoted(&format!("/{FAMILY}/{key}"))
+                ));
                 astdb::del(FAMILY, &key);
             }
         }
@@ -37,11 +42,12 @@ pub fn restore(table: &BindingTable, now: u64) -> usize {
         log::warning(&format!("journal: {problem}"));
     }
     let count = saved.len();
-    let (_, dropped) = table.restore(saved.into_values().collect(), now, |_| {});
+    let (changes, dropped) = table.restore(saved.into_values().collect(), now, |_| {});
     for (b, why) in &dropped {
         log::notice(&format!(
             "dropping saved login of user {} on device {}: {why}",
-            b.user, b.device
+            value(&b.user),
+            value(&b.device)
         ));
     }
     table.with_snapshot(|s| {
@@ -58,7 +64,7 @@ pub fn restore(table: &BindingTable, now: u64) -> usize {
         astdb::del(FAMILY, &binding_key(device));
     }
     apply_dnd(table, &saved_dnd, dnd);
-    count
+    (count, changes)
 }
 
 /// With `storage = realtime`: bindings come from the database (see [`crate::cluster`]);
@@ -74,7 +80,10 @@ pub fn restore_dnd(table: &BindingTable) {
 /// Turns DND on for `dnd`, then brings AstDB (which held `saved_dnd`) in line.
 fn apply_dnd(table: &BindingTable, saved_dnd: &BTreeSet<String>, dnd: BTreeSet<String>) {
     for user in table.restore_dnd(dnd.into_iter().collect()) {
-        log::notice(&format!("dropping saved DND of unknown user {user}"));
+        log::notice(&format!(
+            "dropping saved DND of unknown user {}",
+            value(&user)
+        ));
     }
     table.with_snapshot(|s| {
         let now_on: BTreeSet<&str> = s.dnd_users().into_iter().collect();

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use deviceuser_core::astdb::{binding_key, binding_value, dnd_key, DND_VALUE};
 use deviceuser_core::journal::{entries_for, Entry};
+use deviceuser_core::logtext::value;
 use deviceuser_core::Changes;
 
 use crate::cluster::Cluster;
@@ -84,7 +85,7 @@ impl Sink for AnnounceSink {
                     "DeviceUserDND",
                     &[("User", user.to_string()), ("DND", on.to_string())],
                 );
-                log::verbose_with(3, || format!("user {user}: do not disturb {on}"));
+                log::verbose_with(3, || format!("user {}: do not disturb {on}", value(user)));
             }
         }
     }
@@ -104,7 +105,8 @@ fn announce_bindings(changes: &Changes, now: u64) {
         log::verbose_with(3, || {
             format!(
                 "user {} logged out of device {} ({reason})",
-                b.user, b.device
+                value(&b.user),
+                value(&b.device)
             )
         });
     }
@@ -120,7 +122,8 @@ fn announce_bindings(changes: &Changes, now: u64) {
         log::verbose_with(3, || {
             format!(
                 "user {} logged in on device {} ({reason})",
-                b.user, b.device
+                value(&b.user),
+                value(&b.device)
             )
         });
     }
@@ -188,18 +191,21 @@ impl Sink for CommitLogSink {
                 for (b, reason) in &changes.removed {
                     log::notice(&format!(
                         "commit {seq} origin={origin} logout user={} device={} reason={reason}",
-                        b.user, b.device
+                        value(&b.user),
+                        value(&b.device)
                     ));
                 }
                 for (b, reason) in &changes.added {
                     log::notice(&format!(
                         "commit {seq} origin={origin} login user={} device={} reason={reason}",
-                        b.user, b.device
+                        value(&b.user),
+                        value(&b.device)
                     ));
                 }
             }
             Change::Dnd { user, on } => log::notice(&format!(
-                "commit {seq} origin={origin} dnd user={user} dnd={}",
+                "commit {seq} origin={origin} dnd user={} dnd={}",
+                value(user),
                 if on { "on" } else { "off" }
             )),
         }
@@ -305,6 +311,24 @@ impl Sink for PublishSink {
                     .map(|u| Op::Publish(u.into())),
             ),
             Change::Dnd { user, .. } => work.push(Op::Publish(user.into())),
+        }
+    }
+}
+
+/// Counts each commit's bindings made and ended, by reason.
+pub struct MetricsSink(pub Arc<State>);
+
+impl Sink for MetricsSink {
+    fn stage(&self) -> Stage {
+        Stage::Announce
+    }
+
+    fn commit(&self, c: &Commit<'_>, _: &mut Work) {
+        // What another node committed is counted there.
+        if let Change::Bindings(changes) = c.change {
+            if c.origin != Origin::Sync {
+                self.0.counters().apply(changes);
+            }
         }
     }
 }

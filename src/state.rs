@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use deviceuser_core::config::USER_STATE_PREFIX;
+use deviceuser_core::metrics::Counters;
 use deviceuser_core::{BindingTable, CompactString, Lockout, Snapshot, Stats, Unregistered};
 use rustc_hash::FxHashMap;
 
+use crate::hint_sync::HintSync;
 use crate::host::devstate::{self, Aggregate, DeviceState};
 use crate::journal::Journal;
 
@@ -24,6 +26,10 @@ pub struct State {
     pub unregistered: Mutex<Unregistered>,
     pub journal: Journal,
     pub publisher: Publisher,
+    /// The module's hints in `hint_context`.
+    pub hints: HintSync,
+    /// Logins, logouts and refused logins counted since load (metrics).
+    pub counters: Mutex<Counters>,
 }
 
 impl State {
@@ -35,6 +41,8 @@ impl State {
             unregistered: Mutex::new(Unregistered::new()),
             journal: Journal::default(),
             publisher: Publisher::default(),
+            hints: HintSync::new(),
+            counters: Mutex::new(Counters::default()),
         })
     }
 
@@ -49,6 +57,10 @@ impl State {
 
     pub fn lockout(&self) -> MutexGuard<'_, Lockout> {
         self.lockout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn counters(&self) -> MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn unregistered(&self) -> MutexGuard<'_, Unregistered> {
@@ -84,6 +96,16 @@ impl State {
         let mut published = self.publisher.lock();
         for user in users {
             published.publish(&user, state, false);
+        }
+    }
+
+    /// Users no longer configured: any whose state was published shows UNAVAILABLE rather
+    /// than a stale state, and every one is forgotten. Users never published cost nothing
+    /// (publishing each would make Asterisk a device-state topic per name).
+    pub fn forget_users(&self, users: impl Iterator<Item = String>) {
+        let mut published = self.publisher.lock();
+        for user in users {
+            published.forget(&user);
         }
     }
 
@@ -200,6 +222,16 @@ impl Publisher {
 }
 
 impl Publishing<'_> {
+    /// Forgets `user`'s last published state, publishing UNAVAILABLE first unless that was it.
+    pub fn forget(&mut self, user: &str) {
+        if let Some(last) = self.last.remove(user) {
+            if last != DeviceState::UNAVAILABLE {
+                devstate::publish(&device_name(user), DeviceState::UNAVAILABLE);
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Publishes `state` for `user` unless it is the last state published for them (with
     /// `always`, even then).
     pub fn publish(&mut self, user: &str, state: DeviceState, always: bool) {

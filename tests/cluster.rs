@@ -253,7 +253,7 @@ fn a_killed_node_shows_unavailable_on_the_other_and_resumes_from_the_database() 
     // kill -9 node a: its last states stay in b's cache until b sees no heartbeat for
     // node_timeout (4 s), checked once a second.
     let killed = std::time::Instant::now();
-    common::cluster::kill9(&mut c.a);
+    c.a.kill9();
     wait_hint(&c.b, "4101", "Unavailable");
     let took = killed.elapsed();
     assert!(
@@ -736,13 +736,19 @@ fn ms(d: Duration) -> String {
 /// Login+logout pairs over `sessions` AMI sessions at once, each pipelining its pairs on its
 /// own devices; pairs per second.
 fn pairs_per_second(ast: &Asterisk, sessions: usize, pairs_each: usize) -> f64 {
-    use deviceuser_bench::ami::{act, Ami as BenchAmi};
+    use common::ami::act;
     let started = std::time::Instant::now();
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..sessions)
             .map(|k| {
                 s.spawn(move || {
-                    let mut ami = BenchAmi::connect(ast.ami_port, "off").expect("AMI");
+                    let mut ami = common::Ami::connect_with_events(
+                        ast.ami_port,
+                        "deviceuser",
+                        "deviceuser",
+                        "off",
+                    )
+                    .expect("AMI");
                     let mut actions = Vec::new();
                     for i in 0..pairs_each {
                         let device =
@@ -772,7 +778,7 @@ fn pairs_per_second(ast: &Asterisk, sessions: usize, pairs_each: usize) -> f64 {
 #[test]
 #[ignore]
 fn cluster_benchmark() {
-    use deviceuser_bench::sip::{basic, latency, Watcher};
+    use common::sip::{basic, latency, Watcher};
     let watcher_endpoint = "[watcher](phone)\naors=watcher\n[watcher](phone-aor)\n";
     let c = Cluster::start_opts("cl-bench", "", &bench_sections(Some("a")), watcher_endpoint);
     for n in 0..BENCH_DEVICES {

@@ -91,7 +91,7 @@ fn sample_config_loads_and_show_commands_list_it() {
         "{filtered}"
     );
     let unknown = ast.cli("deviceuser show bindings device 9999");
-    assert!(unknown.contains("No such device '9999'"), "{unknown}");
+    assert!(unknown.contains("No such device \"9999\""), "{unknown}");
     let usage = ast.cli("deviceuser show bindings sideways");
     assert!(usage.contains("Usage: deviceuser show bindings"), "{usage}");
 }
@@ -314,4 +314,127 @@ fn install_script_puts_module_config_and_docs_in_place() {
         std::fs::read_to_string(etcdir.join("res_deviceuser.conf")).unwrap(),
         "; mine\n"
     );
+}
+
+/// The sample configuration with `extra` appended, and the line `extra`'s first line is on.
+fn sample_with(extra: &str) -> (String, usize) {
+    let sample =
+        std::fs::read_to_string(common::repo().join("res_deviceuser.conf.sample")).unwrap();
+    let sample = if sample.ends_with('\n') {
+        sample
+    } else {
+        format!("{sample}\n")
+    };
+    let first = sample.lines().count() + 1;
+    (format!("{sample}{extra}"), first)
+}
+
+#[test]
+fn users_without_a_password_are_warned_about_at_load_and_shown() {
+    let (conf, first) = sample_with("[4199]\ntype = user\nfullname = Temp\n");
+    let ast = Asterisk::builder("nopassword")
+        .conf("res_deviceuser.conf", &conf)
+        .start();
+    assert!(module_running(&ast));
+    let warnings: Vec<String> = ast
+        .log()
+        .lines()
+        .filter(|l| l.contains(" WARNING[") && l.contains("without a password"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning, for 4199 only: {warnings:#?}"
+    );
+    assert!(
+        warnings[0].contains(&format!("res_deviceuser.conf line {first}: [4199] user without a password: cannot log in from a phone")),
+        "{}",
+        warnings[0]
+    );
+    let shown = ast.cli("deviceuser show user 4199");
+    assert!(
+        shown.contains(
+            "Password:         none: cannot log in from a phone (UserLogin sets NOPASSWORD)\n"
+        ),
+        "{shown}"
+    );
+    let shown = ast.cli("deviceuser show user 4101");
+    assert!(shown.contains("Password:         set\n"), "{shown}");
+    assert!(!shown.contains("1234"), "the PIN is never shown: {shown}");
+    assert!(ast
+        .cli("deviceuser show user nobody")
+        .contains("No such user \"nobody\""));
+    assert!(ast
+        .cli("deviceuser show user")
+        .contains("Usage: deviceuser show user"));
+}
+
+#[test]
+fn a_language_that_is_not_a_language_tag_is_refused_with_file_line_and_value() {
+    let (conf, first) = sample_with("[4199]\ntype = user\npassword = 4711\nlanguage = xx yy\n");
+    let line = first + 3;
+    let ast = Asterisk::builder("badlanguage")
+        .conf("res_deviceuser.conf", &conf)
+        .start();
+    assert!(!module_running(&ast), "the module must decline the file");
+    let want = format!(
+        "res_deviceuser.conf line {line}: [4199] language: \"xx yy\" is not a language tag"
+    );
+    assert!(
+        ast.log()
+            .lines()
+            .any(|l| l.contains(" ERROR[") && l.contains(&want)),
+        "no ERROR saying {want:?}:\n{}",
+        ast.log()
+    );
+    // At reload the running configuration stays.
+    let ast = Asterisk::start("badlanguage-reload");
+    ast.write_conf("res_deviceuser.conf", &conf.replace("xx yy", "pt_BR"));
+    ast.cli("module reload res_deviceuser.so");
+    assert!(ast.cli("deviceuser show users").contains("4199"));
+    ast.write_conf("res_deviceuser.conf", &conf.replace("xx yy", "../en"));
+    let mark = ast.log_mark();
+    ast.cli("module reload res_deviceuser.so");
+    assert!(
+        ast.wait_log_since(
+            mark,
+            "keeping the running configuration",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        ast.log_since(mark)
+    );
+    let want = format!(
+        "res_deviceuser.conf line {line}: [4199] language: \"../en\" is not a language tag"
+    );
+    assert!(
+        ast.log_since(mark).contains(&want),
+        "{}",
+        ast.log_since(mark)
+    );
+    assert!(module_running(&ast));
+    assert!(ast
+        .cli("deviceuser show user 4199")
+        .contains("Language:         pt_BR\n"));
+}
+
+#[test]
+fn log_lines_name_the_module_once() {
+    let ast = Asterisk::start("logprefix");
+    let (conf, _) = sample_with("[4199]\ntype = user\npassword = 4711\ncolour = blue\n");
+    ast.write_conf("res_deviceuser.conf", &conf);
+    let mark = ast.log_mark();
+    ast.cli("module reload res_deviceuser.so");
+    assert!(ast.wait_log_since(mark, "unknown option \"colour\"", Duration::from_secs(5)));
+    // full.log and the console (stdout.log: the format of `asterisk -r` and of the console
+    // that scripts/run.sh opens) both name the module once.
+    let console = ast.stdout_log();
+    for (name, text) in [("full.log", ast.log_since(mark)), ("console", console)] {
+        let line = text
+            .lines()
+            .find(|l| l.contains("unknown option \"colour\""))
+            .unwrap_or_else(|| panic!("no warning on the {name}:\n{text}"));
+        assert_eq!(line.matches("res_deviceuser:").count(), 1, "{name}: {line}");
+    }
 }

@@ -167,7 +167,10 @@ fn a_logged_out_adhoc_phone_is_refused_except_emergency_numbers() {
         &ast,
         mark,
         "NOTICE",
-        &["Emergency call to 112 from 1000 (user '')"],
+        &[
+            "Emergency call to 112 from 1000 (user '',",
+            "caller ID \"ARM 1 Hall A\" <+15550101000>",
+        ],
     );
     assert!(notice.is_some(), "{}", ast.log_since(mark));
     assert!(hd::log_lines(&ast, mark, "NOTICE", &["Refused call"]).is_empty());
@@ -186,7 +189,7 @@ fn a_fixed_phone_cannot_log_in() {
         !log.contains("Playing 'agent-user."),
         "a fixed phone was asked for a user:\n{log}"
     );
-    assert!(log.contains("Playing 'vm-isunavail."), "{log}");
+    assert!(log.contains("Playing 'feature-not-avail-line."), "{log}");
     assert_eq!(hd::user_on(&ast, "2010").as_deref(), Some("2010"));
 }
 

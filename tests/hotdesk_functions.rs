@@ -61,7 +61,7 @@ fn unknown_users_devices_and_fields_are_errors_in_the_log() {
         (
             "DEVICEUSER_DIAL(9999)",
             "DEVICEUSER_DIAL",
-            "no such user '9999'",
+            "no such user \"9999\"",
         ),
         (
             "DEVICEUSER_DIAL()",
@@ -71,23 +71,23 @@ fn unknown_users_devices_and_fields_are_errors_in_the_log() {
         (
             "DEVICEUSER_USER(9999)",
             "DEVICEUSER_USER",
-            "no such device '9999'",
+            "no such device \"9999\"",
         ),
-        // AMI's dummy channel is no device.
+        // AMI's dummy channel has no name: there is no channel to find a device from.
         (
             "DEVICEUSER_USER()",
             "DEVICEUSER_USER",
-            "not a configured device",
+            "called without a channel",
         ),
         (
             "DEVICEUSER(9999,fullname)",
             "DEVICEUSER",
-            "no such user '9999'",
+            "no such user \"9999\"",
         ),
         (
             "DEVICEUSER(4101,shoesize)",
             "DEVICEUSER",
-            "unknown field 'shoesize'",
+            "unknown field \"shoesize\"",
         ),
         ("DEVICEUSER(4101)", "DEVICEUSER", "expected two arguments"),
     ];

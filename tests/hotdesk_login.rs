@@ -275,3 +275,50 @@ fn userlogin_on_a_channel_that_is_not_a_device_fails() {
     assert!(hd::devices_of(&ast, "4101").is_empty());
     hd::assert_alive(&ast);
 }
+
+/// An adhoc device with a `default_user`: a guest's `*12` gives it back to the default user;
+/// the default user's own `*12` leaves it empty (the login ends, as the caller is told);
+/// `deviceuser logout all` leaves every adhoc device empty, none goes back to its default
+/// user.
+#[test]
+fn logout_gives_the_device_back_to_its_default_user_unless_it_is_that_user() {
+    let conf = hd::sample_deviceuser_conf().replacen(
+        "description = ARM 1\n",
+        "description = ARM 1\ndefault_user = 4101\n",
+        1,
+    );
+    let ast = hd::builder("hd-default-user")
+        .conf("res_deviceuser.conf", &conf)
+        .start();
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(u, d)| (u.to_string(), d.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        hd::bindings(&ast),
+        pairs(&[("2010", "2010"), ("4101", "1000")])
+    );
+
+    // A guest on 4101's desk logs out: the desk is 4101's again.
+    hd::login_ok(&ast, "1000", "4102", "2345");
+    assert_eq!(hd::user_on(&ast, "1000").as_deref(), Some("4102"));
+    assert_eq!(hd::logout(&ast, "1000"), "SUCCESS");
+    assert_eq!(hd::user_on(&ast, "1000").as_deref(), Some("4101"));
+
+    // 4101 logs out: the desk stays empty, and calls to 4101 find no phone.
+    assert_eq!(hd::logout(&ast, "1000"), "SUCCESS");
+    assert_eq!(hd::user_on(&ast, "1000"), None);
+    assert_eq!(hd::getvar(&ast, "DEVICEUSER_DIAL(4101)"), "");
+    assert_eq!(hd::logout(&ast, "1000"), "NOTLOGGEDIN");
+
+    // logout all: the guest on 1000 and the user on 1001 end; 1000 does not go back to 4101.
+    hd::login_ok(&ast, "1000", "4102", "2345");
+    ast.ami().login_ok("4103", "1001");
+    let out = ast.cli("deviceuser logout all");
+    assert!(out.contains("2 binding(s) removed"), "{out}");
+    assert_eq!(hd::bindings(&ast), pairs(&[("2010", "2010")]));
+    let out = ast.cli("deviceuser logout all");
+    assert!(out.contains("0 binding(s) removed"), "{out}");
+    hd::assert_alive(&ast);
+}

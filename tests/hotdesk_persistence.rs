@@ -30,7 +30,7 @@ fn kill9_and_restart(ast: &mut Asterisk) {
         hd::wait(|| !ast.is_running() && UnixStream::connect(&ctl).is_err()),
         "Asterisk {pid} survived SIGKILL"
     );
-    let _ = std::fs::remove_file(ast.run.join("asterisk.pid"));
+    let _ = std::fs::remove_file(ast.run.join("rundir/asterisk.pid"));
     ast.start_again()
         .unwrap_or_else(|e| panic!("restart after SIGKILL: {e}"));
 }
@@ -103,4 +103,53 @@ fn login_survives_kill_9() {
     std::thread::sleep(common::scaled(Duration::from_millis(1500)));
     kill9_and_restart(&mut ast);
     assert_nobody_on_1000(&ast);
+}
+
+/// The row of `user` in `deviceuser show stats`, split into its columns.
+fn stats_row(ast: &Asterisk, user: &str) -> Vec<String> {
+    let out = ast.cli("deviceuser show stats");
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(user))
+        .unwrap_or_else(|| panic!("no stats row for {user}:\n{out}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn restored_logins_count_in_the_statistics_as_restored() {
+    let mut ast = Asterisk::start("hd-persist-stats");
+    for (user, device) in [("4101", "1000"), ("4102", "1001")] {
+        assert!(ast
+            .cli(&format!("deviceuser login {user} {device}"))
+            .contains("logged in"));
+    }
+    assert_eq!(
+        stats_row(&ast, "4101")[1..3],
+        ["1", "0"],
+        "logins, restored"
+    );
+    ast.restart();
+    // Restored logins: not new logins, but counted, so every binding of `show bindings`
+    // that is not a device's default user is accounted for.
+    for user in ["4101", "4102"] {
+        assert_eq!(
+            stats_row(&ast, user)[1..3],
+            ["0", "1"],
+            "{user}: logins, restored"
+        );
+    }
+    assert_eq!(ast.stats_counter("Logins restored from AstDB at load"), "2");
+    let bindings = ast.cli("deviceuser show bindings");
+    assert!(bindings.ends_with("3 bindings found\n"), "{bindings}");
+    assert!(
+        bindings.contains("\n2010  2010 "),
+        "the third is the fixed device's default user:\n{bindings}"
+    );
+    assert!(ast
+        .cli("deviceuser show user 4101")
+        .contains("Logins:           0 since the module was loaded, 1 restored at load\n"));
+    // A login after the restart is a login.
+    assert!(ast.cli("deviceuser login 4103 1002").contains("logged in"));
+    assert_eq!(stats_row(&ast, "4103")[1..3], ["1", "0"]);
 }

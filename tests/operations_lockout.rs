@@ -45,7 +45,8 @@ fn wrong_pins_by_dtmf_lock_the_user_out_then_the_lock_expires() {
             )
             .expect("a DeviceUserLoginFailed event per wrong PIN");
         assert_eq!(ev.get("Device"), Some("1000"));
-        assert_eq!(ev.get("Reason"), Some("wrong password"));
+        assert_eq!(ev.get("Reason"), Some("WrongPassword"));
+        assert_eq!(ev.get("ReasonText"), Some("wrong password"));
         assert!(
             !ev.to_string().contains("8642"),
             "the PIN is in the event: {ev}"
@@ -59,7 +60,7 @@ fn wrong_pins_by_dtmf_lock_the_user_out_then_the_lock_expires() {
     let ev = ami
         .wait_event(
             "DeviceUserLoginFailed",
-            |m| m.get("Reason") == Some("locked out"),
+            |m| m.get("Reason") == Some("Locked"),
             LONG,
         )
         .expect("locked-out event");
@@ -84,7 +85,12 @@ fn wrong_pins_by_dtmf_lock_the_user_out_then_the_lock_expires() {
 
 #[test]
 fn lockout_holds_under_parallel_attempts_from_several_devices() {
-    let ast = hd::start_with_general("lock-parallel", LOCKOUT);
+    // A lock long enough to outlast the prompts of six calls on a loaded machine, so the
+    // last check still falls inside it.
+    let ast = hd::start_with_general(
+        "lock-parallel",
+        "max_login_failures = 3\nlockout_window = 60\nlockout_time = 120",
+    );
     // Six wrong PINs at once: two calls from each of three devices, all running together.
     let mark = ast.log_mark();
     let calls: Vec<_> = ["1000", "1001", "1002"]
@@ -208,4 +214,102 @@ fn calls_to_a_user_in_dnd_get_busy_without_ringing() {
         "{}",
         ast.log_since(mark)
     );
+}
+
+#[test]
+fn an_administrator_unlocks_a_locked_user_by_cli_and_ami() {
+    let ast = hd::start_with_general(
+        "lock-unlock",
+        "max_login_failures = 2\nlockout_window = 600\nlockout_time = 600",
+    );
+    let lock = |user: &str, pin: &str| {
+        assert_eq!(hd::login(&ast, "1000", user, pin), "FAILED");
+        assert_eq!(hd::login(&ast, "1000", user, pin), "LOCKED");
+        assert_eq!(hd::login(&ast, "1000", user, pin), "LOCKED");
+    };
+    lock("4101", "9753");
+
+    // The lockout and its time left are shown.
+    let stats = ast.cli("deviceuser show stats");
+    let row = stats
+        .lines()
+        .find(|l| l.starts_with("4101 "))
+        .unwrap_or_else(|| panic!("a locked user is listed:\n{stats}"));
+    assert!(row.ends_with(" left"), "{row}");
+    assert!(
+        stats.contains("Users locked out after wrong PINs: 1\n"),
+        "{stats}"
+    );
+    let user = ast.cli("deviceuser show user 4101");
+    assert!(
+        user.contains("Locked out:       yes, ")
+            && user.contains(" left (deviceuser unlock user 4101)"),
+        "{user}"
+    );
+    assert!(!user.contains("9753") && !user.contains("1234"), "{user}");
+
+    // The CLI lifts it; the right PIN works at once.
+    let mark = ast.log_mark();
+    let out = ast.cli("deviceuser unlock user 4101");
+    assert!(
+        out.starts_with("User 4101 unlocked (") && out.contains("of the lockout were left"),
+        "{out}"
+    );
+    assert!(
+        hd::wait_log_line(
+            &ast,
+            mark,
+            "NOTICE",
+            &["user 4101 unlocked by an administrator (cli)"]
+        )
+        .is_some(),
+        "{}",
+        ast.log_since(mark)
+    );
+    assert!(ast
+        .cli("deviceuser show user 4101")
+        .contains("Locked out:       no\n"));
+    assert_eq!(hd::login(&ast, "1000", "4101", "1234"), "SUCCESS");
+    assert_eq!(
+        ast.cli("deviceuser unlock user 4101"),
+        "User 4101 was not locked out\n"
+    );
+    assert!(ast
+        .cli("deviceuser unlock user nobody")
+        .contains(r#"Cannot unlock "nobody": no such user "nobody""#));
+    assert!(ast
+        .cli("deviceuser unlock user")
+        .contains("Usage: deviceuser unlock user"));
+
+    // AMI does the same.
+    lock("4102", "9753");
+    let mut ami = ast.ami();
+    let r = ami.action(&[("Action", "DeviceUserUnlock"), ("User", "4102")]);
+    assert!(r.is_success(), "{r}");
+    assert!(
+        r.get("Message")
+            .unwrap_or_default()
+            .starts_with("User 4102 unlocked ("),
+        "{r}"
+    );
+    assert_eq!(hd::login(&ast, "1001", "4102", "2345"), "SUCCESS");
+    let r = ami.action(&[("Action", "DeviceUserUnlock"), ("User", "4102")]);
+    assert_eq!(
+        r.get("Message"),
+        Some("User 4102 was not locked out"),
+        "{r}"
+    );
+    let r = ami.action(&[("Action", "DeviceUserUnlock"), ("User", "nobody")]);
+    assert!(!r.is_success(), "{r}");
+    let r = ami.action(&[("Action", "DeviceUserUnlock")]);
+    assert!(
+        !r.is_success() && r.to_string().contains("User is required"),
+        "{r}"
+    );
+    let r = ast
+        .ami_as("readonly", "readonly")
+        .unwrap()
+        .action(&[("Action", "DeviceUserUnlock"), ("User", "4102")]);
+    assert!(!r.is_success(), "without the agent class: {r}");
+    assert_eq!(ast.stats_counter("Users locked out after wrong PINs"), "0");
 }

@@ -234,11 +234,13 @@ fn stats_count_logins_and_time() {
         .split_whitespace()
         .collect();
     assert_eq!(row[1], "2", "two logins: {out}");
+    assert_eq!(row[2], "0", "none restored: {out}");
     assert_ne!(
-        row[2], "0s",
+        row[3], "0s",
         "time logged in counts the finished session: {out}"
     );
-    assert_ne!(row[3], "-", "a current session: {out}");
+    assert_ne!(row[4], "-", "a current session: {out}");
+    assert_eq!(row[5], "-", "not locked out: {out}");
     assert!(out.contains("1 user found"), "{out}");
     let out = ast.cli("deviceuser show stats user nobody");
     assert!(out.contains("No such user"), "{out}");

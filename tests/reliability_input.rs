@@ -10,8 +10,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::ami::Wire;
 use common::Asterisk;
-use deviceuser_bench::ami::Wire;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -634,4 +634,73 @@ fn config_file_with_a_100kb_line_is_handled() {
         .contains("4 devices found"));
     assert_alive(&ast);
     assert_no_pin_in_log(&ast);
+}
+
+/// A file emptied or truncated to nothing (no device, no user) is refused at reload with an
+/// error naming why: the running configuration and every login stay, so putting the file back
+/// loses nothing. A reload that does drop logins warns once for each, naming the user, the
+/// device and why.
+#[test]
+fn config_file_emptied_is_refused_and_dropped_logins_are_warned_about() {
+    let ast = Asterisk::builder("rel-conf-empty").start();
+    let sample = std::fs::read_to_string(common::repo().join("res_deviceuser.conf.sample"))
+        .expect("sample config");
+    let mut ami = ast.ami();
+    ami.login_ok("4101", "1000");
+    ami.login_ok("4102", "1001");
+    let before = bindings(&ast);
+    assert_eq!(before.len(), 3, "{before:?}");
+    for content in ["", "; emptied\n", "[general]\nmultiple_logins = yes\n"] {
+        ast.write_conf("res_deviceuser.conf", content);
+        let log = reload_refused(&ast);
+        assert!(
+            log.lines().any(|l| l.contains("ERROR")
+                && l.contains("res_deviceuser.conf has no devices and no users")
+                && l.contains("keeping the running configuration")),
+            "{content:?}: no error naming why:\n{log}"
+        );
+        assert_eq!(bindings(&ast), before, "{content:?}");
+    }
+    ast.write_conf("res_deviceuser.conf", &sample);
+    let out = ast.cli("module reload res_deviceuser.so");
+    assert!(out.contains("reloaded successfully"), "{out}");
+    assert_eq!(bindings(&ast), before);
+
+    // Device 1001 and user 4101 leave the file: both logins on them end, each with a warning.
+    let without = sample
+        .replacen(
+            "[1001]\ntype = device\nmode = adhoc\ndial = PJSIP/1001\ndescription = ARM 2\n",
+            "",
+            1,
+        )
+        .replacen(
+            "[4101]\ntype = user\npassword = 1234\nfullname = Operator 4101\nlanguage = en\n",
+            "",
+            1,
+        );
+    assert_eq!(
+        without.matches('[').count() + 2,
+        sample.matches('[').count()
+    );
+    ast.write_conf("res_deviceuser.conf", &without);
+    let log = cli_until_logged(
+        &ast,
+        "module reload res_deviceuser.so",
+        "logged out of device 1001",
+    );
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARNING") && l.contains("reload: user "))
+        .map(|l| &l[l.find("reload: user ").unwrap()..])
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            "reload: user 4101 logged out of device 1000 (user removed from the configuration)",
+            "reload: user 4102 logged out of device 1001 (device removed from the configuration)",
+        ],
+        "{log}"
+    );
+    assert_eq!(bindings(&ast), start_bindings());
+    assert_alive(&ast);
 }

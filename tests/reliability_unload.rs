@@ -15,7 +15,7 @@ const LOGGER_CONF: &str = "\
 [general]
 dateformat = %F %T.%3q
 [logfiles]
-full.log => notice,warning,error,debug,verbose(4),dtmf,security
+full.log => notice,warning,error,debug,verbose(4),security
 console => notice,warning,error
 ";
 

@@ -66,10 +66,15 @@ fn a_large_config_goes_through_a_burst_a_trim_and_a_reload() {
     // Every user logged in once: the statistics list all of them, then the counters; the
     // summary has the counters alone.
     let full = ast.cli("deviceuser show stats");
-    let (table, counters) = full.split_once("Module heap").expect("counters");
+    let (table, counters) = full
+        .split_once("Logins restored from AstDB")
+        .expect("counters");
     assert_eq!(last_line(table), "5000 users found");
     let summary = ast.cli("deviceuser show stats summary");
-    assert!(summary.starts_with("Module heap"), "{summary}");
+    assert!(
+        summary.starts_with("Logins restored from AstDB"),
+        "{summary}"
+    );
     assert_eq!(
         summary.lines().count(),
         counters.lines().count(),

@@ -45,7 +45,7 @@ pub fn hints_conf(context: &str, count: usize, device: impl Fn(usize) -> String)
 }
 
 /// `pjsip.conf`: a UDP transport and an endpoint `watcher` without authentication whose
-/// subscriptions resolve in `context` (the port is set per instance, see `instance::Spec`).
+/// subscriptions resolve in `context` (the kit sets the port per instance).
 pub fn pjsip_conf(context: &str) -> String {
     format!(
         "[transport-udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:5060\n\n\

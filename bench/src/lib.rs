@@ -1,13 +1,13 @@
 //! Performance benchmarks of res_deviceuser. The driver (`deviceuser-bench`) boots real
-//! Asterisk instances and measures the module against baselines in the same run; the
-//! criterion benchmark (`benches/binding_table.rs`) measures the binding table's read path.
+//! Asterisk instances (through `deviceuser-kit`, the kit the integration tests use too) and
+//! measures the module against baselines in the same run; the criterion benchmark
+//! (`benches/binding_table.rs`) measures the binding table's read path; `infrastructure` and
+//! `table-memory` measure the snapshot cell and the persistent map against the crates that
+//! could replace them (`docs/benchmarks-infrastructure.md`).
 //! Nothing here asserts a time: figures and ratios are reported side by side.
 
-pub mod ami;
 pub mod conf;
 pub mod contention;
-pub mod instance;
-pub mod sip;
 
 use std::time::Duration;
 

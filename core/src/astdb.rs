@@ -12,6 +12,7 @@
 //! back correctly, but a prefix query for one device may also return similar ids; always
 //! read a single binding with its exact key, and filter tree results by exact key.
 
+use crate::logtext::quoted;
 use crate::table::Binding;
 
 /// AstDB family (the first path component of every key).
@@ -61,19 +62,19 @@ pub fn decode_binding(key_without_family: &str, value: &str) -> Result<Binding, 
     let key = strip_family(key_without_family);
     let device = key
         .strip_prefix(BINDING_PREFIX)
-        .ok_or_else(|| format!("key '{key_without_family}' is not a binding"))?;
+        .ok_or_else(|| format!("key {} is not a binding", quoted(key_without_family)))?;
     if device.is_empty() || device.contains('/') {
-        return Err(format!("bad device in key '{key_without_family}'"));
+        return Err(format!("bad device in key {}", quoted(key_without_family)));
     }
     let (user, since) = value
         .rsplit_once(';')
-        .ok_or_else(|| format!("value '{value}' is not <user>;<since>"))?;
+        .ok_or_else(|| format!("value {} is not <user>;<since>", quoted(value)))?;
     if user.is_empty() {
-        return Err(format!("empty user in value '{value}'"));
+        return Err(format!("empty user in value {}", quoted(value)));
     }
     let since = since
         .parse()
-        .map_err(|_| format!("bad timestamp in value '{value}'"))?;
+        .map_err(|_| format!("bad timestamp in value {}", quoted(value)))?;
     Ok(Binding::new(user, device, since))
 }
 

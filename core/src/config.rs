@@ -15,7 +15,10 @@ use rustc_hash::FxHasher;
 
 pub use crate::idmap::{IdMap, Identified};
 
+use crate::apps::{self, Prompt};
+use crate::logtext::{quoted, value};
 use crate::password;
+use crate::queues::{parse_queue_list, QueueLogout, QueueSpec, DEFAULT_QUEUE_CONTEXT};
 
 /// One `key = value` line as read by the config engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -213,10 +216,9 @@ pub struct General {
     pub allowed_numbers: Vec<String>,
     /// Login attempts before the dialplan application gives up (1..=10).
     pub max_attempts: u32,
-    /// Sound file asking for the user id.
-    pub user_prompt: String,
-    /// Sound file asking for the PIN.
-    pub password_prompt: String,
+    /// Every prompt of the applications, [`apps::PROMPTS`] with the `[general]` options
+    /// applied: read with [`General::prompt`].
+    pub prompts: Prompts,
     /// `max_login_time`: seconds after which a login is undone ([`Reason::Timeout`]);
     /// 0 (the default) = no limit. Users may override it.
     ///
@@ -239,6 +241,17 @@ pub struct General {
     /// `commit_log`: one NOTICE line per commit (origin, what changed) — an audit trail of
     /// every login, logout and DND change, whoever made it. Default off.
     pub commit_log: bool,
+    /// `queues`: the queues of users who set none themselves (see [`crate::queues`]).
+    pub queues: Vec<QueueSpec>,
+    /// `queue_logout`: what a logout does to the user's queue members.
+    pub queue_logout: QueueLogout,
+    /// `queue_context`: the dialplan context of the member interface
+    /// (`Local/<user>@<queue_context>`), which rings the user's devices.
+    pub queue_context: String,
+    /// `queue_check`: seconds between checks that `app_queue`'s members match the bindings
+    /// (a queue reloaded away and back, `app_queue` loaded late); 0 = only at start and
+    /// reload. Default 30.
+    pub queue_check: u64,
     /// `storage`: `astdb` (default) or `realtime` (a database shared by several nodes).
     pub storage: Storage,
     /// This node's name: `node`, else Asterisk's `systemname`. Devices whose `node` is
@@ -262,8 +275,7 @@ impl Default for General {
             hint_context: None,
             allowed_numbers: Vec::new(),
             max_attempts: 3,
-            user_prompt: "agent-user".into(),
-            password_prompt: "agent-pass".into(),
+            prompts: Prompts::default(),
             max_login_time: 0,
             shift_end: None,
             logout_on_unregister: 0,
@@ -271,12 +283,55 @@ impl Default for General {
             lockout_window: 300,
             lockout_time: 300,
             commit_log: false,
+            queues: Vec::new(),
+            queue_logout: QueueLogout::Remove,
+            queue_context: DEFAULT_QUEUE_CONTEXT.into(),
+            queue_check: 30,
             storage: Storage::Astdb,
             node: None,
             remote_dial: DEFAULT_REMOTE_DIAL.into(),
             node_timeout: 10,
             realtime_refresh: 2,
         }
+    }
+}
+
+/// The sound files the applications play, one value per entry of [`apps::PROMPTS`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prompts {
+    values: [CompactString; apps::PROMPTS.len()],
+}
+
+impl Default for Prompts {
+    fn default() -> Self {
+        Prompts {
+            values: apps::PROMPTS.map(|p| CompactString::from(p.default)),
+        }
+    }
+}
+
+impl Prompts {
+    fn index(p: &Prompt) -> usize {
+        apps::PROMPTS
+            .iter()
+            .position(|q| q.option == p.option)
+            .expect("a prompt of apps::PROMPTS")
+    }
+
+    /// The value of `p`: its option's, or Asterisk's stock file.
+    pub fn get(&self, p: &Prompt) -> &str {
+        &self.values[Self::index(p)]
+    }
+
+    fn set(&mut self, p: &Prompt, value: &str) {
+        self.values[Self::index(p)] = CompactString::from(value);
+    }
+}
+
+impl General {
+    /// The sound file(s) to play for `p`, `&`-separated (see [`apps::files`]).
+    pub fn prompt(&self, p: &Prompt) -> &str {
+        self.prompts.get(p)
     }
 }
 
@@ -293,6 +348,9 @@ pub struct Device {
     /// `logout_on_unregister` of this device: seconds, `0` = [`Override::Off`], unset =
     /// [`Override::Inherit`] (`[general]`).
     pub logout_on_unregister: Override<u64>,
+    /// `emergency_callerid`: the caller ID of this device's calls to `allowed_numbers`
+    /// (`"Name" <number>` or a number), whoever is logged in; `None` = the call's own.
+    pub emergency_callerid: Option<CompactString>,
     /// The node the phone is attached to (`node`); `None` = this node.
     pub node: Option<CompactString>,
     /// Attached to another node (with `storage = realtime`): its `dial` is then the
@@ -317,6 +375,11 @@ pub struct User {
     /// `shift_end` of this user: `HH:MM`, `none` = [`Override::Off`], unset =
     /// [`Override::Inherit`].
     pub shift_end: Override<TimeOfDay>,
+    /// `queues` of this user; `None` = the `[general]` list, `Some(empty)` = none.
+    pub queues: Option<Vec<QueueSpec>>,
+    /// `mailbox`: the user's voicemail box (`box@context`), shown on the devices the user is
+    /// logged in on.
+    pub mailbox: Option<CompactString>,
 }
 
 impl User {
@@ -408,17 +471,27 @@ impl fmt::Display for ConfigError {
             write!(f, " line {}", self.line)?;
         }
         f.write_str(": ")?;
+        // Names come from the file: each stays one value in the log line.
         if let Some(s) = &self.section {
-            write!(f, "[{s}] ")?;
+            write!(f, "[{}] ", value(s))?;
         }
         if let Some(k) = &self.key {
-            write!(f, "{k}: ")?;
+            write!(f, "{}: ", value(k))?;
         }
         f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The warning about a user without a password.
+pub const NO_PASSWORD: &str =
+    "user without a password: cannot log in from a phone (UserLogin sets NOPASSWORD); \
+     CLI and AMI logins still work";
+
+/// Users named one by one in the warnings about users without a password; the others are
+/// counted in one more line, so that a large site's log stays readable.
+pub const MAX_NO_PASSWORD_WARNINGS: usize = 20;
 
 /// Longest accepted device or user id; keeps AstDB keys and CLI columns sane.
 pub const MAX_ID_LEN: usize = 64;
@@ -439,20 +512,112 @@ pub fn id_problem(id: &str) -> Option<String> {
             })
             .map(|c| {
                 format!(
-                    "id '{}' contains forbidden character {c:?}",
-                    shown(id).escape_debug()
+                    "id {} contains forbidden character {c:?}",
+                    quoted(&shown(id))
                 )
             })
     }
 }
 
-/// How the module's device states are named in hints: `DeviceUser:<user>`.
-pub const USER_STATE_PREFIX: &str = "DeviceUser:";
+/// Why `dial` cannot be the dial string of device `id`, if it cannot. A dial string is also
+/// the device's state name: `Tech/resource` (PJSIP/1000), or a state-only device such as
+/// `Custom:name` (func_devstate) for testing and benchmarks. (Whether another device uses it
+/// too is checked across the whole file.)
+pub fn dial_problem(id: &str, dial: &str) -> Option<String> {
+    let shown_dial = shown(dial);
+    if !dial.contains('/') && !dial.contains(':') {
+        Some(format!(
+            "dial string {} has no technology (expected e.g. PJSIP/{})",
+            quoted(&shown_dial),
+            value(id)
+        ))
+    } else if is_user_state(dial) {
+        // The provider asks the state of every device of a user: a user as a device loops.
+        Some(format!(
+            "dial string {} names a DeviceUser: state, which would loop",
+            quoted(&shown_dial)
+        ))
+    } else if dial.contains('&') {
+        Some(format!(
+            "dial string {} must name a single device (no '&')",
+            quoted(&shown_dial)
+        ))
+    } else if dial.contains(char::is_whitespace) {
+        // Channel names never hold a space: such a device would never be recognised, and
+        // Dial() would take the rest as another argument.
+        Some(format!(
+            "dial string {} contains a space (expected Tech/resource, e.g. PJSIP/{})",
+            quoted(&shown_dial),
+            value(id)
+        ))
+    } else {
+        None
+    }
+}
 
-/// Whether a device state name is one of the module's own (`DeviceUser:...`, any case).
-pub fn is_user_state(name: &str) -> bool {
-    name.get(..USER_STATE_PREFIX.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(USER_STATE_PREFIX))
+pub use crate::names::{is_user_state, USER_STATE_PREFIX};
+
+/// Parses a caller ID value: `"Name" <number>`, `Name <number>` or a number; empty = none.
+/// The number is digits with an optional leading `+`; the name holds none of the characters
+/// that would split or expand a dialplan argument (`, ( ) $ { } [ ] ? | \ ;`).
+pub fn parse_callerid(v: &str) -> Result<Option<CompactString>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        format!(
+            "bad caller ID {} (expected \"Name\" <number> or a number)",
+            quoted(&shown(v))
+        )
+    };
+    if v.chars()
+        .any(|c| c.is_control() || ",()${}[]?|\\;".contains(c))
+    {
+        return Err(bad());
+    }
+    let number = match v.rsplit_once('<') {
+        Some((name, rest)) => {
+            let n = rest.strip_suffix('>').ok_or_else(bad)?;
+            if name.contains(['<', '>']) || name.trim().trim_matches('"').contains('"') {
+                return Err(bad());
+            }
+            n
+        }
+        None => v,
+    };
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    Ok(Some(CompactString::from(v)))
+}
+
+/// The context of a mailbox given without one, as in voicemail.conf.
+pub const DEFAULT_MAILBOX_CONTEXT: &str = "default";
+
+/// Parses a `mailbox` value: `box@context` (`box` alone means `box@default`); empty = none.
+pub fn parse_mailbox(v: &str) -> Result<Option<CompactString>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let (mailbox, context) = v.split_once('@').unwrap_or((v, DEFAULT_MAILBOX_CONTEXT));
+    let bad = |s: &str| {
+        s.is_empty()
+            || s.chars().any(|c| {
+                matches!(c, ',' | '&' | '@' | '/' | '|' | ':')
+                    || c.is_whitespace()
+                    || c.is_control()
+            })
+    };
+    if bad(mailbox) || bad(context) {
+        return Err(format!(
+            "bad mailbox {} (expected box@context, e.g. 4101@default)",
+            quoted(&shown(v))
+        ));
+    }
+    Ok(Some(compact_str::format_compact!("{mailbox}@{context}")))
 }
 
 /// `text` cut to a length fit for a log line (hostile input is not repeated in full).
@@ -463,6 +628,28 @@ pub fn shown(text: &str) -> String {
     } else {
         format!("{}…", text.chars().take(MAX).collect::<String>())
     }
+}
+
+/// Why `value` cannot be a user's `language`, if it cannot. Asterisk looks prompts up in
+/// `sounds/<language>/`, so a language is a tag: letters, then parts of letters or digits
+/// joined by `_` or `-` (`en`, `ru`, `pt_BR`, `en-US`, `es_419`). Empty means none.
+pub fn language_problem(value: &str) -> Option<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return None;
+    }
+    let mut parts = v.split(['_', '-']);
+    let first = parts.next().unwrap_or("");
+    let ok = (2..=8).contains(&first.len())
+        && first.chars().all(|c| c.is_ascii_alphabetic())
+        && parts
+            .all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    (!ok).then(|| {
+        format!(
+            "{} is not a language tag (such as en, ru, pt_BR or en-US)",
+            quoted(&shown(v))
+        )
+    })
 }
 
 /// Whether a key or section name is made of text: control characters or U+FFFD (bytes that
@@ -530,7 +717,10 @@ fn is_none_word(v: &str) -> bool {
 }
 
 fn seconds_error(v: &str, min: u64) -> String {
-    format!("bad value '{v}' (expected a number of seconds from {min} to {MAX_SECONDS})")
+    format!(
+        "bad value {} (expected a number of seconds from {min} to {MAX_SECONDS})",
+        quoted(v)
+    )
 }
 
 /// A per-user or per-device duration: empty = inherit, `0` = off.
@@ -555,7 +745,10 @@ fn parse_seconds_override(
 }
 
 fn time_of_day_error(v: &str) -> String {
-    format!("bad value '{v}' (expected HH:MM from 00:00 to 23:59, or none)")
+    format!(
+        "bad value {} (expected HH:MM from 00:00 to 23:59, or none)",
+        quoted(v)
+    )
 }
 
 fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
@@ -569,7 +762,7 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     &sec.name,
                     Some(&key),
                     line,
-                    format!("bad value '{v}' (expected yes, no or replace)"),
+                    format!("bad value {} (expected yes, no or replace)", quoted(v)),
                 ),
             },
             "hint_context" => g.hint_context = non_empty(v),
@@ -580,7 +773,7 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     &sec.name,
                     Some(&key),
                     line,
-                    format!("bad value '{v}' (expected yes or no)"),
+                    format!("bad value {} (expected yes or no)", quoted(v)),
                 ),
             },
             "allowed_numbers" => {
@@ -589,7 +782,7 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     if n.chars().all(|c| c.is_ascii_digit() || "*#+".contains(c)) {
                         g.allowed_numbers.push(n.to_string());
                     } else {
-                        r.error(&sec.name, Some(&key), line, format!("bad number '{n}'"));
+                        r.error(&sec.name, Some(&key), line, format!("bad number {}", quoted(n)));
                     }
                 }
             }
@@ -599,20 +792,36 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     &sec.name,
                     Some(&key),
                     line,
-                    format!("bad value '{v}' (expected a number from 1 to 10)"),
+                    format!("bad value {} (expected a number from 1 to 10)", quoted(v)),
                 ),
             },
-            "user_prompt" => g.user_prompt = non_empty(v).unwrap_or_else(|| "agent-user".into()),
-            "password_prompt" => {
-                g.password_prompt = non_empty(v).unwrap_or_else(|| "agent-pass".into())
+            k if apps::PROMPTS.iter().any(|p| p.option == k) => {
+                let p = apps::PROMPTS
+                    .iter()
+                    .find(|p| p.option == k)
+                    .expect("just found");
+                if v.is_empty() {
+                    g.prompts.set(p, p.default);
+                } else if let Some(why) = apps::prompt_problem(v) {
+                    r.error(
+                        &sec.name,
+                        Some(&key),
+                        line,
+                        format!("bad prompt {}: {why}", quoted(&shown(v))),
+                    );
+                } else {
+                    g.prompts.set(p, v);
+                }
             }
-            "max_login_time" | "logout_on_unregister" | "lockout_window" | "lockout_time" => {
+            "max_login_time" | "logout_on_unregister" | "lockout_window" | "lockout_time"
+            | "queue_check" => {
                 let min = u64::from(key.starts_with("lockout"));
                 match parse_seconds(v).filter(|n| *n >= min) {
                     Some(n) => match key.as_str() {
                         "max_login_time" => g.max_login_time = n,
                         "logout_on_unregister" => g.logout_on_unregister = n,
                         "lockout_window" => g.lockout_window = n,
+                        "queue_check" => g.queue_check = n,
                         _ => g.lockout_time = n,
                     },
                     None => r.error(&sec.name, Some(&key), line, seconds_error(v, min)),
@@ -627,6 +836,40 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     r.error(&sec.name, Some(&key), line, time_of_day_error(v));
                 }
             }
+            "queues" => match parse_queue_list(v) {
+                Ok(q) => g.queues = q,
+                Err(es) => {
+                    for e in es {
+                        r.error(&sec.name, Some(&key), line, e);
+                    }
+                }
+            },
+            "queue_logout" => match QueueLogout::parse(v) {
+                Some(m) => g.queue_logout = m,
+                None => r.error(
+                    &sec.name,
+                    Some(&key),
+                    line,
+                    format!("bad value {} (expected remove or pause)", quoted(v)),
+                ),
+            },
+            "queue_context" => {
+                if v.is_empty() {
+                    g.queue_context = DEFAULT_QUEUE_CONTEXT.into();
+                } else if let Some(c) = v
+                    .chars()
+                    .find(|c| matches!(c, ',' | '@' | '/' | '&') || c.is_whitespace())
+                {
+                    r.error(
+                        &sec.name,
+                        Some(&key),
+                        line,
+                        format!("bad context {} (contains {c:?})", quoted(v)),
+                    );
+                } else {
+                    g.queue_context = v.to_string();
+                }
+            }
             "storage" => match v.to_ascii_lowercase().as_str() {
                 "astdb" => g.storage = Storage::Astdb,
                 "realtime" => g.storage = Storage::Realtime,
@@ -634,7 +877,7 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     &sec.name,
                     Some(&key),
                     line,
-                    format!("bad value '{v}' (expected astdb or realtime)"),
+                    format!("bad value {} (expected astdb or realtime)", quoted(v)),
                 ),
             },
             "node" => g.node = non_empty(v),
@@ -644,7 +887,10 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     &sec.name,
                     Some(&key),
                     line,
-                    format!("bad value '{v}' (expected a dial string with ${{DEVICE}}, e.g. {DEFAULT_REMOTE_DIAL})"),
+                    format!(
+                        "bad value {} (expected a dial string with ${{DEVICE}}, e.g. {DEFAULT_REMOTE_DIAL})",
+                        quoted(v)
+                    ),
                 ),
             },
             "node_timeout" | "realtime_refresh" => {
@@ -656,7 +902,8 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                         Some(&key),
                         line,
                         format!(
-                            "bad value '{v}' (expected a number of seconds from 1 to {MAX_CLUSTER_SECONDS})"
+                            "bad value {} (expected a number of seconds from 1 to {MAX_CLUSTER_SECONDS})",
+                            quoted(v)
                         ),
                     ),
                 }
@@ -668,7 +915,8 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     Some(&key),
                     line,
                     format!(
-                        "bad value '{v}' (expected a number from 0 to {MAX_LOGIN_FAILURES}, 0 = no lockout)"
+                        "bad value {} (expected a number from 0 to {MAX_LOGIN_FAILURES}, 0 = no lockout)",
+                        quoted(v)
                     ),
                 ),
             },
@@ -676,7 +924,7 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                 &sec.name,
                 Some(&key),
                 line,
-                format!("unknown option '{key}'"),
+                format!("unknown option {}", quoted(&key)),
             ),
         }
     }
@@ -701,6 +949,7 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
             dial: compact_str::format_compact!("PJSIP/{id}"),
             default_user: None,
             logout_on_unregister: Override::Inherit,
+            emergency_callerid: None,
             node: None,
             remote: false,
         },
@@ -721,7 +970,7 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
                     &id,
                     Some(&key),
                     line,
-                    format!("unknown mode '{v}' (expected adhoc or fixed)"),
+                    format!("unknown mode {} (expected adhoc or fixed)", quoted(v)),
                 ),
             },
             "dial" => {
@@ -742,34 +991,20 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
                 d.device.node = non_empty(v);
                 d.node_line = line;
             }
-            _ => r.warn(&id, Some(&key), line, format!("unknown option '{key}'")),
+            "emergency_callerid" => match parse_callerid(v) {
+                Ok(c) => d.device.emergency_callerid = c,
+                Err(e) => r.error(&id, Some(&key), line, e),
+            },
+            _ => r.warn(
+                &id,
+                Some(&key),
+                line,
+                format!("unknown option {}", quoted(&key)),
+            ),
         }
     }
-    let dial = &d.device.dial;
-    // A dial string is also the device's state name: `Tech/resource` (PJSIP/1000), or a
-    // state-only device such as `Custom:name` (func_devstate) for testing and benchmarks.
-    if !dial.contains('/') && !dial.contains(':') {
-        r.error(
-            &id,
-            Some("dial"),
-            d.dial_line,
-            format!("dial string '{dial}' has no technology (expected e.g. PJSIP/{id})"),
-        );
-    } else if is_user_state(dial) {
-        // The provider asks the state of every device of a user: a user as a device loops.
-        r.error(
-            &id,
-            Some("dial"),
-            d.dial_line,
-            format!("dial string '{dial}' names a DeviceUser: state, which would loop"),
-        );
-    } else if dial.contains('&') {
-        r.error(
-            &id,
-            Some("dial"),
-            d.dial_line,
-            format!("dial string '{dial}' must name a single device (no '&')"),
-        );
+    if let Some(problem) = dial_problem(&id, &d.device.dial) {
+        r.error(&id, Some("dial"), d.dial_line, problem);
     }
     if d.device.mode == DeviceMode::Fixed && d.device.default_user.is_none() {
         r.error(
@@ -782,6 +1017,11 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
     d
 }
 
+/// The warning for a plain PIN that is not all digits (the value is never shown).
+const NOT_DIGITS: &str = "the PIN is not only digits 0-9, so it cannot be typed at the \
+     UserLogin() prompts (only UserLogin(user,pin) from the dialplan can use it); note that ';' \
+     starts a comment in the file, so 'abc;def' is read as 'abc'";
+
 fn parse_user(sec: &RawSection, r: &mut Report) -> User {
     let id = CompactString::from(&sec.name);
     let mut u = User {
@@ -792,6 +1032,8 @@ fn parse_user(sec: &RawSection, r: &mut Report) -> User {
         cid_number: id.clone(),
         max_login_time: Override::Inherit,
         shift_end: Override::Inherit,
+        queues: None,
+        mailbox: None,
     };
     for var in &sec.vars {
         let key = var.key.trim().to_ascii_lowercase();
@@ -800,9 +1042,14 @@ fn parse_user(sec: &RawSection, r: &mut Report) -> User {
             "type" => {}
             "password" => {
                 u.password = non_empty(v);
-                // The message names the key, never the value: it may be a secret.
+                // The messages name the key, never the value: it may be a secret.
                 if let Some(Err(msg)) = u.password.as_deref().map(password::check_hash) {
                     r.error(&id, Some(&key), var.line, msg);
+                }
+                if let Some(p) = u.password.as_deref().filter(|p| !password::is_hash(p)) {
+                    if !p.bytes().all(|b| b.is_ascii_digit()) {
+                        r.warn(&id, Some(&key), var.line, NOT_DIGITS.into());
+                    }
                 }
             }
             "max_login_time" => {
@@ -820,10 +1067,30 @@ fn parse_user(sec: &RawSection, r: &mut Report) -> User {
                     Override::Inherit
                 }
             }
+            "queues" => match parse_queue_list(v) {
+                Ok(q) => u.queues = Some(q),
+                Err(es) => {
+                    for e in es {
+                        r.error(&id, Some(&key), var.line, e);
+                    }
+                }
+            },
+            "mailbox" => match parse_mailbox(v) {
+                Ok(m) => u.mailbox = m,
+                Err(e) => r.error(&id, Some(&key), var.line, e),
+            },
             "fullname" => u.fullname = non_empty(v).unwrap_or_else(|| id.clone()),
-            "language" => u.language = non_empty(v),
+            "language" => match language_problem(v) {
+                None => u.language = non_empty(v),
+                Some(why) => r.error(&id, Some(&key), var.line, why),
+            },
             "cid_number" => u.cid_number = non_empty(v).unwrap_or_else(|| id.clone()),
-            _ => r.warn(&id, Some(&key), var.line, format!("unknown option '{key}'")),
+            _ => r.warn(
+                &id,
+                Some(&key),
+                var.line,
+                format!("unknown option {}", quoted(&key)),
+            ),
         }
     }
     u
@@ -891,6 +1158,38 @@ pub fn render_remote_dial(pattern: &str, device: &str, node: &str) -> CompactStr
     )
 }
 
+/// Why a reload of `new` must not replace `running`, if it must not: a file with no device
+/// and no user (emptied or truncated by mistake) would log everyone out, and putting the file
+/// back would not bring the logins back. A running configuration that is empty too loses
+/// nothing, so reloading it is not refused. `storage` and this node's name cannot change
+/// while loaded (where the bindings live and whose devices are whose): that takes an unload
+/// and a load.
+pub fn reload_refusal(running: &Config, new: &Config) -> Option<String> {
+    let (was, is) = (&running.general, &new.general);
+    if (was.storage, &was.node) != (is.storage, &is.node) {
+        let node = |n: &Option<CompactString>| {
+            n.as_deref()
+                .map_or_else(|| "-".to_string(), |n| quoted(n).to_string())
+        };
+        return Some(format!(
+            "storage and node cannot change on reload (storage {} node {} -> storage {} node {}): unload and load the module",
+            was.storage,
+            node(&was.node),
+            is.storage,
+            node(&is.node),
+        ));
+    }
+    let empty = |c: &Config| c.devices.is_empty() && c.users.is_empty();
+    (empty(new) && !empty(running)).then(|| {
+        format!(
+            "{} has no devices and no users (emptied or truncated?): reloading it would remove {} devices, {} users and every login",
+            new.file,
+            running.devices.len(),
+            running.users.len()
+        )
+    })
+}
+
 impl Config {
     /// Validates a whole file. On failure every error found is returned, not just the first.
     pub fn from_raw(raw: &RawConfig) -> Result<Parsed, Vec<ConfigError>> {
@@ -933,8 +1232,8 @@ impl Config {
                     None,
                     v.line,
                     format!(
-                        "option {:?} is not text (corrupt or binary file?)",
-                        shown(&v.key)
+                        "option {} is not text (corrupt or binary file?)",
+                        quoted(&shown(&v.key))
                     ),
                 );
                 continue;
@@ -966,7 +1265,10 @@ impl Config {
                     &sec.name,
                     Some("type"),
                     ty_line,
-                    format!("unknown type '{ty_value}' (expected device or user)"),
+                    format!(
+                        "unknown type {} (expected device or user)",
+                        quoted(&ty_value)
+                    ),
                 );
                 continue;
             }
@@ -1003,15 +1305,16 @@ impl Config {
                         id,
                         Some("default_user"),
                         d.default_user_line,
-                        format!("default_user '{du}' is not a configured user"),
+                        format!("default_user {} is not a configured user", quoted(du)),
                     );
                 }
             }
             let key = d.device.dial.as_str().to_ascii_lowercase();
             if let Some(other) = dial_index.get(&key) {
                 let msg = format!(
-                    "dial string '{}' is already used by device {other}",
-                    d.device.dial
+                    "dial string {} is already used by device {}",
+                    quoted(&d.device.dial),
+                    value(other)
                 );
                 r.error(id, Some("dial"), d.dial_line, msg);
             } else {
@@ -1023,6 +1326,28 @@ impl Config {
             return Err(r.errors);
         }
         drop(dial_index);
+        let mut no_password = users.values().filter(|(u, _)| u.password.is_none());
+        for (u, line) in no_password.by_ref().take(MAX_NO_PASSWORD_WARNINGS) {
+            r.warnings.push(ConfigError {
+                file: raw.file.clone(),
+                section: Some(u.id.to_string()),
+                key: None,
+                line: *line,
+                message: NO_PASSWORD.into(),
+            });
+        }
+        let more = no_password.count();
+        if more > 0 {
+            r.warnings.push(ConfigError {
+                file: raw.file.clone(),
+                section: None,
+                key: None,
+                line: 0,
+                message: format!(
+                    "{more} more users without a password (deviceuser show user <id> tells each)"
+                ),
+            });
+        }
         let mut config = Config {
             file: raw.file.clone(),
             general,
@@ -1123,6 +1448,29 @@ impl Config {
         self.dial_index = DialIndex(index);
     }
 
+    /// The queues `user` joins while logged in: their own `queues`, else `[general]`'s.
+    pub fn queues_of(&self, user: &str) -> &[QueueSpec] {
+        match self.user(user).and_then(|u| u.queues.as_deref()) {
+            Some(q) => q,
+            None if self.user(user).is_some() => &self.general.queues,
+            None => &[],
+        }
+    }
+
+    /// Whether any user has queues.
+    pub fn has_queues(&self) -> bool {
+        !self.general.queues.is_empty()
+            || self
+                .users
+                .values()
+                .any(|u| u.queues.as_ref().is_some_and(|q| !q.is_empty()))
+    }
+
+    /// Whether any user has a mailbox.
+    pub fn has_mailboxes(&self) -> bool {
+        self.users.values().any(|u| u.mailbox.is_some())
+    }
+
     /// Whether `logout_on_unregister` is on for any device (decided when the config was read).
     pub fn has_unregister_policy(&self) -> bool {
         self.unregister_policy
@@ -1188,6 +1536,67 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn a_reload_without_devices_and_users_is_refused_unless_nothing_runs() {
+        let running = sample();
+        let empty = Config::from_raw(&raw(&[("general", &[("multiple_logins", "yes")])]))
+            .unwrap()
+            .config;
+        let why = reload_refusal(&running, &empty).expect("refused");
+        assert!(
+            why.starts_with("res_deviceuser.conf has no devices and no users")
+                && why.contains(&format!("{} devices", running.devices.len())),
+            "{why}"
+        );
+        assert_eq!(reload_refusal(&empty, &empty), None);
+        assert_eq!(reload_refusal(&running, &running), None);
+        let users_only = Config::from_raw(&raw(&[("4101", &[("type", "user")])]))
+            .unwrap()
+            .config;
+        assert_eq!(reload_refusal(&running, &users_only), None);
+    }
+
+    #[test]
+    fn a_reload_that_changes_storage_or_node_is_refused() {
+        let running = sample();
+        let mut other = running.clone();
+        other.general.storage = Storage::Realtime;
+        other.general.node = Some("b".into());
+        let why = reload_refusal(&running, &other).expect("refused");
+        assert!(
+            why.contains("storage astdb node - -> storage realtime node \"b\""),
+            "{why}"
+        );
+        let mut renamed = other.clone();
+        renamed.general.node = Some("a".into());
+        assert!(reload_refusal(&other, &renamed).is_some());
+        assert_eq!(reload_refusal(&other, &other), None);
+    }
+
+    #[test]
+    fn a_pin_that_is_not_digits_is_warned_about_without_showing_it() {
+        let hashed = crate::hash_password("1234");
+        let parsed = Config::from_raw(&raw(&[
+            ("100", &[("type", "user"), ("password", "12ab")]),
+            ("101", &[("type", "user"), ("password", "1234")]),
+            ("102", &[("type", "user"), ("password", "12*4")]),
+            ("103", &[("type", "user"), ("password", &hashed)]),
+        ]))
+        .unwrap();
+        let warnings: Vec<String> = parsed.warnings.iter().map(|w| w.to_string()).collect();
+        let not_digits: Vec<&String> = warnings
+            .iter()
+            .filter(|w| w.contains("not only digits"))
+            .collect();
+        assert_eq!(not_digits.len(), 2, "{warnings:?}");
+        assert!(not_digits[0].contains("[100] password:"), "{not_digits:?}");
+        assert!(not_digits[1].contains("[102] password:"), "{not_digits:?}");
+        assert!(not_digits[0].contains("';' starts a comment"));
+        assert!(warnings
+            .iter()
+            .all(|w| !w.contains("12ab") && !w.contains("12*4")));
+    }
+
     pub(crate) fn sample() -> Config {
         Config::from_raw(&raw(&[
             ("general", &[("multiple_logins", "yes")]),
@@ -1230,7 +1639,7 @@ pub(crate) mod tests {
         assert_eq!(u.password, None);
         assert_eq!(c.general, General::default());
         assert_eq!(c.general.max_attempts, 3);
-        assert_eq!(c.general.user_prompt, "agent-user");
+        assert_eq!(c.general.prompt(&apps::USER), apps::USER.default);
     }
 
     #[test]
@@ -1328,11 +1737,123 @@ pub(crate) mod tests {
         assert_eq!(g.allowed_numbers, vec!["112", "911"]);
         assert_eq!(g.max_attempts, 5);
         assert_eq!(
-            (g.user_prompt.as_str(), g.password_prompt.as_str()),
+            (g.prompt(&apps::USER), g.prompt(&apps::PASSWORD)),
             ("who", "pin")
         );
         assert_eq!(p.warnings.len(), 1);
         assert_eq!(p.warnings[0].key.as_deref(), Some("colour"));
+    }
+
+    #[test]
+    fn every_prompt_has_an_option_and_bad_ones_are_errors() {
+        let p = Config::from_raw(&raw(&[(
+            "general",
+            &[
+                ("retry_user_prompt", "custom/user-again"),
+                ("give_up_prompt", "custom/sorry&custom/goodbye"),
+                ("logout_prompt", ""),
+            ],
+        )]))
+        .unwrap();
+        let g = &p.config.general;
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert_eq!(g.prompt(&apps::RETRY_USER), "custom/user-again");
+        assert_eq!(g.prompt(&apps::GIVE_UP), "custom/sorry&custom/goodbye");
+        assert_eq!(g.prompt(&apps::LOGGED_OFF), apps::LOGGED_OFF.default);
+        for q in apps::PROMPTS {
+            if q != apps::RETRY_USER && q != apps::GIVE_UP {
+                assert_eq!(g.prompt(&q), q.default, "{}", q.option);
+            }
+        }
+
+        let e = errors(raw(&[("general", &[("login_ok_prompt", "logged in")])]));
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            (e[0].key.as_deref(), e[0].line),
+            (Some("login_ok_prompt"), 2)
+        );
+        assert!(e[0].message.contains("\"logged in\""), "{}", e[0]);
+    }
+
+    #[test]
+    fn language_must_be_a_language_tag() {
+        for ok in ["en", "ru", "pt_BR", "en-US", "es_419", "zh_Hans_CN", "EN"] {
+            let c = Config::from_raw(&raw(&[(
+                "1",
+                &[("type", "user"), ("password", "1"), ("language", ok)],
+            )]))
+            .unwrap_or_else(|e| panic!("{ok}: {e:?}"))
+            .config;
+            assert_eq!(c.user("1").unwrap().language.as_deref(), Some(ok));
+        }
+        for bad in [
+            "xx yy",
+            "e",
+            "en_",
+            "-en",
+            "en__US",
+            "../en",
+            "en;ru",
+            "toolonglanguage",
+            "12",
+        ] {
+            let e = errors(raw(&[
+                ("general", &[]),
+                ("4101", &[("type", "user"), ("language", bad)]),
+            ]));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            let text = e[0].to_string();
+            assert_eq!(e[0].line, 4, "{text}");
+            assert!(
+                text.starts_with("res_deviceuser.conf line 4: [4101] language: "),
+                "{text}"
+            );
+            assert!(
+                text.contains(&crate::logtext::quoted(bad).to_string()),
+                "{text}"
+            );
+        }
+        // Empty means none.
+        let c = Config::from_raw(&raw(&[(
+            "1",
+            &[("type", "user"), ("password", "1"), ("language", "")],
+        )]))
+        .unwrap()
+        .config;
+        assert_eq!(c.user("1").unwrap().language, None);
+    }
+
+    #[test]
+    fn users_without_a_password_are_warned_about_once_each() {
+        let p = Config::from_raw(&raw(&[
+            ("a", &[("type", "user")]),
+            ("b", &[("type", "user"), ("password", "1234")]),
+            ("c", &[("type", "user"), ("password", "")]),
+        ]))
+        .unwrap();
+        let named: Vec<(&str, u32)> = p
+            .warnings
+            .iter()
+            .map(|w| (w.section.as_deref().unwrap(), w.line))
+            .collect();
+        assert_eq!(named, [("a", 1), ("c", 6)]);
+        assert_eq!(
+            p.warnings[0].to_string(),
+            format!("res_deviceuser.conf line 1: [a] {NO_PASSWORD}")
+        );
+
+        // Many: the first ones by name, the rest counted in one line.
+        let names: Vec<String> = (0..MAX_NO_PASSWORD_WARNINGS + 5)
+            .map(|n| format!("u{n:03}"))
+            .collect();
+        let sections: Vec<(&str, &[(&str, &str)])> = names
+            .iter()
+            .map(|n| (n.as_str(), &[("type", "user")][..]))
+            .collect();
+        let p = Config::from_raw(&raw(&sections)).unwrap();
+        assert_eq!(p.warnings.len(), MAX_NO_PASSWORD_WARNINGS + 1);
+        let last = p.warnings.last().unwrap().to_string();
+        assert!(last.contains("5 more users without a password"), "{last}");
     }
 
     #[test]
@@ -1354,42 +1875,50 @@ pub(crate) mod tests {
             ("2015", &[("type", "device"), ("dial", "pjsip/2012")]),
             ("2016", &[("type", "device"), ("dial", "deviceuser:4101")]),
             ("2017", &[("type", "device"), ("dial", "Custom:desk17")]),
+            ("2018", &[("type", "device"), ("dial", "PJSIP/10 07")]),
         ]));
         let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
         let has = |s: &str| msgs.iter().any(|m| m.contains(s));
         assert!(
-            has("[general] multiple_logins: bad value 'maybe'"),
+            has("[general] multiple_logins: bad value \"maybe\""),
             "{msgs:#?}"
         );
-        assert!(has("[general] max_attempts: bad value '11'"));
+        assert!(has("[general] max_attempts: bad value \"11\""));
         assert!(has("[nosuch] type: missing type"));
-        assert!(has("[weird] type: unknown type 'phone'"));
+        assert!(has("[weird] type: unknown type \"phone\""));
         assert!(has(
             "[2010] default_user: a fixed device needs a default_user"
         ));
         assert!(has(
-            "[2011] mode: unknown mode 'sometimes' (expected adhoc or fixed)"
+            "[2011] mode: unknown mode \"sometimes\" (expected adhoc or fixed)"
         ));
         assert!(has(
-            "[2012] default_user: default_user 'ghost' is not a configured user"
+            "[2012] default_user: default_user \"ghost\" is not a configured user"
         ));
-        assert!(has("[a b] id 'a b' contains forbidden character"));
-        assert!(has("[x/y] id 'x/y' contains forbidden character '/'"));
-        assert!(has("[2013] dial: dial string 'nodial' has no technology"));
+        assert!(has(r#"["a b"] id "a b" contains forbidden character"#));
+        assert!(has("[x/y] id \"x/y\" contains forbidden character '/'"));
+        assert!(has("[2013] dial: dial string \"nodial\" has no technology"));
         assert!(has(
-            "[2016] dial: dial string 'deviceuser:4101' names a DeviceUser: state"
+            "[2016] dial: dial string \"deviceuser:4101\" names a DeviceUser: state"
         ));
         assert!(
             !has("[2017]"),
             "a Custom: state device is a valid dial: {msgs:#?}"
         );
         assert!(has(
-            "[2014] dial: dial string 'PJSIP/a&PJSIP/b' must name a single device"
+            "[2014] dial: dial string \"PJSIP/a&PJSIP/b\" must name a single device"
         ));
         assert!(has(
-            "[2015] dial: dial string 'pjsip/2012' is already used by device 2012"
+            "[2015] dial: dial string \"pjsip/2012\" is already used by device 2012"
         ));
-        assert_eq!(e.len(), 13);
+        // File, line and value.
+        assert!(
+            has(
+                r#"res_deviceuser.conf line 38: [2018] dial: dial string "PJSIP/10 07" contains a space"#
+            ),
+            "{msgs:#?}"
+        );
+        assert_eq!(e.len(), 14);
     }
 
     #[test]
@@ -1613,23 +2142,23 @@ pub(crate) mod tests {
         let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
         let has = |s: &str| msgs.iter().any(|m| m.contains(s));
         assert!(
-            has("line 2: [general] max_login_time: bad value '-1' (expected a number of seconds from 0"),
+            has("line 2: [general] max_login_time: bad value \"-1\" (expected a number of seconds from 0"),
             "{msgs:#?}"
         );
         assert!(has(
-            "[general] shift_end: bad value '24:00' (expected HH:MM from 00:00 to 23:59, or none)"
+            "[general] shift_end: bad value \"24:00\" (expected HH:MM from 00:00 to 23:59, or none)"
         ));
-        assert!(has("[general] logout_on_unregister: bad value '10m'"));
+        assert!(has("[general] logout_on_unregister: bad value \"10m\""));
         assert!(has(
-            "[general] max_login_failures: bad value '101' (expected a number from 0 to 100"
+            "[general] max_login_failures: bad value \"101\" (expected a number from 0 to 100"
         ));
         assert!(has(
-            "[general] lockout_window: bad value '0' (expected a number of seconds from 1"
+            "[general] lockout_window: bad value \"0\" (expected a number of seconds from 1"
         ));
-        assert!(has("[general] lockout_time: bad value 'x'"));
-        assert!(has("[d1] logout_on_unregister: bad value '1.5'"));
-        assert!(has("[u1] max_login_time: bad value '999999999999'"));
-        assert!(has("[u1] shift_end: bad value '18:3'"));
+        assert!(has("[general] lockout_time: bad value \"x\""));
+        assert!(has("[d1] logout_on_unregister: bad value \"1.5\""));
+        assert!(has("[u1] max_login_time: bad value \"999999999999\""));
+        assert!(has("[u1] shift_end: bad value \"18:3\""));
         assert_eq!(e.len(), 9);
     }
 
@@ -1696,6 +2225,144 @@ pub(crate) mod tests {
         assert!(e[2]
             .to_string()
             .contains("[d] password: unsupported password hash"));
+    }
+
+    #[test]
+    fn emergency_callerid_parses() {
+        for ok in [
+            "112",
+            "+4930123456",
+            "\"Reception\" <+4930123456>",
+            "Desk 1 <5550100>",
+        ] {
+            assert_eq!(parse_callerid(ok).unwrap().as_deref(), Some(ok), "{ok}");
+        }
+        assert_eq!(parse_callerid(" ").unwrap(), None);
+        for bad in [
+            "abc",
+            "\"x\" <12a>",
+            "<>",
+            "a <1",
+            "x\n<1>",
+            "\"a\"b\" <1>",
+            "\"a, b\" <1>",
+            "\"${x}\" <1>",
+        ] {
+            assert!(parse_callerid(bad).is_err(), "{bad:?}");
+        }
+        let c = Config::from_raw(&raw(&[
+            (
+                "1000",
+                &[
+                    ("type", "device"),
+                    ("emergency_callerid", "\"Desk\" <5550100>"),
+                ],
+            ),
+            ("1001", &[("type", "device")]),
+        ]))
+        .unwrap()
+        .config;
+        assert_eq!(
+            c.device("1000").unwrap().emergency_callerid.as_deref(),
+            Some("\"Desk\" <5550100>")
+        );
+        assert_eq!(c.device("1001").unwrap().emergency_callerid, None);
+        let e = errors(raw(&[(
+            "1000",
+            &[("type", "device"), ("emergency_callerid", "help")],
+        )]));
+        assert!(
+            e[0].to_string()
+                .contains("[1000] emergency_callerid: bad caller ID \"help\""),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn queues_and_mailboxes_parse() {
+        let c = Config::from_raw(&raw(&[
+            (
+                "general",
+                &[
+                    ("queues", "sales,support:2"),
+                    ("queue_logout", "pause"),
+                    ("queue_context", "operators"),
+                ],
+            ),
+            ("100", &[("type", "user"), ("mailbox", "100")]),
+            (
+                "101",
+                &[
+                    ("type", "user"),
+                    ("queues", "vip:1"),
+                    ("mailbox", "7101@staff"),
+                ],
+            ),
+            ("102", &[("type", "user"), ("queues", "none")]),
+        ]))
+        .unwrap()
+        .config;
+        let names = |u: &str| {
+            c.queues_of(u)
+                .iter()
+                .map(|q| q.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("100"), ["sales", "support:2"]);
+        assert_eq!(names("101"), ["vip:1"]);
+        assert!(names("102").is_empty());
+        assert!(names("nobody").is_empty());
+        assert!(c.has_queues() && c.has_mailboxes());
+        assert_eq!(c.general.queue_logout, QueueLogout::Pause);
+        assert_eq!(c.general.queue_context, "operators");
+        assert_eq!(
+            c.user("100").unwrap().mailbox.as_deref(),
+            Some("100@default")
+        );
+        assert_eq!(
+            c.user("101").unwrap().mailbox.as_deref(),
+            Some("7101@staff")
+        );
+        assert_eq!(c.user("102").unwrap().mailbox, None);
+        assert!(!sample().has_queues() && !sample().has_mailboxes());
+        assert_eq!(sample().general.queue_context, "deviceuser-queue");
+
+        let e = errors(raw(&[
+            (
+                "general",
+                &[
+                    ("queues", "sa les"),
+                    ("queue_logout", "drop"),
+                    ("queue_context", "a@b"),
+                ],
+            ),
+            (
+                "100",
+                &[("type", "user"), ("queues", "x:y"), ("mailbox", "1@2@3")],
+            ),
+        ]));
+        let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert_eq!(e.len(), 5, "{text:#?}");
+        assert!(
+            text[0].contains("[general] queues: queue name 'sa les'"),
+            "{text:#?}"
+        );
+        assert!(
+            text[1].contains("queue_logout: bad value \"drop\""),
+            "{text:#?}"
+        );
+        assert!(
+            text[2].contains("queue_context: bad context \"a@b\""),
+            "{text:#?}"
+        );
+        assert!(
+            text[3].contains("[100] queues: bad penalty 'y'"),
+            "{text:#?}"
+        );
+        assert!(
+            text[4].contains("[100] mailbox: bad mailbox \"1@2@3\""),
+            "{text:#?}"
+        );
     }
 
     #[test]

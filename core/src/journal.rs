@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::logtext::quoted;
 use crate::table::{Binding, Changes};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,14 +38,16 @@ pub fn decode(line: &str) -> Result<Entry, String> {
         ["B", device, user, since] => Ok(Entry::Bind(Binding::new(
             *user,
             *device,
-            since.parse().map_err(|_| format!("bad time '{since}'"))?,
+            since
+                .parse()
+                .map_err(|_| format!("bad time {}", quoted(since)))?,
         ))),
         ["U", device] => Ok(Entry::Unbind(device.to_string())),
         ["D", user, "1"] => Ok(Entry::Dnd(user.to_string(), true)),
         ["D", user, "0"] => Ok(Entry::Dnd(user.to_string(), false)),
         _ => Err(format!(
-            "unreadable journal line '{}'",
-            crate::config::shown(line)
+            "unreadable journal line {}",
+            quoted(&crate::config::shown(line))
         )),
     }
 }

@@ -175,6 +175,8 @@ pub struct Lockout {
     users: HashMap<String, Failures>,
     /// Size at which the next prune happens.
     prune_at: usize,
+    /// Lockouts since the value was made (the metrics' counter).
+    lockouts: u64,
 }
 
 const MIN_PRUNE_AT: usize = 1024;
@@ -230,12 +232,51 @@ impl Lockout {
             f.locked_until = now.saturating_add(g.lockout_time);
         }
         f.expires = f.locked_until.max(now.saturating_add(g.lockout_window));
+        if locked {
+            self.lockouts += 1;
+        }
         locked
+    }
+
+    /// How many times a user was locked out since the value was made.
+    pub fn lockouts(&self) -> u64 {
+        self.lockouts
+    }
+
+    /// How many users are locked out at `now`.
+    pub fn locked_count(&self, now: u64) -> usize {
+        self.users.values().filter(|f| f.locked_until > now).count()
     }
 
     /// Records a correct PIN: the user's failures are forgotten.
     pub fn success(&mut self, user: &str) {
         self.users.remove(user);
+    }
+
+    /// Seconds left in the user's lockout, if they are locked out at `now`.
+    pub fn locked_for(&self, user: &str, now: u64) -> Option<u64> {
+        self.check(user, now).err()
+    }
+
+    /// The users locked out at `now`, with the seconds left, by user id.
+    pub fn locked(&self, now: u64) -> Vec<(&str, u64)> {
+        let mut v: Vec<(&str, u64)> = self
+            .users
+            .iter()
+            .filter(|(_, f)| f.locked_until > now)
+            .map(|(u, f)| (u.as_str(), f.locked_until - now))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// An administrator lifts a user's lockout (`deviceuser unlock user`): the lock and the
+    /// failures counted towards the next one are forgotten. Returns the seconds the lockout
+    /// still had, or `None` if the user was not locked out.
+    pub fn unlock(&mut self, user: &str, now: u64) -> Option<u64> {
+        let left = self.locked_for(user, now);
+        self.users.remove(user);
+        left
     }
 
     /// Forgets every user whose failure window and lockout are over.
@@ -566,6 +607,35 @@ mod tests {
         assert!(!l.failure("u", 364, &g));
         assert!(!l.failure("u", 365, &g));
         assert!(l.failure("u", 366, &g));
+        assert_eq!(l.lockouts(), 2, "each lock is counted once");
+        assert_eq!(l.locked_count(366), 1);
+        assert_eq!(l.locked_count(366 + 300), 0);
+    }
+
+    #[test]
+    fn an_administrator_unlocks_a_user() {
+        let g = general(2, 60, 300);
+        let mut l = Lockout::new();
+        assert!(!l.failure("b", 0, &g));
+        assert!(l.failure("b", 1, &g));
+        assert!(!l.failure("a", 5, &g));
+        assert!(l.failure("a", 6, &g));
+        assert!(!l.failure("c", 7, &g));
+        assert_eq!(l.locked(10), [("a", 296), ("b", 291)]);
+        assert_eq!(l.locked_for("a", 10), Some(296));
+        assert_eq!(l.locked_for("c", 10), None);
+
+        assert_eq!(l.unlock("a", 10), Some(296));
+        assert_eq!(l.check("a", 10), Ok(()));
+        assert_eq!(l.locked(10), [("b", 291)]);
+        // Unlocking someone who is not locked out says so, and forgets their failures:
+        // one more wrong PIN does not lock "c".
+        assert_eq!(l.unlock("c", 10), None);
+        assert!(!l.failure("c", 11, &g));
+        assert_eq!(l.unlock("nobody", 10), None);
+        // A lock that ran out is not listed.
+        assert!(l.locked(301).is_empty());
+        assert_eq!(l.unlock("b", 301), None);
     }
 
     #[test]

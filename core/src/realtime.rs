@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::MultipleLogins;
+use crate::logtext::{quoted, value};
 use crate::table::{Binding, Changes, Reason};
 
 /// The realtime family of the bindings (map it in `extconfig.conf`).
@@ -73,7 +74,7 @@ pub fn decode_binding_row(fields: &[(String, String)]) -> Result<Option<Binding>
         None | Some("") => 0,
         Some(s) => s
             .parse()
-            .map_err(|_| format!("device {device}: bad since '{s}'"))?,
+            .map_err(|_| format!("device {}: bad since {}", value(device), quoted(s)))?,
     };
     Ok(Some(Binding::new(user, device, since)))
 }

@@ -2,6 +2,7 @@
 //! never truncated, since an administrator copies them into other commands), and a count
 //! line last, like Asterisk's own "N objects found".
 
+use crate::policy::Lockout;
 use crate::stats::Stats;
 use crate::table::{Binding, Snapshot};
 
@@ -153,13 +154,25 @@ pub fn bindings(s: &Snapshot, now: u64, filter: BindingFilter) -> String {
     )
 }
 
-/// Login statistics of the users who logged in since the module was loaded or are logged in
-/// now, or of one user (`user`, shown even without any; none found if it is not configured).
-/// "Time logged in" is the ended sessions plus the open ones up to `now` (summed over
-/// devices); "Current session" is the age of the user's oldest current binding, `-` when they
-/// are on no device.
+/// [`stats_with_lockout`] without lockouts.
 pub fn stats(stats: &Stats, s: &Snapshot, now: u64, user: Option<&str>) -> String {
-    let mut rows = Grid::new(4);
+    stats_with_lockout(stats, s, &Lockout::new(), now, user)
+}
+
+/// Login statistics of the users who logged in since the module was loaded, are logged in
+/// now, or are locked out; or of one user (`user`, shown even without any; none found if it
+/// is not configured). "Restored" are the logins put back from AstDB at load; "Time logged
+/// in" is the ended sessions plus the open ones up to `now` (summed over devices); "Current
+/// session" is the age of the user's oldest current binding, `-` when they are on no
+/// device; "Locked out" the time left of a lockout after wrong PINs.
+pub fn stats_with_lockout(
+    stats: &Stats,
+    s: &Snapshot,
+    lockout: &Lockout,
+    now: u64,
+    user: Option<&str>,
+) -> String {
+    let mut rows = Grid::new(6);
     for u in s.config().users.values() {
         if user.is_some_and(|want| u.id != want) {
             continue;
@@ -171,22 +184,109 @@ pub fn stats(stats: &Stats, s: &Snapshot, now: u64, user: Option<&str>) -> Strin
             open_sum = open_sum.saturating_add(age);
             open_max = open_max.max(Some(age));
         }
-        if user.is_none() && st.is_none() && open_max.is_none() {
+        let locked = lockout.locked_for(&u.id, now);
+        if user.is_none() && st.is_none() && open_max.is_none() && locked.is_none() {
             continue;
         }
         let total = st.map_or(0, |st| st.total_secs).saturating_add(open_sum);
         rows.row(&[
             &u.id,
             &st.map_or(0, |st| st.logins),
+            &st.map_or(0, |st| st.restored),
             &format_duration(total),
             &open_max.map_or_else(|| "-".to_string(), format_duration),
+            &locked.map_or_else(
+                || "-".to_string(),
+                |left| format!("{} left", format_duration(left)),
+            ),
         ]);
     }
     table(
-        &["User", "Logins", "Time logged in", "Current session"],
+        &[
+            "User",
+            "Logins",
+            "Restored",
+            "Time logged in",
+            "Current session",
+            "Locked out",
+        ],
         &rows,
         "user",
     )
+}
+
+/// Everything about one user (`deviceuser show user <id>`): settings, where they are logged
+/// in, statistics since the load, and whether they can log in from a phone (a password, no
+/// lockout). `None` if the user is not configured. The password itself is never shown.
+pub fn user(s: &Snapshot, stats: &Stats, lockout: &Lockout, now: u64, id: &str) -> Option<String> {
+    let u = s.config().user(id)?;
+    let devices = s.devices_of(&u.id);
+    let st = stats.user(&u.id).cloned().unwrap_or_default();
+    let (mut open_sum, mut open_max) = (0u64, None::<u64>);
+    for b in devices.iter().filter_map(|d| s.user_on(d)) {
+        let age = now.saturating_sub(b.since);
+        open_sum = open_sum.saturating_add(age);
+        open_max = open_max.max(Some(age));
+    }
+    let password = match u.password.as_deref() {
+        None => "none: cannot log in from a phone (UserLogin sets NOPASSWORD)".to_string(),
+        Some(p) if crate::password::is_hash(p) => "set (hashed)".to_string(),
+        Some(_) => "set".to_string(),
+    };
+    let locked = match lockout.locked_for(&u.id, now) {
+        None => "no".to_string(),
+        Some(left) => format!(
+            "yes, {} left (deviceuser unlock user {})",
+            format_duration(left),
+            u.id
+        ),
+    };
+    let lines: [(&str, String); 11] = [
+        ("User", u.id.to_string()),
+        ("Name", u.fullname.to_string()),
+        ("Caller ID number", u.cid_number.to_string()),
+        ("Language", cell(u.language.as_deref()).to_string()),
+        ("Password", password),
+        ("Devices", cell(Some(&devices.join(","))).to_string()),
+        (
+            "Do not disturb",
+            if s.dnd(&u.id) { "on" } else { "off" }.to_string(),
+        ),
+        (
+            "Logins",
+            format!(
+                "{} since the module was loaded, {} restored at load",
+                st.logins, st.restored
+            ),
+        ),
+        (
+            "Time logged in",
+            format_duration(st.total_secs.saturating_add(open_sum)),
+        ),
+        (
+            "Current session",
+            open_max.map_or_else(|| "-".to_string(), format_duration),
+        ),
+        ("Locked out", locked),
+    ];
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (k, v) in lines {
+        out += &format!("{:<width$} {v}\n", format!("{k}:"));
+    }
+    Some(out)
+}
+
+/// The answer to `deviceuser unlock user <id>` (CLI and AMI), from what
+/// [`Lockout::unlock`] returned.
+pub fn unlocked(user: &str, left: Option<u64>) -> String {
+    match left {
+        Some(left) => format!(
+            "User {user} unlocked ({} of the lockout were left)",
+            format_duration(left)
+        ),
+        None => format!("User {user} was not locked out"),
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC. Uses Howard Hinnant's days-to-civil algorithm, so no
@@ -321,7 +421,7 @@ mod tests {
         assert!(!fresh.contains("\n101 "), "{fresh}");
         assert!(fresh.ends_with("\n2 users found\n"), "{fresh}");
         assert!(stats(&Stats::new(), &t.snapshot(), 1060, Some("101"))
-            .contains("\n101   0       0s              -\n"));
+            .contains("\n101   0       0         0s              -                -\n"));
         let mut st = Stats::new();
         let c = t
             .login("101", "1000", LoginMode::Admin, 1100, |_| {})
@@ -339,17 +439,17 @@ mod tests {
         let out = stats(&st, &s, 4723, None);
         assert_eq!(
             out,
-            "User  Logins  Time logged in  Current session\n\
-             100   0       1h02m03s        1h02m03s\n\
-             101   2       58m43s          53m43s\n\
-             2010  0       1h02m03s        1h02m03s\n\
+            "User  Logins  Restored  Time logged in  Current session  Locked out\n\
+             100   0       0         1h02m03s        1h02m03s         -\n\
+             101   2       0         58m43s          53m43s           -\n\
+             2010  0       0         1h02m03s        1h02m03s         -\n\
              3 users found\n"
         );
         let out = stats(&Stats::new(), &s, 4723, Some("101"));
         assert_eq!(
             out,
-            "User  Logins  Time logged in  Current session\n\
-             101   0       53m43s          53m43s\n\
+            "User  Logins  Restored  Time logged in  Current session  Locked out\n\
+             101   0       0         53m43s          53m43s           -\n\
              1 user found\n"
         );
         let c = t
@@ -357,8 +457,105 @@ mod tests {
             .unwrap();
         st.apply(&c, 1600);
         let out = stats(&st, &t.snapshot(), 4723, Some("101"));
-        assert!(out.contains("\n101   2       6m40s           -\n"), "{out}");
+        assert!(
+            out.contains("\n101   2       0         6m40s           -                -\n"),
+            "{out}"
+        );
         assert!(stats(&st, &s, 0, Some("nobody")).ends_with("\n0 users found\n"));
+    }
+
+    #[test]
+    fn stats_show_restored_logins_and_lockouts() {
+        let t = BindingTable::new(sample(), 1000);
+        let mut st = Stats::new();
+        let (c, _) = t.restore(vec![crate::Binding::new("101", "1000", 400)], 1000, |_| {});
+        st.apply(&c, 1000);
+        st.restored(&c);
+        let g = crate::General {
+            max_login_failures: 1,
+            ..crate::General::default()
+        };
+        let mut lockout = Lockout::new();
+        assert!(lockout.failure("100", 1000, &g));
+        let out = stats_with_lockout(&st, &t.snapshot(), &lockout, 1060, None);
+        assert_eq!(
+            out,
+            "User  Logins  Restored  Time logged in  Current session  Locked out\n\
+             100   0       0         1m00s           1m00s            4m00s left\n\
+             101   0       1         11m00s          11m00s           -\n\
+             2010  0       0         1m00s           1m00s            -\n\
+             3 users found\n"
+        );
+        // Every binding of `show bindings` that is not a device's default is restored or a
+        // login.
+        let s = t.snapshot();
+        let not_default = s
+            .bindings()
+            .into_iter()
+            .filter(|b| {
+                s.config()
+                    .device(&b.device)
+                    .unwrap()
+                    .default_user
+                    .as_deref()
+                    != Some(b.user.as_str())
+            })
+            .count() as u64;
+        assert_eq!(not_default, st.restored_total());
+    }
+
+    #[test]
+    fn one_user_in_full() {
+        let t = BindingTable::new(sample(), 1000);
+        let mut st = Stats::new();
+        let c = t
+            .login("101", "1000", LoginMode::Admin, 1100, |_| {})
+            .unwrap();
+        st.apply(&c, 1100);
+        t.set_dnd("101", true).unwrap();
+        let mut lockout = Lockout::new();
+        let out = user(&t.snapshot(), &st, &lockout, 1160, "101").unwrap();
+        assert_eq!(
+            out,
+            "User:             101\n\
+             Name:             101\n\
+             Caller ID number: 101\n\
+             Language:         -\n\
+             Password:         set\n\
+             Devices:          1000\n\
+             Do not disturb:   on\n\
+             Logins:           1 since the module was loaded, 0 restored at load\n\
+             Time logged in:   1m00s\n\
+             Current session:  1m00s\n\
+             Locked out:       no\n"
+        );
+        assert!(!out.contains("4321"), "never the PIN");
+        // 2010 has no password; 100 is locked out.
+        let out = user(&t.snapshot(), &st, &lockout, 1160, "2010").unwrap();
+        assert!(
+            out.contains("Password:         none: cannot log in from a phone"),
+            "{out}"
+        );
+        let g = crate::General {
+            max_login_failures: 1,
+            ..crate::General::default()
+        };
+        assert!(lockout.failure("100", 1160, &g));
+        let out = user(&t.snapshot(), &st, &lockout, 1170, "100").unwrap();
+        assert!(
+            out.contains("Locked out:       yes, 4m50s left (deviceuser unlock user 100)\n"),
+            "{out}"
+        );
+        assert_eq!(user(&t.snapshot(), &st, &lockout, 1170, "nobody"), None);
+
+        assert_eq!(
+            unlocked("100", lockout.unlock("100", 1170)),
+            "User 100 unlocked (4m50s of the lockout were left)"
+        );
+        assert_eq!(
+            unlocked("100", lockout.unlock("100", 1170)),
+            "User 100 was not locked out"
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use crate::table::{Changes, Reason};
 pub struct UserStats {
     /// Logins (manual, admin, replacing someone); not default or restored bindings.
     pub logins: u64,
+    /// Logins restored from AstDB at load: sessions that began before it.
+    pub restored: u64,
     /// Seconds of sessions that have ended, summed over devices.
     pub total_secs: u64,
 }
@@ -50,6 +52,21 @@ impl Stats {
                 self.entry(&b.user).logins += 1;
             }
         }
+    }
+
+    /// Counts the bindings a restore from AstDB put back at load (the changes of
+    /// [`BindingTable::restore`](crate::BindingTable::restore)) as restored logins of their
+    /// users, apart from the logins made since: `show stats` then accounts for every binding
+    /// of `show bindings` that is not a device's default.
+    pub fn restored(&mut self, changes: &Changes) {
+        for (b, _) in &changes.added {
+            self.entry(&b.user).restored += 1;
+        }
+    }
+
+    /// Logins restored at load, over all users.
+    pub fn restored_total(&self) -> u64 {
+        self.users.values().map(|u| u.restored).sum()
     }
 
     pub fn user(&self, user: &str) -> Option<&UserStats> {
@@ -95,11 +112,14 @@ mod tests {
         assert_eq!(st.user("101").unwrap().total_secs, 30);
         assert_eq!(st.user("100").unwrap().logins, 0);
 
-        // Restored bindings are not logins either; the session 100 had since 50 on lobby
-        // ends when it logs out at 80.
+        // Restored bindings are not logins either, but restored ones; the session 100 had
+        // since 50 on lobby ends when it logs out at 80.
         let (c, _) = t.restore(vec![crate::Binding::new("100", "1001", 40)], 60, |_| {});
         st.apply(&c, 60);
+        st.restored(&c);
         assert_eq!(st.user("100").unwrap().logins, 0);
+        assert_eq!(st.user("100").unwrap().restored, 1);
+        assert_eq!(st.restored_total(), 1);
         let c = t.logout_user("100", Reason::Admin, 80, |_| {}).unwrap();
         st.apply(&c, 80);
         assert_eq!(st.user("100").unwrap().total_secs, 20 + 30 + 40);

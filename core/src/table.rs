@@ -4,8 +4,8 @@
 //! is an immutable [`Snapshot`] in a [`SnapshotCell`], and readers just load it (wait-free, and
 //! with no thread-local state: this code runs on the host's threads inside a loadable module). Writers
 //! (logins, logouts, reloads) are rare; they serialize on a mutex, copy the snapshot (cheap:
-//! `imbl` maps share structure, so a change is O(log n) even with 100,000 bindings), change
-//! the copy and publish it atomically. The host is told what changed through `on_commit`,
+//! its maps are persistent ([`PMap`]), so a change copies only the path to the entry it
+//! changes, a few KB even with 100,000 bindings), change the copy and publish it atomically. The host is told what changed through `on_commit`,
 //! called under the writer lock, so its AstDB writes happen in the same order as the commits.
 //!
 //! Two maps are kept, device → binding and user → devices, and every change goes through
@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use compact_str::CompactString;
 
-use imbl::OrdSet;
 use snapcell::SnapshotCell;
 use std::sync::Mutex;
 
@@ -84,6 +83,36 @@ impl fmt::Display for Reason {
     }
 }
 
+/// Why reloading `new` over `old` drops the login `b` (a binding [`BindingTable::reconfigure`]
+/// removes), for the warning each such login gets.
+pub fn reload_drop_reason(old: &Config, new: &Config, b: &Binding) -> String {
+    let Some(device) = new.device(&b.device) else {
+        return "device removed from the configuration".into();
+    };
+    if new.user(&b.user).is_none() {
+        return "user removed from the configuration".into();
+    }
+    match (device.mode, device.default_user.as_deref()) {
+        (DeviceMode::Fixed, Some(du)) if du != b.user => {
+            format!("device is now fixed to user {du}")
+        }
+        _ => {
+            let old_default = old
+                .device(&b.device)
+                .and_then(|d| d.default_user.as_deref());
+            match device.default_user.as_deref() {
+                Some(du) if old_default == Some(b.user.as_str()) => {
+                    format!("device's default user is now {du}")
+                }
+                _ if old_default == Some(b.user.as_str()) => {
+                    "no longer the device's default user".into()
+                }
+                _ => "configuration changed".into(),
+            }
+        }
+    }
+}
+
 /// Map keys: device and user ids, stored inline when short (up to 24 bytes, which ids
 /// nearly always are), so comparing a key during a lookup reads the map's own leaf rather
 /// than another heap allocation. Keys are only ever inserted from the validated config, so
@@ -146,7 +175,7 @@ pub struct Snapshot {
     /// A call's `dial` read goes from the map's leaf straight to the string.
     by_user: PMap<Key, UserDevices>,
     /// Users with do-not-disturb on; always configured users.
-    dnd: OrdSet<String>,
+    dnd: PMap<Key, ()>,
 }
 
 impl Snapshot {
@@ -214,12 +243,14 @@ impl Snapshot {
 
     /// Whether the user has do-not-disturb on (false for unknown users).
     pub fn dnd(&self, user: &str) -> bool {
-        self.dnd.contains(user)
+        self.dnd.contains_key(user)
     }
 
     /// Users with do-not-disturb on, sorted.
     pub fn dnd_users(&self) -> Vec<&str> {
-        self.dnd.iter().map(String::as_str).collect()
+        let mut users: Vec<&str> = self.dnd.iter().map(|(u, _)| u.as_str()).collect();
+        users.sort_unstable();
+        users
     }
 
     /// A fixed device's binding to its default user, which no login or logout may remove.
@@ -444,7 +475,7 @@ impl BindingTable {
                 config: Arc::new(config),
                 by_device: PMap::default(),
                 by_user: PMap::default(),
-                dnd: OrdSet::new(),
+                dnd: PMap::default(),
             },
             changes: Changes::default(),
             dirty: false,
@@ -652,6 +683,33 @@ impl BindingTable {
         .map(|(c, ())| c)
     }
 
+    /// Ends every login on an adhoc device, default users' included, and gives no device
+    /// back to its default user: afterwards only fixed devices have a user. Err(NotLoggedIn)
+    /// when there was none to end.
+    pub fn logout_all(
+        &self,
+        reason: Reason,
+        on_commit: impl FnOnce(&Changes),
+    ) -> Result<Changes, LogoutError> {
+        self.transact(on_commit, |tx| {
+            let mut devices: Vec<String> = (tx.next.by_device.values())
+                .filter(|b| {
+                    (tx.next.config.device(&b.device)).is_some_and(|d| d.mode == DeviceMode::Adhoc)
+                })
+                .map(|b| b.device.to_string())
+                .collect();
+            if devices.is_empty() {
+                return Err(LogoutError::NotLoggedIn);
+            }
+            devices.sort_unstable();
+            for d in &devices {
+                tx.unbind(d, reason);
+            }
+            Ok(())
+        })
+        .map(|(c, ())| c)
+    }
+
     /// Turns do-not-disturb on or off for `user`. Returns whether it changed. Bindings are
     /// never touched. See [`BindingTable::set_dnd_with`] to persist the change in order.
     pub fn set_dnd(&self, user: &str, on: bool) -> Result<bool, LoginError> {
@@ -676,7 +734,7 @@ impl BindingTable {
         }
         let mut next = Snapshot::clone(&cur);
         if on {
-            next.dnd.insert(user.to_string());
+            next.dnd.insert(user.into(), ());
         } else {
             next.dnd.remove(user);
         }
@@ -695,7 +753,7 @@ impl BindingTable {
                 for u in users {
                     if tx.next.config.user(&u).is_none() {
                         dropped.push(u);
-                    } else if tx.next.dnd.insert(u).is_none() {
+                    } else if tx.next.dnd.insert(u.into(), ()).is_none() {
                         tx.dirty = true;
                     }
                 }
@@ -852,12 +910,13 @@ impl BindingTable {
             let old = std::mem::replace(&mut tx.next.config, Arc::new(config));
             let cfg = Arc::clone(&tx.next.config);
             tx.dirty = true;
-            let gone: Vec<String> = (tx.next.dnd.iter())
+            let gone: Vec<Key> = (tx.next.dnd.iter())
+                .map(|(u, _)| u)
                 .filter(|u| cfg.user(u).is_none())
                 .cloned()
                 .collect();
             for u in gone {
-                tx.next.dnd.remove(&u);
+                tx.next.dnd.remove(u.as_str());
             }
             let mut current: Vec<Binding> = (tx.next.by_device.values()).cloned().collect();
             current.sort_by(|a, b| a.device.cmp(&b.device));
@@ -1155,6 +1214,51 @@ mod tests {
     }
 
     #[test]
+    fn logout_gives_the_device_back_to_its_default_user_unless_it_is_that_user() {
+        let t = BindingTable::new(sample(), 0);
+        assert_eq!(t.snapshot().user_on("lobby").unwrap().user, "100");
+        t.login("101", "lobby", LoginMode::Admin, 1, nop).unwrap();
+        // A guest's logout: the device goes back to its default user.
+        let c = t.logout_device("lobby", Reason::Manual, 2, nop).unwrap();
+        assert_eq!(c.removed, vec![(b("101", "lobby", 1), Reason::Manual)]);
+        assert_eq!(c.added, vec![(b("100", "lobby", 2), Reason::Default)]);
+        // The default user's own logout: the device stays empty.
+        let c = t.logout_device("lobby", Reason::Manual, 3, nop).unwrap();
+        assert_eq!(c.removed, vec![(b("100", "lobby", 2), Reason::Manual)]);
+        assert!(c.added.is_empty());
+        assert_eq!(t.snapshot().user_on("lobby"), None);
+        // The same by user.
+        t.login("100", "lobby", LoginMode::Admin, 4, nop).unwrap();
+        let c = t.logout_user("100", Reason::Manual, 5, nop).unwrap();
+        assert!(c.added.is_empty());
+        assert_eq!(t.snapshot().user_on("lobby"), None);
+    }
+
+    #[test]
+    fn logout_all_leaves_only_fixed_devices_bound() {
+        let t = BindingTable::new(sample(), 0);
+        t.login("101", "lobby", LoginMode::Admin, 1, nop).unwrap();
+        t.login("100", "1000", LoginMode::Admin, 1, nop).unwrap();
+        let c = t.logout_all(Reason::Admin, nop).unwrap();
+        assert_eq!(
+            c.removed,
+            vec![
+                (b("100", "1000", 1), Reason::Admin),
+                (b("101", "lobby", 1), Reason::Admin),
+            ]
+        );
+        assert!(
+            c.added.is_empty(),
+            "no device goes back to its default user"
+        );
+        assert_eq!(pairs(&t.snapshot()), vec![("2010".into(), "2010".into())]);
+        assert_eq!(
+            t.logout_all(Reason::Admin, |_| panic!("nothing changes")),
+            Err(LogoutError::NotLoggedIn)
+        );
+    }
+
+    #[test]
     fn reconfigure_drops_and_rebinds() {
         let t = BindingTable::new(sample(), 0);
         t.login("101", "1000", LoginMode::Admin, 1, nop).unwrap();
@@ -1184,7 +1288,19 @@ mod tests {
         ]))
         .unwrap()
         .config;
+        let old = t.snapshot();
         let c = t.reconfigure(new, 2, nop);
+        let why: Vec<String> = (c.removed.iter())
+            .map(|(b, _)| reload_drop_reason(old.config(), t.snapshot().config(), b))
+            .collect();
+        assert_eq!(
+            why,
+            [
+                "device is now fixed to user 100",
+                "device removed from the configuration",
+                "user removed from the configuration"
+            ]
+        );
         assert_eq!(
             c.removed,
             vec![
@@ -1211,8 +1327,13 @@ mod tests {
         let t = BindingTable::new(sample(), 0);
         let mut new = sample();
         new.devices.get_mut("lobby").unwrap().default_user = Some("101".into());
+        let old = t.snapshot();
         let c = t.reconfigure(new, 5, nop);
         assert_eq!(c.removed, vec![(b("100", "lobby", 0), Reason::Config)]);
+        assert_eq!(
+            reload_drop_reason(old.config(), t.snapshot().config(), &c.removed[0].0),
+            "device's default user is now 101"
+        );
         assert_eq!(c.added, vec![(b("101", "lobby", 5), Reason::Default)]);
         // Unchanged config: nothing changes.
         assert!(t
@@ -1488,7 +1609,7 @@ mod tests {
                 return Err(format!("dial_of({user}) inconsistent"));
             }
         }
-        if let Some(u) = s.dnd.iter().find(|u| s.config.user(u).is_none()) {
+        if let Some((u, _)) = s.dnd.iter().find(|(u, _)| s.config.user(u).is_none()) {
             return Err(format!("dnd for unconfigured user {u}"));
         }
         for d in s.config.devices.values() {

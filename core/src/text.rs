@@ -20,6 +20,8 @@
 //! an unclosed `[`, text after a section header, an unknown template, an unterminated block
 //! comment, a NUL byte, and `#include`/`#exec` (not supported here).
 
+use std::fmt;
+
 use crate::config::{ConfigError, RawConfig, RawSection, RawVar};
 
 /// Parses `text` (the contents of `file`, used in messages).
@@ -61,7 +63,7 @@ pub fn parse(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
 /// Writes `raw` back as text that [`parse`] reads into the same sections, keys and values
 /// (line numbers aside): `;` is escaped, everything else is written as is.
 pub fn render(raw: &RawConfig) -> String {
-    let esc = |s: &str| s.replace(';', "\\;");
+    let esc = escape_semicolons;
     let mut out = String::new();
     for s in &raw.sections {
         out += &format!("[{}]\n", esc(&s.name));
@@ -70,6 +72,92 @@ pub fn render(raw: &RawConfig) -> String {
         }
     }
     out
+}
+
+/// `;` starts a comment (and `;--` a block comment) unless escaped as `\;`. The engine drops
+/// the one backslash before a `;`, so a text's own `\;` is written `\\;`.
+fn escape_semicolons(text: &str) -> String {
+    text.replace(';', "\\;")
+}
+
+/// Where a piece of text is written in a config file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Between `[` and `]` of a section header.
+    SectionName,
+    /// After `key = `.
+    Value,
+}
+
+/// Why a text cannot be written so that Asterisk's config engine reads back exactly that text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unwritable {
+    /// A section name cannot be empty.
+    Empty,
+    /// A line break would end the line: the rest would be read as lines of their own.
+    LineBreak,
+    /// The engine reads C strings: a NUL ends the text.
+    Nul,
+    /// Other control characters: `Config::from_raw` refuses them as a corrupt file.
+    ControlCharacter,
+    /// U+FFFD stands for bytes that were not UTF-8: refused as a corrupt file too.
+    NotUtf8,
+    /// The engine trims both ends of every line and value.
+    EdgeSpace,
+    /// The first `]` ends a section name.
+    ClosingBracket,
+    /// The engine skips a line of 8,191 bytes or more (with a warning), so nothing longer
+    /// than [`MAX_WRITTEN_LEN`] is written.
+    TooLong,
+}
+
+/// Longest text [`escape`] writes, in bytes after escaping: well under the engine's line
+/// buffer (8,192 bytes; 512 in a `LOW_MEMORY` build), key included.
+pub const MAX_WRITTEN_LEN: usize = 400;
+
+impl fmt::Display for Unwritable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unwritable::Empty => "is empty",
+            Unwritable::LineBreak => "contains a line break",
+            Unwritable::Nul => "contains a NUL byte",
+            Unwritable::ControlCharacter => "contains a control character",
+            Unwritable::NotUtf8 => "contains bytes that are not UTF-8",
+            Unwritable::EdgeSpace => "starts or ends with a space",
+            Unwritable::ClosingBracket => "contains ']', which would end the section name",
+            Unwritable::TooLong => "is too long",
+        })
+    }
+}
+
+/// `text` as it must be written at `place` for Asterisk's config engine (and [`parse`]) to
+/// read back exactly `text`, or why that is impossible. The one way text from elsewhere
+/// (another PBX's database, say) is written into a config file: `;` is escaped; what would
+/// end a line, be trimmed or be refused as a corrupt file is refused here instead. `[`, `=`
+/// and `#` need nothing: they only mean something at the start of a line, where a value
+/// never is.
+pub fn escape(text: &str, place: Place) -> Result<String, Unwritable> {
+    if text.is_empty() && place == Place::SectionName {
+        return Err(Unwritable::Empty);
+    }
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' => return Err(Unwritable::LineBreak),
+            '\0' => return Err(Unwritable::Nul),
+            '\u{FFFD}' => return Err(Unwritable::NotUtf8),
+            ']' if place == Place::SectionName => return Err(Unwritable::ClosingBracket),
+            c if c.is_control() => return Err(Unwritable::ControlCharacter),
+            _ => {}
+        }
+    }
+    if text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace) {
+        return Err(Unwritable::EdgeSpace);
+    }
+    let escaped = escape_semicolons(text);
+    if escaped.len() > MAX_WRITTEN_LEN {
+        return Err(Unwritable::TooLong);
+    }
+    Ok(escaped)
 }
 
 /// Removes comments from one line. `depth` is the block comment nesting carried across
@@ -395,5 +483,74 @@ mod tests {
         let again = parse("f", &render(&r)).unwrap();
         assert_eq!(again.shape(), r.shape());
         assert_eq!(vars(&r.sections[2]), vec![("q", "1"), ("x+", "y")]);
+    }
+
+    #[test]
+    fn escape_writes_what_reads_back_or_says_why_not() {
+        let read = |name: &str, value: &str| {
+            let r = parse("f", &format!("[{name}]\nk = {value}\n")).unwrap();
+            (
+                r.sections[0].name.clone(),
+                r.sections[0].vars[0].value.clone(),
+            )
+        };
+        for v in [
+            "a;b",
+            ";--x",
+            "x--;",
+            "a\\;b",
+            "[6666]",
+            "a=b",
+            "#include x",
+            "Иван",
+            "a\\",
+        ] {
+            let e = escape(v, Place::Value).unwrap();
+            let n = escape(v, Place::SectionName).unwrap_or_else(|_| "s".into());
+            assert_eq!(read(&n, &e).1, v, "{v:?}");
+            if !v.contains(']') {
+                assert_eq!(read(&n, &e).0, v, "{v:?}");
+            }
+        }
+        assert_eq!(escape("12;34", Place::Value).as_deref(), Ok("12\\;34"));
+        for (v, why) in [
+            ("a\nb", Unwritable::LineBreak),
+            ("a\rb", Unwritable::LineBreak),
+            ("a\0b", Unwritable::Nul),
+            ("a\tb", Unwritable::ControlCharacter),
+            ("a\u{FFFD}", Unwritable::NotUtf8),
+            (" a", Unwritable::EdgeSpace),
+            ("a\u{A0}", Unwritable::EdgeSpace),
+        ] {
+            assert_eq!(escape(v, Place::Value), Err(why), "{v:?}");
+            assert_eq!(escape(v, Place::SectionName), Err(why), "{v:?}");
+        }
+        assert_eq!(escape("", Place::Value).as_deref(), Ok(""));
+        assert_eq!(escape("", Place::SectionName), Err(Unwritable::Empty));
+        assert_eq!(
+            escape("a]b", Place::SectionName),
+            Err(Unwritable::ClosingBracket)
+        );
+        assert_eq!(escape("a]b", Place::Value).as_deref(), Ok("a]b"));
+        let long = ";".repeat(MAX_WRITTEN_LEN / 2 + 1);
+        assert_eq!(escape(&long, Place::Value), Err(Unwritable::TooLong));
+        assert_eq!(Unwritable::LineBreak.to_string(), "contains a line break");
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, what `escape` writes reads back as that text, as a value and as
+        /// a section name, and is one line.
+        #[test]
+        fn escaped_text_reads_back(v in "[a-z ;\\\\\\[\\]=#\\-\n\r\t\u{0}é]{0,12}") {
+            if let Ok(e) = escape(&v, Place::Value) {
+                proptest::prop_assert!(!e.contains('\n'));
+                let r = parse("f", &format!("[s]\nk = {e}\n")).unwrap();
+                proptest::prop_assert_eq!(&r.sections[0].vars[0].value, &v);
+            }
+            if let Ok(n) = escape(&v, Place::SectionName) {
+                let r = parse("f", &format!("[{n}]\nk = v\n")).unwrap();
+                proptest::prop_assert_eq!(&r.sections[0].name, &v);
+            }
+        }
     }
 }

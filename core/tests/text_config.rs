@@ -58,22 +58,26 @@ type = user
 [1001]
 type = device
 dial = pjsip/1000
+[1007]
+type = device
+dial = PJSIP/10 07
 ";
     let errors = load(text).unwrap_err();
     for want in [
-        "res_deviceuser.conf line 2: [general] multiple_logins: bad value 'maybe'",
-        "res_deviceuser.conf line 5: [1000] mode: unknown mode 'sometimes'",
+        r#"res_deviceuser.conf line 2: [general] multiple_logins: bad value "maybe""#,
+        r#"res_deviceuser.conf line 5: [1000] mode: unknown mode "sometimes""#,
         "res_deviceuser.conf line 6: [2010] default_user: a fixed device needs a default_user",
-        "res_deviceuser.conf line 11: [3000] default_user: default_user 'ghost' is not a configured user",
-        "res_deviceuser.conf line 12: [a&b] id 'a&b' contains forbidden character '&'",
-        "res_deviceuser.conf line 16: [1001] dial: dial string 'pjsip/1000' is already used by device 1000",
+        r#"res_deviceuser.conf line 11: [3000] default_user: default_user "ghost" is not a configured user"#,
+        r#"res_deviceuser.conf line 12: [a&b] id "a&b" contains forbidden character '&'"#,
+        r#"res_deviceuser.conf line 16: [1001] dial: dial string "pjsip/1000" is already used by device 1000"#,
+        r#"res_deviceuser.conf line 19: [1007] dial: dial string "PJSIP/10 07" contains a space"#,
     ] {
         assert!(
             errors.iter().any(|e| e.starts_with(want)),
             "{want:?} not in {errors:#?}"
         );
     }
-    assert_eq!(errors.len(), 6, "{errors:#?}");
+    assert_eq!(errors.len(), 7, "{errors:#?}");
 }
 
 #[test]
@@ -153,16 +157,13 @@ fn freepbx_import_renders_a_valid_config() {
         ("/DEVICE/2010/type", "fixed"),
         ("/DEVICE/2010/default_user", "4101"),
     ]));
-    let c = load(&freepbx::render_conf(&i)).expect("rendered config is valid");
+    let c = load(&freepbx::render_output(&i, &[], false)).expect("printed config is valid");
     assert_eq!(c.devices.len(), 2);
     assert_eq!(c.user("4101").unwrap().fullname, "Operator 4101");
     assert_eq!(c.device("2010").unwrap().mode, DeviceMode::Fixed);
 }
 
-/// Known bug: `freepbx::render_conf` writes values as they are, so a `;` in a FreePBX value
-/// starts a comment in res_deviceuser.conf and the rest of the value is lost (a line break
-/// in a value would even add lines). It should escape `;` as `\;` (and refuse or flatten
-/// line breaks).
+/// A `;` in a FreePBX value is escaped, so it does not start a comment.
 #[test]
 fn freepbx_values_with_semicolons_survive_rendering() {
     let i = freepbx::import(&entries(&[
@@ -171,7 +172,7 @@ fn freepbx_values_with_semicolons_survive_rendering() {
         ("/DEVICE/1000/type", "adhoc"),
         ("/DEVICE/1000/description", "Desk 1; window"),
     ]));
-    let c = load(&freepbx::render_conf(&i)).expect("rendered config is valid");
+    let c = load(&freepbx::render_output(&i, &[], false)).expect("printed config is valid");
     assert_eq!(c.user("4101").unwrap().fullname, "Smith; Reception");
     assert!(c.user("4101").unwrap().password_matches("12;34"));
     assert_eq!(c.device("1000").unwrap().description, "Desk 1; window");

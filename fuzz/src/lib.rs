@@ -122,7 +122,9 @@ pub fn check_config(c: &Config) {
     assert!(g.lockout_window >= 1 && g.lockout_window <= MAX_SECONDS);
     assert!(g.lockout_time >= 1 && g.lockout_time <= MAX_SECONDS);
     assert!(g.max_login_time <= MAX_SECONDS && g.logout_on_unregister <= MAX_SECONDS);
-    assert!(!g.user_prompt.is_empty() && !g.password_prompt.is_empty());
+    for p in deviceuser_core::apps::PROMPTS {
+        assert!(deviceuser_core::apps::prompt_problem(g.prompt(&p)).is_none());
+    }
     for n in &g.allowed_numbers {
         assert!(!n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || "*#+".contains(c)));
     }
@@ -226,8 +228,9 @@ pub fn astdb_codec(data: &[u8]) {
     freepbx_import(data);
 }
 
-/// FreePBX import of arbitrary entries: never panics; imported ids are valid; the rendered
-/// res_deviceuser.conf parses.
+/// FreePBX import of arbitrary entries: never panics; imported ids are valid; the printed
+/// output loads as it is (every non-config line a comment) and holds exactly the imported
+/// devices and users with their values.
 fn freepbx_import(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let entries: Vec<(String, String)> = text
@@ -242,39 +245,30 @@ fn freepbx_import(data: &[u8]) {
     for u in &i.users {
         assert_eq!(id_problem(&u.id), None);
     }
-    let conf = freepbx::render_conf(&i);
-    let parsed = text::parse("freepbx.conf", &conf);
-    if freepbx_values_are_plain(&i) {
-        let raw = parsed.unwrap_or_else(|e| panic!("rendered FreePBX config: {e}\n{conf}"));
-        let sections: Vec<&str> = raw.sections.iter().map(|s| s.name.as_str()).collect();
-        let want: Vec<&str> = (i.devices.iter().map(|d| d.id.as_str()))
-            .chain(i.users.iter().map(|u| u.id.as_str()))
-            .collect();
-        assert_eq!(sections, want);
-        check_raw_config(&raw);
-    }
-}
-
-/// Whether every imported id and value survives `render_conf` unchanged: `render_conf`
-/// writes them as they are, so a `;` (comment), a `]` or `[` in an id, a line break or a
-/// NUL in a value cannot come back (a known limitation of `freepbx::render_conf`).
-pub fn freepbx_values_are_plain(i: &freepbx::Import) -> bool {
-    let plain = |s: &str| !s.contains([';', '\n', '\r', '\0']);
-    let ids = (i.devices.iter().map(|d| d.id.as_str()))
+    let conf = freepbx::render_output(&i, &[], false);
+    let raw = text::parse("freepbx.conf", &conf)
+        .unwrap_or_else(|e| panic!("printed FreePBX config: {e}\n{conf}"));
+    let sections: Vec<&str> = raw.sections.iter().map(|s| s.name.as_str()).collect();
+    let want: Vec<&str> = std::iter::once("general")
+        .chain(i.devices.iter().map(|d| d.id.as_str()))
         .chain(i.users.iter().map(|u| u.id.as_str()))
-        .all(|id| plain(id) && !id.contains([']', '[']) && !id.starts_with('#'));
-    let values = i
-        .devices
-        .iter()
-        .flat_map(|d| [&d.dial, &d.description, &d.default_user])
-        .chain(
-            i.users
-                .iter()
-                .flat_map(|u| [&u.password, &u.fullname, &u.cid_number, &u.language]),
-        )
-        .flatten()
-        .all(|v| plain(v));
-    ids && values
+        .collect();
+    assert_eq!(sections, want);
+    let config = Config::from_raw(&raw)
+        .unwrap_or_else(|e| panic!("printed FreePBX config refused: {e:?}\n{conf}"))
+        .config;
+    for d in &i.devices {
+        let got = config.device(&d.id).expect("imported device");
+        assert_eq!(got.dial, d.dial);
+        assert_eq!(got.default_user.as_deref(), d.default_user.as_deref());
+        assert_eq!(got.mode, d.mode);
+    }
+    for u in &i.users {
+        let got = config.user(&u.id).expect("imported user");
+        assert_eq!(got.password.as_deref(), u.password.as_deref());
+        assert_eq!(got.fullname, u.fullname.as_deref().unwrap_or(&u.id));
+    }
+    check_raw_config(&raw);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -30,6 +30,12 @@ impl Channel {
         unsafe { from_c(sys::ast_channel_name(self.ptr)) }.unwrap_or_default()
     }
 
+    /// The channel's language (`CHANNEL(language)`).
+    pub fn language(&self) -> String {
+        // SAFETY: live channel; the language is a NUL-terminated string field of it.
+        unsafe { from_c(sys::ast_channel_language(self.ptr)) }.unwrap_or_default()
+    }
+
     pub fn set_language(&self, language: &str) {
         let l = cstring(language);
         // SAFETY: live channel; Asterisk copies the string. The language is a channel string
@@ -113,5 +119,19 @@ impl Channel {
         } else {
             Input::Digits(digits)
         }
+    }
+}
+
+impl Channel {
+    /// The value of a dialplan function on this channel (`CHANNEL(pjsip,remote_addr)`), as
+    /// `${...}` would give it; `None` if the function failed.
+    pub fn function(&self, expr: &str) -> Option<String> {
+        let e = cstring(expr);
+        let mut buf = [0 as std::os::raw::c_char; 256];
+        // SAFETY: live channel used from its own thread; the buffer is ours and its length
+        // given, and ast_func_read NUL-terminates within it.
+        let rc = unsafe { sys::ast_func_read(self.ptr, e.as_ptr(), buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: NUL-terminated by ast_func_read (the buffer starts zeroed).
+        (rc == 0).then(|| unsafe { from_c(buf.as_ptr()) }.unwrap_or_default())
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod ami;
+pub mod ari;
 pub mod astdb;
 pub mod channel;
 pub mod cli;
@@ -15,8 +16,12 @@ pub mod devstate;
 pub mod guard;
 pub mod hints;
 pub mod log;
+pub mod manager;
+pub mod mwi;
+pub mod prometheus;
 pub mod realtime;
 pub mod register;
+pub mod security;
 pub mod thread;
 
 use std::ffi::{CStr, CString};

@@ -1,7 +1,7 @@
 //! The benchmark driver: boots real Asterisk instances (run folders under `bench/tmp/`),
 //! measures res_deviceuser against baselines in the same run, and writes `bench/results.md`.
 //!
-//! `deviceuser-bench [--only fanout,overhead,login,scale,table] [--out FILE]`
+//! `deviceuser-bench [--only fanout,overhead,login,scale,hints-scale,table] [--out FILE]`
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs;
@@ -9,12 +9,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use deviceuser_bench::ami::{act, Ami, StateWatch};
 use deviceuser_bench::conf::{self, device, user};
 use deviceuser_bench::contention::{self, Locked, Read, ReadWrite, Snapshots, Writer};
-use deviceuser_bench::instance::{self, Instance, Spec};
-use deviceuser_bench::sip::{self, Watcher};
 use deviceuser_bench::{ms, quantile};
+use deviceuser_kit::ami::{self, act, Ami, Burst, Message, StateWatch};
+use deviceuser_kit::sip::{self, Watcher};
+use deviceuser_kit::{asterisk_dir, module_built, repo, Asterisk};
 
 type Res<T> = Result<T, String>;
 
@@ -27,6 +27,40 @@ const LATENCY_PAIRS: usize = 200;
 /// Users and devices of the scale scenario.
 const SCALE: usize = 100_000;
 const HINTS: &str = "bench-hints";
+
+/// `res_deviceuser.so` the instances get: `DEVICEUSER_MODULE`, else the release build.
+fn module_file() -> std::path::PathBuf {
+    module_built("release")
+}
+
+/// An instance in `bench/tmp/<name>` (kept after the run) with these files of `etc/` over the
+/// samples; the module is installed but not loaded, so its load can be timed.
+fn start_instance(name: &str, confs: Vec<(&str, String)>) -> Res<Asterisk> {
+    let module = module_file();
+    if !module.exists() {
+        return Err(format!(
+            "{} does not exist: run cargo build --release",
+            module.display()
+        ));
+    }
+    let mut b = Asterisk::builder(name)
+        .run_dir(repo().join("bench/tmp").join(name))
+        .module_file(module)
+        .module_noload(true)
+        .collect_module_lines(false);
+    for (file, content) in &confs {
+        b = b.conf(file, content);
+    }
+    b.start_or_err()
+}
+
+/// The driver's AMI session: the `deviceuser` manager user, no events, and up to 120 s for a
+/// response (a reload of 100,000 users answers late).
+fn driver_session(port: u16) -> Res<Ami> {
+    let mut ami = Ami::connect_with_events(port, "deviceuser", "deviceuser", "off")?;
+    ami.timeout = Duration::from_secs(120);
+    Ok(ami)
+}
 
 /// One line of the summary table.
 struct Row {
@@ -94,7 +128,7 @@ fn setvar_device_state(dev: &str, state: &str) -> Vec<(String, String)> {
     ])
 }
 
-fn check(b: &deviceuser_bench::ami::Burst, what: &str) -> Res<()> {
+fn check(b: &Burst, what: &str) -> Res<()> {
     if b.failed > 0 {
         return Err(format!(
             "{what}: {} of {} actions failed (first: {:?})",
@@ -107,7 +141,7 @@ fn check(b: &deviceuser_bench::ami::Burst, what: &str) -> Res<()> {
 /// `module load|unload|reload <module>` through the `ModuleLoad` action (the CLI's
 /// `module load` is refused over `Action: Command`).
 fn module_op(ami: &mut Ami, op: &str, module: &str) -> Res<()> {
-    let r = ami.action(&[
+    let r = ami.try_action(&[
         ("Action", "ModuleLoad"),
         ("Module", module),
         ("LoadType", op),
@@ -121,7 +155,7 @@ fn module_op(ami: &mut Ami, op: &str, module: &str) -> Res<()> {
 /// Switches Asterisk's extension matcher at run time (`dialplan set extenpatternmatchnew`):
 /// the trie (`true`) or the default walk of a context's extensions (`false`).
 fn set_trie_matcher(ami: &mut Ami, on: bool) -> Res<()> {
-    let out = ami.command(&format!("dialplan set extenpatternmatchnew {on}"))?;
+    let out = ami.try_command(&format!("dialplan set extenpatternmatchnew {on}"))?;
     let want = if on {
         "NEW pattern match"
     } else {
@@ -136,7 +170,7 @@ fn set_trie_matcher(ami: &mut Ami, on: bool) -> Res<()> {
 /// Times `dialplan reload` (synchronous: the CLI returns once the new dialplan is in place).
 fn dialplan_reload(ami: &mut Ami) -> Res<Duration> {
     let t = Instant::now();
-    let out = ami.command("dialplan reload")?;
+    let out = ami.try_command("dialplan reload")?;
     let d = t.elapsed();
     if !out.contains("Dialplan reloaded") {
         return Err(format!("dialplan reload: {out}"));
@@ -147,7 +181,7 @@ fn dialplan_reload(ami: &mut Ami) -> Res<Duration> {
 /// Names of taskprocessors, from `core show taskprocessors`.
 fn taskprocessors(ami: &mut Ami) -> Res<BTreeMap<String, (u64, u64, u64)>> {
     // Columns: name, processed, in queue, max depth, low water, high water (alert level).
-    let out = ami.command("core show taskprocessors")?;
+    let out = ami.try_command("core show taskprocessors")?;
     let mut m = BTreeMap::new();
     for line in out.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -199,7 +233,7 @@ struct Round {
 /// action to the last awaited event; CPU time is Asterisk's, until it is idle again.
 #[allow(clippy::too_many_arguments)]
 fn churn(
-    inst: &Instance,
+    inst: &Asterisk,
     driver: &mut Ami,
     watch: &StateWatch,
     custom_stem: &str,
@@ -315,7 +349,7 @@ struct ModuleRun {
 
 /// A pipelined burst, with what it cost Asterisk until it was idle again.
 struct Run {
-    burst: deviceuser_bench::ami::Burst,
+    burst: Burst,
     /// Asterisk's CPU time (utime + stime).
     cpu: f64,
     /// Context switches of Asterisk's threads.
@@ -363,7 +397,7 @@ fn split_cpu(
 
 /// The value of a `<name>: <value>` line of `deviceuser show stats summary`.
 fn stats_line(ami: &mut Ami, name: &str) -> Res<String> {
-    let out = ami.command("deviceuser show stats summary")?;
+    let out = ami.try_command("deviceuser show stats summary")?;
     out.lines()
         .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
         .map(|v| v.trim().to_string())
@@ -378,7 +412,7 @@ fn stats_counter(ami: &mut Ami, name: &str) -> Res<u64> {
 }
 
 impl std::ops::Deref for Run {
-    type Target = deviceuser_bench::ami::Burst;
+    type Target = Burst;
     fn deref(&self) -> &Self::Target {
         &self.burst
     }
@@ -404,7 +438,7 @@ const FANOUT_CYCLES: usize = 3;
 /// is timed until the watched devices (`watched` + N) reached the new state. Returns the
 /// default rounds and the trie rounds; the default matcher is back on at the end.
 fn fanout_rounds(
-    inst: &Instance,
+    inst: &Asterisk,
     driver: &mut Ami,
     watch: &StateWatch,
     watched: &str,
@@ -438,9 +472,9 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
     eprintln!(
         "[bench] module instance: {FANOUT} users and devices (Custom:dev/N), hints in {HINTS}"
     );
-    let mut inst = Instance::start(Spec {
-        name: "module",
-        confs: vec![
+    let mut inst = start_instance(
+        "module",
+        vec![
             (
                 "res_deviceuser.conf",
                 conf::deviceuser_conf(FANOUT, |n| format!("Custom:dev/{n}"), Some(HINTS)),
@@ -448,9 +482,8 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
             ("extensions.conf", "[general]\nstatic = yes\n".to_string()),
             ("pjsip.conf", conf::pjsip_conf(HINTS)),
         ],
-        module_noload: true,
-    })?;
-    let mut driver = Ami::connect(inst.ami_port, "off")?;
+    )?;
+    let mut driver = driver_session(inst.ami_port)?;
     inst.settle();
     let tps_before = taskprocessors(&mut driver)?;
     let t = Instant::now();
@@ -533,7 +566,7 @@ fn pings() -> Vec<Vec<(String, String)>> {
 }
 
 /// The thread of Asterisk serving `driver`'s AMI session: the busiest one in a burst of Pings.
-fn session_thread(inst: &Instance, driver: &mut Ami, pings: &[Vec<(String, String)>]) -> Res<u32> {
+fn session_thread(inst: &Asterisk, driver: &mut Ami, pings: &[Vec<(String, String)>]) -> Res<u32> {
     inst.settle();
     let before = inst.thread_cpu_ns();
     driver.pipeline(pings)?;
@@ -548,7 +581,7 @@ fn session_thread(inst: &Instance, driver: &mut Ami, pings: &[Vec<(String, Strin
 /// One pipelined burst, measured from an idle Asterisk until it is idle again. `module`: the
 /// module is loaded, and the states it published during the burst are counted.
 fn measured_burst(
-    inst: &Instance,
+    inst: &Asterisk,
     driver: &mut Ami,
     session_tid: u32,
     name: &str,
@@ -602,7 +635,7 @@ fn median_run(mut runs: Vec<Run>) -> Run {
 /// Alternating rounds of Pings and of logins/logouts (the median round of each is kept).
 const LOGIN_ROUNDS: usize = 9;
 
-fn login_throughput(inst: &Instance, driver: &mut Ami) -> Res<LoginResults> {
+fn login_throughput(inst: &Asterisk, driver: &mut Ami) -> Res<LoginResults> {
     eprintln!("[bench]   login/logout throughput: {PAIRS} pairs each way");
     let pairs = |f: &dyn Fn(usize) -> Vec<Vec<(String, String)>>| -> Vec<Vec<(String, String)>> {
         (1..=PAIRS).flat_map(f).collect()
@@ -731,10 +764,10 @@ fn action_to_notify(
     driver: &mut Ami,
     w: &Watcher,
     fields: &[(&str, &str)],
-) -> Res<(sip::Notify, Duration, deviceuser_bench::ami::Message)> {
+) -> Res<(sip::Notify, Duration, Message)> {
     w.drain();
     let id = driver.reserve_id();
-    let text = deviceuser_bench::ami::render(fields, id);
+    let text = ami::render(fields, id);
     let t0 = SystemTime::now();
     driver.send_raw(text.as_bytes())?;
     let n = w
@@ -746,7 +779,7 @@ fn action_to_notify(
 }
 
 /// Login → NOTIFY and logout → NOTIFY of one user watched by a presence subscriber.
-fn notify_latency(inst: &Instance, driver: &mut Ami) -> Res<(Vec<Duration>, Vec<Duration>)> {
+fn notify_latency(inst: &Asterisk, driver: &mut Ami) -> Res<(Vec<Duration>, Vec<Duration>)> {
     let (u, d) = (user(FANOUT), device(FANOUT));
     eprintln!("[bench]   login → NOTIFY latency: {LATENCY_PAIRS} pairs, user {u}");
     let w = Watcher::subscribe(&inst.run.join("watcher"), inst.sip_port, "watcher", &u)?;
@@ -807,9 +840,9 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
     eprintln!(
         "[bench] baseline instance: {FANOUT} hints on Custom:dev/N; {FANOUT} configured, unbound devices Custom:free/N"
     );
-    let mut inst = Instance::start(Spec {
-        name: "baseline",
-        confs: vec![
+    let mut inst = start_instance(
+        "baseline",
+        vec![
             (
                 "res_deviceuser.conf",
                 conf::deviceuser_conf(FANOUT, |n| format!("Custom:free/{n}"), None),
@@ -820,9 +853,8 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
             ),
             ("pjsip.conf", conf::pjsip_conf(HINTS)),
         ],
-        module_noload: true,
-    })?;
-    let mut driver = Ami::connect(inst.ami_port, "off")?;
+    )?;
+    let mut driver = driver_session(inst.ami_port)?;
     let reset: Vec<_> = (1..=FANOUT)
         .flat_map(|n| {
             [
@@ -991,19 +1023,201 @@ fn module_heap(ami: &mut Ami) -> Res<String> {
     Ok(v.split(" (").next().unwrap_or(&v).to_string())
 }
 
+/// User counts of the hint scale scenario (`DEVICEUSER_BENCH_HINT_SCALE=10000,20000` for
+/// others, e.g. to time a module that registers a hint per user, where 100,000 takes hours).
+const HINT_SCALE: [usize; 4] = [10_000, 20_000, 50_000, 100_000];
+
+fn hint_scale_sizes() -> Vec<usize> {
+    std::env::var("DEVICEUSER_BENCH_HINT_SCALE")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| HINT_SCALE.to_vec())
+}
+/// Users bound at load in the hint scale scenario (each on a fixed device): they have hints of
+/// their own from the start.
+const HINT_SCALE_BOUND: usize = 1_000;
+const SCALE_HINTS: &str = "scale-hints";
+
+/// `res_deviceuser.conf` for the hint scale scenario: `hint_context`, [`HINT_SCALE_BOUND`]
+/// fixed devices each owned by one of the first users, and `users` users in all.
+fn hint_scale_conf(users: usize) -> String {
+    let mut s = format!("[general]\nhint_context = {SCALE_HINTS}\n");
+    for n in 1..=HINT_SCALE_BOUND {
+        let _ = write!(
+            s,
+            "\n[{}]\ntype = device\nmode = fixed\ndial = Custom:fix/{n}\ndefault_user = {}\n",
+            device(n),
+            user(n)
+        );
+    }
+    for n in 1..=users.max(HINT_SCALE_BOUND) {
+        let _ = write!(s, "\n[{}]\ntype = user\npassword = 1234\n", user(n));
+    }
+    s
+}
+
+/// Runs `op` while another AMI session asks `core show hints` every 100 ms; returns how long
+/// `op` took and the longest wait for an answer meanwhile.
+fn with_cli_probe(port: u16, op: impl FnOnce() -> Res<()>) -> Res<(Duration, Duration)> {
+    let mut probe = driver_session(port)?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_probe = Arc::clone(&stop);
+    let handle = std::thread::spawn(move || -> Res<Duration> {
+        let mut longest = Duration::ZERO;
+        while !stop_probe.load(std::sync::atomic::Ordering::Relaxed) {
+            let t = Instant::now();
+            probe.try_command("core show hints")?;
+            longest = longest.max(t.elapsed());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(longest)
+    });
+    let t = Instant::now();
+    let r = op();
+    let took = t.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let longest = handle.join().map_err(|_| "the CLI probe panicked")??;
+    r.map(|()| (took, longest))
+}
+
+/// The number `core show hints` ends with ("- N hints registered").
+fn hints_registered(ami: &mut Ami) -> Res<usize> {
+    let out = ami.try_command("core show hints")?;
+    out.lines()
+        .rev()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("- ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| format!("no hint count in {out:?}"))
+}
+
+/// `hint_context` with many users: `module reload` adding them (the case that took minutes
+/// when the module registered a hint per configured user: Asterisk scans all its hints for
+/// each one it adds), an unchanged reload, `dialplan reload`, the reload that removes them
+/// again, and `module load` of the largest file, while a second AMI session runs
+/// `core show hints` every 100 ms.
+fn hints_scale(rep: &mut Report) -> Res<()> {
+    let sizes = hint_scale_sizes();
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    eprintln!("[bench] hint scale instance: up to {largest} users in hint_context");
+    let base = hint_scale_conf(0);
+    let mut inst = start_instance("hints-scale", vec![("res_deviceuser.conf", base.clone())])?;
+    let conf_path = inst.etc().join("res_deviceuser.conf");
+    let mut ami = driver_session(inst.ami_port)?;
+    inst.settle();
+    module_op(&mut ami, "load", "res_deviceuser.so")?;
+    inst.settle();
+    let mut d = String::from(
+        "| Users | `module reload` adding them | Asterisk CPU | longest `core show hints` meanwhile | unchanged `module reload` | `dialplan reload` | `module reload` removing them | hints registered |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut worst_cli = Duration::ZERO;
+    for &n in &sizes {
+        fs::write(&conf_path, hint_scale_conf(n)).map_err(|e| e.to_string())?;
+        let cpu0 = inst.cpu();
+        let port = inst.ami_port;
+        let (add, cli) =
+            with_cli_probe(port, || module_op(&mut ami, "reload", "res_deviceuser.so"))?;
+        inst.settle();
+        let add_cpu = inst.cpu() - cpu0;
+        let registered = hints_registered(&mut ami)?;
+        let t = Instant::now();
+        module_op(&mut ami, "reload", "res_deviceuser.so")?;
+        let unchanged = t.elapsed();
+        inst.settle();
+        let t = Instant::now();
+        ami.try_command("dialplan reload")?;
+        let dialplan = t.elapsed();
+        inst.settle();
+        fs::write(&conf_path, &base).map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        module_op(&mut ami, "reload", "res_deviceuser.so")?;
+        let remove = t.elapsed();
+        inst.settle();
+        eprintln!(
+            "[bench]   {n}: reload adding {add:?} (CLI ≤ {cli:?}), unchanged {unchanged:?}, dialplan {dialplan:?}, removing {remove:?}; {registered} hints"
+        );
+        let _ = writeln!(
+            d,
+            "| {n} | {} | {add_cpu:.2} s | {} | {} | {} | {} | {registered} |",
+            ms(add),
+            ms(cli),
+            ms(unchanged),
+            ms(dialplan),
+            ms(remove)
+        );
+        rep.row(
+            &format!("4. `module reload` adding {n} users with `hint_context` ({HINT_SCALE_BOUND} of them bound)"),
+            ms(add),
+            "–".into(),
+            "–".into(),
+            "≤ 10 s",
+            Some(add <= Duration::from_secs(10)),
+        );
+        worst_cli = worst_cli.max(cli);
+    }
+    fs::write(&conf_path, hint_scale_conf(largest)).map_err(|e| e.to_string())?;
+    module_op(&mut ami, "unload", "res_deviceuser.so")?;
+    inst.settle();
+    let port = inst.ami_port;
+    let (load, load_cli) =
+        with_cli_probe(port, || module_op(&mut ami, "load", "res_deviceuser.so"))?;
+    inst.settle();
+    let t = Instant::now();
+    module_op(&mut ami, "unload", "res_deviceuser.so")?;
+    let unload = t.elapsed();
+    drop(ami);
+    inst.stop();
+    rep.row(
+        &format!("4. `module load` with {largest} users in `hint_context`"),
+        ms(load),
+        "–".into(),
+        "–".into(),
+        "≤ 10 s",
+        Some(load <= Duration::from_secs(10)),
+    );
+    let cli = worst_cli.max(load_cli);
+    rep.row(
+        "4. longest `core show hints` answer during those loads and reloads (every 100 ms)",
+        ms(cli),
+        "–".into(),
+        "–".into(),
+        "< 1 s",
+        Some(cli < Duration::from_secs(1)),
+    );
+    let _ = writeln!(
+        d,
+        "\n`module load` with {largest} users: {} (longest `core show hints` meanwhile {}); `module unload`: {}.\n\n\
+         The module registers a pattern hint per length of the numeric user ids \
+         (`_XXXXXX,hint,DeviceUser:${{EXTEN}}`) and a hint of their own for the users that are logged in \
+         (here the {HINT_SCALE_BOUND} on fixed devices) or watched: Asterisk (up to 22.10) scans every hint it has \
+         each time it adds or removes one (`ast_add_hint`/`ast_remove_hint`, `main/pbx.c`), so a hint per \
+         configured user cost time in proportion to N².",
+        ms(load),
+        ms(load_cli),
+        ms(unload)
+    );
+    rep.detail("4. Hints at scale (`hint_context`)", d);
+    Ok(())
+}
+
 fn scale(rep: &mut Report) -> Res<()> {
     eprintln!("[bench] scale instance: {SCALE} users and devices");
-    let mut inst = Instance::start(Spec {
-        name: "scale",
-        confs: vec![(
+    let mut inst = start_instance(
+        "scale",
+        vec![(
             "res_deviceuser.conf",
             conf::deviceuser_conf(SCALE, |n| format!("PJSIP/{}", device(n)), None),
         )],
-        module_noload: true,
-    })?;
-    let mut ami = Ami::connect(inst.ami_port, "off")?;
+    )?;
+    let mut ami = driver_session(inst.ami_port)?;
     inst.settle();
-    ami.command("malloc trim")?;
+    ami.try_command("malloc trim")?;
     let rss0 = inst.rss();
     let cpu0 = inst.cpu();
     let t = Instant::now();
@@ -1029,7 +1243,7 @@ fn scale(rep: &mut Report) -> Res<()> {
     let trims = stats_counter(&mut ami, "Heap trimmed after bursts of commits")?;
     // Asterisk's own `malloc trim` hands freed heap back to the system: what stays is live
     // memory, the rest was fragmentation left by transient allocations.
-    ami.command("malloc trim")?;
+    ami.try_command("malloc trim")?;
     let rss2_live = inst.rss();
     let heap = module_heap(&mut ami)?;
     eprintln!(
@@ -1040,7 +1254,7 @@ fn scale(rep: &mut Report) -> Res<()> {
     );
 
     let t = Instant::now();
-    let shown = ami.command("deviceuser show bindings")?;
+    let shown = ami.try_command("deviceuser show bindings")?;
     let show = t.elapsed();
     let shown_last = shown.lines().last().unwrap_or("").to_string();
 
@@ -1057,7 +1271,7 @@ fn scale(rep: &mut Report) -> Res<()> {
     let reload_cpu = inst.cpu() - cpu1;
     let rss4 = inst.rss();
     let restored = ami
-        .command("deviceuser show bindings")?
+        .try_command("deviceuser show bindings")?
         .lines()
         .last()
         .unwrap_or("")
@@ -1075,7 +1289,7 @@ fn scale(rep: &mut Report) -> Res<()> {
     let settle_logout = inst.settle();
     let logout_cpu = inst.cpu() - cpu2;
     let left = ami
-        .command("deviceuser show bindings")?
+        .try_command("deviceuser show bindings")?
         .lines()
         .last()
         .unwrap_or("")
@@ -1195,7 +1409,7 @@ fn scale(rep: &mut Report) -> Res<()> {
 /// `scripts/bench.sh` makes (`target/criterion-run1`, `target/criterion`), or the one found.
 fn criterion_median(group: &str, id: &str) -> Option<f64> {
     let read = |dir: &str| -> Option<f64> {
-        let path = instance::repo()
+        let path = repo()
             .join(dir)
             .join(group)
             .join(id)
@@ -1683,7 +1897,7 @@ fn overhead_rows(rep: &mut Report, b: &BaselineRun) {
 
 fn login_rows(rep: &mut Report, m: &ModuleRun, b: Option<&BaselineRun>, php: Option<Duration>) {
     let l = &m.login;
-    let per_pair = |x: &deviceuser_bench::ami::Burst| x.elapsed.as_secs_f64() / PAIRS as f64;
+    let per_pair = |x: &Burst| x.elapsed.as_secs_f64() / PAIRS as f64;
     let (ma, mc, fa) = (
         per_pair(&l.module_ami),
         per_pair(&l.module_cli),
@@ -1924,17 +2138,17 @@ fn render(rep: &Report) -> String {
     let _ = writeln!(
         s,
         "| | |\n|---|---|\n| Asterisk | {} |\n| CPU | {} |\n| cores (nproc) | {} |\n| memory | {} |\n| kernel | {} |\n| module | `{}` (release build) |\n",
-        fs::read_to_string(instance::repo().join(".asterisk/tree/.version"))
+        fs::read_to_string(asterisk_dir().join("tree/.version"))
             .unwrap_or_default()
             .trim(),
         sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'"),
         sh("nproc"),
         sh("free -h | awk '/^Mem:/{print $2}'"),
         sh("uname -r"),
-        instance::module_file()
-            .strip_prefix(instance::repo())
+        module_file()
+            .strip_prefix(repo())
             .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| instance::module_file().display().to_string())
+            .unwrap_or_else(|_| module_file().display().to_string())
     );
     s.push_str(
         "Figures are measured, not asserted. Ratios compare res_deviceuser with a baseline measured \
@@ -1964,7 +2178,7 @@ fn render(rep: &Report) -> String {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut only: Option<Vec<String>> = None;
-    let mut out = instance::repo().join("bench/results.md");
+    let mut out = repo().join("bench/results.md");
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -1979,7 +2193,7 @@ fn main() {
                 i += 2;
             }
             other => {
-                eprintln!("usage: deviceuser-bench [--only fanout,overhead,login,scale,table] [--out FILE] (got {other})");
+                eprintln!("usage: deviceuser-bench [--only fanout,overhead,login,scale,hints-scale,table] [--out FILE] (got {other})");
                 std::process::exit(2);
             }
         }
@@ -2025,6 +2239,11 @@ fn main() {
     if want("scale") {
         if let Err(e) = scale(&mut rep) {
             failures.push(format!("scale: {e}"));
+        }
+    }
+    if want("hints-scale") {
+        if let Err(e) = hints_scale(&mut rep) {
+            failures.push(format!("hints-scale: {e}"));
         }
     }
     if want("table") {

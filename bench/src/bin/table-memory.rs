@@ -1,6 +1,8 @@
 //! Heap used by the core's data for a large site, step by step: the raw config as read, the
-//! validated config, the binding table, and bindings. Counts bytes requested from the
-//! allocator (live), so the figures are exact and independent of the machine.
+//! validated config, the binding table, and bindings; then the persistent map the table's
+//! snapshots are made of (`pmap::PMap`) against `imbl::HashMap` with the same hasher, holding
+//! the same bindings. Counts bytes requested from the allocator (live), so the figures are
+//! exact and independent of the machine.
 //!
 //! `table-memory [USERS]` (default 100,000 users and as many devices).
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -9,7 +11,9 @@ use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use deviceuser_bench::conf::{device, user};
 use deviceuser_bench::contention::raw_config;
 use deviceuser_core::config::Config;
-use deviceuser_core::{BindingTable, LoginMode};
+use deviceuser_core::pmap::PMap;
+use deviceuser_core::{Binding, BindingTable, CompactString, LoginMode};
+use rustc_hash::FxBuildHasher;
 
 struct Counting;
 
@@ -59,6 +63,15 @@ fn main() {
         );
         (b, k)
     };
+    // What a write allocates beyond the version it was cloned from.
+    let copied = |what: &str, before: (isize, usize)| {
+        let (b, k) = live();
+        println!(
+            "{what:<40} {:>8} bytes in {:>3} blocks",
+            b - before.0,
+            k as isize - before.1 as isize
+        );
+    };
     let start = live();
     let raw = raw_config(n);
     let after_raw = report("raw config (as read)", start);
@@ -76,4 +89,37 @@ fn main() {
     report(&format!("{n} bindings"), after_table);
     let _ = after_config;
     report("total live after raw config freed", start);
+    drop(table);
+
+    println!("\nDevice → binding map with {n} bindings (ids inline, FxHash):");
+    let mark = live();
+    let mut pm: PMap<CompactString, Binding> = PMap::default();
+    for i in 1..=n {
+        pm.insert(device(i).into(), Binding::new(user(i), device(i), 0));
+    }
+    let after_pm = report("pmap::PMap", mark);
+    let mut pm2 = pm.clone();
+    pm2.insert(
+        device(n + 1).into(),
+        Binding::new(user(n + 1), device(n + 1), 0),
+    );
+    copied("  one insert into a clone (path copied)", after_pm);
+    drop((pm, pm2));
+    let mark = live();
+    let mut im: imbl::GenericHashMap<
+        CompactString,
+        Binding,
+        FxBuildHasher,
+        imbl::shared_ptr::DefaultSharedPtr,
+    > = imbl::GenericHashMap::with_hasher(FxBuildHasher);
+    for i in 1..=n {
+        im.insert(device(i).into(), Binding::new(user(i), device(i), 0));
+    }
+    let after_im = report("imbl::HashMap", mark);
+    let mut im2 = im.clone();
+    im2.insert(
+        device(n + 1).into(),
+        Binding::new(user(n + 1), device(n + 1), 0),
+    );
+    copied("  one insert into a clone (path copied)", after_im);
 }

@@ -1,13 +1,16 @@
-//! A plain-socket AMI client built for load: synchronous actions for setup, pipelined bursts
-//! (one thread writes every action while the caller reads the responses, so Asterisk never
-//! waits on us), and an event counter that runs on its own session and thread.
-use std::collections::{HashMap, HashSet};
+//! A plain-socket AMI client, for tests and for load: synchronous actions (panicking ones for
+//! tests, `Result` ones for drivers), list actions, events buffered while waiting for
+//! something else, pipelined bursts (one thread writes every action while the caller reads
+//! the responses, so Asterisk never waits on us), and an event counter that runs on its own
+//! session and thread ([`StateWatch`]).
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::{scaled, TIMEOUT};
 /// One AMI message: ordered `key: value` pairs (keys may repeat, e.g. `Output`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Message {
@@ -141,8 +144,8 @@ pub fn render(fields: &[(&str, &str)], id: impl std::fmt::Display) -> String {
     s
 }
 
-/// The wire side of an AMI session, shared by the benchmark driver and the integration
-/// tests: the socket, the greeting, and the framing of what arrives into messages.
+/// The wire side of an AMI session: the socket, the greeting, and the framing of what
+/// arrives into messages (tests that send malformed bytes use it directly).
 pub struct Wire {
     stream: TcpStream,
     framer: Framer,
@@ -242,45 +245,62 @@ impl Burst {
     }
 }
 
+/// A logged-in AMI session. Events that arrive while it waits for something else are
+/// buffered for [`Ami::wait_event`] and [`Ami::drain_events`].
 pub struct Ami {
     wire: Wire,
+    events: VecDeque<Message>,
     next_id: u64,
+    /// The greeting line ("Asterisk Call Manager/x.y.z").
+    pub banner: String,
+    /// How long an action waits for its response (default 15 s, [`scaled`]).
+    pub timeout: Duration,
 }
 
 impl Ami {
-    /// Connects and logs in as the `deviceuser` manager user. `events`: the Login's `Events`
-    /// header (`off`, `call`, ...).
-    pub fn connect(port: u16, events: &str) -> Result<Ami, String> {
+    /// Connects and logs in.
+    pub fn connect(port: u16, user: &str, secret: &str) -> Result<Ami, String> {
+        Self::login(port, &[("Username", user), ("Secret", secret)])
+    }
+
+    /// Connects and logs in with the Login's `Events` header (`off`, `call`, ...): which
+    /// event classes the session receives.
+    pub fn connect_with_events(
+        port: u16,
+        user: &str,
+        secret: &str,
+        events: &str,
+    ) -> Result<Ami, String> {
+        Self::login(
+            port,
+            &[("Username", user), ("Secret", secret), ("Events", events)],
+        )
+    }
+
+    fn login(port: u16, fields: &[(&str, &str)]) -> Result<Ami, String> {
+        let wire = Wire::connect(port)?;
         let mut ami = Ami {
-            wire: Wire::connect(port)?,
+            banner: wire.banner.clone(),
+            wire,
+            events: VecDeque::new(),
             next_id: 1,
+            timeout: TIMEOUT,
         };
-        let r = ami.action(&[
-            ("Action", "Login"),
-            ("Username", "deviceuser"),
-            ("Secret", "deviceuser"),
-            ("Events", events),
-        ])?;
+        let mut login = vec![("Action", "Login")];
+        login.extend_from_slice(fields);
+        let r = ami.try_action(&login)?;
         if !r.is_success() {
-            return Err(format!("AMI login refused: {:?}", r.get("Message")));
+            let user = fields.first().map_or("", |(_, u)| *u);
+            return Err(format!("login as {user} refused: {}", r.val("Message")));
         }
         Ok(ami)
     }
 
-    /// Sends one action and waits (up to 120 s) for its response; events are skipped.
-    pub fn action(&mut self, fields: &[(&str, &str)]) -> Result<Message, String> {
-        self.action_timeout(fields, Duration::from_secs(120))
-    }
-
-    pub fn action_timeout(
-        &mut self,
-        fields: &[(&str, &str)],
-        timeout: Duration,
-    ) -> Result<Message, String> {
+    /// Reserves an ActionID for [`Ami::send_raw`] and [`Ami::wait_response`].
+    pub fn reserve_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.send_raw(render(fields, id).as_bytes())?;
-        self.wait_response(id, Instant::now() + timeout)
+        id
     }
 
     /// Writes an already rendered action (see [`render`]).
@@ -288,37 +308,204 @@ impl Ami {
         self.wire.send(bytes)
     }
 
-    /// Reserves an ActionID for [`Ami::send_raw`].
-    pub fn reserve_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
-    }
-
+    /// Waits for the response carrying ActionID `id`; events that come first are buffered.
     pub fn wait_response(&mut self, id: u64, deadline: Instant) -> Result<Message, String> {
         let want = id.to_string();
         loop {
             match self.wire.read_message(deadline)? {
                 None => return Err(format!("no response to ActionID {id}")),
-                Some(m) if m.get("Response").is_some() && m.get("ActionID") == Some(&want) => {
+                Some(m) if m.response().is_some() && m.get("ActionID") == Some(&want) => {
                     return Ok(m)
                 }
+                Some(m) if m.event().is_some() => self.events.push_back(m),
                 Some(_) => {}
             }
         }
     }
 
-    /// Runs a CLI command through the `Command` action; its output.
-    pub fn command(&mut self, cmd: &str) -> Result<String, String> {
-        let r = self.action(&[("Action", "Command"), ("Command", cmd)])?;
+    /// Sends an action and returns its response; Err on timeout ([`Ami::timeout`]) or a
+    /// closed connection.
+    pub fn try_action(&mut self, fields: &[(&str, &str)]) -> Result<Message, String> {
+        let id = self.reserve_id();
+        self.send_raw(render(fields, id).as_bytes())?;
+        let deadline = Instant::now() + scaled(self.timeout);
+        self.wait_response(id, deadline)
+    }
+
+    /// Sends an action (`[("Action","Ping")]`) and returns its response.
+    pub fn action(&mut self, fields: &[(&str, &str)]) -> Message {
+        self.try_action(fields)
+            .unwrap_or_else(|e| panic!("AMI action {fields:?}: {e}"))
+    }
+
+    /// Sends an action that must succeed; `what` names it in the failure.
+    pub fn action_ok(&mut self, fields: &[(&str, &str)], what: &str) -> Message {
+        let r = self.action(fields);
+        assert!(r.is_success(), "{what}: {r}");
+        r
+    }
+
+    /// `DeviceUserLogin` of `user` on `device`, which must succeed.
+    pub fn login_ok(&mut self, user: &str, device: &str) {
+        self.action_ok(
+            &[
+                ("Action", "DeviceUserLogin"),
+                ("User", user),
+                ("Device", device),
+            ],
+            &format!("login of {user} on {device}"),
+        );
+    }
+
+    /// `DeviceUserLogout` of `user` everywhere, which must succeed.
+    pub fn logout_ok(&mut self, user: &str) {
+        self.action_ok(
+            &[("Action", "DeviceUserLogout"), ("User", user)],
+            &format!("logout of {user}"),
+        );
+    }
+
+    /// A list action (e.g. `CoreShowChannels`): the response and the events carrying
+    /// its ActionID, up to the one whose name ends with "Complete" (not included).
+    pub fn list_action(&mut self, fields: &[(&str, &str)]) -> (Message, Vec<Message>) {
+        let id = self.reserve_id();
+        self.send_raw(render(fields, id).as_bytes())
+            .unwrap_or_else(|e| panic!("AMI action {fields:?}: {e}"));
+        let deadline = Instant::now() + scaled(self.timeout);
+        let resp = self
+            .wait_response(id, deadline)
+            .unwrap_or_else(|e| panic!("AMI action {fields:?}: {e}"));
+        let id = id.to_string();
+        let mut items = Vec::new();
+        if !resp.is_success() {
+            return (resp, items);
+        }
+        // Events of this list may already be buffered (they never are before the
+        // response in practice, but be safe).
+        let mut i = 0;
+        while i < self.events.len() {
+            if self.events[i].get("ActionID") == Some(id.as_str()) {
+                let m = self.events.remove(i).unwrap();
+                if m.event().is_some_and(|e| e.ends_with("Complete")) {
+                    return (resp, items);
+                }
+                items.push(m);
+            } else {
+                i += 1;
+            }
+        }
+        loop {
+            match self
+                .wire
+                .read_message(deadline)
+                .unwrap_or_else(|e| panic!("AMI list {fields:?}: {e}"))
+            {
+                None => panic!(
+                    "AMI list {fields:?}: no *Complete event; got {} items",
+                    items.len()
+                ),
+                Some(m) if m.get("ActionID") == Some(id.as_str()) => {
+                    if m.event().is_some_and(|e| e.ends_with("Complete")) {
+                        return (resp, items);
+                    }
+                    items.push(m);
+                }
+                Some(m) if m.event().is_some() => self.events.push_back(m),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Runs a CLI command through the `Command` action and returns its output.
+    pub fn command(&mut self, cmd: &str) -> String {
+        let r = self.action(&[("Action", "Command"), ("Command", cmd)]);
+        r.output()
+    }
+
+    /// Runs a CLI command through the `Command` action; its output, or Err if the action
+    /// failed or got no response.
+    pub fn try_command(&mut self, cmd: &str) -> Result<String, String> {
+        let r = self.try_action(&[("Action", "Command"), ("Command", cmd)])?;
         if !r.is_success() {
             return Err(format!("command {cmd:?} failed: {:?}", r.get("Message")));
         }
         Ok(r.output())
     }
 
+    /// Waits for an event named `name` (case-insensitive) for which `pred` holds;
+    /// earlier buffered events are searched first. Other events stay buffered.
+    /// `timeout` is [`scaled`].
+    pub fn wait_event(
+        &mut self,
+        name: &str,
+        pred: impl Fn(&Message) -> bool,
+        timeout: Duration,
+    ) -> Option<Message> {
+        let matches =
+            |m: &Message| m.event().is_some_and(|e| e.eq_ignore_ascii_case(name)) && pred(m);
+        if let Some(i) = self.events.iter().position(&matches) {
+            return self.events.remove(i);
+        }
+        let deadline = Instant::now() + scaled(timeout);
+        loop {
+            match self.wire.read_message(deadline) {
+                Ok(Some(m)) if m.event().is_some() => {
+                    if matches(&m) {
+                        return Some(m);
+                    }
+                    self.events.push_back(m);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Reads whatever arrived and returns all buffered events, emptying the buffer.
+    pub fn drain_events(&mut self) -> Vec<Message> {
+        let deadline = Instant::now() + Duration::from_millis(50);
+        while let Ok(Some(m)) = self.wire.read_message(deadline) {
+            if m.event().is_some() {
+                self.events.push_back(m);
+            }
+        }
+        self.events.drain(..).collect()
+    }
+
+    /// Forgets buffered events.
+    pub fn clear_events(&mut self) {
+        self.drain_events();
+    }
+
+    /// `Getvar` of a variable or function, globally or on a channel.
+    pub fn getvar(&mut self, variable: &str, channel: Option<&str>) -> Option<String> {
+        let mut f = vec![("Action", "Getvar"), ("Variable", variable)];
+        if let Some(c) = channel {
+            f.push(("Channel", c));
+        }
+        let r = self.action(&f);
+        if r.is_success() {
+            Some(r.val("Value").to_string())
+        } else {
+            None
+        }
+    }
+
+    /// Global `Setvar` of a variable or function, which must succeed.
+    pub fn setvar_ok(&mut self, variable: &str, value: &str) {
+        self.action_ok(
+            &[
+                ("Action", "Setvar"),
+                ("Variable", variable),
+                ("Value", value),
+            ],
+            &format!("Setvar {variable} = {value}"),
+        );
+    }
+
     /// Sends every action at once from a writer thread and reads the responses here, so the
-    /// socket is drained continuously. Timing runs from the first write to the last response.
+    /// socket is drained continuously. Timing runs from the first write to the last response
+    /// (at most 600 s); events that come meanwhile are buffered.
     pub fn pipeline(&mut self, actions: &[Vec<(String, String)>]) -> Result<Burst, String> {
         let mut payload = Vec::with_capacity(actions.len() * 100);
         let first = self.next_id;
@@ -345,10 +532,16 @@ impl Ami {
                 Some(m) => m,
                 None => return Err(format!("pipeline: {got}/{} responses", actions.len())),
             };
+            if m.response().is_none() {
+                if m.event().is_some() {
+                    self.events.push_back(m);
+                }
+                continue;
+            }
             let Some(id) = m.get("ActionID").and_then(|i| i.parse::<u64>().ok()) else {
                 continue;
             };
-            if m.get("Response").is_none() || id < first || id > last {
+            if id < first || id > last {
                 continue;
             }
             got += 1;
@@ -415,8 +608,8 @@ impl StateWatch {
     pub fn start(port: u16, device_prefix: &str) -> Result<StateWatch, String> {
         // DeviceStateChange belongs to the `call` class; of the events of that class, only
         // DeviceStateChange has a `Device:` header naming a device with a technology prefix.
-        let mut ami = Ami::connect(port, "call")?;
-        let r = ami.action(&[
+        let mut ami = Ami::connect_with_events(port, "deviceuser", "deviceuser", "call")?;
+        let r = ami.try_action(&[
             ("Action", "Filter"),
             ("Operation", "Add"),
             ("Filter", &format!("Device: {device_prefix}")),

@@ -11,10 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{
-    check_provisioned, free_port, fresh_dir, kill, module_source, process_alive, repo, runs_dir,
-    wait_until, Asterisk, Builder,
-};
+use crate::{free_port, fresh_dir, process, repo, runs_dir, wait_until, Asterisk, Builder};
 
 /// The schema the tests load, as shipped.
 pub fn schema_file() -> PathBuf {
@@ -200,7 +197,7 @@ impl Postgres {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        kill(child.id(), "INT");
+        process::signal(child.id(), "INT");
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -208,7 +205,7 @@ impl Postgres {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        kill(child.id(), "KILL");
+        process::signal(child.id(), "KILL");
         let _ = child.wait();
     }
 
@@ -404,52 +401,12 @@ pub fn options_conf(spec: &NodeSpec) -> String {
     format!("systemname = {}\nentityid = {}\n", spec.name, spec.eid)
 }
 
-/// Boots `builder` on the ports of `spec` (no retry on a port clash: the other node's
-/// configuration names them).
+/// Boots `builder` as the node `spec`: its `systemname`, EID and ports (no retry on a port
+/// clash: the other node's configuration names them).
 pub fn start_node(builder: Builder, spec: &NodeSpec) -> Asterisk {
-    check_provisioned();
-    let module = builder.module.clone().unwrap_or_else(module_source);
-    assert!(
-        module.exists(),
-        "module {} does not exist: run scripts/test.sh",
-        module.display()
-    );
-    let mut ast = Asterisk {
-        run: fresh_dir(&builder.name),
-        sip_port: spec.sip_port,
-        ami_port: spec.ami_port,
-        pid: 0,
-        name: builder.name.clone(),
-        keep: false,
-    };
-    let mut confs = builder.confs.clone();
-    confs.push(("asterisk-options.conf".to_string(), options_conf(spec)));
-    ast.mkrun(Some(&module), &confs);
-    if let Err(e) = ast.boot() {
-        ast.keep = true;
-        ast.pid = 0;
-        panic!("node {} did not boot: {e}", spec.name);
-    }
-    ast
-}
-
-/// SIGKILL, like a crash; the instance stays stopped ([`Asterisk::start_again`] boots it).
-pub fn kill9(ast: &mut Asterisk) {
-    let pid = ast.pid;
-    assert!(pid != 0, "kill9: not running");
-    kill(pid, "KILL");
-    assert!(
-        wait_until(Duration::from_secs(10), || !process_alive(pid)),
-        "pid {pid} survived SIGKILL"
-    );
-    let ctl = ast.run.join("rundir/asterisk.ctl");
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            std::os::unix::net::UnixStream::connect(&ctl).is_err()
-        }),
-        "the killed Asterisk still answers on {}",
-        ctl.display()
-    );
-    let _ = fs::remove_file(ast.run.join("asterisk.pid"));
-    ast.pid = 0;
+    builder
+        .conf("asterisk-options.conf", &options_conf(spec))
+        .ports(spec.sip_port, spec.ami_port)
+        .start_result()
+        .unwrap_or_else(|e| panic!("node {} did not boot: {e}", spec.name))
 }

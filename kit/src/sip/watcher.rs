@@ -5,7 +5,6 @@
 //! sent the action.
 use std::fs::{self, File};
 use std::io::Read;
-use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +29,7 @@ pub struct Watcher {
 /// SUBSCRIBE (Event: presence, pidf) without authentication, then 200 to every NOTIFY.
 const SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="deviceuser-bench presence watcher">
+<scenario name="deviceuser-kit presence watcher">
   <send retrans="500">
     <![CDATA[
 
@@ -45,7 +44,7 @@ const SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
       Accept: application/pidf+xml
       Expires: 3600
       Max-Forwards: 70
-      User-Agent: deviceuser-bench-sipp
+      User-Agent: deviceuser-kit-sipp
       Content-Length: 0
 
     ]]>
@@ -150,11 +149,6 @@ fn local_offset(stamp: &str, written: SystemTime) -> Option<i64> {
     Some(((local - utc) as f64 / 900.0).round() as i64 * 900)
 }
 
-fn free_udp_port() -> Result<u16, String> {
-    let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(s.local_addr().map_err(|e| e.to_string())?.port())
-}
-
 impl Watcher {
     /// Starts sipp in `dir`, SUBSCRIBEd as `endpoint` to `exten` on Asterisk's SIP port, and
     /// waits for the first NOTIFY (the current state), which is consumed here.
@@ -171,7 +165,7 @@ impl Watcher {
         let _ = fs::remove_file(&trace);
         let screen =
             File::create(dir.join("sipp-watcher-screen.log")).map_err(|e| e.to_string())?;
-        let port = free_udp_port()?;
+        let port = crate::free_port();
         let child = Command::new("sipp")
             .arg(format!("127.0.0.1:{sip_port}"))
             .arg("-sf")
@@ -200,7 +194,7 @@ impl Watcher {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stop_tail = Arc::clone(&stop);
-        thread::spawn(move || tail(&trace, &stop_tail, &tx));
+        thread::spawn(move || follow(&trace, &stop_tail, &tx));
         let mut w = Watcher {
             notifies: rx,
             child,
@@ -241,7 +235,7 @@ impl Drop for Watcher {
 }
 
 /// Follows sipp's message trace and sends each NOTIFY received, in order.
-fn tail(trace: &Path, stop: &AtomicBool, tx: &mpsc::Sender<Notify>) {
+fn follow(trace: &Path, stop: &AtomicBool, tx: &mpsc::Sender<Notify>) {
     let mut file: Option<File> = None;
     let mut pending = String::new();
     let mut offset_s: Option<i64> = None;
