@@ -402,10 +402,12 @@ pub fn options_conf(spec: &NodeSpec) -> String {
 }
 
 /// Boots `builder` as the node `spec`: its `systemname`, EID and ports (no retry on a port
-/// clash: the other node's configuration names them).
+/// clash: the other node's configuration names them), with `res_config_pgsql` loaded (the
+/// run folder's modules.conf keeps it from loading unless configured).
 pub fn start_node(builder: Builder, spec: &NodeSpec) -> Asterisk {
     builder
         .conf("asterisk-options.conf", &options_conf(spec))
+        .load_module("res_config_pgsql.so")
         .ports(spec.sip_port, spec.ami_port)
         .start_result()
         .unwrap_or_else(|e| panic!("node {} did not boot: {e}", spec.name))
