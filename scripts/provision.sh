@@ -52,7 +52,7 @@ apt_opts() {
     echo "-o Dir::Etc::SourceList=$APTDIR/sources.list -o Dir::Etc::SourceParts=/dev/null \
  -o Dir::State::Lists=$APTDIR/lists -o Dir::Cache=$APTDIR/cache -o Dir::State::status=$APTDIR/status \
  -o APT::Install-Recommends=false -o Debug::NoLocking=1 -o Acquire::Languages=none \
- -o Acquire::Check-Valid-Until=false -o APT::Architecture=amd64 -o Dir::Cache::archives=$DEBS"
+ -o Acquire::Check-Valid-Until=false -o APT::Architecture=$(dpkg --print-architecture) -o Dir::Cache::archives=$DEBS"
 }
 
 fetch_debs() {

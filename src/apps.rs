@@ -269,40 +269,43 @@ impl<'a> LoginCall<'a> {
 
     /// A user who cannot log in whatever the PIN: no password, or locked out.
     fn refused_before_pin(&self, u: &User) -> Option<LoginStatus> {
-        let device = &self.device.id;
-        let (shown_device, shown_user) = (value(device), value(&u.id));
-        if u.password.is_none() {
-            login_failed(
-                self.inst.state(),
-                Some(self.chan),
-                device,
-                Some(&u.id),
+        let (shown_device, shown_user) = (value(&self.device.id), value(&u.id));
+        // With several nodes, the wrong PINs of every node count too.
+        let locked = || {
+            let now = now();
+            let shared = (self.inst.cluster())
+                .map_or(Ok(()), |c| c.lockout_check(&u.id, now, &self.general));
+            self.inst.state().lockout().check(&u.id, now).and(shared)
+        };
+        let (failure, why, prompt, status) = if u.password.is_none() {
+            (
                 LoginFailure::NoPassword,
-            );
-            log::warning(&format!(
-                "UserLogin on device {shown_device}: user {shown_user} has no password and cannot log in"
-            ));
-            play(self.chan, &self.general, &prompts::NO_PASSWORD);
-            return Some(LoginStatus::NoPassword);
-        }
-        let now = now();
-        let shared =
-            (self.inst.cluster()).map_or(Ok(()), |c| c.lockout_check(&u.id, now, &self.general));
-        if let Err(left) = self.inst.state().lockout().check(&u.id, now).and(shared) {
-            login_failed(
-                self.inst.state(),
-                Some(self.chan),
-                device,
-                Some(&u.id),
+                "has no password and cannot log in".to_owned(),
+                &prompts::NO_PASSWORD,
+                LoginStatus::NoPassword,
+            )
+        } else if let Err(left) = locked() {
+            (
                 LoginFailure::Locked,
-            );
-            log::warning(&format!(
-                "UserLogin on device {shown_device}: user {shown_user} is locked out for {left} more seconds after repeated wrong PINs"
-            ));
-            play(self.chan, &self.general, &prompts::LOCKED);
-            return Some(LoginStatus::Locked);
-        }
-        None
+                format!("is locked out for {left} more seconds after repeated wrong PINs"),
+                &prompts::LOCKED,
+                LoginStatus::Locked,
+            )
+        } else {
+            return None;
+        };
+        login_failed(
+            self.inst.state(),
+            Some(self.chan),
+            &self.device.id,
+            Some(&u.id),
+            failure,
+        );
+        log::warning(&format!(
+            "UserLogin on device {shown_device}: user {shown_user} {why}"
+        ));
+        play(self.chan, &self.general, prompt);
+        Some(status)
     }
 
     /// Counts a PIN entry for lockout; `Some(Locked)` if the user is (or just got) locked.
