@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Provision everything res_deviceuser needs to build and to be tested on a real Asterisk:
-#   - host packages (libclang-dev for bindgen, sip-tester and baresip-core as SIP peers);
+#   - host packages (libclang-dev for bindgen, sip-tester and baresip-core as SIP peers,
+#     postgresql for the tests of storage = realtime, which start servers of their own: the
+#     package's default cluster is not created);
 #   - Debian sid's asterisk, asterisk-dev and core sound packs (en, ru), unpacked into
 #     .asterisk/tree (git-ignored), with the debs cached in .asterisk/debs.
 # Idempotent: a second run with everything in place does no network work.
@@ -17,7 +19,7 @@ log() { printf '[provision] %s\n' "$*" >&2; }
 die() { printf '[provision] ERROR: %s\n' "$*" >&2; exit 1; }
 
 host_packages() {
-    local want=(libclang-dev sip-tester baresip-core) missing=()
+    local want=(libclang-dev sip-tester baresip-core postgresql) missing=()
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
@@ -25,6 +27,11 @@ host_packages() {
     log "installing host packages: ${missing[*]}"
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
+    if printf '%s\n' "${missing[@]}" | grep -qx postgresql && [ ! -d /etc/postgresql-common ]; then
+        # The tests start PostgreSQL servers of their own: no system cluster is wanted.
+        $sudo mkdir -p /etc/postgresql-common/createcluster.d
+        echo 'create_main_cluster = false' | $sudo tee /etc/postgresql-common/createcluster.d/res-deviceuser.conf >/dev/null
+    fi
     $sudo apt-get update -qq || die "apt-get update failed"
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" \
         || die "cannot install host packages: ${missing[*]}"

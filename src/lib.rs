@@ -17,6 +17,7 @@ mod ami;
 mod apps;
 mod ari;
 mod cli;
+mod cluster;
 mod config_file;
 mod deferred;
 mod effects;
