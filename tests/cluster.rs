@@ -536,7 +536,7 @@ fn storm_on_both_nodes_with_the_database_stopped_and_started_again() {
     let seconds: u64 = std::env::var("DEVICEUSER_CLUSTER_STORM_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(120);
     let mut c = Cluster::start_full("cl-storm", "", &storm_sections());
     for (ast, node) in [(&c.a, "a"), (&c.b, "b")] {
         for d in storm_devices(node) {

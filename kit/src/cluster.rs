@@ -78,8 +78,12 @@ fn give_to_postgres_user(path: &Path) {
 }
 
 /// An initialised, empty data folder, made once per PostgreSQL version and reused (copied
-/// for each server): initdb takes seconds.
+/// for each server): initdb takes seconds. The tests of one process make it one at a time
+/// (they would share the temporary folder, named by the process); another process may make
+/// its own meanwhile, and the first rename wins.
 fn template() -> PathBuf {
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let bin = pg_bin_dir();
     let version = bin
         .parent()
