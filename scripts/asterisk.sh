@@ -152,6 +152,8 @@ astcachedir => $run/cache
 documentation_language = en_US
 runuser =
 rungroup =
+; More options of this instance (systemname, entityid), if the file exists.
+#tryinclude "$run/etc/asterisk-options.conf"
 CONF
     local addr=$bind
     case $bind in *:*) addr="[$bind]" ;; esac

@@ -14,11 +14,13 @@ use deviceuser_core::config::shown;
 use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::table::reload_drop_reason;
 use deviceuser_core::{
-    BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
+    BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot, Storage,
+    StoreError,
 };
 
 use crate::access::Access;
 use crate::ari::{AriFeed, AriSink};
+use crate::cluster::{Cluster, Store};
 use crate::deferred::Executor;
 use crate::effects::{bound_dials, Effects};
 use crate::followups::{FollowUpSink, FollowUps};
@@ -36,7 +38,7 @@ use crate::host::thread::Worker;
 use crate::pipeline::{Change, Commit, Origin, Pipeline};
 use crate::sinks::{
     AnnounceSink, CelSink, CommitLogSink, FeedSink, FollowSink, JournalSink, MetricsSink,
-    PersistSink, PublishSink,
+    PersistSink, PublishSink, RealtimeSink,
 };
 use crate::state::{active_users, now, user_state, State};
 use crate::{config_file, restore};
@@ -44,9 +46,15 @@ use crate::{config_file, restore};
 /// Device state provider label: hints name `DeviceUser:<user>`.
 pub const PROVIDER_LABEL: &std::ffi::CStr = c"DeviceUser";
 
+/// How many times a login or logout is decided again after another node changed a row it
+/// writes (each time after reading the table again).
+const CONFLICT_RETRIES: usize = 3;
+
 pub struct Instance {
     state: Arc<State>,
     pipeline: Pipeline,
+    /// With `storage = realtime`: the shared database and the other nodes.
+    cluster: Option<Arc<Cluster>>,
     follower: Arc<Follower>,
     /// Queue membership and message waiting, behind the commits.
     follow_ups: Arc<FollowUps>,
@@ -157,27 +165,53 @@ impl Instance {
     pub fn load() -> Result<Arc<Instance>, String> {
         let config = config_file::read()?;
         let now = now();
+        let cluster = match (config.general.storage, &config.general.node) {
+            (Storage::Realtime, Some(node)) => Some(Cluster::new(Store::new(node)?)),
+            _ => None,
+        };
         let table = BindingTable::new(config, now);
-        let (restored, restored_changes) = restore::restore(&table, now);
-        let state = State::new(table);
-        // Restored logins count apart from new ones, so `show stats` accounts for every
-        // binding `show bindings` lists.
-        state.stats().restored(&restored_changes);
-        if let Err(e) = state.journal.open(&state.full_state()) {
-            log::error(&format!(
-                "{e}: a kill -9 may lose the last second of changes"
-            ));
-        }
-        let snap = state.snapshot();
-        log::verbose(
-            2,
-            &format!(
-                "{} devices, {} users, {} bindings ({restored} restored from AstDB)",
-                snap.config().devices.len(),
-                snap.config().users.len(),
-                snap.binding_count(),
-            ),
-        );
+        let state = match &cluster {
+            None => {
+                let (restored, restored_changes) = restore::restore(&table, now);
+                let state = State::new(table);
+                // Restored logins count apart from new ones, so `show stats` accounts for
+                // every binding `show bindings` lists.
+                state.stats().restored(&restored_changes);
+                if let Err(e) = state.journal.open(&state.full_state()) {
+                    log::error(&format!(
+                        "{e}: a kill -9 may lose the last second of changes"
+                    ));
+                }
+                let snap = state.snapshot();
+                log::verbose(
+                    2,
+                    &format!(
+                        "{} devices, {} users, {} bindings ({restored} restored from AstDB)",
+                        snap.config().devices.len(),
+                        snap.config().users.len(),
+                        snap.binding_count(),
+                    ),
+                );
+                state
+            }
+            Some(c) => {
+                restore::restore_dnd(&table);
+                let state = State::new(table);
+                state.publisher.set_cluster(true);
+                let snap = state.snapshot();
+                log::verbose(
+                    2,
+                    &format!(
+                        "{} devices, {} users; node {}, bindings in the realtime family {}",
+                        snap.config().devices.len(),
+                        snap.config().users.len(),
+                        value(c.store.node()),
+                        deviceuser_core::realtime::BINDINGS,
+                    ),
+                );
+                state
+            }
+        };
         let for_changes = Arc::clone(&state);
         let follower = Follower::start(Box::new(move |c: &DeviceChange<'_>| {
             device_changed(&for_changes, c.device, c.state)
@@ -191,7 +225,13 @@ impl Instance {
             Box::new(move |ops| effects.apply(ops)),
         ));
         let mut pipeline = Pipeline::new(Arc::clone(&executor));
-        pipeline.add(Box::new(JournalSink(Arc::clone(&state))));
+        match &cluster {
+            Some(c) => pipeline.add(Box::new(RealtimeSink {
+                state: Arc::clone(&state),
+                cluster: Arc::clone(c),
+            })),
+            None => pipeline.add(Box::new(JournalSink(Arc::clone(&state)))),
+        }
         pipeline.add(Box::new(AnnounceSink(Arc::clone(&state))));
         pipeline.add(Box::new(FeedSink(Arc::clone(&state))));
         pipeline.add(Box::new(CelSink));
@@ -203,7 +243,9 @@ impl Instance {
             state: Arc::clone(&state),
             follower: Arc::clone(&follower),
         }));
-        pipeline.add(Box::new(PersistSink));
+        pipeline.add(Box::new(PersistSink {
+            dnd_only: cluster.is_some(),
+        }));
         pipeline.add(Box::new(PublishSink));
         let follow_ups = FollowUps::start(Arc::clone(&state))?;
         pipeline.add(Box::new(FollowUpSink {
@@ -228,9 +270,10 @@ impl Instance {
             executor: StopExecutor(executor),
             finish: Finish(Arc::clone(&state)),
         };
-        Ok(Arc::new(Instance {
+        let inst = Arc::new(Instance {
             state,
             pipeline,
+            cluster,
             follower,
             follow_ups,
             ari,
@@ -238,7 +281,34 @@ impl Instance {
             prompts: AtomicUsize::new(0),
             access: Access::new()?,
             running: Mutex::new(Some(running)),
-        }))
+        });
+        if inst.cluster.is_some() {
+            // The bindings as the database has them; if it does not answer, the module runs
+            // with the default bindings until it does (logins are refused meanwhile).
+            if let Ok(changes) = inst.sync() {
+                // This node's devices' logins count as restored, as from AstDB; the other
+                // nodes count theirs.
+                let snap = inst.snapshot();
+                let local = |b: &deviceuser_core::Binding| {
+                    snap.config().device(&b.device).is_some_and(|d| !d.remote)
+                };
+                inst.state.stats().restored(&Changes {
+                    removed: Vec::new(),
+                    added: (changes.added.iter())
+                        .filter(|(b, _)| local(b))
+                        .cloned()
+                        .collect(),
+                });
+                log::verbose(
+                    2,
+                    &format!(
+                        "{} bindings as the database holds them",
+                        inst.snapshot().binding_count()
+                    ),
+                );
+            }
+        }
+        Ok(inst)
     }
 
     /// Keeps what load registered with Asterisk (in the order it was made: provider,
@@ -361,6 +431,40 @@ impl Instance {
         });
     }
 
+    /// The durable stage of a commit decided but not published yet.
+    fn prepare(
+        &self,
+        origin: Origin,
+        channel: Option<&Channel>,
+        changes: &Changes,
+    ) -> Result<(), StoreError> {
+        self.pipeline.prepare(&Commit {
+            origin,
+            channel,
+            change: Change::Bindings(changes),
+            now: now(),
+        })
+    }
+
+    /// Runs a durable operation; when another node changed a row it writes, reads the table
+    /// again and decides again, up to [`CONFLICT_RETRIES`] times.
+    fn durably<E>(
+        &self,
+        mut op: impl FnMut() -> Result<Changes, E>,
+        conflict: impl Fn(&E) -> bool,
+    ) -> Result<Changes, E> {
+        let mut retries = 0;
+        loop {
+            match op() {
+                Err(e) if conflict(&e) && retries < CONFLICT_RETRIES => {
+                    retries += 1;
+                    let _ = self.sync();
+                }
+                r => return r,
+            }
+        }
+    }
+
     pub fn login(
         &self,
         origin: Origin,
@@ -369,9 +473,19 @@ impl Instance {
         device: &str,
         mode: LoginMode,
     ) -> Result<Changes, LoginError> {
-        self.state.table.login(user, device, mode, now(), |c| {
-            self.commit(origin, channel, Change::Bindings(c))
-        })
+        self.durably(
+            || {
+                self.state.table.login_durable(
+                    user,
+                    device,
+                    mode,
+                    now(),
+                    |_, c| self.prepare(origin, channel, c),
+                    |c| self.commit(origin, channel, Change::Bindings(c)),
+                )
+            },
+            |e| matches!(e, LoginError::Store(StoreError::Conflict(_))),
+        )
     }
 
     pub fn logout_device(
@@ -381,9 +495,18 @@ impl Instance {
         device: &str,
         reason: Reason,
     ) -> Result<Changes, LogoutError> {
-        self.state.table.logout_device(device, reason, now(), |c| {
-            self.commit(origin, channel, Change::Bindings(c))
-        })
+        self.durably(
+            || {
+                self.state.table.logout_device_durable(
+                    device,
+                    reason,
+                    now(),
+                    |_, c| self.prepare(origin, channel, c),
+                    |c| self.commit(origin, channel, Change::Bindings(c)),
+                )
+            },
+            |e| matches!(e, LogoutError::Store(StoreError::Conflict(_))),
+        )
     }
 
     pub fn logout_user(
@@ -393,9 +516,52 @@ impl Instance {
         user: &str,
         reason: Reason,
     ) -> Result<Changes, LogoutError> {
-        self.state.table.logout_user(user, reason, now(), |c| {
-            self.commit(origin, channel, Change::Bindings(c))
-        })
+        self.durably(
+            || {
+                self.state.table.logout_user_durable(
+                    user,
+                    reason,
+                    now(),
+                    |_, c| self.prepare(origin, channel, c),
+                    |c| self.commit(origin, channel, Change::Bindings(c)),
+                )
+            },
+            |e| matches!(e, LogoutError::Store(StoreError::Conflict(_))),
+        )
+    }
+
+    /// With `storage = realtime`: the shared database and the other nodes.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_deref()
+    }
+
+    /// With `storage = realtime`: reads the whole bindings table and makes the table what it
+    /// holds (what other nodes committed comes in as [`Origin::Sync`] commits). Nothing to do
+    /// with AstDB.
+    pub fn sync(&self) -> Result<Changes, String> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(Changes::default());
+        };
+        let r = self.state.table.sync(
+            |snap| cluster.read_for_sync(snap),
+            |c| self.commit(Origin::Sync, None, Change::Bindings(c)),
+        );
+        cluster.synced(&r.as_ref().map(|(_, d)| d.clone()).map_err(Clone::clone));
+        r.map(|(c, _)| c)
+    }
+
+    /// With `storage = realtime`, once a second (policy thread): a heartbeat, a look at the
+    /// other nodes, and every `realtime_refresh` seconds a full read of the table.
+    pub fn cluster_tick(&self) {
+        let Some(cluster) = &self.cluster else { return };
+        let general = self.snapshot().config().general.clone();
+        if cluster.beat(std::time::Duration::from_secs(general.node_timeout)) {
+            log::notice("the database answers again after node_timeout or more: publishing every user's state again");
+            self.state.republish_users(active_users(&self.snapshot()));
+        }
+        if cluster.sync_due(std::time::Duration::from_secs(general.realtime_refresh)) {
+            let _ = self.sync();
+        }
     }
 
     /// Ends every login on an adhoc device (default users' too); no device goes back to its
@@ -454,6 +620,29 @@ impl Instance {
             return Err(why);
         }
         let changes = self.state.table.reconfigure(config, now(), |c| {
+            // Rows of this node's devices that the new config drops or adds: written as far
+            // as the database answers (each node writes its own devices' rows; the next full
+            // read settles the rest).
+            let snap = self.snapshot();
+            let local = |b: &deviceuser_core::Binding| {
+                snap.config().device(&b.device).is_some_and(|d| !d.remote)
+            };
+            let own = Changes {
+                removed: c
+                    .removed
+                    .iter()
+                    .filter(|(b, _)| local(b))
+                    .cloned()
+                    .collect(),
+                added: c.added.iter().filter(|(b, _)| local(b)).cloned().collect(),
+            };
+            if !own.is_empty() {
+                if let Err(e) = self.prepare(Origin::Reload, None, &own) {
+                    log::warning(&format!(
+                        "reload: the database did not take every change: {e}"
+                    ));
+                }
+            }
             self.commit(Origin::Reload, None, Change::Bindings(c))
         });
         let new = self.snapshot();

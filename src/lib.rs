@@ -20,6 +20,7 @@ mod ami;
 mod apps;
 mod ari;
 mod cli;
+mod cluster;
 mod config_file;
 mod console;
 mod deferred;

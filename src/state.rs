@@ -79,6 +79,19 @@ impl State {
         }
     }
 
+    /// Publishes the state of each of `users` again even though Asterisk's cache holds it
+    /// (Asterisk publishes a cachable state only when it changes): this node's cached states
+    /// are cleared first, so the new publications go out to the other nodes, which may
+    /// have replaced them while they took this node for down.
+    pub fn republish_users(&self, users: Vec<String>) {
+        for user in &users {
+            devstate::clear_own_cached(&device_name(user));
+        }
+        // The clearing goes through Asterisk's caching topic: give it time.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        self.publish_users(users.iter(), true);
+    }
+
     /// Publishes `state` for each of `users` (unload: UNAVAILABLE).
     pub fn publish_users_state(&self, users: impl Iterator<Item = String>, state: DeviceState) {
         let mut published = self.publisher.lock();
@@ -126,8 +139,8 @@ pub fn device_name(user: &str) -> String {
     format!("{USER_STATE_PREFIX}{user}")
 }
 
-/// The state of `DeviceUser:<user>`: Asterisk's aggregate of the user's devices, UNAVAILABLE
-/// on none, BUSY in DND, INVALID for an unknown user. `changed` overrides one device's state
+/// The state of `DeviceUser:<user>` on this node: Asterisk's aggregate of the user's devices
+/// attached here, UNAVAILABLE on none, BUSY in DND, INVALID for an unknown user. `changed` overrides one device's state
 /// with the one a change message carries (the cache may not have it yet).
 pub fn user_state(
     snap: &Snapshot,
@@ -140,20 +153,22 @@ pub fn user_state(
     if snap.dnd(user) {
         return DeviceState::BUSY;
     }
-    let devices = snap.devices_of(user);
-    if devices.is_empty() {
-        return DeviceState::UNAVAILABLE;
-    }
     let mut agg = Aggregate::new();
-    for id in devices {
-        let Some(dev) = snap.config().device(id) else {
+    let mut local = 0;
+    for id in snap.devices_of(user) {
+        // A device of another node: that node publishes its state.
+        let Some(dev) = snap.config().device(id).filter(|d| !d.remote) else {
             continue;
         };
+        local += 1;
         let state = match changed {
             Some((dial, st)) if dial.eq_ignore_ascii_case(&dev.dial) => st,
             _ => devstate::device_state(&dev.dial),
         };
         agg.add(state);
+    }
+    if local == 0 {
+        return DeviceState::UNAVAILABLE;
     }
     agg.result()
 }
@@ -182,6 +197,9 @@ pub struct Publisher {
     count: AtomicU64,
     /// Told every state published.
     feed: Feed,
+    /// With `storage = realtime`: states are published as this server's (its EID, cachable),
+    /// so Asterisk aggregates them with other nodes' and distributes them.
+    cluster: std::sync::atomic::AtomicBool,
 }
 
 /// The publisher, locked.
@@ -189,6 +207,7 @@ pub struct Publishing<'a> {
     last: MutexGuard<'a, FxHashMap<CompactString, DeviceState>>,
     count: &'a AtomicU64,
     feed: &'a Feed,
+    cluster: bool,
 }
 
 impl Publisher {
@@ -197,7 +216,13 @@ impl Publisher {
             last: self.last.lock().unwrap_or_else(|e| e.into_inner()),
             count: &self.count,
             feed: &self.feed,
+            cluster: self.cluster.load(Ordering::Relaxed),
         }
+    }
+
+    /// Publishes as one node of several from now on (see [`Publisher`]).
+    pub fn set_cluster(&self, on: bool) {
+        self.cluster.store(on, Ordering::Relaxed);
     }
 
     /// `DeviceUser:` states published since load.
@@ -229,7 +254,11 @@ impl Publishing<'_> {
         if !always && self.last.get(user) == Some(&state) {
             return;
         }
-        devstate::publish(&device_name(user), state);
+        if self.cluster {
+            devstate::publish_as(&device_name(user), state, &devstate::Eid::own());
+        } else {
+            devstate::publish(&device_name(user), state);
+        }
         self.last.insert(CompactString::from(user), state);
         self.count.fetch_add(1, Ordering::Relaxed);
         self.feed.send(|| {

@@ -23,6 +23,7 @@
 //! - [`stats`]: per-user login statistics.
 //! - [`metrics`]: login counters and their Prometheus text.
 //! - [`queues`]: queue membership that follows the user (`app_queue`).
+//! - [`realtime`]: bindings shared by several nodes in a database, and which nodes are up.
 
 pub mod apps;
 pub mod args;
@@ -42,6 +43,7 @@ pub mod password;
 pub mod pmap;
 pub mod policy;
 pub mod queues;
+pub mod realtime;
 pub mod render;
 pub mod stats;
 pub mod table;
@@ -53,12 +55,13 @@ pub mod text;
 /// The inline string type of ids in the config and in bindings.
 pub use compact_str::CompactString;
 pub use config::{
-    Config, ConfigError, Device, DeviceMode, General, MultipleLogins, Override, Parsed, TimeOfDay,
-    User,
+    Config, ConfigError, Device, DeviceMode, General, MultipleLogins, Override, Parsed, Storage,
+    TimeOfDay, User,
 };
 pub use password::hash_password;
 pub use policy::{Lockout, Unregistered};
 pub use stats::Stats;
 pub use table::{
     Binding, BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
+    StoreError,
 };

@@ -404,28 +404,24 @@ fn login_user(inst: &Instance, req: &Request, session: &Session) -> Response {
             )
         }
         Err(e) => {
-            login_failed(
-                inst.state(),
-                None,
-                &device,
-                Some(&user),
-                LoginFailure::of(&e),
+            if let Some(failure) = LoginFailure::of(&e) {
+                login_failed(inst.state(), None, &device, Some(&user), failure);
+            }
+            let message = format!(
+                "cannot log {} in on {}: {e}",
+                quoted(&shown(&user)),
+                quoted(&shown(&device))
             );
             let (status, field) = match e {
                 LoginError::NoSuchUser => (404, "user"),
                 LoginError::NoSuchDevice => (404, "device"),
                 LoginError::FixedDevice => (409, "device"),
                 LoginError::NoPassword | LoginError::Denied => (409, "user"),
+                // The shared database refused the change (storage = realtime): no field is
+                // wrong, and nothing changed.
+                LoginError::Store(_) => return error(503, &message),
             };
-            field_errors(
-                status,
-                &format!(
-                    "cannot log {} in on {}: {e}",
-                    quoted(&shown(&user)),
-                    quoted(&shown(&device))
-                ),
-                &[FieldError::new(field, e.to_string())],
-            )
+            field_errors(status, &message, &[FieldError::new(field, e.to_string())])
         }
     }
 }
@@ -456,6 +452,7 @@ fn logout(inst: &Instance, session: &Session, kind: Kind, id: &str) -> Response 
             let status = match e {
                 LogoutError::NoSuchUser | LogoutError::NoSuchDevice => 404,
                 LogoutError::NotLoggedIn | LogoutError::FixedDevice => 409,
+                LogoutError::Store(_) => 503,
             };
             error(
                 status,

@@ -22,18 +22,21 @@ pub fn load(file: &str) -> Loaded {
         -1 | -2 => return Loaded::Invalid,
         _ => {}
     }
-    // SAFETY: a live config, destroyed once after it was read.
-    let raw = unsafe { to_raw(cfg, file) };
+    // SAFETY: cfg is a live config, destroyed just after.
+    let sections = unsafe { sections_of(cfg) };
     // SAFETY: cfg came from ast_config_load2 and is destroyed once.
     unsafe { sys::ast_config_destroy(cfg) };
-    Loaded::Config(raw)
+    Loaded::Config(RawConfig {
+        file: file.to_string(),
+        sections,
+    })
 }
 
-/// The sections of a loaded config as the core's raw model.
+/// The categories of a config, in order, with their variables.
 ///
 /// # Safety
-/// `cfg` is a live config for the duration of the call.
-pub(super) unsafe fn to_raw(cfg: *mut sys::ast_config, file: &str) -> RawConfig {
+/// `cfg` is a live config that no other thread changes during the call.
+pub(super) unsafe fn sections_of(cfg: *mut sys::ast_config) -> Vec<RawSection> {
     let mut sections = Vec::new();
     let mut cat: *mut sys::ast_category = std::ptr::null_mut();
     loop {
@@ -70,8 +73,5 @@ pub(super) unsafe fn to_raw(cfg: *mut sys::ast_config, file: &str) -> RawConfig 
         let line = vars.first().map(|v| v.line.saturating_sub(1)).unwrap_or(0);
         sections.push(RawSection { name, line, vars });
     }
-    RawConfig {
-        file: file.to_string(),
-        sections,
-    }
+    sections
 }

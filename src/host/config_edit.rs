@@ -43,8 +43,12 @@ impl Editable {
     /// The file as the core's raw model: what the config engine would give a `module reload`
     /// after a save (the engine does the same `;` escaping on write as it undoes on read).
     pub fn raw(&self) -> RawConfig {
-        // SAFETY: a live config.
-        unsafe { config::to_raw(self.cfg, &self.file) }
+        RawConfig {
+            file: self.file.clone(),
+            // SAFETY: a live config, owned by this value and changed only through it (`&self`
+            // is held for the call).
+            sections: unsafe { config::sections_of(self.cfg) },
+        }
     }
 
     /// The category `[id]` whose `type` is the kind's (a device and a user may share an id).

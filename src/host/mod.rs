@@ -21,6 +21,7 @@ pub mod log;
 pub mod manager;
 pub mod mwi;
 pub mod prometheus;
+pub mod realtime;
 pub mod register;
 pub mod security;
 pub mod thread;
