@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision everything res_deviceuser needs to build and to be tested on a real Asterisk:
 #   - host packages (libclang-dev for bindgen, sip-tester and baresip-core as SIP peers,
+#     chromium and chromium-driver for the console's browser tests,
 #     postgresql for the tests of storage = realtime, which start servers of their own: the
 #     package's default cluster is not created);
 #   - Debian sid's asterisk, asterisk-dev and core sound packs (en, ru), unpacked into
@@ -19,7 +20,8 @@ log() { printf '[provision] %s\n' "$*" >&2; }
 die() { printf '[provision] ERROR: %s\n' "$*" >&2; exit 1; }
 
 host_packages() {
-    local want=(libclang-dev sip-tester baresip-core postgresql) missing=()
+    # chromium and chromium-driver: the console's browser tests (headless, through WebDriver).
+    local want=(libclang-dev sip-tester baresip-core postgresql chromium chromium-driver) missing=()
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
@@ -35,6 +37,9 @@ host_packages() {
     $sudo apt-get update -qq || die "apt-get update failed"
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" \
         || die "cannot install host packages: ${missing[*]}"
+    for bin in /usr/bin/chromium /usr/bin/chromedriver; do
+        [ -x "$bin" ] || die "$bin is missing after installing chromium and chromium-driver"
+    done
 }
 
 host_mirror() {

@@ -18,6 +18,7 @@ use deviceuser_core::{
     StoreError,
 };
 
+use crate::access::Access;
 use crate::ari::{AriFeed, AriSink};
 use crate::cluster::{Cluster, Store};
 use crate::deferred::Executor;
@@ -28,6 +29,7 @@ use crate::host::channel::Channel;
 use crate::host::devstate::follow::{Change as DeviceChange, Follower};
 use crate::host::devstate::provider::Provider;
 use crate::host::devstate::DeviceState;
+use crate::host::http::Linked;
 use crate::host::log;
 use crate::host::manager::fully_booted;
 use crate::host::prometheus::{Registration, ScrapeCallback};
@@ -35,8 +37,8 @@ use crate::host::register::Registered;
 use crate::host::thread::Worker;
 use crate::pipeline::{Change, Commit, Origin, Pipeline};
 use crate::sinks::{
-    AnnounceSink, CelSink, CommitLogSink, FollowSink, JournalSink, MetricsSink, PersistSink,
-    PublishSink, RealtimeSink,
+    AnnounceSink, CelSink, CommitLogSink, FeedSink, FollowSink, JournalSink, MetricsSink,
+    PersistSink, PublishSink, RealtimeSink,
 };
 use crate::state::{active_users, now, user_state, State};
 use crate::{config_file, restore};
@@ -63,6 +65,8 @@ pub struct Instance {
     sources: Mutex<Sources>,
     /// Login and logout prompts running on channels: unload is refused while any is.
     prompts: AtomicUsize,
+    /// The administration console's sessions and edit lock.
+    access: Access,
     running: Mutex<Option<Running>>,
 }
 
@@ -70,6 +74,9 @@ pub struct Instance {
 /// which is the unload order. The fields are held for their `Drop` alone.
 #[allow(dead_code)]
 struct Running {
+    /// The console's HTTP URIs: no new request comes in, open live feeds are closed, and
+    /// requests in flight are waited for.
+    console: Option<ConsoleLinks>,
     /// The metrics callback: res_prometheus calls no more (and no scrape is in progress).
     metrics: Option<Registration>,
     /// The ARI event source: no new subscription comes in.
@@ -89,6 +96,18 @@ struct Running {
     executor: StopExecutor,
     /// The journal closed, the module's hints removed, no stale state left published.
     finish: Finish,
+}
+
+struct ConsoleLinks {
+    links: Linked,
+    state: Arc<State>,
+}
+impl Drop for ConsoleLinks {
+    fn drop(&mut self) {
+        self.links.unlink();
+        self.state.feed().close_all();
+        // Dropping the links waits for the requests and feeds still inside the module.
+    }
 }
 
 struct CloseFollower(Arc<Follower>);
@@ -214,6 +233,7 @@ impl Instance {
             None => pipeline.add(Box::new(JournalSink(Arc::clone(&state)))),
         }
         pipeline.add(Box::new(AnnounceSink(Arc::clone(&state))));
+        pipeline.add(Box::new(FeedSink(Arc::clone(&state))));
         pipeline.add(Box::new(CelSink));
         pipeline.add(Box::new(CommitLogSink {
             state: Arc::clone(&state),
@@ -239,6 +259,7 @@ impl Instance {
             follow_ups: Arc::clone(&follow_ups),
         }));
         let running = Running {
+            console: None,
             metrics: None,
             event_source: None,
             registered: None,
@@ -258,6 +279,7 @@ impl Instance {
             ari,
             sources: Mutex::new(Sources::default()),
             prompts: AtomicUsize::new(0),
+            access: Access::new()?,
             running: Mutex::new(Some(running)),
         });
         if inst.cluster.is_some() {
@@ -292,7 +314,13 @@ impl Instance {
     /// Keeps what load registered with Asterisk (in the order it was made: provider,
     /// registrations, policy thread), for unload to drop in [`Running`]'s order. Then adds
     /// the owned hints.
-    pub fn attach(&self, provider: Provider, registered: Registered, policy: Worker) {
+    pub fn attach(
+        &self,
+        provider: Provider,
+        registered: Registered,
+        policy: Worker,
+        console: Linked,
+    ) {
         if let Some(r) = self
             .running
             .lock()
@@ -302,6 +330,10 @@ impl Instance {
             r.provider = Some(provider);
             r.registered = Some(registered);
             r.policy = Some(policy);
+            r.console = Some(ConsoleLinks {
+                links: console,
+                state: Arc::clone(&self.state),
+            });
         }
         self.state.hints.sync(&self.snapshot());
     }
@@ -357,6 +389,10 @@ impl Instance {
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -637,6 +673,12 @@ impl Instance {
                 .filter(|u| new.config().user(u).is_none())
                 .map(str::to_string),
         );
+        self.access
+            .sessions()
+            .reconfigure(|u| new.config().console_users.get(u).map(|c| c.role));
+        self.state
+            .feed()
+            .send(|| vec![deviceuser_core::console::render::config_event()]);
         log::verbose(2, &format!("reloaded {}", config_file::CONFIG_FILE));
         Ok(())
     }

@@ -35,8 +35,10 @@ pub enum Origin {
     Cli,
     /// The policy timer (`max_login_time`, `shift_end`, `logout_on_unregister`).
     Policy,
-    /// `module reload`.
+    /// `module reload` (and the console's edits of the config file, which reload).
     Reload,
+    /// The administration console.
+    Console,
     /// What another node committed, read from the shared database.
     Sync,
 }
@@ -50,6 +52,7 @@ impl Origin {
             Origin::Cli => "cli",
             Origin::Policy => "policy",
             Origin::Reload => "reload",
+            Origin::Console => "console",
             Origin::Sync => "sync",
         }
     }

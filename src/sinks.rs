@@ -2,6 +2,7 @@
 use std::sync::Arc;
 
 use deviceuser_core::astdb::{binding_key, binding_value, dnd_key, DND_VALUE};
+use deviceuser_core::console::render;
 use deviceuser_core::journal::{entries_for, Entry};
 use deviceuser_core::logtext::value;
 use deviceuser_core::Changes;
@@ -329,6 +330,23 @@ impl Sink for MetricsSink {
             if c.origin != Origin::Sync {
                 self.0.counters().apply(changes);
             }
+        }
+    }
+}
+
+/// Puts every commit on the live feed.
+pub struct FeedSink(pub Arc<State>);
+
+impl Sink for FeedSink {
+    fn stage(&self) -> Stage {
+        Stage::Announce
+    }
+
+    fn commit(&self, c: &Commit<'_>, _: &mut Work) {
+        let feed = self.0.feed();
+        match c.change {
+            Change::Bindings(changes) => feed.send(|| render::binding_events(changes, c.now)),
+            Change::Dnd { user, on } => feed.send(|| vec![render::dnd_event(user, on)]),
         }
     }
 }

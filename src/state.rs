@@ -11,6 +11,7 @@ use deviceuser_core::metrics::Counters;
 use deviceuser_core::{BindingTable, CompactString, Lockout, Snapshot, Stats, Unregistered};
 use rustc_hash::FxHashMap;
 
+use crate::feed::Feed;
 use crate::hint_sync::HintSync;
 use crate::host::devstate::{self, Aggregate, DeviceState};
 use crate::journal::Journal;
@@ -97,6 +98,11 @@ impl State {
         for user in users {
             published.publish(&user, state, false);
         }
+    }
+
+    /// The live feed of commits and user states.
+    pub fn feed(&self) -> &Feed {
+        &self.publisher.feed
     }
 
     /// Users no longer configured: any whose state was published shows UNAVAILABLE rather
@@ -189,6 +195,8 @@ pub fn active_users(snap: &Snapshot) -> Vec<String> {
 pub struct Publisher {
     last: Mutex<FxHashMap<CompactString, DeviceState>>,
     count: AtomicU64,
+    /// Told every state published.
+    feed: Feed,
     /// With `storage = realtime`: states are published as this server's (its EID, cachable),
     /// so Asterisk aggregates them with other nodes' and distributes them.
     cluster: std::sync::atomic::AtomicBool,
@@ -198,6 +206,7 @@ pub struct Publisher {
 pub struct Publishing<'a> {
     last: MutexGuard<'a, FxHashMap<CompactString, DeviceState>>,
     count: &'a AtomicU64,
+    feed: &'a Feed,
     cluster: bool,
 }
 
@@ -206,6 +215,7 @@ impl Publisher {
         Publishing {
             last: self.last.lock().unwrap_or_else(|e| e.into_inner()),
             count: &self.count,
+            feed: &self.feed,
             cluster: self.cluster.load(Ordering::Relaxed),
         }
     }
@@ -228,6 +238,12 @@ impl Publishing<'_> {
             if last != DeviceState::UNAVAILABLE {
                 devstate::publish(&device_name(user), DeviceState::UNAVAILABLE);
                 self.count.fetch_add(1, Ordering::Relaxed);
+                self.feed.send(|| {
+                    vec![deviceuser_core::console::render::state_event(
+                        user,
+                        &DeviceState::UNAVAILABLE.name(),
+                    )]
+                });
             }
         }
     }
@@ -245,5 +261,11 @@ impl Publishing<'_> {
         }
         self.last.insert(CompactString::from(user), state);
         self.count.fetch_add(1, Ordering::Relaxed);
+        self.feed.send(|| {
+            vec![deviceuser_core::console::render::state_event(
+                user,
+                &state.name(),
+            )]
+        });
     }
 }

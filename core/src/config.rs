@@ -401,6 +401,8 @@ pub struct Config {
     pub general: General,
     pub devices: IdMap<Device>,
     pub users: IdMap<User>,
+    /// Users of the administration console (`type = console_user`); none = no console.
+    pub console_users: IdMap<crate::console::ConsoleUser>,
     /// Dial strings (compared without regard to ASCII case) -> positions in `devices`, to
     /// recognise the device behind a channel or a device state quickly: it is consulted for
     /// every device state change of a bound device. Found without allocating.
@@ -1211,6 +1213,8 @@ impl Config {
         let mut general = General::default();
         let mut devices: BTreeMap<String, DeviceDraft> = BTreeMap::new();
         let mut users: BTreeMap<String, (User, u32)> = BTreeMap::new();
+        let mut console_users: BTreeMap<String, (crate::console::ConsoleUser, u32)> =
+            BTreeMap::new();
 
         for sec in &raw.sections {
             if garbled(&sec.name) {
@@ -1255,18 +1259,19 @@ impl Config {
                         &sec.name,
                         Some("type"),
                         sec.line,
-                        "missing type (expected device or user)".into(),
+                        "missing type (expected device, user or console_user)".into(),
                     );
                     continue;
                 }
             };
-            if ty_value != "device" && ty_value != "user" {
+            let console_user = ty_value == crate::console::users::SECTION_TYPE;
+            if ty_value != "device" && ty_value != "user" && !console_user {
                 r.error(
                     &sec.name,
                     Some("type"),
                     ty_line,
                     format!(
-                        "unknown type {} (expected device or user)",
+                        "unknown type {} (expected device, user or console_user)",
                         quoted(&ty_value)
                     ),
                 );
@@ -1274,6 +1279,22 @@ impl Config {
             }
             if let Some(p) = id_problem(&sec.name) {
                 r.error(&sec.name, None, sec.line, p);
+                continue;
+            }
+            if console_user {
+                let (u, findings) = crate::console::users::parse(sec);
+                for f in findings {
+                    match f.error {
+                        true => r.error(&sec.name, f.key.as_deref(), f.line, f.message),
+                        false => r.warn(&sec.name, f.key.as_deref(), f.line, f.message),
+                    }
+                }
+                if let Some((_, first)) = console_users.get(&sec.name) {
+                    let msg = format!("duplicate console user (first defined at line {first})");
+                    r.error(&sec.name, None, sec.line, msg);
+                } else if let Some(u) = u {
+                    console_users.insert(sec.name.clone(), (u, sec.line));
+                }
                 continue;
             }
             if ty_value == "device" {
@@ -1353,6 +1374,7 @@ impl Config {
             general,
             devices: IdMap::new(devices.into_values().map(|d| d.device).collect()),
             users: IdMap::new(users.into_values().map(|(u, _)| u).collect()),
+            console_users: IdMap::new(console_users.into_values().map(|(u, _)| u).collect()),
             dial_index: DialIndex::default(),
             unregister_policy: false,
             time_policy: false,

@@ -7,6 +7,7 @@
 //!
 //! - [`apps`]: the prompts and result values of the dialplan applications.
 //! - [`config`]: validated model of `res_deviceuser.conf`.
+//! - [`console`]: the administration console's API decisions (users, sessions, routes, edits).
 //! - [`dialplan`]: the order Asterisk keeps a context's extensions in.
 //! - [`failure`]: why a login was refused, as a fixed token and in words.
 //! - [`table`]: the binding table (device ↔ user), lock-free for readers.
@@ -29,6 +30,7 @@ pub mod args;
 pub mod ari;
 pub mod astdb;
 pub mod config;
+pub mod console;
 pub mod dialplan;
 pub mod failure;
 pub mod freepbx;
