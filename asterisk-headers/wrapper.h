@@ -29,3 +29,7 @@
 #include "asterisk/res_prometheus.h"
 #include "asterisk/json.h"
 #include "asterisk/stasis_app.h"
+#include "asterisk/http.h"
+#include "asterisk/http_websocket.h"
+#include "asterisk/tcptls.h"
+#include "asterisk/iostream.h"

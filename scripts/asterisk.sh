@@ -31,9 +31,15 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 AST=${DEVICEUSER_ASTERISK_DIR:-$ROOT/.asterisk}
 TREE=$AST/tree
-LIBDIR=$TREE/usr/lib/x86_64-linux-gnu
 
 die() { printf '[asterisk] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# shellcheck source=scripts/tree-lib.sh
+. "$ROOT/scripts/tree-lib.sh"
+# LIBDIR and LOADER; the commands that run Asterisk check them (stop may run before provisioning).
+LIBDIR=; LOADER=
+tree_paths 2>/dev/null || true
+need_tree() { [ -n "$LOADER" ] || tree_paths || die "the provisioned Asterisk in $TREE is incomplete"; }
 
 VALGRIND_DIR=${DEVICEUSER_VALGRIND:-}
 if [ -n "$VALGRIND_DIR" ]; then
@@ -43,7 +49,8 @@ fi
 
 asterisk_cmd() { # RUN args...
     local run=$1; shift
-    exec_or_run "$LIBDIR/ld-linux-x86-64.so.2" --library-path "$LIBDIR" \
+    need_tree
+    exec_or_run "$LOADER" --library-path "$LIBDIR" \
         "$TREE/usr/sbin/asterisk" -C "$run/etc/asterisk.conf" "$@"
 }
 exec_or_run() { "$@"; }
@@ -84,6 +91,7 @@ mkrun() {
         esac
     done
     [ -x "$TREE/usr/sbin/asterisk" ] || die "no provisioned Asterisk in $TREE: run scripts/provision.sh"
+    need_tree
     case $sip_port in ''|*[!0-9]*) die "mkrun: SIP port '$sip_port' is not a number" ;; esac
     case $ami_port in ''|*[!0-9]*) die "mkrun: AMI port '$ami_port' is not a number" ;; esac
     case $bind in ''|*[!0-9A-Fa-f.:]*) die "mkrun: bind address '$bind' is not an IPv4 or IPv6 address" ;; esac
@@ -121,7 +129,7 @@ case " \$* " in
     *" -C "*) ;;
     *) set -- -C "$run/etc/asterisk.conf" "\$@" ;;
 esac
-exec "$LIBDIR/ld-linux-x86-64.so.2" --library-path "$LIBDIR" --argv0 "$run/bin/asterisk" \\
+exec "$LOADER" --library-path "$LIBDIR" --argv0 "$run/bin/asterisk" \\
     "$TREE/usr/sbin/asterisk" "\$@"
 SH
     chmod 0755 "$run/bin/asterisk"
@@ -146,6 +154,8 @@ astcachedir => $run/cache
 documentation_language = en_US
 runuser =
 rungroup =
+; More options of this instance (systemname, entityid), if the file exists.
+#tryinclude "$run/etc/asterisk-options.conf"
 CONF
     local addr=$bind
     case $bind in *:*) addr="[$bind]" ;; esac
@@ -299,7 +309,7 @@ start() {
         vg_args "$(cd "$VALGRIND_DIR" && pwd)/vg-%p.log"
         limit=600 pause=1
         # valgrind runs the loader as its program (it would trace the shell of bin/asterisk).
-        ( exec valgrind "${VG_ARGS[@]}" "$LIBDIR/ld-linux-x86-64.so.2" --library-path "$LIBDIR" \
+        ( exec valgrind "${VG_ARGS[@]}" "$LOADER" --library-path "$LIBDIR" \
             "$TREE/usr/sbin/asterisk" -C "$run/etc/asterisk.conf" -f -n -g \
             >"$run/log/stdout.log" 2>&1 </dev/null ) &
     else

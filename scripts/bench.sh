@@ -7,7 +7,11 @@
 #     moment of interference on a shared machine shows in one run, not in both);
 #   - runs the driver, which boots private Asterisk instances under bench/tmp/ (their own
 #     ports), measures the module against baselines and writes the report.
-# Extra arguments go to the driver, e.g. `scripts/bench.sh --only login,scale`.
+#   - runs the benchmark of several nodes (two nodes and PostgreSQL, from the integration
+#     tests' harness: tests/cluster.rs::cluster_benchmark), which writes
+#     docs/cluster-benchmark.md.
+# Extra arguments go to the driver, e.g. `scripts/bench.sh --only login,scale`; `cluster` in
+# the --only list selects the benchmark of several nodes.
 # Nothing here asserts a time; the exit status only says whether every scenario ran.
 set -euo pipefail
 
@@ -40,10 +44,27 @@ run_criterion
 mv target/criterion target/criterion-run1
 run_criterion
 
+# `cluster` in --only is this script's, not the driver's.
+args=("$@") driver=yes cluster=yes
+for ((i = 0; i < ${#args[@]}; i++)); do
+    [ "${args[$i]}" = --only ] || continue
+    list=${args[$((i + 1))]:-}
+    case ",$list," in *,cluster,*) ;; *) cluster=no ;; esac
+    rest=$(printf ',%s,' "$list" | sed 's/,cluster,/,/g; s/^,*//; s/,*$//')
+    if [ -z "$rest" ]; then driver=no; else args[$((i + 1))]=$rest; fi
+done
+
 mkdir -p bench/tmp
 export DEVICEUSER_MODULE="$ROOT/target/release/libres_deviceuser.so"
-log "driver: Asterisk scenarios"
-"$ROOT/target/release/deviceuser-bench" "$@"
-log "wrote bench/results.md"
-# docs/benchmarks.md carries a copy of the results.
-"$ROOT/scripts/docs.sh"
+if [ "$driver" = yes ]; then
+    log "driver: Asterisk scenarios"
+    "$ROOT/target/release/deviceuser-bench" "${args[@]}"
+    log "wrote bench/results.md"
+    # docs/benchmarks.md carries a copy of the results.
+    "$ROOT/scripts/docs.sh"
+fi
+if [ "$cluster" = yes ]; then
+    log "several nodes: two Asterisk nodes and PostgreSQL"
+    cargo test --release --test cluster -- --ignored --nocapture --exact cluster_benchmark
+    log "wrote docs/cluster-benchmark.md"
+fi

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Provision everything res_deviceuser needs to build and to be tested on a real Asterisk:
-#   - host packages (libclang-dev for bindgen, sip-tester and baresip-core as SIP peers);
+#   - host packages (libclang-dev for bindgen, sip-tester and baresip-core as SIP peers,
+#     chromium and chromium-driver for the console's browser tests,
+#     postgresql for the tests of storage = realtime, which start servers of their own: the
+#     package's default cluster is not created);
 #   - Debian sid's asterisk, asterisk-dev and core sound packs (en, ru), unpacked into
 #     .asterisk/tree (git-ignored), with the debs cached in .asterisk/debs.
 # Idempotent: a second run with everything in place does no network work.
@@ -17,7 +20,8 @@ log() { printf '[provision] %s\n' "$*" >&2; }
 die() { printf '[provision] ERROR: %s\n' "$*" >&2; exit 1; }
 
 host_packages() {
-    local want=(libclang-dev sip-tester baresip-core) missing=()
+    # chromium and chromium-driver: the console's browser tests (headless, through WebDriver).
+    local want=(libclang-dev sip-tester baresip-core postgresql chromium chromium-driver) missing=()
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
@@ -25,9 +29,17 @@ host_packages() {
     log "installing host packages: ${missing[*]}"
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
+    if printf '%s\n' "${missing[@]}" | grep -qx postgresql && [ ! -d /etc/postgresql-common ]; then
+        # The tests start PostgreSQL servers of their own: no system cluster is wanted.
+        $sudo mkdir -p /etc/postgresql-common/createcluster.d
+        echo 'create_main_cluster = false' | $sudo tee /etc/postgresql-common/createcluster.d/res-deviceuser.conf >/dev/null
+    fi
     $sudo apt-get update -qq || die "apt-get update failed"
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" \
         || die "cannot install host packages: ${missing[*]}"
+    for bin in /usr/bin/chromium /usr/bin/chromedriver; do
+        [ -x "$bin" ] || die "$bin is missing after installing chromium and chromium-driver"
+    done
 }
 
 host_mirror() {
@@ -45,7 +57,7 @@ apt_opts() {
     echo "-o Dir::Etc::SourceList=$APTDIR/sources.list -o Dir::Etc::SourceParts=/dev/null \
  -o Dir::State::Lists=$APTDIR/lists -o Dir::Cache=$APTDIR/cache -o Dir::State::status=$APTDIR/status \
  -o APT::Install-Recommends=false -o Debug::NoLocking=1 -o Acquire::Languages=none \
- -o Acquire::Check-Valid-Until=false -o APT::Architecture=amd64 -o Dir::Cache::archives=$DEBS"
+ -o Acquire::Check-Valid-Until=false -o APT::Architecture=$(dpkg --print-architecture) -o Dir::Cache::archives=$DEBS"
 }
 
 fetch_debs() {

@@ -9,16 +9,17 @@ VG_EXTRA=$AST/dbg/links
 # matching libc6-dbg of sid, fetched once with the provisioned private apt state, and
 # linked under VG_EXTRA.
 vg_prepare() {
-    local dbg=$AST/dbg version f
-    version=$(dpkg-deb -f "$(ls "$AST"/debs/libc6_*_amd64.deb | head -n1)" Version)
+    local dbg=$AST/dbg version f arch
+    arch=$(dpkg --print-architecture)
+    version=$(dpkg-deb -f "$(ls "$AST"/debs/libc6_*_"$arch".deb | head -n1)" Version)
     if [ ! -d "$dbg/$version/usr/lib/debug/.build-id" ]; then
         local aptdir=$AST/apt
         mkdir -p "$dbg"
         (cd "$dbg" && apt-get -o Dir::Etc::SourceList="$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null \
             -o Dir::State::Lists="$aptdir/lists" -o Dir::Cache="$aptdir/cache" -o Dir::State::status="$aptdir/status" \
             -o Debug::NoLocking=1 -o Acquire::Languages=none -o Acquire::Check-Valid-Until=false \
-            -o APT::Architecture=amd64 -qq download "libc6-dbg=$version" 2>/dev/null)
-        dpkg-deb -x "$dbg/libc6-dbg_${version#*:}_amd64.deb" "$dbg/$version"
+            -o APT::Architecture="$arch" -qq download "libc6-dbg=$version" 2>/dev/null)
+        dpkg-deb -x "$dbg/libc6-dbg_${version#*:}_${arch}.deb" "$dbg/$version"
     fi
     mkdir -p "$VG_EXTRA$LIBDIR"
     for f in "$dbg/$version"/usr/lib/debug/.build-id/*/*.debug; do

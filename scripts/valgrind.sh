@@ -25,7 +25,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 AST=${DEVICEUSER_ASTERISK_DIR:-$ROOT/.asterisk}
 TREE=$AST/tree
-LIBDIR=$TREE/usr/lib/x86_64-linux-gnu
+# shellcheck source=scripts/tree-lib.sh
+. "$ROOT/scripts/tree-lib.sh"
+tree_paths || exit 1
 # shellcheck source=scripts/valgrind-lib.sh
 . "$ROOT/scripts/valgrind-lib.sh"
 
@@ -112,10 +114,10 @@ VGLOG=$RUN/log/valgrind.log
 vg_args "$VGLOG"
 # valgrind runs the tree's dynamic loader as the program.
 valgrind "${VG_ARGS[@]}" \
-    "$LIBDIR/ld-linux-x86-64.so.2" --library-path "$LIBDIR" "$TREE/usr/sbin/asterisk" \
+    "$LOADER" --library-path "$LIBDIR" "$TREE/usr/sbin/asterisk" \
     -C "$RUN/etc/asterisk.conf" -f -n -g >"$RUN/log/stdout.log" 2>&1 </dev/null &
 VGPID=$!
-rx() { "$LIBDIR/ld-linux-x86-64.so.2" --library-path "$LIBDIR" "$TREE/usr/sbin/asterisk" -C "$RUN/etc/asterisk.conf" -rx "$1" 2>/dev/null; }
+rx() { "$LOADER" --library-path "$LIBDIR" "$TREE/usr/sbin/asterisk" -C "$RUN/etc/asterisk.conf" -rx "$1" 2>/dev/null; }
 t0=$SECONDS
 until rx 'core waitfullybooted' | grep -q 'fully booted'; do
     kill -0 "$VGPID" 2>/dev/null || { tail -30 "$RUN/log/stdout.log" "$VGLOG" >&2; echo "Asterisk under valgrind exited during boot" >&2; exit 1; }

@@ -20,13 +20,9 @@ pub fn login(inst: &Instance, a: &Action) {
     match inst.login(Origin::Ami, None, &user, &device, LoginMode::Admin) {
         Ok(_) => a.ack(&format!("User {user} logged in on device {device}")),
         Err(e) => {
-            login_failed(
-                inst.state(),
-                None,
-                &device,
-                Some(&user),
-                LoginFailure::of(&e),
-            );
+            if let Some(failure) = LoginFailure::of(&e) {
+                login_failed(inst.state(), None, &device, Some(&user), failure);
+            }
             a.error(&format!(
                 "Cannot log {} in on {}: {e}",
                 quoted(&user),

@@ -27,6 +27,7 @@ fn status_of(e: &LoginError) -> LoginStatus {
         LoginError::NoPassword => LoginStatus::NoPassword,
         LoginError::NoSuchUser => LoginStatus::NoUser,
         LoginError::NoSuchDevice => LoginStatus::Failed,
+        LoginError::Store(_) => LoginStatus::Unavailable,
     }
 }
 
@@ -268,37 +269,43 @@ impl<'a> LoginCall<'a> {
 
     /// A user who cannot log in whatever the PIN: no password, or locked out.
     fn refused_before_pin(&self, u: &User) -> Option<LoginStatus> {
-        let device = &self.device.id;
-        let (shown_device, shown_user) = (value(device), value(&u.id));
-        if u.password.is_none() {
-            login_failed(
-                self.inst.state(),
-                Some(self.chan),
-                device,
-                Some(&u.id),
+        let (shown_device, shown_user) = (value(&self.device.id), value(&u.id));
+        // With several nodes, the wrong PINs of every node count too.
+        let locked = || {
+            let now = now();
+            let shared = (self.inst.cluster())
+                .map_or(Ok(()), |c| c.lockout_check(&u.id, now, &self.general));
+            self.inst.state().lockout().check(&u.id, now).and(shared)
+        };
+        let (failure, why, prompt, status) = if u.password.is_none() {
+            (
                 LoginFailure::NoPassword,
-            );
-            log::warning(&format!(
-                "UserLogin on device {shown_device}: user {shown_user} has no password and cannot log in"
-            ));
-            play(self.chan, &self.general, &prompts::NO_PASSWORD);
-            return Some(LoginStatus::NoPassword);
-        }
-        if let Err(left) = self.inst.state().lockout().check(&u.id, now()) {
-            login_failed(
-                self.inst.state(),
-                Some(self.chan),
-                device,
-                Some(&u.id),
+                "has no password and cannot log in".to_owned(),
+                &prompts::NO_PASSWORD,
+                LoginStatus::NoPassword,
+            )
+        } else if let Err(left) = locked() {
+            (
                 LoginFailure::Locked,
-            );
-            log::warning(&format!(
-                "UserLogin on device {shown_device}: user {shown_user} is locked out for {left} more seconds after repeated wrong PINs"
-            ));
-            play(self.chan, &self.general, &prompts::LOCKED);
-            return Some(LoginStatus::Locked);
-        }
-        None
+                format!("is locked out for {left} more seconds after repeated wrong PINs"),
+                &prompts::LOCKED,
+                LoginStatus::Locked,
+            )
+        } else {
+            return None;
+        };
+        login_failed(
+            self.inst.state(),
+            Some(self.chan),
+            &self.device.id,
+            Some(&u.id),
+            failure,
+        );
+        log::warning(&format!(
+            "UserLogin on device {shown_device}: user {shown_user} {why}"
+        ));
+        play(self.chan, &self.general, prompt);
+        Some(status)
     }
 
     /// Counts a PIN entry for lockout; `Some(Locked)` if the user is (or just got) locked.
@@ -312,6 +319,18 @@ impl<'a> LoginCall<'a> {
         let locked_before = lockout.check(&u.id, now).is_err();
         let locked_now = !locked_before && !ok && lockout.failure(&u.id, now, &self.general);
         drop(lockout);
+        // With several nodes, the wrong PINs of every node count too.
+        let (locked_before, locked_now) = match self.inst.cluster() {
+            Some(c) => {
+                let shared_before = c.lockout_check(&u.id, now, &self.general).is_err();
+                let shared_now = !locked_before
+                    && !shared_before
+                    && !ok
+                    && c.pin_failure(&u.id, now, &self.general);
+                (locked_before || shared_before, locked_now || shared_now)
+            }
+            None => (locked_before, locked_now),
+        };
         if locked_before {
             login_failed(
                 self.inst.state(),
@@ -376,6 +395,9 @@ impl<'a> LoginCall<'a> {
         match result {
             Ok(_) => {
                 self.inst.state().lockout().success(&user.id);
+                if let Some(c) = self.inst.cluster() {
+                    c.pin_success(&user.id);
+                }
                 if let Some(lang) = user.language.as_deref().filter(|l| !l.is_empty()) {
                     self.chan.set_language(lang);
                 }
@@ -383,14 +405,25 @@ impl<'a> LoginCall<'a> {
                 play(self.chan, &self.general, &prompts::LOGGED_IN);
                 LoginStatus::Success
             }
+            Err(e @ LoginError::Store(_)) => {
+                log::warning(&format!(
+                    "UserLogin of {} on device {}: {e}",
+                    value(&user.id),
+                    value(device)
+                ));
+                play(self.chan, &self.general, &prompts::NOT_SAVED);
+                status_of(&e)
+            }
             Err(e) => {
-                login_failed(
-                    self.inst.state(),
-                    Some(self.chan),
-                    device,
-                    Some(&user.id),
-                    LoginFailure::of(&e),
-                );
+                if let Some(failure) = LoginFailure::of(&e) {
+                    login_failed(
+                        self.inst.state(),
+                        Some(self.chan),
+                        device,
+                        Some(&user.id),
+                        failure,
+                    );
+                }
                 log::warning(&format!(
                     "UserLogin of {} on device {}: {e}",
                     value(&user.id),
@@ -439,12 +472,14 @@ fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> LogoutStatus {
             };
             let r = inst.logout_device(Origin::Phone, Some(chan), &device.id, Reason::Manual);
             // Answered either way: "logged off" is also true of a device nobody was on; a
-            // fixed device says nothing changed. The confirmation is in the language of the
-            // user who logged out.
+            // fixed device says nothing changed, and a logout the database did not save
+            // says to try again. The confirmation is in the language of the user who
+            // logged out.
             if chan.answer().is_ok() {
                 let general = &snap.config().general;
                 match &r {
                     Err(LogoutError::FixedDevice) => play(chan, general, &prompts::FIXED_LOGOUT),
+                    Err(LogoutError::Store(_)) => play(chan, general, &prompts::NOT_SAVED),
                     Ok(c) => {
                         let gone = c
                             .removed
@@ -462,12 +497,18 @@ fn logout_on(inst: &Instance, chan: &Channel, data: &str) -> LogoutStatus {
     match result {
         Ok(_) => LogoutStatus::Success,
         Err(e) => {
-            log::notice(&format!("UserLogout on {}: {e}", value(&name)));
+            // Not saved is worth a warning: the caller was told to try again.
+            if matches!(e, LogoutError::Store(_)) {
+                log::warning(&format!("UserLogout on {}: {e}", value(&name)));
+            } else {
+                log::notice(&format!("UserLogout on {}: {e}", value(&name)));
+            }
             match e {
                 LogoutError::NotLoggedIn => LogoutStatus::NotLoggedIn,
                 LogoutError::FixedDevice => LogoutStatus::Fixed,
                 LogoutError::NoSuchUser => LogoutStatus::NoUser,
                 LogoutError::NoSuchDevice => LogoutStatus::Failed,
+                LogoutError::Store(_) => LogoutStatus::Unavailable,
             }
         }
     }

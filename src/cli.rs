@@ -4,7 +4,7 @@
 //! handler and a completion handler; the command words and usage are in the entry table.
 use deviceuser_core::args::parse_on_off;
 use deviceuser_core::freepbx;
-use deviceuser_core::logtext::quoted;
+use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::render::{self, BindingFilter};
 use deviceuser_core::{LoginMode, LogoutError, Reason};
 
@@ -233,8 +233,13 @@ pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
         let bytes = crate::host::alloc::live_bytes();
         let (forwarded, pending) = inst.follower().watched();
         out.push_str(&format!(
-            "Logins restored from AstDB at load: {}\n\
+            "Logins restored from {} at load: {}\n\
              Users locked out after wrong PINs: {}\n",
+            if inst.cluster().is_some() {
+                "the database"
+            } else {
+                "AstDB"
+            },
             state.stats().restored_total(),
             state.lockout().locked(now).len()
         ));
@@ -256,6 +261,26 @@ pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
             inst.executor().trims(),
             inst.follow_ups().pending()
         ));
+        if let Some(c) = inst.cluster() {
+            let down = c.down_nodes();
+            out.push_str(&format!(
+                "Node: {} (storage realtime: the database {})\n\
+                 Nodes down: {}\n",
+                value(c.store.node()),
+                if c.is_failing() {
+                    "does not answer"
+                } else {
+                    "answers"
+                },
+                if down.is_empty() {
+                    "none".to_string()
+                } else {
+                    (down.iter().map(|n| value(n).to_string()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ));
+        }
     }
     Outcome::Done(out)
 }

@@ -25,7 +25,8 @@ fn read_file() -> Result<Config, String> {
         config::Loaded::Invalid => return Err(format!("{CONFIG_FILE} cannot be parsed")),
         config::Loaded::Config(raw) => raw,
     };
-    match Config::from_raw(&raw) {
+    let node = crate::host::realtime::system_name();
+    match Config::from_raw_on(&raw, node.as_deref()) {
         Ok(parsed) => {
             for w in &parsed.warnings {
                 log::warning(&w.to_string());

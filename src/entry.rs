@@ -10,6 +10,7 @@ use snapcell::SnapshotCell;
 
 use crate::host::ari::event_source;
 use crate::host::devstate::provider::{state_provider, Provider};
+use crate::host::http::{self, http_uri};
 use crate::host::prometheus::metrics_source;
 use crate::host::register::{
     self, application, cli_command, function, manager_action, AmiAction, App, CliCommand, Function,
@@ -17,7 +18,7 @@ use crate::host::register::{
 };
 use crate::host::{guard, log};
 use crate::instance::{Instance, PROVIDER_LABEL};
-use crate::{ami, apps, cli, functions, metrics, policy};
+use crate::{ami, apps, cli, console, functions, metrics, policy};
 
 /// The loaded module; empty while not loaded. Read lock-free on the device state path. A
 /// static that owns nothing once emptied: statics are not dropped at `dlclose`.
@@ -143,6 +144,26 @@ static AMI_ACTIONS: [AmiAction; 7] = [
     manager_action!(instance, c"DeviceUserUnlock", ami::unlock),
 ];
 
+/// The administration console, under `http.conf`'s prefix. Longer URIs are matched first:
+/// the live feed's before the subtree of the page and the API.
+static HTTP_URIS: [http::Uri; 2] = [
+    http_uri!(
+        instance,
+        c"deviceuser/ws",
+        c"res_deviceuser console live feed",
+        subtree = false,
+        console::upgrade,
+        websocket = (c"deviceuser", console::feed)
+    ),
+    http_uri!(
+        instance,
+        c"deviceuser",
+        c"res_deviceuser administration console",
+        subtree = true,
+        console::serve
+    ),
+];
+
 const LOAD_SUCCESS: c_int = 0;
 const LOAD_DECLINE: c_int = 1;
 
@@ -187,7 +208,8 @@ fn start(inst: &Arc<Instance>, module: ModuleHandle) -> Result<(), String> {
         metrics_source!(instance, metrics::scrape),
         event_source!(instance, Instance::ari),
     );
-    inst.attach(provider, registered, policy);
+    let console = http::link(&HTTP_URIS);
+    inst.attach(provider, registered, policy, console);
     Ok(())
 }
 

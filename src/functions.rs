@@ -5,9 +5,11 @@ use deviceuser_core::args::{parse_on_off, split_args};
 use deviceuser_core::logtext::{quoted, value};
 
 use crate::host::channel::Channel;
+use crate::host::devstate::device_state;
 use crate::instance::Instance;
 use crate::pipeline::Origin;
-use crate::state::user_state;
+use crate::state::{device_name, user_state};
+use deviceuser_core::Snapshot;
 
 const FIELDS: &str = "fullname, cid_number, language, devices, dial, state, dnd, queues, mailbox";
 
@@ -22,7 +24,17 @@ pub fn dial(inst: &Instance, _chan: Option<&Channel>, data: &str) -> Result<Stri
     if snap.config().user(user).is_none() {
         return Err(format!("no such user {}", quoted(user)));
     }
-    Ok(snap.dial_of(user))
+    Ok(dial_of(inst, &snap, user))
+}
+
+/// The user's dial string, without the devices of nodes that are down.
+fn dial_of(inst: &Instance, snap: &Snapshot, user: &str) -> String {
+    match inst.cluster().map(|c| c.down_nodes()) {
+        Some(down) if !down.is_empty() => snap.dial_where(user, |d| {
+            !d.remote || !d.node.as_ref().is_some_and(|n| down.iter().any(|x| x == n))
+        }),
+        _ => snap.dial_of(user),
+    }
 }
 
 /// `DEVICEUSER_USER([device])`: the user on the device (default: the calling channel's).
@@ -69,7 +81,9 @@ pub fn field(inst: &Instance, _chan: Option<&Channel>, data: &str) -> Result<Str
         "cid_number" => u.cid_number.to_string(),
         "language" => u.language.as_deref().unwrap_or_default().to_string(),
         "devices" => snap.devices_of(user).join(","),
-        "dial" => snap.dial_of(user),
+        "dial" => dial_of(inst, &snap, user),
+        // With several nodes: Asterisk's aggregate of every node's state.
+        "state" if inst.cluster().is_some() => device_state(&device_name(user)).name(),
         "state" => user_state(&snap, user, &inst.state().seen).name(),
         "dnd" => if snap.dnd(user) { "1" } else { "0" }.to_string(),
         "queues" => (snap.config().queues_of(user).iter())

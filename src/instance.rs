@@ -14,10 +14,13 @@ use deviceuser_core::config::shown;
 use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::table::reload_drop_reason;
 use deviceuser_core::{
-    BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
+    BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot, Storage,
+    StoreError,
 };
 
+use crate::access::Access;
 use crate::ari::{AriFeed, AriSink};
+use crate::cluster::{Cluster, Store};
 use crate::deferred::Executor;
 use crate::effects::{bound_dials, Effects};
 use crate::followups::{FollowUpSink, FollowUps};
@@ -26,6 +29,7 @@ use crate::host::channel::Channel;
 use crate::host::devstate::follow::{Change as DeviceChange, Follower};
 use crate::host::devstate::provider::Provider;
 use crate::host::devstate::DeviceState;
+use crate::host::http::Linked;
 use crate::host::log;
 use crate::host::manager::fully_booted;
 use crate::host::prometheus::{Registration, ScrapeCallback};
@@ -33,8 +37,8 @@ use crate::host::register::Registered;
 use crate::host::thread::Worker;
 use crate::pipeline::{Change, Commit, Origin, Pipeline};
 use crate::sinks::{
-    AnnounceSink, CelSink, CommitLogSink, FollowSink, JournalSink, MetricsSink, PersistSink,
-    PublishSink,
+    AnnounceSink, CelSink, CommitLogSink, FeedSink, FollowSink, JournalSink, MetricsSink,
+    PersistSink, PublishSink, RealtimeSink,
 };
 use crate::state::{active_users, now, user_state, State};
 use crate::{config_file, restore};
@@ -42,9 +46,15 @@ use crate::{config_file, restore};
 /// Device state provider label: hints name `DeviceUser:<user>`.
 pub const PROVIDER_LABEL: &std::ffi::CStr = c"DeviceUser";
 
+/// How many times a login or logout is decided again after another node changed a row it
+/// writes (each time after reading the table again).
+const CONFLICT_RETRIES: usize = 3;
+
 pub struct Instance {
     state: Arc<State>,
     pipeline: Pipeline,
+    /// With `storage = realtime`: the shared database and the other nodes.
+    cluster: Option<Arc<Cluster>>,
     follower: Arc<Follower>,
     /// Queue membership and message waiting, behind the commits.
     follow_ups: Arc<FollowUps>,
@@ -57,6 +67,8 @@ pub struct Instance {
     prompts: AtomicUsize,
     /// Questions the provider answered since load.
     provided: AtomicU64,
+    /// The administration console's sessions and edit lock.
+    access: Access,
     running: Mutex<Option<Running>>,
 }
 
@@ -64,6 +76,9 @@ pub struct Instance {
 /// which is the unload order. The fields are held for their `Drop` alone.
 #[allow(dead_code)]
 struct Running {
+    /// The console's HTTP URIs: no new request comes in, open live feeds are closed, and
+    /// requests in flight are waited for.
+    console: Option<ConsoleLinks>,
     /// The metrics callback: res_prometheus calls no more (and no scrape is in progress).
     metrics: Option<Registration>,
     /// The ARI event source: no new subscription comes in.
@@ -83,6 +98,18 @@ struct Running {
     executor: StopExecutor,
     /// The journal closed, the module's hints removed, no stale state left published.
     finish: Finish,
+}
+
+struct ConsoleLinks {
+    links: Linked,
+    state: Arc<State>,
+}
+impl Drop for ConsoleLinks {
+    fn drop(&mut self) {
+        self.links.unlink();
+        self.state.feed().close_all();
+        // Dropping the links waits for the requests and feeds still inside the module.
+    }
 }
 
 struct CloseFollower(Arc<Follower>);
@@ -140,27 +167,53 @@ impl Instance {
     pub fn load() -> Result<Arc<Instance>, String> {
         let config = config_file::read()?;
         let now = now();
+        let cluster = match (config.general.storage, &config.general.node) {
+            (Storage::Realtime, Some(node)) => Some(Cluster::new(Store::new(node)?)),
+            _ => None,
+        };
         let table = BindingTable::new(config, now);
-        let (restored, restored_changes) = restore::restore(&table, now);
-        let state = State::new(table);
-        // Restored logins count apart from new ones, so `show stats` accounts for every
-        // binding `show bindings` lists.
-        state.stats().restored(&restored_changes);
-        if let Err(e) = state.journal.open(&state.full_state()) {
-            log::error(&format!(
-                "{e}: a kill -9 may lose the last second of changes"
-            ));
-        }
-        let snap = state.snapshot();
-        log::verbose(
-            2,
-            &format!(
-                "{} devices, {} users, {} bindings ({restored} restored from AstDB)",
-                snap.config().devices.len(),
-                snap.config().users.len(),
-                snap.binding_count(),
-            ),
-        );
+        let state = match &cluster {
+            None => {
+                let (restored, restored_changes) = restore::restore(&table, now);
+                let state = State::new(table);
+                // Restored logins count apart from new ones, so `show stats` accounts for
+                // every binding `show bindings` lists.
+                state.stats().restored(&restored_changes);
+                if let Err(e) = state.journal.open(&state.full_state()) {
+                    log::error(&format!(
+                        "{e}: a kill -9 may lose the last second of changes"
+                    ));
+                }
+                let snap = state.snapshot();
+                log::verbose(
+                    2,
+                    &format!(
+                        "{} devices, {} users, {} bindings ({restored} restored from AstDB)",
+                        snap.config().devices.len(),
+                        snap.config().users.len(),
+                        snap.binding_count(),
+                    ),
+                );
+                state
+            }
+            Some(c) => {
+                restore::restore_dnd(&table);
+                let state = State::new(table);
+                state.publisher.set_cluster(true);
+                let snap = state.snapshot();
+                log::verbose(
+                    2,
+                    &format!(
+                        "{} devices, {} users; node {}, bindings in the realtime family {}",
+                        snap.config().devices.len(),
+                        snap.config().users.len(),
+                        value(c.store.node()),
+                        deviceuser_core::realtime::BINDINGS,
+                    ),
+                );
+                state
+            }
+        };
         let for_changes = Arc::clone(&state);
         let follower = Follower::start(Box::new(move |c: &DeviceChange<'_>| {
             device_changed(&for_changes, c.device, c.state)
@@ -174,8 +227,15 @@ impl Instance {
             Box::new(move |ops| effects.apply(ops)),
         ));
         let mut pipeline = Pipeline::new(Arc::clone(&executor));
-        pipeline.add(Box::new(JournalSink(Arc::clone(&state))));
+        match &cluster {
+            Some(c) => pipeline.add(Box::new(RealtimeSink {
+                state: Arc::clone(&state),
+                cluster: Arc::clone(c),
+            })),
+            None => pipeline.add(Box::new(JournalSink(Arc::clone(&state)))),
+        }
         pipeline.add(Box::new(AnnounceSink(Arc::clone(&state))));
+        pipeline.add(Box::new(FeedSink(Arc::clone(&state))));
         pipeline.add(Box::new(CelSink));
         pipeline.add(Box::new(CommitLogSink {
             state: Arc::clone(&state),
@@ -185,7 +245,9 @@ impl Instance {
             state: Arc::clone(&state),
             follower: Arc::clone(&follower),
         }));
-        pipeline.add(Box::new(PersistSink));
+        pipeline.add(Box::new(PersistSink {
+            dnd_only: cluster.is_some(),
+        }));
         pipeline.add(Box::new(PublishSink));
         let follow_ups = FollowUps::start(Arc::clone(&state))?;
         pipeline.add(Box::new(FollowUpSink {
@@ -199,6 +261,7 @@ impl Instance {
             follow_ups: Arc::clone(&follow_ups),
         }));
         let running = Running {
+            console: None,
             metrics: None,
             event_source: None,
             registered: None,
@@ -209,23 +272,58 @@ impl Instance {
             executor: StopExecutor(executor),
             finish: Finish(Arc::clone(&state)),
         };
-        Ok(Arc::new(Instance {
+        let inst = Arc::new(Instance {
             state,
             pipeline,
+            cluster,
             follower,
             follow_ups,
             ari,
             sources: Mutex::new(Sources::default()),
             prompts: AtomicUsize::new(0),
             provided: AtomicU64::new(0),
+            access: Access::new()?,
             running: Mutex::new(Some(running)),
-        }))
+        });
+        if inst.cluster.is_some() {
+            // The bindings as the database has them; if it does not answer, the module runs
+            // with the default bindings until it does (logins are refused meanwhile).
+            if let Ok(changes) = inst.sync() {
+                // This node's devices' logins count as restored, as from AstDB; the other
+                // nodes count theirs.
+                let snap = inst.snapshot();
+                let local = |b: &deviceuser_core::Binding| {
+                    snap.config().device(&b.device).is_some_and(|d| !d.remote)
+                };
+                inst.state.stats().restored(&Changes {
+                    removed: Vec::new(),
+                    added: (changes.added.iter())
+                        .filter(|(b, _)| local(b))
+                        .cloned()
+                        .collect(),
+                });
+                log::verbose(
+                    2,
+                    &format!(
+                        "{} bindings as the database holds them",
+                        inst.snapshot().binding_count()
+                    ),
+                );
+            }
+        }
+        Ok(inst)
     }
 
     /// Keeps what load registered with Asterisk (in the order it was made: provider,
     /// registrations, policy thread), for unload to drop in [`Running`]'s order. Then adds
     /// the owned hints.
-    pub fn attach(&self, provider: Provider, registered: Registered, policy: Worker) {
+    pub fn attach(
+        &self,
+        provider: Provider,
+        registered: Registered,
+        policy: Worker,
+        console: Linked,
+    ) {
         if let Some(r) = self
             .running
             .lock()
@@ -235,6 +333,10 @@ impl Instance {
             r.provider = Some(provider);
             r.registered = Some(registered);
             r.policy = Some(policy);
+            r.console = Some(ConsoleLinks {
+                links: console,
+                state: Arc::clone(&self.state),
+            });
         }
         self.state.hints.sync(&self.snapshot());
     }
@@ -292,6 +394,10 @@ impl Instance {
         &self.state
     }
 
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.state.snapshot()
     }
@@ -328,6 +434,40 @@ impl Instance {
         });
     }
 
+    /// The durable stage of a commit decided but not published yet.
+    fn prepare(
+        &self,
+        origin: Origin,
+        channel: Option<&Channel>,
+        changes: &Changes,
+    ) -> Result<(), StoreError> {
+        self.pipeline.prepare(&Commit {
+            origin,
+            channel,
+            change: Change::Bindings(changes),
+            now: now(),
+        })
+    }
+
+    /// Runs a durable operation; when another node changed a row it writes, reads the table
+    /// again and decides again, up to [`CONFLICT_RETRIES`] times.
+    fn durably<E>(
+        &self,
+        mut op: impl FnMut() -> Result<Changes, E>,
+        conflict: impl Fn(&E) -> bool,
+    ) -> Result<Changes, E> {
+        let mut retries = 0;
+        loop {
+            match op() {
+                Err(e) if conflict(&e) && retries < CONFLICT_RETRIES => {
+                    retries += 1;
+                    let _ = self.sync();
+                }
+                r => return r,
+            }
+        }
+    }
+
     pub fn login(
         &self,
         origin: Origin,
@@ -336,9 +476,19 @@ impl Instance {
         device: &str,
         mode: LoginMode,
     ) -> Result<Changes, LoginError> {
-        self.state.table.login(user, device, mode, now(), |c| {
-            self.commit(origin, channel, Change::Bindings(c))
-        })
+        self.durably(
+            || {
+                self.state.table.login_durable(
+                    user,
+                    device,
+                    mode,
+                    now(),
+                    |_, c| self.prepare(origin, channel, c),
+                    |c| self.commit(origin, channel, Change::Bindings(c)),
+                )
+            },
+            |e| matches!(e, LoginError::Store(StoreError::Conflict(_))),
+        )
     }
 
     pub fn logout_device(
@@ -348,9 +498,18 @@ impl Instance {
         device: &str,
         reason: Reason,
     ) -> Result<Changes, LogoutError> {
-        self.state.table.logout_device(device, reason, now(), |c| {
-            self.commit(origin, channel, Change::Bindings(c))
-        })
+        self.durably(
+            || {
+                self.state.table.logout_device_durable(
+                    device,
+                    reason,
+                    now(),
+                    |_, c| self.prepare(origin, channel, c),
+                    |c| self.commit(origin, channel, Change::Bindings(c)),
+                )
+            },
+            |e| matches!(e, LogoutError::Store(StoreError::Conflict(_))),
+        )
     }
 
     pub fn logout_user(
@@ -360,9 +519,52 @@ impl Instance {
         user: &str,
         reason: Reason,
     ) -> Result<Changes, LogoutError> {
-        self.state.table.logout_user(user, reason, now(), |c| {
-            self.commit(origin, channel, Change::Bindings(c))
-        })
+        self.durably(
+            || {
+                self.state.table.logout_user_durable(
+                    user,
+                    reason,
+                    now(),
+                    |_, c| self.prepare(origin, channel, c),
+                    |c| self.commit(origin, channel, Change::Bindings(c)),
+                )
+            },
+            |e| matches!(e, LogoutError::Store(StoreError::Conflict(_))),
+        )
+    }
+
+    /// With `storage = realtime`: the shared database and the other nodes.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_deref()
+    }
+
+    /// With `storage = realtime`: reads the whole bindings table and makes the table what it
+    /// holds (what other nodes committed comes in as [`Origin::Sync`] commits). Nothing to do
+    /// with AstDB.
+    pub fn sync(&self) -> Result<Changes, String> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(Changes::default());
+        };
+        let r = self.state.table.sync(
+            |snap| cluster.read_for_sync(snap),
+            |c| self.commit(Origin::Sync, None, Change::Bindings(c)),
+        );
+        cluster.synced(&r.as_ref().map(|(_, d)| d.clone()).map_err(Clone::clone));
+        r.map(|(c, _)| c)
+    }
+
+    /// With `storage = realtime`, once a second (policy thread): a heartbeat, a look at the
+    /// other nodes, and every `realtime_refresh` seconds a full read of the table.
+    pub fn cluster_tick(&self) {
+        let Some(cluster) = &self.cluster else { return };
+        let general = self.snapshot().config().general.clone();
+        if cluster.beat(std::time::Duration::from_secs(general.node_timeout)) {
+            log::notice("the database answers again after node_timeout or more: publishing every user's state again");
+            self.state.republish_users(active_users(&self.snapshot()));
+        }
+        if cluster.sync_due(std::time::Duration::from_secs(general.realtime_refresh)) {
+            let _ = self.sync();
+        }
     }
 
     /// Ends every login on an adhoc device (default users' too); no device goes back to its
@@ -421,6 +623,29 @@ impl Instance {
             return Err(why);
         }
         let changes = self.state.table.reconfigure(config, now(), |c| {
+            // Rows of this node's devices that the new config drops or adds: written as far
+            // as the database answers (each node writes its own devices' rows; the next full
+            // read settles the rest).
+            let snap = self.snapshot();
+            let local = |b: &deviceuser_core::Binding| {
+                snap.config().device(&b.device).is_some_and(|d| !d.remote)
+            };
+            let own = Changes {
+                removed: c
+                    .removed
+                    .iter()
+                    .filter(|(b, _)| local(b))
+                    .cloned()
+                    .collect(),
+                added: c.added.iter().filter(|(b, _)| local(b)).cloned().collect(),
+            };
+            if !own.is_empty() {
+                if let Err(e) = self.prepare(Origin::Reload, None, &own) {
+                    log::warning(&format!(
+                        "reload: the database did not take every change: {e}"
+                    ));
+                }
+            }
             self.commit(Origin::Reload, None, Change::Bindings(c))
         });
         let new = self.snapshot();
@@ -457,6 +682,12 @@ impl Instance {
                 .filter(|u| new.config().user(u).is_none())
                 .map(str::to_string),
         );
+        self.access
+            .sessions()
+            .reconfigure(|u| new.config().console_users.get(u).map(|c| c.role));
+        self.state
+            .feed()
+            .send(|| vec![deviceuser_core::console::render::config_event()]);
         log::verbose(2, &format!("reloaded {}", config_file::CONFIG_FILE));
         Ok(())
     }

@@ -7,20 +7,26 @@
 //! modules, behind them (`followups`: `queues`, `mwi`); `metrics` and `ari` events; feature
 //! adapters
 //! (`apps`, `functions`, `cli`, `ami`, `policy`); and `entry`, the tables of what the module
-//! registers and the functions the C shim calls. The domain rules are in the pure
+//! registers and the functions the C shim calls. The administration console (`console`) is
+//! a feature served over Asterisk's HTTP server; its live feed (`feed`) is a sink of the
+//! pipeline, and its sessions are kept in `access`. The domain rules are in the pure
 //! `deviceuser_core` crate.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(clippy::disallowed_methods, clippy::disallowed_macros)]
 
+mod access;
 mod ami;
 mod apps;
 mod ari;
 mod cli;
+mod cluster;
 mod config_file;
+mod console;
 mod deferred;
 mod effects;
 mod entry;
+mod feed;
 mod followups;
 mod functions;
 mod hint_sync;

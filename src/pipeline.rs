@@ -2,6 +2,10 @@
 //! [`Pipeline::apply`] under the table's writer lock, which runs the registered sinks in a
 //! fixed order of [`Stage`]s:
 //!
+//! 0. [`Stage::Durable`]: before the change is published at all ([`Pipeline::prepare`],
+//!    called by the table between deciding and publishing), a store that must hold it
+//!    first (the shared database of `storage = realtime`) writes it, and may refuse it:
+//!    then nothing is published and the operation fails;
 //! 1. [`Stage::Journal`]: the change is in the journal before it is acknowledged (so a
 //!    `kill -9` cannot lose it);
 //! 2. [`Stage::Announce`]: AMI and CEL events, log lines, statistics;
@@ -15,7 +19,7 @@
 //! changes. Running under the writer lock keeps every sink's view in commit order.
 use std::sync::Arc;
 
-use deviceuser_core::Changes;
+use deviceuser_core::{Changes, StoreError};
 
 use crate::deferred::Executor;
 use crate::host::channel::Channel;
@@ -31,8 +35,12 @@ pub enum Origin {
     Cli,
     /// The policy timer (`max_login_time`, `shift_end`, `logout_on_unregister`).
     Policy,
-    /// `module reload`.
+    /// `module reload` (and the console's edits of the config file, which reload).
     Reload,
+    /// The administration console.
+    Console,
+    /// What another node committed, read from the shared database.
+    Sync,
 }
 
 impl Origin {
@@ -44,6 +52,8 @@ impl Origin {
             Origin::Cli => "cli",
             Origin::Policy => "policy",
             Origin::Reload => "reload",
+            Origin::Console => "console",
+            Origin::Sync => "sync",
         }
     }
 }
@@ -65,6 +75,7 @@ pub struct Commit<'a> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
+    Durable,
     Journal,
     Announce,
     Effects,
@@ -76,6 +87,11 @@ pub type Work = Vec<crate::effects::Op>;
 /// A consumer of commits.
 pub trait Sink: Send + Sync {
     fn stage(&self) -> Stage;
+    /// [`Stage::Durable`] sinks: called under the writer lock before the commit is
+    /// published; an error refuses it.
+    fn prepare(&self, _commit: &Commit<'_>) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Called under the writer lock for every commit; `work` collects deferred work.
     fn commit(&self, commit: &Commit<'_>, work: &mut Work);
 }
@@ -97,6 +113,14 @@ impl Pipeline {
     pub fn add(&mut self, sink: Box<dyn Sink>) {
         let at = self.sinks.partition_point(|s| s.stage() <= sink.stage());
         self.sinks.insert(at, sink);
+    }
+
+    /// Runs the [`Stage::Durable`] sinks on a commit decided but not yet published; the
+    /// first refusal stops it.
+    pub fn prepare(&self, commit: &Commit<'_>) -> Result<(), StoreError> {
+        (self.sinks.iter())
+            .take_while(|s| s.stage() == Stage::Durable)
+            .try_for_each(|s| s.prepare(commit))
     }
 
     /// Runs every sink on the commit, then hands its deferred work to the executor.

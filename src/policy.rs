@@ -2,7 +2,8 @@
 //! the module's own (`devuser-policy`) checks once a second and logs out through the same
 //! commit pipeline as every other logout. It also does the module's housekeeping: ending
 //! the subscription to all device state traffic once no bound device is pending, and
-//! emptying the journal once AstDB has committed it.
+//! emptying the journal once AstDB has committed it; with `storage = realtime`, the
+//! heartbeat, the look at the other nodes and the periodic read of the bindings table.
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -46,6 +47,7 @@ fn run(weak: &Weak<Instance>, stop: &StopSignal) {
             seed_unregistered(&inst);
             seeded = true;
         }
+        inst.cluster_tick();
         tick(&inst, now());
         let idle = inst.executor().quiet_for(COMMITTED_AFTER);
         inst.state().journal.truncate_if_idle(idle);
@@ -61,7 +63,7 @@ fn seed_unregistered(inst: &Instance) {
     let now = now();
     let mut tracker = inst.state().unregistered();
     for b in snap.bindings() {
-        if let Some(dev) = snap.config().device(&b.device) {
+        if let Some(dev) = snap.config().device(&b.device).filter(|d| !d.remote) {
             let unavailable = device_state(&dev.dial) == DeviceState::UNAVAILABLE;
             tracker.seen(&dev.id, unavailable, now);
         }

@@ -63,6 +63,22 @@ pub fn restore(table: &BindingTable, now: u64) -> (usize, Changes) {
     for device in saved_values.keys() {
         astdb::del(FAMILY, &binding_key(device));
     }
+    apply_dnd(table, &saved_dnd, dnd);
+    (count, changes)
+}
+
+/// With `storage = realtime`: bindings come from the database (see [`crate::cluster`]);
+/// only DND states are restored from AstDB.
+pub fn restore_dnd(table: &BindingTable) {
+    let saved: BTreeSet<String> = astdb::tree(FAMILY, "dnd")
+        .into_iter()
+        .filter_map(|(key, _)| decode_dnd_key(&key))
+        .collect();
+    apply_dnd(table, &saved, saved.clone());
+}
+
+/// Turns DND on for `dnd`, then brings AstDB (which held `saved_dnd`) in line.
+fn apply_dnd(table: &BindingTable, saved_dnd: &BTreeSet<String>, dnd: BTreeSet<String>) {
     for user in table.restore_dnd(dnd.into_iter().collect()) {
         log::notice(&format!(
             "dropping saved DND of unknown user {}",
@@ -82,5 +98,4 @@ pub fn restore(table: &BindingTable, now: u64) -> (usize, Changes) {
             astdb::del(FAMILY, &dnd_key(user));
         }
     });
-    (count, changes)
 }

@@ -2,16 +2,50 @@
 use std::sync::Arc;
 
 use deviceuser_core::astdb::{binding_key, binding_value, dnd_key, DND_VALUE};
+use deviceuser_core::console::render;
 use deviceuser_core::journal::{entries_for, Entry};
 use deviceuser_core::logtext::value;
 use deviceuser_core::Changes;
 
+use crate::cluster::Cluster;
 use crate::effects::Op;
 use crate::host::devstate::follow::Follower;
 use crate::host::devstate::{self, DeviceState};
 use crate::host::{ami, log};
-use crate::pipeline::{Change, Commit, Sink, Stage, Work};
+use crate::pipeline::{Change, Commit, Origin, Sink, Stage, Work};
 use crate::state::State;
+
+/// With `storage = realtime`: writes each change of bindings to the shared database before
+/// it is published (what another node committed, read from the database, is not written
+/// back). DND stays in this node's AstDB.
+pub struct RealtimeSink {
+    pub state: Arc<State>,
+    pub cluster: Arc<Cluster>,
+}
+
+impl Sink for RealtimeSink {
+    fn stage(&self) -> Stage {
+        Stage::Durable
+    }
+
+    fn prepare(&self, c: &Commit<'_>) -> Result<(), deviceuser_core::StoreError> {
+        let Change::Bindings(changes) = c.change else {
+            return Ok(());
+        };
+        if c.origin == Origin::Sync {
+            return Ok(());
+        }
+        let policy = self.state.snapshot().config().general.multiple_logins;
+        let r = self.cluster.store.write(changes, policy);
+        match &r {
+            Err(deviceuser_core::StoreError::Unavailable(e)) => self.cluster.failed(e),
+            _ => self.cluster.answered(),
+        }
+        r
+    }
+
+    fn commit(&self, _: &Commit<'_>, _: &mut Work) {}
+}
 
 /// Appends each change to the journal before it is acknowledged.
 pub struct JournalSink(pub Arc<State>);
@@ -41,7 +75,9 @@ impl Sink for AnnounceSink {
     fn commit(&self, c: &Commit<'_>, _: &mut Work) {
         match c.change {
             Change::Bindings(changes) => {
-                self.0.stats().apply(changes, c.now);
+                if c.origin != Origin::Sync {
+                    self.0.stats().apply(changes, c.now);
+                }
                 announce_bindings(changes, c.now);
             }
             Change::Dnd { user, on } => {
@@ -196,7 +232,12 @@ impl Sink for FollowSink {
             return;
         };
         let snap = self.state.snapshot();
-        let dial = |device: &str| snap.config().device(device).map(|d| d.dial.as_str());
+        // A device of another node is followed there, not here.
+        let dial = |device: &str| {
+            (snap.config().device(device))
+                .filter(|d| !d.remote)
+                .map(|d| d.dial.as_str())
+        };
         work.extend(
             (changes.removed.iter())
                 .filter_map(|(b, _)| dial(&b.device))
@@ -216,8 +257,11 @@ impl Sink for FollowSink {
     }
 }
 
-/// Writes each change through to AstDB (deferred): removals first, then additions.
-pub struct PersistSink;
+/// Writes each change through to AstDB (deferred): removals first, then additions. With
+/// `storage = realtime` (`dnd_only`) bindings live in the database: only DND goes to AstDB.
+pub struct PersistSink {
+    pub dnd_only: bool,
+}
 
 impl Sink for PersistSink {
     fn stage(&self) -> Stage {
@@ -226,6 +270,7 @@ impl Sink for PersistSink {
 
     fn commit(&self, c: &Commit<'_>, work: &mut Work) {
         match c.change {
+            Change::Bindings(_) if self.dnd_only => {}
             Change::Bindings(changes) => {
                 for (b, _) in &changes.removed {
                     if !changes.added.iter().any(|(a, _)| a.device == b.device) {
@@ -280,8 +325,28 @@ impl Sink for MetricsSink {
     }
 
     fn commit(&self, c: &Commit<'_>, _: &mut Work) {
+        // What another node committed is counted there.
         if let Change::Bindings(changes) = c.change {
-            self.0.counters().apply(changes);
+            if c.origin != Origin::Sync {
+                self.0.counters().apply(changes);
+            }
+        }
+    }
+}
+
+/// Puts every commit on the live feed.
+pub struct FeedSink(pub Arc<State>);
+
+impl Sink for FeedSink {
+    fn stage(&self) -> Stage {
+        Stage::Announce
+    }
+
+    fn commit(&self, c: &Commit<'_>, _: &mut Work) {
+        let feed = self.0.feed();
+        match c.change {
+            Change::Bindings(changes) => feed.send(|| render::binding_events(changes, c.now)),
+            Change::Dnd { user, on } => feed.send(|| vec![render::dnd_event(user, on)]),
         }
     }
 }

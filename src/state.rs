@@ -11,6 +11,7 @@ use deviceuser_core::metrics::Counters;
 use deviceuser_core::{BindingTable, CompactString, Lockout, Snapshot, Stats, Unregistered};
 use rustc_hash::FxHashMap;
 
+use crate::feed::Feed;
 use crate::hint_sync::HintSync;
 use crate::host::devstate::{self, Aggregate, DeviceState};
 use crate::journal::Journal;
@@ -81,12 +82,30 @@ impl State {
         }
     }
 
+    /// Publishes the state of each of `users` again even though Asterisk's cache holds it
+    /// (Asterisk publishes a cachable state only when it changes): this node's cached states
+    /// are cleared first, so the new publications go out to the other nodes, which may
+    /// have replaced them while they took this node for down.
+    pub fn republish_users(&self, users: Vec<String>) {
+        for user in &users {
+            devstate::clear_own_cached(&device_name(user));
+        }
+        // The clearing goes through Asterisk's caching topic: give it time.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        self.publish_users(users.iter(), true);
+    }
+
     /// Publishes `state` for each of `users` (unload: UNAVAILABLE).
     pub fn publish_users_state(&self, users: impl Iterator<Item = String>, state: DeviceState) {
         let mut published = self.publisher.lock();
         for user in users {
             published.publish(&user, state, false);
         }
+    }
+
+    /// The live feed of commits and user states.
+    pub fn feed(&self) -> &Feed {
+        &self.publisher.feed
     }
 
     /// Users no longer configured: any whose state was published shows UNAVAILABLE rather
@@ -123,9 +142,10 @@ pub fn device_name(user: &str) -> String {
     format!("{USER_STATE_PREFIX}{user}")
 }
 
-/// The state of `DeviceUser:<user>`: Asterisk's aggregate of the user's devices, UNAVAILABLE
-/// on none, BUSY in DND, INVALID for an unknown user. A device's state is the one its last
-/// change message brought the module (`seen`), else Asterisk's (`ast_device_state`).
+/// The state of `DeviceUser:<user>` on this node: Asterisk's aggregate of the user's devices
+/// attached here, UNAVAILABLE on none, BUSY in DND, INVALID for an unknown user. A device's
+/// state is the one its last change message brought the module (`seen`), else Asterisk's
+/// (`ast_device_state`).
 pub fn user_state(snap: &Snapshot, user: &str, seen: &SeenStates) -> DeviceState {
     if snap.config().user(user).is_none() {
         return DeviceState::INVALID;
@@ -133,19 +153,21 @@ pub fn user_state(snap: &Snapshot, user: &str, seen: &SeenStates) -> DeviceState
     if snap.dnd(user) {
         return DeviceState::BUSY;
     }
-    let devices = snap.devices_of(user);
-    if devices.is_empty() {
-        return DeviceState::UNAVAILABLE;
-    }
     let mut agg = Aggregate::new();
-    for id in devices {
-        let Some(dev) = snap.config().device(id) else {
+    let mut local = 0;
+    for id in snap.devices_of(user) {
+        // A device of another node: that node publishes its state.
+        let Some(dev) = snap.config().device(id).filter(|d| !d.remote) else {
             continue;
         };
+        local += 1;
         agg.add(
             seen.get(id)
                 .unwrap_or_else(|| devstate::device_state(&dev.dial)),
         );
+    }
+    if local == 0 {
+        return DeviceState::UNAVAILABLE;
     }
     agg.result()
 }
@@ -216,12 +238,19 @@ pub fn active_users(snap: &Snapshot) -> Vec<String> {
 pub struct Publisher {
     last: Mutex<FxHashMap<CompactString, DeviceState>>,
     count: AtomicU64,
+    /// Told every state published.
+    feed: Feed,
+    /// With `storage = realtime`: states are published as this server's (its EID, cachable),
+    /// so Asterisk aggregates them with other nodes' and distributes them.
+    cluster: std::sync::atomic::AtomicBool,
 }
 
 /// The publisher, locked.
 pub struct Publishing<'a> {
     last: MutexGuard<'a, FxHashMap<CompactString, DeviceState>>,
     count: &'a AtomicU64,
+    feed: &'a Feed,
+    cluster: bool,
 }
 
 impl Publisher {
@@ -229,7 +258,14 @@ impl Publisher {
         Publishing {
             last: self.last.lock().unwrap_or_else(|e| e.into_inner()),
             count: &self.count,
+            feed: &self.feed,
+            cluster: self.cluster.load(Ordering::Relaxed),
         }
+    }
+
+    /// Publishes as one node of several from now on (see [`Publisher`]).
+    pub fn set_cluster(&self, on: bool) {
+        self.cluster.store(on, Ordering::Relaxed);
     }
 
     /// `DeviceUser:` states published since load.
@@ -245,6 +281,12 @@ impl Publishing<'_> {
             if last != DeviceState::UNAVAILABLE {
                 devstate::publish(&device_name(user), DeviceState::UNAVAILABLE);
                 self.count.fetch_add(1, Ordering::Relaxed);
+                self.feed.send(|| {
+                    vec![deviceuser_core::console::render::state_event(
+                        user,
+                        &DeviceState::UNAVAILABLE.name(),
+                    )]
+                });
             }
         }
     }
@@ -255,8 +297,18 @@ impl Publishing<'_> {
         if !always && self.last.get(user) == Some(&state) {
             return;
         }
-        devstate::publish(&device_name(user), state);
+        if self.cluster {
+            devstate::publish_as(&device_name(user), state, &devstate::Eid::own());
+        } else {
+            devstate::publish(&device_name(user), state);
+        }
         self.last.insert(CompactString::from(user), state);
         self.count.fetch_add(1, Ordering::Relaxed);
+        self.feed.send(|| {
+            vec![deviceuser_core::console::render::state_event(
+                user,
+                &state.name(),
+            )]
+        });
     }
 }

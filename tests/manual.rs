@@ -515,6 +515,47 @@ fn the_readme_tells_a_new_user_what_the_run_folder_does() {
 }
 
 #[test]
+fn the_readme_tells_how_to_turn_the_console_on_and_put_it_behind_tls() {
+    let readme = read("README.md");
+    let start = readme
+        .find("\n## Administration console (web)\n")
+        .expect("README has no section on the administration console");
+    let rest = &readme[start + 4..];
+    let console = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+    for needle in [
+        "type = console_user",
+        "role = admin",
+        "role = supervisor",
+        "mkpasswd -m sha-512",
+        "http.conf",
+        "tlsenable = yes",
+        "tlscertfile",
+        "tlsprivatekey",
+        "`Secure`",
+        "If-Match",
+        "`401`",
+        "`429`",
+        "X-CSRF-Token",
+        "docs/console-openapi.json",
+    ] {
+        assert!(
+            console.contains(needle),
+            "the console section: no {needle:?}"
+        );
+    }
+    // The screenshot it shows is in the repository.
+    let shot = "docs/console-board.png";
+    assert!(
+        console.contains(&format!("]({shot})")),
+        "no screenshot linked"
+    );
+    assert!(
+        std::fs::metadata(common::repo().join(shot)).is_ok_and(|m| m.len() > 10_000),
+        "{shot} is missing"
+    );
+}
+
+#[test]
 fn measured_figures_live_in_docs() {
     let readme = read("README.md");
     for figure in ["pairs/s", "µs", "p99", "×", "MB once", " ms "] {

@@ -7,6 +7,7 @@
 //! Nothing here asserts a time: figures and ratios are reported side by side.
 
 pub mod conf;
+pub mod console;
 pub mod contention;
 pub mod e2e;
 pub mod reload;

@@ -115,8 +115,18 @@ pub const FIXED_LOGOUT: Prompt = Prompt {
     says: "This feature is not available on this line. Goodbye.",
 };
 
+/// With `storage = realtime`: the login or logout could not be saved in the shared
+/// database; nothing changed.
+pub const NOT_SAVED: Prompt = Prompt {
+    option: "not_saved_prompt",
+    default: "im-sorry&please-try-again",
+    when: "with storage = realtime, the login or logout could not be saved (the database \
+           does not answer); nothing changed",
+    says: "I'm sorry. Please try again.",
+};
+
 /// Every prompt, in the order a caller meets them.
-pub const PROMPTS: [Prompt; 13] = [
+pub const PROMPTS: [Prompt; 14] = [
     USER,
     PASSWORD,
     RETRY_USER,
@@ -128,6 +138,7 @@ pub const PROMPTS: [Prompt; 13] = [
     GIVE_UP,
     LOGGED_IN,
     FIXED_DEVICE,
+    NOT_SAVED,
     LOGGED_OFF,
     FIXED_LOGOUT,
 ];
@@ -169,11 +180,14 @@ pub enum LoginStatus {
     NoPassword,
     Denied,
     Locked,
+    /// Not saved: the shared database (`storage = realtime`) refused or did not answer;
+    /// nothing changed.
+    Unavailable,
     Hangup,
 }
 
 impl LoginStatus {
-    pub const ALL: [LoginStatus; 8] = [
+    pub const ALL: [LoginStatus; 9] = [
         LoginStatus::Success,
         LoginStatus::Failed,
         LoginStatus::Fixed,
@@ -181,6 +195,7 @@ impl LoginStatus {
         LoginStatus::NoPassword,
         LoginStatus::Denied,
         LoginStatus::Locked,
+        LoginStatus::Unavailable,
         LoginStatus::Hangup,
     ];
 
@@ -193,6 +208,7 @@ impl LoginStatus {
             LoginStatus::NoPassword => "NOPASSWORD",
             LoginStatus::Denied => "DENIED",
             LoginStatus::Locked => "LOCKED",
+            LoginStatus::Unavailable => "UNAVAILABLE",
             LoginStatus::Hangup => "HANGUP",
         }
     }
@@ -212,15 +228,19 @@ pub enum LogoutStatus {
     Fixed,
     NoUser,
     Failed,
+    /// Not saved: the shared database (`storage = realtime`) refused or did not answer;
+    /// nothing changed.
+    Unavailable,
 }
 
 impl LogoutStatus {
-    pub const ALL: [LogoutStatus; 5] = [
+    pub const ALL: [LogoutStatus; 6] = [
         LogoutStatus::Success,
         LogoutStatus::NotLoggedIn,
         LogoutStatus::Fixed,
         LogoutStatus::NoUser,
         LogoutStatus::Failed,
+        LogoutStatus::Unavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -230,6 +250,7 @@ impl LogoutStatus {
             LogoutStatus::Fixed => "FIXED",
             LogoutStatus::NoUser => "NOUSER",
             LogoutStatus::Failed => "FAILED",
+            LogoutStatus::Unavailable => "UNAVAILABLE",
         }
     }
 }

@@ -107,6 +107,32 @@ impl fmt::Display for MultipleLogins {
     }
 }
 
+/// Where bindings are kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// In this node's AstDB (and journal): one node, nothing else to run.
+    #[default]
+    Astdb,
+    /// In a database table shared by every node, through Asterisk's realtime
+    /// (`deviceuser_bindings` and `deviceuser_nodes` mapped in `extconfig.conf`).
+    Realtime,
+}
+
+impl fmt::Display for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Storage::Astdb => "astdb",
+            Storage::Realtime => "realtime",
+        })
+    }
+}
+
+/// The default `remote_dial`: the trunk to a node is a PJSIP endpoint named after it.
+pub const DEFAULT_REMOTE_DIAL: &str = "PJSIP/${DEVICE}@${NODE}";
+
+/// Longest accepted `node_timeout` and `realtime_refresh`, in seconds.
+pub const MAX_CLUSTER_SECONDS: u64 = 3600;
+
 /// A time of day (`HH:MM`, 24-hour clock), in the PBX's local time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TimeOfDay {
@@ -226,6 +252,20 @@ pub struct General {
     /// (a queue reloaded away and back, `app_queue` loaded late); 0 = only at start and
     /// reload. Default 30.
     pub queue_check: u64,
+    /// `storage`: `astdb` (default) or `realtime` (a database shared by several nodes).
+    pub storage: Storage,
+    /// This node's name: `node`, else Asterisk's `systemname`. Devices whose `node` is
+    /// another name are reached through [`General::remote_dial`].
+    pub node: Option<CompactString>,
+    /// `remote_dial`: how to dial a device of another node, with `${DEVICE}` (the device
+    /// id) and `${NODE}` (its node); default [`DEFAULT_REMOTE_DIAL`].
+    pub remote_dial: CompactString,
+    /// `node_timeout`: seconds without a heartbeat after which another node counts as
+    /// down (its users show unavailable here, its devices are not dialled); default 10.
+    pub node_timeout: u64,
+    /// `realtime_refresh`: seconds between two reads of the whole bindings table, which
+    /// bring in what other nodes changed; default 2.
+    pub realtime_refresh: u64,
 }
 
 impl Default for General {
@@ -247,6 +287,11 @@ impl Default for General {
             queue_logout: QueueLogout::Remove,
             queue_context: DEFAULT_QUEUE_CONTEXT.into(),
             queue_check: 30,
+            storage: Storage::Astdb,
+            node: None,
+            remote_dial: DEFAULT_REMOTE_DIAL.into(),
+            node_timeout: 10,
+            realtime_refresh: 2,
         }
     }
 }
@@ -306,6 +351,12 @@ pub struct Device {
     /// `emergency_callerid`: the caller ID of this device's calls to `allowed_numbers`
     /// (`"Name" <number>` or a number), whoever is logged in; `None` = the call's own.
     pub emergency_callerid: Option<CompactString>,
+    /// The node the phone is attached to (`node`); `None` = this node.
+    pub node: Option<CompactString>,
+    /// Attached to another node (with `storage = realtime`): its `dial` is then the
+    /// rendered `remote_dial`, its state comes from that node, and this node neither
+    /// follows nor publishes it.
+    pub remote: bool,
 }
 
 /// A person who can log in, identified by their extension.
@@ -350,6 +401,8 @@ pub struct Config {
     pub general: General,
     pub devices: IdMap<Device>,
     pub users: IdMap<User>,
+    /// Users of the administration console (`type = console_user`); none = no console.
+    pub console_users: IdMap<crate::console::ConsoleUser>,
     /// Dial strings (compared without regard to ASCII case) -> positions in `devices`, to
     /// recognise the device behind a channel or a device state quickly: it is consulted for
     /// every device state change of a bound device. Found without allocating.
@@ -819,6 +872,44 @@ fn parse_general(sec: &RawSection, g: &mut General, r: &mut Report) {
                     g.queue_context = v.to_string();
                 }
             }
+            "storage" => match v.to_ascii_lowercase().as_str() {
+                "astdb" => g.storage = Storage::Astdb,
+                "realtime" => g.storage = Storage::Realtime,
+                _ => r.error(
+                    &sec.name,
+                    Some(&key),
+                    line,
+                    format!("bad value {} (expected astdb or realtime)", quoted(v)),
+                ),
+            },
+            "node" => g.node = non_empty(v),
+            "remote_dial" => match non_empty::<CompactString>(v) {
+                Some(p) if p.contains("${DEVICE}") => g.remote_dial = p,
+                _ => r.error(
+                    &sec.name,
+                    Some(&key),
+                    line,
+                    format!(
+                        "bad value {} (expected a dial string with ${{DEVICE}}, e.g. {DEFAULT_REMOTE_DIAL})",
+                        quoted(v)
+                    ),
+                ),
+            },
+            "node_timeout" | "realtime_refresh" => {
+                match parse_seconds(v).filter(|n| (1..=MAX_CLUSTER_SECONDS).contains(n)) {
+                    Some(n) if key == "node_timeout" => g.node_timeout = n,
+                    Some(n) => g.realtime_refresh = n,
+                    None => r.error(
+                        &sec.name,
+                        Some(&key),
+                        line,
+                        format!(
+                            "bad value {} (expected a number of seconds from 1 to {MAX_CLUSTER_SECONDS})",
+                            quoted(v)
+                        ),
+                    ),
+                }
+            }
             "max_login_failures" => match v.parse::<u32>() {
                 Ok(n) if n <= MAX_LOGIN_FAILURES => g.max_login_failures = n,
                 _ => r.error(
@@ -847,6 +938,7 @@ struct DeviceDraft {
     line: u32,
     dial_line: u32,
     default_user_line: u32,
+    node_line: u32,
 }
 
 fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
@@ -860,10 +952,13 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
             default_user: None,
             logout_on_unregister: Override::Inherit,
             emergency_callerid: None,
+            node: None,
+            remote: false,
         },
         line: sec.line,
         dial_line: sec.line,
         default_user_line: sec.line,
+        node_line: sec.line,
     };
     for var in &sec.vars {
         let key = var.key.trim().to_ascii_lowercase();
@@ -893,6 +988,10 @@ fn parse_device(sec: &RawSection, r: &mut Report) -> DeviceDraft {
             }
             "logout_on_unregister" => {
                 d.device.logout_on_unregister = parse_seconds_override(&id, &key, v, line, r)
+            }
+            "node" => {
+                d.device.node = non_empty(v);
+                d.node_line = line;
             }
             "emergency_callerid" => match parse_callerid(v) {
                 Ok(c) => d.device.emergency_callerid = c,
@@ -999,11 +1098,89 @@ fn parse_user(sec: &RawSection, r: &mut Report) -> User {
     u
 }
 
+/// Which node each device is attached to. With `storage = realtime`: this node's name must
+/// be known, ids must not hold `;` (realtime drivers split values there), and a device of
+/// another node dials through `remote_dial`. With `astdb` every device is this node's.
+fn place_devices(
+    g: &mut General,
+    devices: &mut BTreeMap<String, DeviceDraft>,
+    users: &BTreeMap<String, (User, u32)>,
+    host_node: Option<&str>,
+    r: &mut Report,
+) {
+    if g.node.is_none() {
+        g.node = host_node.and_then(non_empty);
+    }
+    if g.storage == Storage::Astdb {
+        for (id, d) in devices.iter().filter(|(_, d)| d.device.node.is_some()) {
+            r.warn(
+                id,
+                Some("node"),
+                d.node_line,
+                "ignored with storage = astdb: every device is this node's".into(),
+            );
+        }
+        return;
+    }
+    let Some(me) = g.node.clone() else {
+        r.error(
+            "general",
+            Some("node"),
+            0,
+            "storage = realtime needs this node's name: set node here or systemname in asterisk.conf".into(),
+        );
+        return;
+    };
+    for (id, line) in (devices.iter().map(|(id, d)| (id, d.line)))
+        .chain(users.iter().map(|(id, (_, line))| (id, *line)))
+        .filter(|(id, _)| id.contains(';'))
+    {
+        r.error(
+            id,
+            None,
+            line,
+            "id contains ';', which realtime storage cannot hold".into(),
+        );
+    }
+    for (id, d) in devices.iter_mut() {
+        let Some(node) = d.device.node.clone().filter(|n| *n != me) else {
+            continue;
+        };
+        d.device.remote = true;
+        d.device.dial = render_remote_dial(&g.remote_dial, id, &node);
+    }
+}
+
+/// `remote_dial` for one device: `${DEVICE}` and `${NODE}` replaced.
+pub fn render_remote_dial(pattern: &str, device: &str, node: &str) -> CompactString {
+    CompactString::from(
+        pattern
+            .replace("${DEVICE}", device)
+            .replace("${NODE}", node),
+    )
+}
+
 /// Why a reload of `new` must not replace `running`, if it must not: a file with no device
 /// and no user (emptied or truncated by mistake) would log everyone out, and putting the file
 /// back would not bring the logins back. A running configuration that is empty too loses
-/// nothing, so reloading it is not refused.
+/// nothing, so reloading it is not refused. `storage` and this node's name cannot change
+/// while loaded (where the bindings live and whose devices are whose): that takes an unload
+/// and a load.
 pub fn reload_refusal(running: &Config, new: &Config) -> Option<String> {
+    let (was, is) = (&running.general, &new.general);
+    if (was.storage, &was.node) != (is.storage, &is.node) {
+        let node = |n: &Option<CompactString>| {
+            n.as_deref()
+                .map_or_else(|| "-".to_string(), |n| quoted(n).to_string())
+        };
+        return Some(format!(
+            "storage and node cannot change on reload (storage {} node {} -> storage {} node {}): unload and load the module",
+            was.storage,
+            node(&was.node),
+            is.storage,
+            node(&is.node),
+        ));
+    }
     let empty = |c: &Config| c.devices.is_empty() && c.users.is_empty();
     (empty(new) && !empty(running)).then(|| {
         format!(
@@ -1018,6 +1195,16 @@ pub fn reload_refusal(running: &Config, new: &Config) -> Option<String> {
 impl Config {
     /// Validates a whole file. On failure every error found is returned, not just the first.
     pub fn from_raw(raw: &RawConfig) -> Result<Parsed, Vec<ConfigError>> {
+        Self::from_raw_on(raw, None)
+    }
+
+    /// [`Config::from_raw`] on a node whose name, unless `[general]` sets `node`, is
+    /// `host_node` (Asterisk's `systemname`): the config may be shared by every node (static
+    /// realtime), the node's name is its own.
+    pub fn from_raw_on(
+        raw: &RawConfig,
+        host_node: Option<&str>,
+    ) -> Result<Parsed, Vec<ConfigError>> {
         let mut r = Report {
             file: &raw.file,
             errors: Vec::new(),
@@ -1026,6 +1213,8 @@ impl Config {
         let mut general = General::default();
         let mut devices: BTreeMap<String, DeviceDraft> = BTreeMap::new();
         let mut users: BTreeMap<String, (User, u32)> = BTreeMap::new();
+        let mut console_users: BTreeMap<String, (crate::console::ConsoleUser, u32)> =
+            BTreeMap::new();
 
         for sec in &raw.sections {
             if garbled(&sec.name) {
@@ -1070,18 +1259,19 @@ impl Config {
                         &sec.name,
                         Some("type"),
                         sec.line,
-                        "missing type (expected device or user)".into(),
+                        "missing type (expected device, user or console_user)".into(),
                     );
                     continue;
                 }
             };
-            if ty_value != "device" && ty_value != "user" {
+            let console_user = ty_value == crate::console::users::SECTION_TYPE;
+            if ty_value != "device" && ty_value != "user" && !console_user {
                 r.error(
                     &sec.name,
                     Some("type"),
                     ty_line,
                     format!(
-                        "unknown type {} (expected device or user)",
+                        "unknown type {} (expected device, user or console_user)",
                         quoted(&ty_value)
                     ),
                 );
@@ -1089,6 +1279,22 @@ impl Config {
             }
             if let Some(p) = id_problem(&sec.name) {
                 r.error(&sec.name, None, sec.line, p);
+                continue;
+            }
+            if console_user {
+                let (u, findings) = crate::console::users::parse(sec);
+                for f in findings {
+                    match f.error {
+                        true => r.error(&sec.name, f.key.as_deref(), f.line, f.message),
+                        false => r.warn(&sec.name, f.key.as_deref(), f.line, f.message),
+                    }
+                }
+                if let Some((_, first)) = console_users.get(&sec.name) {
+                    let msg = format!("duplicate console user (first defined at line {first})");
+                    r.error(&sec.name, None, sec.line, msg);
+                } else if let Some(u) = u {
+                    console_users.insert(sec.name.clone(), (u, sec.line));
+                }
                 continue;
             }
             if ty_value == "device" {
@@ -1109,6 +1315,8 @@ impl Config {
                 }
             }
         }
+
+        place_devices(&mut general, &mut devices, &users, host_node, &mut r);
 
         let mut dial_index: HashMap<String, &str> = HashMap::new();
         for (id, d) in &devices {
@@ -1166,6 +1374,7 @@ impl Config {
             general,
             devices: IdMap::new(devices.into_values().map(|d| d.device).collect()),
             users: IdMap::new(users.into_values().map(|(u, _)| u).collect()),
+            console_users: IdMap::new(console_users.into_values().map(|(u, _)| u).collect()),
             dial_index: DialIndex::default(),
             unregister_policy: false,
             time_policy: false,
@@ -1370,6 +1579,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_reload_that_changes_storage_or_node_is_refused() {
+        let running = sample();
+        let mut other = running.clone();
+        other.general.storage = Storage::Realtime;
+        other.general.node = Some("b".into());
+        let why = reload_refusal(&running, &other).expect("refused");
+        assert!(
+            why.contains("storage astdb node - -> storage realtime node \"b\""),
+            "{why}"
+        );
+        let mut renamed = other.clone();
+        renamed.general.node = Some("a".into());
+        assert!(reload_refusal(&other, &renamed).is_some());
+        assert_eq!(reload_refusal(&other, &other), None);
+    }
+
+    #[test]
     fn a_pin_that_is_not_digits_is_warned_about_without_showing_it() {
         let hashed = crate::hash_password("1234");
         let parsed = Config::from_raw(&raw(&[
@@ -1436,6 +1662,80 @@ pub(crate) mod tests {
         assert_eq!(c.general, General::default());
         assert_eq!(c.general.max_attempts, 3);
         assert_eq!(c.general.prompt(&apps::USER), apps::USER.default);
+    }
+
+    #[test]
+    fn realtime_places_devices_on_nodes() {
+        let r = raw(&[
+            (
+                "general",
+                &[
+                    ("storage", "realtime"),
+                    ("remote_dial", "PJSIP/${DEVICE}@trunk-${NODE}"),
+                    ("node_timeout", "5"),
+                    ("realtime_refresh", "1"),
+                ],
+            ),
+            ("1000", &[("type", "device"), ("node", "a")]),
+            ("2000", &[("type", "device"), ("node", "b")]),
+            ("3000", &[("type", "device")]),
+            ("101", &[("type", "user")]),
+        ]);
+        // No node name: an error naming both ways to give it.
+        let e = Config::from_raw(&r).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("systemname"), "{}", e[0]);
+        let c = Config::from_raw_on(&r, Some("a")).unwrap().config;
+        let g = &c.general;
+        assert_eq!(g.storage, Storage::Realtime);
+        assert_eq!(g.node.as_deref(), Some("a"));
+        assert_eq!((g.node_timeout, g.realtime_refresh), (5, 1));
+        let a = c.device("1000").unwrap();
+        assert_eq!((a.dial.as_str(), a.remote), ("PJSIP/1000", false));
+        let b = c.device("2000").unwrap();
+        assert_eq!((b.dial.as_str(), b.remote), ("PJSIP/2000@trunk-b", true));
+        assert!(!c.device("3000").unwrap().remote);
+        assert_eq!(c.device_for_dial("pjsip/2000@TRUNK-b").unwrap().id, "2000");
+        // [general] node wins over the host's name.
+        let mut r2 = r.clone();
+        r2.sections[0].vars.push(RawVar {
+            key: "node".into(),
+            value: "b".into(),
+            line: 9,
+        });
+        let c = Config::from_raw_on(&r2, Some("a")).unwrap().config;
+        assert!(c.device("1000").unwrap().remote);
+        assert!(!c.device("2000").unwrap().remote);
+    }
+
+    #[test]
+    fn realtime_options_are_checked() {
+        let e = errors(raw(&[(
+            "general",
+            &[
+                ("storage", "sql"),
+                ("remote_dial", "PJSIP/x"),
+                ("node_timeout", "0"),
+                ("realtime_refresh", "soon"),
+            ],
+        )]));
+        let keys: Vec<_> = e.iter().map(|e| e.key.as_deref().unwrap()).collect();
+        assert_eq!(
+            keys,
+            vec!["storage", "remote_dial", "node_timeout", "realtime_refresh"]
+        );
+        let e = errors(raw(&[
+            ("general", &[("storage", "realtime"), ("node", "a")]),
+            ("a;b", &[("type", "device")]),
+            ("u;1", &[("type", "user")]),
+        ]));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e.iter().all(|e| e.message.contains("';'")));
+        // With AstDB a node is ignored, with a warning.
+        let p = Config::from_raw(&raw(&[("1000", &[("type", "device"), ("node", "b")])])).unwrap();
+        assert_eq!(p.warnings.len(), 1);
+        assert!(!p.config.device("1000").unwrap().remote);
+        assert_eq!(p.config.general.storage, Storage::Astdb);
     }
 
     #[test]

@@ -66,15 +66,18 @@ impl LoginFailure {
         matches!(self, LoginFailure::NoSuchUser | LoginFailure::WrongPassword)
     }
 
-    /// The failure a refused commit stands for.
-    pub fn of(e: &LoginError) -> LoginFailure {
-        match e {
+    /// The failure a refused commit stands for; `None` for a login the shared database
+    /// could not save (`storage = realtime`): the login was allowed, so it is no failed
+    /// login (no security event, not counted), and the caller is told to try again.
+    pub fn of(e: &LoginError) -> Option<LoginFailure> {
+        Some(match e {
             LoginError::NoSuchUser => LoginFailure::NoSuchUser,
             LoginError::NoSuchDevice => LoginFailure::NoSuchDevice,
             LoginError::FixedDevice => LoginFailure::Fixed,
             LoginError::NoPassword => LoginFailure::NoPassword,
             LoginError::Denied => LoginFailure::Denied,
-        }
+            LoginError::Store(_) => return None,
+        })
     }
 }
 
@@ -108,11 +111,16 @@ mod tests {
             assert_ne!(f.text(), f.token());
             assert_eq!(f.to_string(), f.token());
         }
-        assert_eq!(LoginFailure::of(&LoginError::Denied), LoginFailure::Denied);
+        assert_eq!(
+            LoginFailure::of(&LoginError::Denied),
+            Some(LoginFailure::Denied)
+        );
         assert_eq!(
             LoginFailure::of(&LoginError::FixedDevice),
-            LoginFailure::Fixed
+            Some(LoginFailure::Fixed)
         );
+        let down = crate::table::StoreError::Unavailable("no connection".into());
+        assert_eq!(LoginFailure::of(&LoginError::Store(down)), None);
         assert!(LoginFailure::WrongPassword.is_bad_credential());
         assert!(!LoginFailure::Locked.is_bad_credential());
     }

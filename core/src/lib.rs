@@ -7,6 +7,7 @@
 //!
 //! - [`apps`]: the prompts and result values of the dialplan applications.
 //! - [`config`]: validated model of `res_deviceuser.conf`.
+//! - [`console`]: the administration console's API decisions (users, sessions, routes, edits).
 //! - [`dialplan`]: the order Asterisk keeps a context's extensions in.
 //! - [`failure`]: why a login was refused, as a fixed token and in words.
 //! - [`table`]: the binding table (device ↔ user), lock-free for readers.
@@ -22,12 +23,14 @@
 //! - [`stats`]: per-user login statistics.
 //! - [`metrics`]: login counters and their Prometheus text.
 //! - [`queues`]: queue membership that follows the user (`app_queue`).
+//! - [`realtime`]: bindings shared by several nodes in a database, and which nodes are up.
 
 pub mod apps;
 pub mod args;
 pub mod ari;
 pub mod astdb;
 pub mod config;
+pub mod console;
 pub mod dialplan;
 pub mod failure;
 pub mod freepbx;
@@ -40,6 +43,7 @@ pub mod password;
 pub mod pmap;
 pub mod policy;
 pub mod queues;
+pub mod realtime;
 pub mod render;
 pub mod stats;
 pub mod table;
@@ -51,12 +55,13 @@ pub mod text;
 /// The inline string type of ids in the config and in bindings.
 pub use compact_str::CompactString;
 pub use config::{
-    Config, ConfigError, Device, DeviceMode, General, MultipleLogins, Override, Parsed, TimeOfDay,
-    User,
+    Config, ConfigError, Device, DeviceMode, General, MultipleLogins, Override, Parsed, Storage,
+    TimeOfDay, User,
 };
 pub use password::hash_password;
 pub use policy::{Lockout, Unregistered};
 pub use stats::Stats;
 pub use table::{
     Binding, BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
+    StoreError,
 };

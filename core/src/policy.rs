@@ -16,8 +16,11 @@ const DAY: i64 = 86_400;
 
 /// Whether `b` may be logged out by a policy (see the module docs).
 fn policy_applies(c: &Config, b: &Binding) -> bool {
+    // A device of another node: that node applies the policies to it.
     c.device(&b.device).is_some_and(|d| {
-        d.mode == DeviceMode::Adhoc && d.default_user.as_deref() != Some(b.user.as_str())
+        d.mode == DeviceMode::Adhoc
+            && !d.remote
+            && d.default_user.as_deref() != Some(b.user.as_str())
     })
 }
 
@@ -367,6 +370,37 @@ mod tests {
         );
         // Near the epoch the result may be negative rather than wrapping.
         assert!(last_time_of_day(t(23, 0), 0, 0) < 0);
+    }
+
+    #[test]
+    fn policies_leave_devices_of_other_nodes_to_them() {
+        let r = raw(&[
+            (
+                "general",
+                &[
+                    ("storage", "realtime"),
+                    ("node", "a"),
+                    ("max_login_time", "60"),
+                    ("logout_on_unregister", "30"),
+                ],
+            ),
+            ("d1", &[("type", "device")]),
+            ("d2", &[("type", "device"), ("node", "b")]),
+            ("u1", &[("type", "user")]),
+            ("u2", &[("type", "user")]),
+        ]);
+        let t = BindingTable::new(Config::from_raw(&r).unwrap().config, 0);
+        t.login("u1", "d1", LoginMode::Admin, 0, nop).unwrap();
+        t.login("u2", "d2", LoginMode::Admin, 0, nop).unwrap();
+        let s = t.snapshot();
+        assert_eq!(
+            due_logouts(&s, 1000, 0),
+            vec![("d1".to_string(), Reason::Timeout)]
+        );
+        let mut u = Unregistered::new();
+        u.seen("d1", true, 0);
+        u.seen("d2", true, 0);
+        assert_eq!(u.due(&s, 1000), vec!["d1"]);
     }
 
     #[test]

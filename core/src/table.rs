@@ -63,6 +63,8 @@ pub enum Reason {
     ShiftEnd,
     /// The device was given back to its default user (or is a fixed device's permanent binding).
     Default,
+    /// Another node made the change (read from the shared database).
+    Remote,
 }
 
 impl fmt::Display for Reason {
@@ -76,6 +78,7 @@ impl fmt::Display for Reason {
             Reason::Config => "config",
             Reason::ShiftEnd => "shift-end",
             Reason::Default => "default",
+            Reason::Remote => "remote",
         })
     }
 }
@@ -208,6 +211,22 @@ impl Snapshot {
         self.dial(user).to_string()
     }
 
+    /// [`dial`](Self::dial) of the user's devices for which `keep` holds (e.g. devices of
+    /// nodes that are up).
+    pub fn dial_where(&self, user: &str, keep: impl Fn(&crate::Device) -> bool) -> String {
+        let mut dial = String::new();
+        for d in self.devices_of(user) {
+            let Some(dev) = self.config.device(d).filter(|d| keep(d)) else {
+                continue;
+            };
+            if !dial.is_empty() {
+                dial.push('&');
+            }
+            dial.push_str(&dev.dial);
+        }
+        dial
+    }
+
     /// All bindings, sorted by user then device.
     pub fn bindings(&self) -> Vec<&Binding> {
         let mut users: Vec<(&Key, &UserDevices)> = self.by_user.iter().collect();
@@ -286,6 +305,28 @@ impl Changes {
     }
 }
 
+/// Why a durable store (the shared database of `storage = realtime`) refused to write a
+/// commit; nothing of it is published then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The store holds something else than this node's table for a row the commit changes
+    /// (another node changed it): read it again and decide again.
+    Conflict(String),
+    /// The store cannot be written now.
+    Unavailable(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Conflict(m) => write!(f, "changed on another node meanwhile ({m})"),
+            StoreError::Unavailable(m) => write!(f, "the database is unavailable ({m})"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginError {
     NoSuchUser,
@@ -295,16 +336,22 @@ pub enum LoginError {
     NoPassword,
     /// `multiple_logins = no` and the user is already on another device.
     Denied,
+    /// The durable store refused the change: nothing changed.
+    Store(StoreError),
 }
 
 impl fmt::Display for LoginError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let LoginError::Store(e) = self {
+            return write!(f, "not saved, nothing changed: {e}");
+        }
         f.write_str(match self {
             LoginError::NoSuchUser => "no such user",
             LoginError::NoSuchDevice => "no such device",
             LoginError::FixedDevice => "device is fixed to its default user",
             LoginError::NoPassword => "user has no password",
             LoginError::Denied => "user is already logged in on another device",
+            LoginError::Store(_) => unreachable!("written above"),
         })
     }
 }
@@ -318,15 +365,21 @@ pub enum LogoutError {
     NotLoggedIn,
     /// The default user of a fixed device cannot be logged out.
     FixedDevice,
+    /// The durable store refused the change: nothing changed.
+    Store(StoreError),
 }
 
 impl fmt::Display for LogoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let LogoutError::Store(e) = self {
+            return write!(f, "not saved, nothing changed: {e}");
+        }
         f.write_str(match self {
             LogoutError::NoSuchUser => "no such user",
             LogoutError::NoSuchDevice => "no such device",
             LogoutError::NotLoggedIn => "not logged in",
             LogoutError::FixedDevice => "device is fixed to its default user",
+            LogoutError::Store(_) => unreachable!("written above"),
         })
     }
 }
@@ -461,6 +514,18 @@ impl BindingTable {
         on_commit: impl FnOnce(&Changes),
         f: impl FnOnce(&mut Tx) -> Result<R, E>,
     ) -> Result<(Changes, R), E> {
+        self.transact_durable(|_, _| Ok(()), on_commit, f)
+    }
+
+    /// [`transact`](Self::transact) with a durable store: once `f` has decided, and before
+    /// anything is published, `durable` gets the next state and the changes; if it fails,
+    /// nothing is published and its error is returned.
+    fn transact_durable<R, E>(
+        &self,
+        durable: impl FnOnce(&Snapshot, &Changes) -> Result<(), E>,
+        on_commit: impl FnOnce(&Changes),
+        f: impl FnOnce(&mut Tx) -> Result<R, E>,
+    ) -> Result<(Changes, R), E> {
         let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut tx = Tx {
             next: Snapshot::clone(&self.current.load()),
@@ -468,6 +533,9 @@ impl BindingTable {
             dirty: false,
         };
         let r = f(&mut tx)?;
+        if !tx.changes.is_empty() {
+            durable(&tx.next, &tx.changes)?;
+        }
         if tx.dirty {
             self.current.store(Arc::new(tx.next));
         }
@@ -489,7 +557,22 @@ impl BindingTable {
         now: u64,
         on_commit: impl FnOnce(&Changes),
     ) -> Result<Changes, LoginError> {
-        self.transact(on_commit, |tx| {
+        self.login_durable(user, device, mode, now, |_, _| Ok(()), on_commit)
+    }
+
+    /// [`login`](Self::login) written to a durable store before it is published (see
+    /// [`StoreError`]).
+    pub fn login_durable(
+        &self,
+        user: &str,
+        device: &str,
+        mode: LoginMode,
+        now: u64,
+        durable: impl FnOnce(&Snapshot, &Changes) -> Result<(), StoreError>,
+        on_commit: impl FnOnce(&Changes),
+    ) -> Result<Changes, LoginError> {
+        let durable = |s: &Snapshot, c: &Changes| durable(s, c).map_err(LoginError::Store);
+        self.transact_durable(durable, on_commit, |tx| {
             let cfg = Arc::clone(&tx.next.config);
             let u = cfg.user(user).ok_or(LoginError::NoSuchUser)?;
             let d = cfg.device(device).ok_or(LoginError::NoSuchDevice)?;
@@ -531,7 +614,20 @@ impl BindingTable {
         now: u64,
         on_commit: impl FnOnce(&Changes),
     ) -> Result<Changes, LogoutError> {
-        self.transact(on_commit, |tx| {
+        self.logout_device_durable(device, reason, now, |_, _| Ok(()), on_commit)
+    }
+
+    /// [`logout_device`](Self::logout_device) written to a durable store first.
+    pub fn logout_device_durable(
+        &self,
+        device: &str,
+        reason: Reason,
+        now: u64,
+        durable: impl FnOnce(&Snapshot, &Changes) -> Result<(), StoreError>,
+        on_commit: impl FnOnce(&Changes),
+    ) -> Result<Changes, LogoutError> {
+        let durable = |s: &Snapshot, c: &Changes| durable(s, c).map_err(LogoutError::Store);
+        self.transact_durable(durable, on_commit, |tx| {
             let d = tx
                 .next
                 .config
@@ -558,7 +654,20 @@ impl BindingTable {
         now: u64,
         on_commit: impl FnOnce(&Changes),
     ) -> Result<Changes, LogoutError> {
-        self.transact(on_commit, |tx| {
+        self.logout_user_durable(user, reason, now, |_, _| Ok(()), on_commit)
+    }
+
+    /// [`logout_user`](Self::logout_user) written to a durable store first.
+    pub fn logout_user_durable(
+        &self,
+        user: &str,
+        reason: Reason,
+        now: u64,
+        durable: impl FnOnce(&Snapshot, &Changes) -> Result<(), StoreError>,
+        on_commit: impl FnOnce(&Changes),
+    ) -> Result<Changes, LogoutError> {
+        let durable = |s: &Snapshot, c: &Changes| durable(s, c).map_err(LogoutError::Store);
+        self.transact_durable(durable, on_commit, |tx| {
             if tx.next.config.user(user).is_none() {
                 return Err(LogoutError::NoSuchUser);
             }
@@ -715,6 +824,73 @@ impl BindingTable {
             Ok(r) => r,
             Err(never) => match never {},
         }
+    }
+
+    /// Makes the table what a shared store holds: every device that is not fixed gets the
+    /// binding of its row in `rows`, or none if it has no row. `read` runs under the writer
+    /// lock, so no commit of this node falls between reading the store and applying what
+    /// was read. Changes carry [`Reason::Remote`]. Rows naming an unknown user or device, a
+    /// fixed device, or a device twice are returned with why, and not applied.
+    pub fn sync<E>(
+        &self,
+        read: impl FnOnce(&Snapshot) -> Result<Vec<Binding>, E>,
+        on_commit: impl FnOnce(&Changes),
+    ) -> Result<(Changes, Vec<(Binding, String)>), E> {
+        self.transact(on_commit, |tx| {
+            let rows = read(&tx.next)?;
+            let cfg = Arc::clone(&tx.next.config);
+            let mut want: std::collections::BTreeMap<Key, Binding> = Default::default();
+            let mut dropped = Vec::new();
+            for b in rows {
+                let problem = if cfg.user(&b.user).is_none() {
+                    Some(format!("user {} is not configured", b.user))
+                } else {
+                    match cfg.device(&b.device) {
+                        None => Some(format!("device {} is not configured", b.device)),
+                        Some(d) if d.mode == DeviceMode::Fixed => {
+                            Some(format!("device {} is fixed", b.device))
+                        }
+                        Some(_) if want.contains_key(b.device.as_str()) => {
+                            Some(format!("duplicate row for device {}", b.device))
+                        }
+                        Some(_) => None,
+                    }
+                };
+                match problem {
+                    Some(p) => dropped.push((b, p)),
+                    None => {
+                        want.insert(b.device.clone(), b);
+                    }
+                }
+            }
+            let adhoc: Vec<Key> = (cfg.devices.values())
+                .filter(|d| d.mode == DeviceMode::Adhoc)
+                .map(|d| d.id.clone())
+                .collect();
+            let mut bind = Vec::new();
+            for device in adhoc {
+                let want = want.remove(device.as_str());
+                match (tx.next.user_on(&device).cloned(), want) {
+                    (None, None) => {}
+                    (Some(cur), Some(w)) if cur.user == w.user => {
+                        if cur.since != w.since {
+                            tx.next.by_device.insert(device.clone(), w);
+                            tx.dirty = true;
+                        }
+                    }
+                    (cur, w) => {
+                        if cur.is_some() {
+                            tx.unbind(&device, Reason::Remote);
+                        }
+                        bind.extend(w);
+                    }
+                }
+            }
+            for b in bind {
+                tx.bind(b, Reason::Remote);
+            }
+            Ok(dropped)
+        })
     }
 
     /// Switches to a reloaded config. Bindings whose user or device is gone, or whose device
@@ -1199,6 +1375,143 @@ mod tests {
         new.remove_device("2010");
         t.reconfigure(new, 1, nop);
         assert_eq!(t.snapshot().dnd_users(), vec!["101"]);
+    }
+
+    #[test]
+    fn a_refused_durable_write_changes_nothing() {
+        let t = BindingTable::new(sample(), 0);
+        let before = t.snapshot();
+        let e = t.login_durable(
+            "101",
+            "1000",
+            LoginMode::Admin,
+            1,
+            |next, c| {
+                // The store sees the decision before anyone else.
+                assert_eq!(next.user_on("1000").unwrap().user, "101");
+                assert_eq!(c.added.len(), 1);
+                Err(StoreError::Unavailable("down".into()))
+            },
+            |_| panic!("a refused commit is not committed"),
+        );
+        assert_eq!(
+            e,
+            Err(LoginError::Store(StoreError::Unavailable("down".into())))
+        );
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .starts_with("not saved, nothing changed"));
+        assert_eq!(pairs(&t.snapshot()), pairs(&before));
+
+        t.login("101", "1000", LoginMode::Admin, 1, nop).unwrap();
+        let e = t.logout_device_durable(
+            "1000",
+            Reason::Admin,
+            2,
+            |_, _| Err(StoreError::Conflict("row".into())),
+            |_| panic!("refused"),
+        );
+        assert_eq!(
+            e,
+            Err(LogoutError::Store(StoreError::Conflict("row".into())))
+        );
+        let e = t.logout_user_durable(
+            "101",
+            Reason::Admin,
+            2,
+            |_, _| Err(StoreError::Unavailable("x".into())),
+            |_| panic!("refused"),
+        );
+        assert!(matches!(e, Err(LogoutError::Store(_))));
+        assert_eq!(t.snapshot().devices_of("101"), vec!["1000"]);
+        // Nothing to write: the store is not asked.
+        t.login_durable(
+            "101",
+            "1000",
+            LoginMode::Admin,
+            3,
+            |_, _| panic!("no changes"),
+            nop,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn sync_makes_the_table_what_the_store_holds() {
+        let t = BindingTable::new(sample(), 0);
+        t.login("101", "1000", LoginMode::Admin, 1, nop).unwrap();
+        let mut committed = None;
+        let (c, dropped) = t
+            .sync(
+                |_| {
+                    Ok::<_, ()>(vec![
+                        b("100", "1001", 7),
+                        b("nobody", "1002", 7),
+                        b("101", "2010", 7),
+                        b("101", "nowhere", 7),
+                        b("101", "1001", 8),
+                    ])
+                },
+                |c| committed = Some(c.clone()),
+            )
+            .unwrap();
+        assert_eq!(committed.as_ref(), Some(&c));
+        // 1000 has no row: empty; lobby has no row: its default user is gone too; the fixed
+        // device keeps its user whatever the store says.
+        assert_eq!(
+            c.removed,
+            vec![
+                (b("101", "1000", 1), Reason::Remote),
+                (b("100", "lobby", 0), Reason::Remote)
+            ]
+        );
+        assert_eq!(c.added, vec![(b("100", "1001", 7), Reason::Remote)]);
+        let why: Vec<&str> = dropped.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(
+            why,
+            vec![
+                "user nobody is not configured",
+                "device 2010 is fixed",
+                "device nowhere is not configured",
+                "duplicate row for device 1001"
+            ]
+        );
+        let s = t.snapshot();
+        assert_eq!(
+            pairs(&s),
+            vec![
+                ("100".into(), "1001".into()),
+                ("2010".into(), "2010".into())
+            ]
+        );
+        check_invariants(&s).unwrap();
+        // The same rows again: nothing changes; a new `since` alone is taken silently.
+        let (c, _) = t
+            .sync(
+                |_| Ok::<_, ()>(vec![b("100", "1001", 9)]),
+                |_| panic!("no change"),
+            )
+            .unwrap();
+        assert!(c.is_empty());
+        assert_eq!(t.snapshot().user_on("1001").unwrap().since, 9);
+        // A failed read changes nothing.
+        assert_eq!(
+            t.sync(|_| Err::<Vec<Binding>, _>("down"), |_| panic!()),
+            Err("down")
+        );
+        assert_eq!(pairs(&t.snapshot()), pairs(&s));
+    }
+
+    #[test]
+    fn dial_where_leaves_devices_out() {
+        let t = BindingTable::new(sample(), 0);
+        t.login("101", "1000", LoginMode::Admin, 1, nop).unwrap();
+        t.login("101", "1001", LoginMode::Admin, 1, nop).unwrap();
+        let s = t.snapshot();
+        assert_eq!(s.dial_where("101", |_| true), s.dial("101"));
+        assert_eq!(s.dial_where("101", |d| d.id != "1000"), "SIP/phone1001");
+        assert_eq!(s.dial_where("nobody", |_| true), "");
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct Builder {
     collect_module_lines: bool,
     /// Modules the generated modules.conf keeps from loading, loaded all the same.
     load: Vec<String>,
+    /// SIP and AMI ports given by the caller (else free ones are picked).
+    ports: Option<(u16, u16)>,
 }
 
 impl Builder {
@@ -84,6 +86,14 @@ impl Builder {
     /// and keeps it after the instance stops.
     pub fn run_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.run_dir = Some(dir.into());
+        self
+    }
+
+    /// Boots on these SIP and AMI ports instead of free ones picked by the kit, e.g. when
+    /// another instance's configuration names them (several nodes); no retry with other
+    /// ports on a clash.
+    pub fn ports(mut self, sip: u16, ami: u16) -> Self {
+        self.ports = Some((sip, ami));
         self
     }
 
@@ -147,10 +157,10 @@ impl Builder {
         };
         let mut last_err = String::new();
         // Ports are free when picked, but another process may grab them before
-        // Asterisk binds: retry with new ones.
-        for _attempt in 0..4 {
-            let sip_port = free_port();
-            let ami_port = free_port();
+        // Asterisk binds: retry with new ones (not with ports the caller gave).
+        let attempts = if self.ports.is_some() { 1 } else { 4 };
+        for _attempt in 0..attempts {
+            let (sip_port, ami_port) = self.ports.unwrap_or_else(|| (free_port(), free_port()));
             let mut ast = Asterisk {
                 run: run.clone(),
                 sip_port,
@@ -241,6 +251,7 @@ impl Asterisk {
             run_dir: None,
             collect_module_lines: true,
             load: Vec::new(),
+            ports: None,
         }
     }
 
@@ -557,8 +568,17 @@ impl Asterisk {
 
     /// SIGKILL (no shutdown at all, like a crash), then start.
     pub fn kill9_and_restart(&mut self) {
+        self.kill9();
+        if let Err(e) = self.boot() {
+            panic!("restart after SIGKILL: {e}");
+        }
+    }
+
+    /// SIGKILL (no shutdown at all, like a crash); the instance stays stopped
+    /// ([`start_again`](Asterisk::start_again) boots it).
+    pub fn kill9(&mut self) {
         let pid = self.pid;
-        assert!(pid != 0, "kill9_and_restart: not running");
+        assert!(pid != 0, "kill9: not running");
         process::signal(pid, "KILL");
         assert!(
             wait_until(Duration::from_secs(10), || !process::alive(pid)),
@@ -576,9 +596,6 @@ impl Asterisk {
         );
         let _ = fs::remove_file(self.run.join("rundir/asterisk.pid"));
         self.pid = 0;
-        if let Err(e) = self.boot() {
-            panic!("restart after SIGKILL: {e}");
-        }
     }
 
     /// CPU time Asterisk used so far (all threads), in seconds.

@@ -1,7 +1,10 @@
 //! The kit the integration tests (`tests/`) and the benchmark driver (`bench/`) share: real
 //! Asterisk instances ([`Asterisk`], provisioned by `scripts/provision.sh`, run folders made
 //! and booted by `scripts/asterisk.sh`), an AMI client ([`Ami`]) and SIP peers ([`sip`]:
-//! sipp scenarios, a presence watcher, baresip softphones).
+//! sipp scenarios, a presence watcher, baresip softphones); for several nodes sharing a
+//! database, a PostgreSQL of the test's own and the nodes' configuration ([`cluster`]); the
+//! administration console's web clients ([`web`]: HTTP, WebSocket, and WebDriver driving
+//! headless Chromium).
 //!
 //! Every instance gets its own run folder and its own ports, so instances run in parallel.
 //! A test's folder (under `target/it-runs/`) is removed when the test passes and kept (with
@@ -20,8 +23,10 @@
 
 pub mod ami;
 pub mod asterisk;
+pub mod cluster;
 pub mod process;
 pub mod sip;
+pub mod web;
 
 pub use ami::{Ami, Message};
 pub use asterisk::{module_lines_file, Asterisk, Builder};

@@ -22,6 +22,21 @@ pub fn load(file: &str) -> Loaded {
         -1 | -2 => return Loaded::Invalid,
         _ => {}
     }
+    // SAFETY: cfg is a live config, destroyed just after.
+    let sections = unsafe { sections_of(cfg) };
+    // SAFETY: cfg came from ast_config_load2 and is destroyed once.
+    unsafe { sys::ast_config_destroy(cfg) };
+    Loaded::Config(RawConfig {
+        file: file.to_string(),
+        sections,
+    })
+}
+
+/// The categories of a config, in order, with their variables.
+///
+/// # Safety
+/// `cfg` is a live config that no other thread changes during the call.
+pub(super) unsafe fn sections_of(cfg: *mut sys::ast_config) -> Vec<RawSection> {
     let mut sections = Vec::new();
     let mut cat: *mut sys::ast_category = std::ptr::null_mut();
     loop {
@@ -58,10 +73,5 @@ pub fn load(file: &str) -> Loaded {
         let line = vars.first().map(|v| v.line.saturating_sub(1)).unwrap_or(0);
         sections.push(RawSection { name, line, vars });
     }
-    // SAFETY: cfg came from ast_config_load2 and is destroyed once.
-    unsafe { sys::ast_config_destroy(cfg) };
-    Loaded::Config(RawConfig {
-        file: file.to_string(),
-        sections,
-    })
+    sections
 }

@@ -42,4 +42,6 @@ AST_MODULE_INFO(ASTERISK_GPL_KEY, AST_MODFLAG_LOAD_ORDER, "Hot-desking: users lo
 	.unload = unload_module,
 	.reload = reload_module,
 	.load_pri = AST_MODPRI_DEVSTATE_PROVIDER,
+	/* The console's live feed uses res_http_websocket when it is loaded: start it first. */
+	.optional_modules = "res_http_websocket",
 );

@@ -1,7 +1,7 @@
 //! The benchmark driver: boots real Asterisk instances (run folders under `bench/tmp/`),
 //! measures res_deviceuser against baselines in the same run, and writes `bench/results.md`.
 //!
-//! `deviceuser-bench [--only fanout,e2e,overhead,login,reload,scale,hints-scale,table] [--e2e-reps N] [--e2e-cycles N] [--e2e-module LABEL=PATH]... [--out FILE]`
+//! `deviceuser-bench [--only fanout,e2e,overhead,login,reload,scale,hints-scale,table,console] [--e2e-reps N] [--e2e-cycles N] [--e2e-module LABEL=PATH]... [--out FILE]`
 //! (`fanout` runs the end-to-end fan-out `e2e` too, so both show in one report.)
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -2195,6 +2195,150 @@ fn reload_rows(rep: &mut Report, failures: &mut Vec<String>) {
     rep.detail("4r. `dialplan reload` with the module's users", d);
 }
 
+/// Users (all logged in) for the console's board.
+const CONSOLE_USERS: usize = 10_000;
+/// Boards open during the console's login bursts.
+const BOARDS: usize = 50;
+const CONSOLE_ROUNDS: usize = 5;
+const FEED_LATENCY_PAIRS: usize = 300;
+
+fn console(rep: &mut Report) -> Res<()> {
+    eprintln!("[bench] console: {CONSOLE_USERS} users logged in, {BOARDS} boards, {PAIRS} pairs");
+    let params = deviceuser_bench::console::Params {
+        users: CONSOLE_USERS,
+        pairs: PAIRS,
+        boards: BOARDS,
+        latency_pairs: FEED_LATENCY_PAIRS,
+        rounds: CONSOLE_ROUNDS,
+    };
+    let module = module_file();
+    if !module.exists() {
+        return Err(format!(
+            "{} does not exist: run cargo build --release",
+            module.display()
+        ));
+    }
+    let builder = Asterisk::builder("console")
+        .run_dir(repo().join("bench/tmp/console"))
+        .module_file(module)
+        .collect_module_lines(false);
+    let r = deviceuser_bench::console::run(&params, builder)?;
+    let api = quantile(&r.board_api, 0.5);
+    rep.row(
+        &format!(
+            "console: `GET api/board` with {CONSOLE_USERS} users and {CONSOLE_USERS} bindings ({:.1} MB of JSON; median of {})",
+            r.board_bytes as f64 / 1e6,
+            r.board_api.len()
+        ),
+        ms(api),
+        "–".into(),
+        "–".into(),
+        "< 1 s",
+        Some(api < Duration::from_secs(1)),
+    );
+    match &r.first_paint {
+        Ok(samples) => {
+            let (rendered, painted) = samples[samples.len() / 2];
+            rep.row(
+                &format!(
+                    "console: the board's first paint in headless Chromium, from navigation start ({CONSOLE_USERS} rows; median of {} loads; in the document after {})",
+                    samples.len(),
+                    ms(rendered)
+                ),
+                ms(painted),
+                "–".into(),
+                "–".into(),
+                "< 1 s",
+                Some(painted < Duration::from_secs(1)),
+            );
+        }
+        Err(e) => rep.detail("Console first paint", format!("not measured: {e}")),
+    }
+    let (p50, p99) = (
+        quantile(&r.feed_latency, 0.5),
+        quantile(&r.feed_latency, 0.99),
+    );
+    rep.row(
+        &format!(
+            "console: AMI `DeviceUserLogin`/`Logout` sent → event at a live-feed WebSocket client, p50 / p99 ({} actions, one at a time)",
+            r.feed_latency.len()
+        ),
+        format!("{} / {}", ms(p50), ms(p99)),
+        "–".into(),
+        "–".into(),
+        "p99 < 50 ms",
+        Some(p99 < Duration::from_millis(50)),
+    );
+    let per_pair = |b: &(Burst, f64)| b.0.elapsed.as_secs_f64() / PAIRS as f64;
+    let cpu_pair = |b: &(Burst, f64)| b.1 * 1e6 / PAIRS as f64;
+    let (mid_with, mid_without) = (
+        &r.with_boards[r.with_boards.len() / 2],
+        &r.without_boards[r.without_boards.len() / 2],
+    );
+    let (with, without) = (per_pair(mid_with), per_pair(mid_without));
+    let delivered = r.events_per_board.iter().all(|&n| n == r.events_expected);
+    rep.row(
+        &format!(
+            "console: login+logout throughput with {BOARDS} boards open vs none ({PAIRS} pairs pipelined; median of {CONSOLE_ROUNDS} rounds each, alternating; Asterisk CPU per pair {:.0} µs vs {:.0} µs; every board received {})",
+            cpu_pair(mid_with),
+            cpu_pair(mid_without),
+            if delivered {
+                format!("all {} events", r.events_expected)
+            } else {
+                format!(
+                    "{:?} of {} events",
+                    r.events_per_board.iter().min(),
+                    r.events_expected
+                )
+            }
+        ),
+        format!("{:.0} pairs/s", 1.0 / with),
+        format!("{:.0} pairs/s", 1.0 / without),
+        ratio(with, without),
+        "within 5 %",
+        Some(delivered && with <= without * 1.05),
+    );
+    let list = |v: &[(Burst, f64)]| {
+        v.iter()
+            .map(|b| format!("{:.0} ({:.0} µs CPU)", 1.0 / per_pair(b), cpu_pair(b)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let paints = match &r.first_paint {
+        Ok(s) => s
+            .iter()
+            .map(|(a, b)| format!("{} / {}", ms(*a), ms(*b)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(e) => e.clone(),
+    };
+    let lines = [
+        format!("An instance with {CONSOLE_USERS} users and devices (`Custom:dev/N`, each with a cached state), every user logged in, the HTTP server on, one admin console user.\n"),
+        format!(
+            "- `GET api/board` (cookie session, one connection per request): median {} (min {}, max {}); Asterisk's CPU time per request {}.",
+            ms(api),
+            ms(r.board_api[0]),
+            ms(*r.board_api.last().unwrap()),
+            ms(r.board_cpu)
+        ),
+        format!("- First paint: a fresh load of the page in headless Chromium with the session cookie set; the page marks `board-rendered` when the rows are in the document and `board-painted` two animation frames later; times from navigation start (rendered / painted): {paints}."),
+        format!(
+            "- Feed latency: a WebSocket client on its own thread timestamps each frame as it arrives; the AMI session sends one logout or login at a time and waits for it. p50 {}, p90 {}, p99 {}, max {}.",
+            ms(p50),
+            ms(quantile(&r.feed_latency, 0.9)),
+            ms(p99),
+            ms(*r.feed_latency.last().unwrap_or(&Duration::ZERO))
+        ),
+        format!(
+            "- Bursts ({PAIRS} logouts then {PAIRS} logins, pipelined on one AMI session), pairs/s per round, sorted, with Asterisk's CPU time per pair until idle: without boards {}; with {BOARDS} boards {}. The boards' clients run on the same cores as Asterisk.",
+            list(&r.without_boards),
+            list(&r.with_boards)
+        ),
+    ];
+    rep.detail("Console", lines.join("\n") + "\n");
+    Ok(())
+}
+
 fn render(rep: &Report) -> String {
     let mut s = String::from("# res_deviceuser benchmark results\n\n");
     let _ = writeln!(
@@ -2284,7 +2428,7 @@ fn main() {
                 i += 2;
             }
             other => {
-                eprintln!("usage: deviceuser-bench [--only fanout,e2e,overhead,login,reload,scale,hints-scale,table] [--e2e-reps N] [--e2e-cycles N] [--e2e-module LABEL=PATH]... [--out FILE] (got {other})");
+                eprintln!("usage: deviceuser-bench [--only fanout,e2e,overhead,login,reload,scale,hints-scale,table,console] [--e2e-reps N] [--e2e-cycles N] [--e2e-module LABEL=PATH]... [--out FILE] (got {other})");
                 std::process::exit(2);
             }
         }
@@ -2384,6 +2528,11 @@ fn main() {
     }
     if want("table") {
         table(&mut rep);
+    }
+    if want("console") {
+        if let Err(e) = console(&mut rep) {
+            failures.push(format!("console: {e}"));
+        }
     }
     if !failures.is_empty() {
         rep.detail(

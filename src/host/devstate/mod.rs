@@ -136,6 +136,132 @@ pub fn publish(device: &str, state: DeviceState) {
     }
 }
 
+/// An Asterisk entity id (EID): which server a per-server device state comes from.
+#[derive(Clone, Copy)]
+pub struct Eid(sys::ast_eid);
+
+impl PartialEq for Eid {
+    fn eq(&self, other: &Eid) -> bool {
+        self.0.eid == other.0.eid
+    }
+}
+
+impl Eid {
+    /// This server's (`entityid` in asterisk.conf, else from a network interface).
+    pub fn own() -> Eid {
+        // SAFETY: a global Asterisk sets before loading modules and never changes after.
+        Eid(unsafe { sys::ast_eid_default })
+    }
+
+    /// Parses `00:11:22:33:44:55`.
+    pub fn parse(text: &str) -> Option<Eid> {
+        let t = cstring(text);
+        let mut eid = sys::ast_eid::default();
+        // SAFETY: valid C string and an exclusively borrowed eid; 0 means parsed.
+        (unsafe { sys::ast_str_to_eid(&mut eid, t.as_ptr()) } == 0).then_some(Eid(eid))
+    }
+}
+
+impl std::fmt::Display for Eid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut buf = [0 as std::os::raw::c_char; 32];
+        let mut eid = self.0;
+        // SAFETY: buf is writable for its length; the result is NUL-terminated in it.
+        let s = unsafe {
+            from_c(sys::ast_eid_to_str(
+                buf.as_mut_ptr(),
+                buf.len() as i32,
+                &mut eid,
+            ))
+        };
+        f.write_str(&s.unwrap_or_default())
+    }
+}
+
+/// Publishes `state` for `device` as the state of one server (`eid`), cachable: Asterisk's
+/// cache keeps one state per server and aggregates them (hints show the aggregate), and
+/// `res_pjsip_publish_asterisk` sends this server's states to the other nodes. Unchanged
+/// states are not published again (Asterisk checks its cache).
+pub fn publish_as(device: &str, state: DeviceState, eid: &Eid) {
+    let d = cstring(device);
+    if d.as_bytes().is_empty() {
+        return;
+    }
+    let mut eid = eid.0;
+    // SAFETY: valid, non-empty C string and EID, both copied into the message.
+    unsafe {
+        sys::ast_publish_device_state_full(
+            d.as_ptr(),
+            state.0,
+            sys::ast_devstate_cache_AST_DEVSTATE_CACHABLE,
+            &mut eid,
+        )
+    };
+}
+
+/// Removes this server's cached state of `device` (the other servers' stay).
+pub fn clear_own_cached(device: &str) {
+    let d = cstring(device);
+    // SAFETY: valid C string; Asterisk copies what it keeps.
+    unsafe { sys::ast_device_state_clear_cache(d.as_ptr()) };
+}
+
+/// The devices whose names start with `prefix` that have a cached state published under
+/// `eid` (by that server, or received from it).
+pub fn cached_devices_of(eid: &Eid, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    // SAFETY: the cache and the type are Asterisk globals; the container comes with a
+    // reference we release below.
+    let all = unsafe {
+        sys::stasis_cache_dump_by_eid(
+            sys::ast_device_state_cache(),
+            sys::ast_device_state_message_type(),
+            &eid.0,
+        )
+    };
+    if all.is_null() {
+        return out;
+    }
+    // SAFETY: a live container; the iterator holds its own reference until destroyed.
+    let mut it = unsafe { sys::ao2_iterator_init(all, 0) };
+    loop {
+        // SAFETY: a live iterator; each object comes with a reference we release.
+        let msg = unsafe {
+            sys::__ao2_iterator_next(
+                &mut it,
+                std::ptr::null(),
+                c"devstate/mod.rs".as_ptr(),
+                0,
+                c"cached_devices_of".as_ptr(),
+            )
+        };
+        if msg.is_null() {
+            break;
+        }
+        // SAFETY: the container holds device state messages, whose data is an
+        // ast_device_state_message with a NUL-terminated device name.
+        let device = unsafe {
+            let data = sys::stasis_message_data(msg.cast()) as *const sys::ast_device_state_message;
+            if data.is_null() {
+                None
+            } else {
+                from_c((*data).device)
+            }
+        };
+        if let Some(d) = device.filter(|d| d.starts_with(prefix)) {
+            out.push(d);
+        }
+        // SAFETY: releases the reference the iterator gave us.
+        unsafe { sys::__ao2_cleanup(msg) };
+    }
+    // SAFETY: our iterator and container reference, released once.
+    unsafe {
+        sys::ao2_iterator_destroy(&mut it);
+        sys::__ao2_cleanup(all.cast());
+    }
+    out
+}
+
 /// The existing state topic of `device`, with a reference the caller releases; NULL if no one
 /// ever created it. Found in stasis' registry of topics, without touching the topic pool.
 pub(super) fn device_topic(device: &str) -> *mut sys::stasis_topic {
