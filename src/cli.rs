@@ -246,6 +246,7 @@ pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
         out.push_str(&format!(
             "Module heap in use: {:.1} MB ({bytes} bytes)\n\
              Device states followed: {} ({pending} of them not published yet)\n\
+             All device state traffic followed (for devices not published yet): {}\n\
              Device state messages received: {}\n\
              Commit work queued (AstDB writes, devices to release, states to publish): {}\n\
              User states published: {}\n\
@@ -254,6 +255,11 @@ pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
              Queue and MWI work queued: {}\n",
             bytes as f64 / (1024.0 * 1024.0),
             forwarded + pending,
+            if inst.follower().follows_all() {
+                "yes"
+            } else {
+                "no"
+            },
             inst.follower().received(),
             inst.executor().pending(),
             inst.state().publisher.count(),

@@ -127,12 +127,17 @@ fn every_request_needs_a_session_and_roles_limit_what_it_may_do() {
         .as_str()
         .unwrap()
         .contains("too many failed logins"));
-    let failed = hd::log_lines(
-        &ast,
-        mark,
-        "WARNING",
-        &["FailedLogin", "res_deviceuser console"],
-    );
+    // Asterisk's logger thread writes the lines after the answers went out: wait for them.
+    let mut failed = Vec::new();
+    hd::wait(|| {
+        failed = hd::log_lines(
+            &ast,
+            mark,
+            "WARNING",
+            &["FailedLogin", "res_deviceuser console"],
+        );
+        failed.len() >= 6
+    });
     assert_eq!(failed.len(), 6, "{failed:#?}");
     assert!(failed.iter().any(|l| l.contains("Locked=\"yes\"")));
     assert!(

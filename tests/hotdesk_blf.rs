@@ -271,6 +271,14 @@ fn devices_bound_in_a_burst_are_followed_as_the_table_says() {
     assert!(drained(), "the logouts' work is applied");
     wait_hints("Unavailable");
     assert_eq!(followed(&ast), followed0, "no freed device is followed");
+    // The subscription to all traffic, made while devices had never published, ends at the
+    // policy thread's next round once none is pending.
+    assert!(
+        common::wait_until(common::TIMEOUT, || ast.stats_counter(
+            "All device state traffic followed (for devices not published yet)"
+        ) == "no"),
+        "the subscription to all device state traffic outlives the pending devices"
+    );
     let before = received();
     for n in 1..=N {
         set_state(&mut ami, n, "BUSY");

@@ -388,6 +388,12 @@ impl Follower {
             .map_or((0, 0), |w| (w.forwards.len(), w.pending.len()))
     }
 
+    /// Whether the subscription to all device state traffic exists (devices are pending, or
+    /// were until the policy thread's last [`tend`](Self::tend)).
+    pub fn follows_all(&self) -> bool {
+        !self.all.load(Ordering::Acquire).is_null()
+    }
+
     /// Device state messages delivered to the subscriptions since they were made.
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
