@@ -20,6 +20,8 @@
 #   modules/, data/            links into the provisioned tree, plus res_deviceuser.so
 #   ports                      SIP_PORT and AMI_PORT of the folder
 # --conf-dir: a folder whose *.conf files replace or add to those of etc/ (always written).
+# DEVICEUSER_BOOT_TIMEOUT=S: how long `start` waits for the boot (30 s; tens of thousands of
+# hints take Asterisk longer).
 # The PID file is Asterisk's own, RUN/rundir/asterisk.pid, however Asterisk was started.
 # DEVICEUSER_VALGRIND=DIR: `start` runs Asterisk under valgrind memcheck as
 # scripts/valgrind.sh does, logging to DIR/vg-<pid>.log, and waits up to 600 s for the
@@ -300,7 +302,7 @@ start() {
     [ -f "$run/etc/asterisk.conf" ] || die "$run is not a run folder (use mkrun)"
     [ -x "$run/bin/asterisk" ] || die "$run has no bin/asterisk (made by an older mkrun: run mkrun again)"
     if pid_of "$run" >/dev/null; then die "already running in $run (pid $(pid_of "$run"))"; fi
-    local limit=30 pause=0.1
+    local limit=${DEVICEUSER_BOOT_TIMEOUT:-30} pause=0.1
     if [ -n "$VALGRIND_DIR" ]; then
         vg_check || die "cannot run Asterisk under valgrind"
         mkdir -p "$VALGRIND_DIR" || die "cannot create $VALGRIND_DIR"

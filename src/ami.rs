@@ -127,7 +127,7 @@ pub fn users(inst: &Instance, a: &Action) {
                 ),
                 ("CallerIDNum", u.cid_number.to_string()),
                 ("Devices", snap.devices_of(&u.id).join(",")),
-                ("State", user_state(&snap, &u.id, None).name()),
+                ("State", user_state(&snap, &u.id, &inst.state().seen).name()),
                 (
                     "DND",
                     if snap.dnd(&u.id) { "on" } else { "off" }.to_string(),

@@ -250,6 +250,7 @@ pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
              Device state messages received: {}\n\
              Commit work queued (AstDB writes, devices to release, states to publish): {}\n\
              User states published: {}\n\
+             Provider queries (DeviceUser: states Asterisk asked for): {}\n\
              Heap trimmed after bursts of commits: {}\n\
              Queue and MWI work queued: {}\n",
             bytes as f64 / (1024.0 * 1024.0),
@@ -262,6 +263,7 @@ pub fn show_stats(inst: &Instance, a: &Args) -> Outcome {
             inst.follower().received(),
             inst.executor().pending(),
             inst.state().publisher.count(),
+            inst.provided(),
             inst.executor().trims(),
             inst.follow_ups().pending()
         ));

@@ -62,6 +62,13 @@ impl Effects {
             for dial in &dials {
                 self.follower
                     .unwatch_unless(dial, || dial_bound(&self.state.snapshot(), dial));
+                // Followed or not from now on, its next state comes from a change message.
+                // Under the publish lock, as a change is handled: one taken before the logout
+                // was committed can no longer record the device's state after this.
+                let _publishing = self.state.publisher.lock();
+                if let Some(d) = self.state.snapshot().config().device_for_dial(dial) {
+                    self.state.seen.forget(&d.id);
+                }
             }
         }
         users.sort_unstable();

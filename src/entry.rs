@@ -120,7 +120,7 @@ static CLI_COMMANDS: [CliCommand; 10] = [
         instance,
         c"deviceuser show stats",
         c"Show login statistics per user",
-        c"Usage: deviceuser show stats [user <id>|summary]\n       Logins per user since the module was loaded: number of logins, logins\n       restored from AstDB at load, time logged in (finished and current\n       sessions), the current session, and the time left of a lockout after\n       wrong PINs. Without a user: the users who logged in since the load,\n       are logged in now or are locked out, then the module's counters:\n       restored logins, locked-out users, the heap memory it holds, how many\n       devices' states it follows (the bound ones), its queued commit work,\n       the states it published. 'summary' prints the counters alone.\n",
+        c"Usage: deviceuser show stats [user <id>|summary]\n       Logins per user since the module was loaded: number of logins, logins\n       restored from AstDB at load, time logged in (finished and current\n       sessions), the current session, and the time left of a lockout after\n       wrong PINs. Without a user: the users who logged in since the load,\n       are logged in now or are locked out, then the module's counters:\n       restored logins, locked-out users, the heap memory it holds, how many\n       devices' states it follows (the bound ones), its queued commit work,\n       the states it published, how often Asterisk asked the provider.\n       'summary' prints the counters alone.\n",
         run = cli::show_stats,
         complete = cli::complete_show_stats
     ),

@@ -84,7 +84,7 @@ pub fn field(inst: &Instance, _chan: Option<&Channel>, data: &str) -> Result<Str
         "dial" => dial_of(inst, &snap, user),
         // With several nodes: Asterisk's aggregate of every node's state.
         "state" if inst.cluster().is_some() => device_state(&device_name(user)).name(),
-        "state" => user_state(&snap, user, None).name(),
+        "state" => user_state(&snap, user, &inst.state().seen).name(),
         "dnd" => if snap.dnd(user) { "1" } else { "0" }.to_string(),
         "queues" => (snap.config().queues_of(user).iter())
             .map(|q| q.to_string())

@@ -65,6 +65,8 @@ pub struct Instance {
     sources: Mutex<Sources>,
     /// Login and logout prompts running on channels: unload is refused while any is.
     prompts: AtomicUsize,
+    /// Questions the provider answered since load.
+    provided: AtomicU64,
     /// The administration console's sessions and edit lock.
     access: Access,
     running: Mutex<Option<Running>>,
@@ -279,6 +281,7 @@ impl Instance {
             ari,
             sources: Mutex::new(Sources::default()),
             prompts: AtomicUsize::new(0),
+            provided: AtomicU64::new(0),
             access: Access::new()?,
             running: Mutex::new(Some(running)),
         });
@@ -658,6 +661,12 @@ impl Instance {
         self.state.unregistered().retain_configured(new.config());
         self.state.hints.sync(&new);
         self.watch_bound_devices();
+        // A device's id may dial something else now: ask Asterisk until the next changes (under
+        // the publish lock, as a change is handled, which then sees the new configuration).
+        {
+            let _publishing = self.state.publisher.lock();
+            self.state.seen.clear();
+        }
         // Queues, queue options and mailboxes may have changed for users whose bindings did not.
         self.follow_ups.check_all();
         // Users whose bindings changed, and everyone still active (a device's dial string may
@@ -701,7 +710,14 @@ impl Instance {
     /// The provider's answer for `DeviceUser:<user>`. A snapshot of its own: computing the
     /// state calls back into Asterisk (`ast_device_state`), and no writer waits on that.
     pub fn provide(&self, user: &str) -> DeviceState {
-        user_state(&self.snapshot(), user, None)
+        self.provided.fetch_add(1, Ordering::Relaxed);
+        user_state(&self.snapshot(), user, &self.state.seen)
+    }
+
+    /// Questions the provider answered since load (the hint engine asks once per state it
+    /// handles for a hint naming the user).
+    pub fn provided(&self) -> u64 {
+        self.provided.load(Ordering::Relaxed)
     }
 }
 
@@ -722,6 +738,7 @@ fn device_changed(state: &State, dial: &str, device_state: DeviceState) {
     let Some(b) = snap.user_on(&dev.id) else {
         return;
     };
-    let s = user_state(&snap, &b.user, Some((dial, device_state)));
+    state.seen.set(&dev.id, device_state);
+    let s = user_state(&snap, &b.user, &state.seen);
     published.publish(&b.user, s, false);
 }

@@ -3,7 +3,7 @@
 //! tracker, the journal and the last published user states; and how a user's
 //! `DeviceUser:<user>` state is computed and published.
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use deviceuser_core::config::USER_STATE_PREFIX;
@@ -27,6 +27,8 @@ pub struct State {
     pub unregistered: Mutex<Unregistered>,
     pub journal: Journal,
     pub publisher: Publisher,
+    /// The last state of each followed device, from its change messages.
+    pub seen: SeenStates,
     /// The module's hints in `hint_context`.
     pub hints: HintSync,
     /// Logins, logouts and refused logins counted since load (metrics).
@@ -42,6 +44,7 @@ impl State {
             unregistered: Mutex::new(Unregistered::new()),
             journal: Journal::default(),
             publisher: Publisher::default(),
+            seen: SeenStates::default(),
             hints: HintSync::new(),
             counters: Mutex::new(Counters::default()),
         })
@@ -75,7 +78,7 @@ impl State {
         let snap = self.snapshot();
         for user in users {
             let user = user.as_ref();
-            published.publish(user, user_state(&snap, user, None), always);
+            published.publish(user, user_state(&snap, user, &self.seen), always);
         }
     }
 
@@ -140,13 +143,10 @@ pub fn device_name(user: &str) -> String {
 }
 
 /// The state of `DeviceUser:<user>` on this node: Asterisk's aggregate of the user's devices
-/// attached here, UNAVAILABLE on none, BUSY in DND, INVALID for an unknown user. `changed` overrides one device's state
-/// with the one a change message carries (the cache may not have it yet).
-pub fn user_state(
-    snap: &Snapshot,
-    user: &str,
-    changed: Option<(&str, DeviceState)>,
-) -> DeviceState {
+/// attached here, UNAVAILABLE on none, BUSY in DND, INVALID for an unknown user. A device's
+/// state is the one its last change message brought the module (`seen`), else Asterisk's
+/// (`ast_device_state`).
+pub fn user_state(snap: &Snapshot, user: &str, seen: &SeenStates) -> DeviceState {
     if snap.config().user(user).is_none() {
         return DeviceState::INVALID;
     }
@@ -161,16 +161,59 @@ pub fn user_state(
             continue;
         };
         local += 1;
-        let state = match changed {
-            Some((dial, st)) if dial.eq_ignore_ascii_case(&dev.dial) => st,
-            _ => devstate::device_state(&dev.dial),
-        };
-        agg.add(state);
+        agg.add(
+            seen.get(id)
+                .unwrap_or_else(|| devstate::device_state(&dev.dial)),
+        );
     }
     if local == 0 {
         return DeviceState::UNAVAILABLE;
     }
     agg.result()
+}
+
+/// The state each followed device's last change message carried, by device id: what the
+/// user's state is computed from when the module publishes it, and what the provider answers
+/// from when the hint engine asks right after, so neither asks Asterisk's device state cache
+/// again (each lookup there walks a hash bucket of every device that ever published a
+/// state). A device has an entry from its first change message after it was bound until it
+/// is released (or a reload), so a state Asterisk changed while the module did not follow
+/// the device is never used; without one, Asterisk is asked. It trails Asterisk's own cache
+/// by the module's subscription queue, as hints do. The lock is held only to read or write
+/// one entry.
+#[derive(Default)]
+pub struct SeenStates(RwLock<FxHashMap<CompactString, DeviceState>>);
+
+impl SeenStates {
+    pub fn get(&self, device: &str) -> Option<DeviceState> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(device)
+            .copied()
+    }
+
+    pub fn set(&self, device: &str, state: DeviceState) {
+        let mut m = self.0.write().unwrap_or_else(|e| e.into_inner());
+        match m.get_mut(device) {
+            Some(s) => *s = state,
+            None => {
+                m.insert(CompactString::from(device), state);
+            }
+        }
+    }
+
+    /// The device is no longer followed (or may not be): ask Asterisk until its next change.
+    pub fn forget(&self, device: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(device);
+    }
+
+    pub fn clear(&self) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 /// Users whose `DeviceUser:` state is not simply UNAVAILABLE: bound or in DND; sorted.

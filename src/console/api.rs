@@ -170,13 +170,13 @@ fn api(inst: &Instance, req: &Request, pattern: &str, id: &str) -> Response {
         },
         Op::UsersList => {
             let users: Vec<Value> = (snap.config().users.values())
-                .map(|u| edit::user_json(&snap, u, key))
+                .map(|u| edit::user_json(&snap, u, key, &inst.state().seen))
                 .collect();
             json_response(200, &json!({ "users": users }))
         }
         Op::UserGet => match snap.config().user(id) {
             Some(u) => {
-                let v = edit::user_json(&snap, u, key);
+                let v = edit::user_json(&snap, u, key, &inst.state().seen);
                 let tag = v["etag"].as_str().unwrap_or_default().to_string();
                 json_response(200, &v).header("ETag", tag)
             }
@@ -203,7 +203,10 @@ fn api(inst: &Instance, req: &Request, pattern: &str, id: &str) -> Response {
             200,
             JSON,
             render::board(&snap, now(), |u| {
-                render::state_token(&user_state(&snap, u, None).name(), snap.dnd(u))
+                render::state_token(
+                    &user_state(&snap, u, &inst.state().seen).name(),
+                    snap.dnd(u),
+                )
             }),
         ),
         Op::Stats => {

@@ -22,16 +22,16 @@ use crate::host::config_edit::Editable;
 use crate::host::http::{Request, Response};
 use crate::host::log;
 use crate::instance::Instance;
-use crate::state::user_state;
+use crate::state::{user_state, SeenStates};
 
 pub fn device_json(snap: &Snapshot, d: &Device, key: &[u8]) -> Value {
     let tag = core_edit::etag(key, &core_edit::device_canonical(d));
     render::device(snap, d, device_state_token(&d.dial), &tag)
 }
 
-pub fn user_json(snap: &Snapshot, u: &User, key: &[u8]) -> Value {
+pub fn user_json(snap: &Snapshot, u: &User, key: &[u8], seen: &SeenStates) -> Value {
     let tag = core_edit::etag(key, &core_edit::user_canonical(u));
-    let state = render::state_token(&user_state(snap, &u.id, None).name(), snap.dnd(&u.id));
+    let state = render::state_token(&user_state(snap, &u.id, seen).name(), snap.dnd(&u.id));
     render::user(snap, u, state, &tag)
 }
 
@@ -196,7 +196,7 @@ pub fn write(
         Kind::User => snap
             .config()
             .user(&target_id)
-            .map(|u| user_json(&snap, u, key)),
+            .map(|u| user_json(&snap, u, key, &inst.state().seen)),
     };
     // The running config is the file just written, unless it changed again meanwhile.
     let v = v.unwrap_or_else(|| {

@@ -1,7 +1,8 @@
 //! The benchmark driver: boots real Asterisk instances (run folders under `bench/tmp/`),
 //! measures res_deviceuser against baselines in the same run, and writes `bench/results.md`.
 //!
-//! `deviceuser-bench [--only fanout,overhead,login,scale,hints-scale,table,console] [--out FILE]`
+//! `deviceuser-bench [--only fanout,e2e,overhead,login,reload,scale,hints-scale,table,console] [--e2e-reps N] [--e2e-cycles N] [--e2e-module LABEL=PATH]... [--out FILE]`
+//! (`fanout` runs the end-to-end fan-out `e2e` too, so both show in one report.)
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs;
@@ -11,10 +12,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use deviceuser_bench::conf::{self, device, user};
 use deviceuser_bench::contention::{self, Locked, Read, ReadWrite, Snapshots, Writer};
-use deviceuser_bench::{ms, quantile};
+use deviceuser_bench::{driver_session, module_file, ms, quantile, start_instance};
+use deviceuser_bench::{e2e, reload};
 use deviceuser_kit::ami::{self, act, Ami, Burst, Message, StateWatch};
 use deviceuser_kit::sip::{self, Watcher};
-use deviceuser_kit::{asterisk_dir, module_built, repo, Asterisk};
+use deviceuser_kit::{asterisk_dir, repo, Asterisk};
 
 type Res<T> = Result<T, String>;
 
@@ -27,40 +29,6 @@ const LATENCY_PAIRS: usize = 200;
 /// Users and devices of the scale scenario.
 const SCALE: usize = 100_000;
 const HINTS: &str = "bench-hints";
-
-/// `res_deviceuser.so` the instances get: `DEVICEUSER_MODULE`, else the release build.
-fn module_file() -> std::path::PathBuf {
-    module_built("release")
-}
-
-/// An instance in `bench/tmp/<name>` (kept after the run) with these files of `etc/` over the
-/// samples; the module is installed but not loaded, so its load can be timed.
-fn start_instance(name: &str, confs: Vec<(&str, String)>) -> Res<Asterisk> {
-    let module = module_file();
-    if !module.exists() {
-        return Err(format!(
-            "{} does not exist: run cargo build --release",
-            module.display()
-        ));
-    }
-    let mut b = Asterisk::builder(name)
-        .run_dir(repo().join("bench/tmp").join(name))
-        .module_file(module)
-        .module_noload(true)
-        .collect_module_lines(false);
-    for (file, content) in &confs {
-        b = b.conf(file, content);
-    }
-    b.start_or_err()
-}
-
-/// The driver's AMI session: the `deviceuser` manager user, no events, and up to 120 s for a
-/// response (a reload of 100,000 users answers late).
-fn driver_session(port: u16) -> Res<Ami> {
-    let mut ami = Ami::connect_with_events(port, "deviceuser", "deviceuser", "off")?;
-    ami.timeout = Duration::from_secs(120);
-    Ok(ami)
-}
 
 /// One line of the summary table.
 struct Row {
@@ -169,9 +137,14 @@ fn set_trie_matcher(ami: &mut Ami, on: bool) -> Res<()> {
 
 /// Times `dialplan reload` (synchronous: the CLI returns once the new dialplan is in place).
 fn dialplan_reload(ami: &mut Ami) -> Res<Duration> {
+    // Every hint costs Asterisk a scan of all its hints when the new dialplan takes it over:
+    // with 10,000 (a hint per logged-in user) that takes minutes on a busy 2-core machine.
+    let timeout = std::mem::replace(&mut ami.timeout, Duration::from_secs(600));
     let t = Instant::now();
-    let out = ami.try_command("dialplan reload")?;
+    let out = ami.try_command("dialplan reload");
     let d = t.elapsed();
+    ami.timeout = timeout;
+    let out = out?;
     if !out.contains("Dialplan reloaded") {
         return Err(format!("dialplan reload: {out}"));
     }
@@ -482,6 +455,7 @@ fn module_instance(rep: &mut Report, do_fanout: bool, do_login: bool) -> Res<Mod
             ("extensions.conf", "[general]\nstatic = yes\n".to_string()),
             ("pjsip.conf", conf::pjsip_conf(HINTS)),
         ],
+        true,
     )?;
     let mut driver = driver_session(inst.ami_port)?;
     inst.settle();
@@ -853,6 +827,7 @@ fn baseline_instance(do_fanout: bool, do_overhead: bool, do_login: bool) -> Res<
             ),
             ("pjsip.conf", conf::pjsip_conf(HINTS)),
         ],
+        true,
     )?;
     let mut driver = driver_session(inst.ami_port)?;
     let reset: Vec<_> = (1..=FANOUT)
@@ -1107,7 +1082,11 @@ fn hints_scale(rep: &mut Report) -> Res<()> {
     let largest = sizes.iter().copied().max().unwrap_or(0);
     eprintln!("[bench] hint scale instance: up to {largest} users in hint_context");
     let base = hint_scale_conf(0);
-    let mut inst = start_instance("hints-scale", vec![("res_deviceuser.conf", base.clone())])?;
+    let mut inst = start_instance(
+        "hints-scale",
+        vec![("res_deviceuser.conf", base.clone())],
+        true,
+    )?;
     let conf_path = inst.etc().join("res_deviceuser.conf");
     let mut ami = driver_session(inst.ami_port)?;
     inst.settle();
@@ -1214,6 +1193,7 @@ fn scale(rep: &mut Report) -> Res<()> {
             "res_deviceuser.conf",
             conf::deviceuser_conf(SCALE, |n| format!("PJSIP/{}", device(n)), None),
         )],
+        true,
     )?;
     let mut ami = driver_session(inst.ami_port)?;
     inst.settle();
@@ -2128,6 +2108,93 @@ fn login_rows(rep: &mut Report, m: &ModuleRun, b: Option<&BaselineRun>, php: Opt
     rep.detail("3a. Login/logout throughput", d);
 }
 
+/// `dialplan reload` with the module's users against the same PBX without the module (see
+/// `deviceuser_bench::reload`).
+fn reload_rows(rep: &mut Report, failures: &mut Vec<String>) {
+    let mut done = Vec::new();
+    for h in reload::variants() {
+        match reload::variant(h) {
+            Ok(v) => done.push(v),
+            Err(e) => failures.push(format!("dialplan reload, {}: {e}", h.name())),
+        }
+    }
+    let Some(base) = done.iter().find(|v| v.hints == reload::Hints::None) else {
+        return;
+    };
+    let b = base.median().as_secs_f64();
+    for v in &done {
+        if v.hints == reload::Hints::None {
+            continue;
+        }
+        let r = v.median().as_secs_f64() / b;
+        // The target is for configured users: logged-in users' hints cost what as many of the
+        // PBX's own do (the rows after).
+        let target = matches!(
+            v.hints,
+            reload::Hints::HintContext(0) | reload::Hints::Pattern(_)
+        );
+        rep.row(
+            &format!(
+                "4r. `dialplan reload`, {} ({} hints before, {} after), vs the same PBX without the module and without hints (median of {})",
+                v.hints.name(),
+                v.hints_before,
+                v.hints_after,
+                reload::RELOADS
+            ),
+            ms(v.median()),
+            ms(base.median()),
+            ratio(v.median().as_secs_f64(), b),
+            if target { "≤ 1.5×" } else { "(report)" },
+            target.then_some(r <= 1.5),
+        );
+    }
+    for v in &done {
+        let reload::Hints::HintContext(n) = v.hints else {
+            continue;
+        };
+        if let Some(st) = done
+            .iter()
+            .find(|x| n > 0 && x.hints == reload::Hints::StaticPhones(n))
+        {
+            rep.row(
+                &format!(
+                    "4r. `dialplan reload`: the module with {n} users logged in (`hint_context`) vs {n} hints in extensions.conf without the module"
+                ),
+                ms(v.median()),
+                ms(st.median()),
+                ratio(v.median().as_secs_f64(), st.median().as_secs_f64()),
+                "(report)",
+                None,
+            );
+        }
+    }
+    let mut d = format!(
+        "One instance per variant, the same `extensions.conf` (a small dialplan: internal calls \
+         by pattern, logins, voicemail, features) and, with the module, {} users on devices \
+         `PJSIP/d<n>`; `dialplan reload` timed {} times per instance (the CLI returns once the \
+         new dialplan is in place; the dialplan is locked meanwhile).\n\n\
+         | Variant | hints before / after | reloads | median |\n|---|---|---|---|\n",
+        reload::USERS,
+        reload::RELOADS
+    );
+    for v in &done {
+        let _ = writeln!(
+            d,
+            "| {} | {} / {} | {} | {} |",
+            v.hints.name(),
+            v.hints_before,
+            v.hints_after,
+            v.reloads
+                .iter()
+                .map(|x| ms(*x))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ms(v.median())
+        );
+    }
+    rep.detail("4r. `dialplan reload` with the module's users", d);
+}
+
 /// Users (all logged in) for the console's board.
 const CONSOLE_USERS: usize = 10_000;
 /// Boards open during the console's login bursts.
@@ -2323,6 +2390,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut only: Option<Vec<String>> = None;
     let mut out = repo().join("bench/results.md");
+    let mut e2e_reps = 3usize;
+    let mut e2e_cycles = e2e::CYCLES;
+    let mut e2e_modules: Vec<(String, std::path::PathBuf)> = Vec::new();
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -2336,8 +2406,29 @@ fn main() {
                 out = args.get(i + 1).map(Into::into).unwrap_or(out);
                 i += 2;
             }
+            "--e2e-reps" => {
+                e2e_reps = args
+                    .get(i + 1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(e2e_reps);
+                i += 2;
+            }
+            "--e2e-module" => {
+                // LABEL=PATH: repetitions alternate between the builds named (before/after).
+                if let Some((l, p)) = args.get(i + 1).and_then(|v| v.split_once('=')) {
+                    e2e_modules.push((l.to_string(), std::path::PathBuf::from(p)));
+                }
+                i += 2;
+            }
+            "--e2e-cycles" => {
+                e2e_cycles = args
+                    .get(i + 1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(e2e_cycles);
+                i += 2;
+            }
             other => {
-                eprintln!("usage: deviceuser-bench [--only fanout,overhead,login,scale,hints-scale,table,console] [--out FILE] (got {other})");
+                eprintln!("usage: deviceuser-bench [--only fanout,e2e,overhead,login,reload,scale,hints-scale,table,console] [--e2e-reps N] [--e2e-cycles N] [--e2e-module LABEL=PATH]... [--out FILE] (got {other})");
                 std::process::exit(2);
             }
         }
@@ -2347,7 +2438,49 @@ fn main() {
     let started = Instant::now();
     let mut failures = Vec::new();
 
-    let php = php_start();
+    if want("e2e") || want("fanout") {
+        // The other scenarios install the module DEVICEUSER_MODULE names (or the release
+        // build): put it back after the end-to-end instances.
+        let module_env = std::env::var_os("DEVICEUSER_MODULE");
+        if e2e_modules.is_empty() {
+            e2e_modules.push((String::new(), module_file()));
+        }
+        let mut groups: Vec<(String, Vec<e2e::Repetition>)> = e2e_modules
+            .iter()
+            .map(|(l, _)| (l.clone(), Vec::new()))
+            .collect();
+        for r in 1..=e2e_reps {
+            for (k, (label, path)) in e2e_modules.iter().enumerate() {
+                // Instances read the module to install from DEVICEUSER_MODULE.
+                std::env::set_var("DEVICEUSER_MODULE", path);
+                match e2e::repetition(r, e2e_cycles) {
+                    Ok(x) => groups[k].1.push(x),
+                    Err(e) => {
+                        failures.push(format!("end-to-end fan-out {label}, instance {r}: {e}"))
+                    }
+                }
+            }
+        }
+        match &module_env {
+            Some(m) => std::env::set_var("DEVICEUSER_MODULE", m),
+            None => std::env::remove_var("DEVICEUSER_MODULE"),
+        }
+        let (lines, detail) = e2e::report(&groups);
+        for l in lines {
+            rep.row(&l.what, l.module, l.baseline, l.ratio, &l.target, l.met);
+        }
+        if groups.iter().any(|g| !g.1.is_empty()) {
+            rep.detail(
+                "1e. Device-state fan-out end to end (one instance, unfiltered AMI)",
+                detail,
+            );
+        }
+    }
+    let php = if want("fanout") || want("login") {
+        php_start()
+    } else {
+        None
+    };
     let module = if want("fanout") || want("login") {
         match module_instance(&mut rep, want("fanout"), true) {
             Ok(m) => Some(m),
@@ -2379,6 +2512,9 @@ fn main() {
     if let Some(m) = &module {
         login_rows(&mut rep, m, baseline.as_ref(), php);
         hint_rows(&mut rep, m, baseline.as_ref());
+    }
+    if want("reload") {
+        reload_rows(&mut rep, &mut failures);
     }
     if want("scale") {
         if let Err(e) = scale(&mut rep) {

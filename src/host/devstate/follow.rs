@@ -248,14 +248,29 @@ impl Follower {
         sub
     }
 
-    /// A forward from `device`'s state topic into ours. Without `create`, only if the topic
-    /// exists already (found in stasis' registry of topics, without touching the topic pool).
+    /// A forward from `device`'s state topic into ours. The topic is looked up in stasis'
+    /// registry of topics (997 buckets, without touching the topic pool); with `create`, if
+    /// the registry has no topic under that exact name (it compares names with their case,
+    /// the pool without), it is taken from Asterisk's device topic pool, made if missing. The
+    /// pool keeps its entries in a hash of 57 buckets, one entry per device that ever
+    /// published: a lookup there, of a topic made a moment ago (the last of its bucket), cost
+    /// more than all else of a device's first change through the module (`scripts/bench.sh
+    /// --only e2e`).
     fn forward(&self, device: &str, create: bool) -> Option<Forward> {
         let own = self.topic.load(Ordering::Acquire);
         if own.is_null() {
             return None;
         }
-        let fwd = if create {
+        let topic = device_topic(device);
+        let fwd = if !topic.is_null() {
+            // SAFETY: topic is live (we hold the reference device_topic took), released after
+            // the forward took its own.
+            unsafe {
+                let fwd = sys::stasis_forward_all(topic, own);
+                sys::__ao2_cleanup(topic.cast());
+                fwd
+            }
+        } else if create {
             let d = cstring(device);
             // SAFETY: valid C string. The topic is borrowed from Asterisk's pool, which keeps
             // it for the life of the process; the forward takes its own references to both.
@@ -267,17 +282,7 @@ impl Follower {
                 sys::stasis_forward_all(topic, own)
             }
         } else {
-            let topic = device_topic(device);
-            if topic.is_null() {
-                return None;
-            }
-            // SAFETY: topic is live (we hold the reference device_topic took), released after
-            // the forward took its own.
-            unsafe {
-                let fwd = sys::stasis_forward_all(topic, own);
-                sys::__ao2_cleanup(topic.cast());
-                fwd
-            }
+            return None;
         };
         (!fwd.is_null()).then_some(Forward(fwd))
     }

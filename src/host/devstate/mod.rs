@@ -57,13 +57,24 @@ impl Aggregate {
 ///
 /// Not cachable, as Asterisk publishes states it can always recompute (Local channels): the
 /// provider answers from memory, and a cachable state would cost Asterisk a cache entry, a
-/// device topic and forwarder per user, plus a cache update on every publication. Published
-/// with Asterisk's public call (`ast_publish_device_state_full` with no EID), which goes to
-/// the device's own topic if one exists (ARI subscribers of that device get it there), else
-/// to the all-devices topic: one message through each device state subscriber, where
-/// `ast_devstate_changed_literal` would send two (a per-server copy, then Asterisk's
-/// republished aggregate). UNKNOWN is left to Asterisk's device-state thread, which asks the
-/// provider.
+/// device topic and forwarder per user, plus a cache update on every publication. The message
+/// is the one `ast_publish_device_state_full(device, state, NOT_CACHABLE, NULL)` publishes,
+/// laid out as Asterisk's `device_state_alloc` lays out an aggregate, and goes where that
+/// call sends it: to the device's own topic if one exists (ARI subscribers of that device get
+/// it there), else to the all-devices topic; one message through each device state
+/// subscriber, where `ast_devstate_changed_literal` would send two.
+///
+/// Built here rather than by that call because of how it finds the device's topic: Asterisk
+/// looks the name up in its device topic pool (`stasis_topic_pool_topic_exists`), a hash of
+/// 57 buckets holding one entry per device that ever published a state, so with 10,000
+/// phones a miss (the usual case: no one subscribes to `DeviceUser:` topics) compares the
+/// name with some 175 entries, and it was the largest part of what a device change through
+/// the module cost Asterisk beyond its own hint path (`scripts/bench.sh --only e2e`,
+/// docs/benchmarks-fanout.md). Here the topic is looked up in stasis' registry of topics
+/// (997 buckets) by the name the pool gives it; the registry compares names with their case
+/// (the pool without), so a topic someone made for `deviceuser:4101` is not found for
+/// `DeviceUser:4101`, and its subscribers miss the state (the all-devices topic's get it).
+/// UNKNOWN is left to Asterisk's device-state thread, which asks the provider.
 pub fn publish(device: &str, state: DeviceState) {
     let d = cstring(device);
     if state == DeviceState::UNKNOWN || d.as_bytes().is_empty() {
@@ -77,16 +88,52 @@ pub fn publish(device: &str, state: DeviceState) {
         };
         return;
     }
-    // SAFETY: valid, non-empty C string that Asterisk copies into the message; a NULL EID
-    // makes the message the aggregate.
+    let name = d.as_bytes_with_nul();
+    let head = std::mem::size_of::<sys::ast_device_state_message>();
+    // SAFETY: an ao2 allocation of the header plus the name, without a destructor (nothing of
+    // the module is referenced once published; ao2 copies nothing of the tag, file and
+    // function strings past the call). The name is copied where `device_state_alloc` puts an
+    // aggregate's (`stuff`, right after the header: no EID before it). The message takes its
+    // own reference to the data, ours is released; the message's is released after
+    // publishing, the topic's (from `device_topic`) once used.
     unsafe {
-        sys::ast_publish_device_state_full(
-            d.as_ptr(),
-            state.0,
-            sys::ast_devstate_cache_AST_DEVSTATE_NOT_CACHABLE,
-            std::ptr::null_mut(),
+        let data = sys::__ao2_alloc(
+            head + name.len(),
+            None,
+            sys::ao2_alloc_opts_AO2_ALLOC_OPT_LOCK_NOLOCK,
+            c"".as_ptr(),
+            c"res_deviceuser".as_ptr(),
+            0,
+            c"publish".as_ptr(),
         )
-    };
+        .cast::<sys::ast_device_state_message>();
+        if data.is_null() {
+            return;
+        }
+        let pos = data.cast::<u8>().add(head);
+        std::ptr::copy_nonoverlapping(name.as_ptr(), pos, name.len());
+        (*data).device = pos.cast::<std::os::raw::c_char>();
+        (*data).eid = std::ptr::null();
+        (*data).state = state.0;
+        (*data).cachable = sys::ast_devstate_cache_AST_DEVSTATE_NOT_CACHABLE;
+        let msg = sys::stasis_message_create_full(
+            sys::ast_device_state_message_type(),
+            data.cast(),
+            std::ptr::null(),
+        );
+        sys::__ao2_cleanup(data.cast());
+        if msg.is_null() {
+            return;
+        }
+        let own = device_topic(device);
+        if own.is_null() {
+            sys::stasis_publish(sys::ast_device_state_topic_all(), msg);
+        } else {
+            sys::stasis_publish(own, msg);
+            sys::__ao2_cleanup(own.cast());
+        }
+        sys::__ao2_cleanup(msg.cast());
+    }
 }
 
 /// An Asterisk entity id (EID): which server a per-server device state comes from.
