@@ -14,57 +14,12 @@ use hashbrown::HashTable;
 use rustc_hash::FxHasher;
 
 pub use crate::idmap::{IdMap, Identified};
+pub use crate::raw::{shown, RawConfig, RawSection, RawShape, RawVar};
 
 use crate::apps::{self, Prompt};
 use crate::logtext::{quoted, value};
 use crate::password;
 use crate::queues::{parse_queue_list, QueueLogout, QueueSpec, DEFAULT_QUEUE_CONTEXT};
-
-/// One `key = value` line as read by the config engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawVar {
-    pub key: String,
-    pub value: String,
-    /// Line in the file; 0 when the config engine did not know it.
-    pub line: u32,
-}
-
-/// One `[name]` section with its variables in file order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawSection {
-    pub name: String,
-    /// Line of the section header; 0 when unknown.
-    pub line: u32,
-    pub vars: Vec<RawVar>,
-}
-
-/// A whole file as read by the config engine, before any validation.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RawConfig {
-    /// File name used in messages, e.g. `res_deviceuser.conf`.
-    pub file: String,
-    pub sections: Vec<RawSection>,
-}
-
-/// Sections with their keys and values, in order, without line numbers: what two readings
-/// of the same config have in common.
-pub type RawShape = Vec<(String, Vec<(String, String)>)>;
-
-impl RawConfig {
-    pub fn shape(&self) -> RawShape {
-        self.sections
-            .iter()
-            .map(|s| {
-                let vars = s
-                    .vars
-                    .iter()
-                    .map(|v| (v.key.clone(), v.value.clone()))
-                    .collect();
-                (s.name.clone(), vars)
-            })
-            .collect()
-    }
-}
 
 /// What happens when a user who is already logged in somewhere logs in on another device.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -620,16 +575,6 @@ pub fn parse_mailbox(v: &str) -> Result<Option<CompactString>, String> {
         ));
     }
     Ok(Some(compact_str::format_compact!("{mailbox}@{context}")))
-}
-
-/// `text` cut to a length fit for a log line (hostile input is not repeated in full).
-pub fn shown(text: &str) -> String {
-    const MAX: usize = 64;
-    if text.chars().count() <= MAX {
-        text.to_string()
-    } else {
-        format!("{}…", text.chars().take(MAX).collect::<String>())
-    }
 }
 
 /// Why `value` cannot be a user's `language`, if it cannot. Asterisk looks prompts up in

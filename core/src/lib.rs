@@ -43,6 +43,7 @@ pub mod password;
 pub mod pmap;
 pub mod policy;
 pub mod queues;
+pub mod raw;
 pub mod realtime;
 pub mod render;
 pub mod stats;

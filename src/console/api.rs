@@ -12,17 +12,16 @@ use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::{LoginError, LoginMode, LogoutError, Reason};
 use serde_json::{json, Value};
 
+use super::reply::{base, body, error, field_errors, json_response, JSON};
 use super::{assets, edit};
 use crate::access::random;
-use crate::host::devstate::device_state;
-use crate::host::http::{self, Answer, Body, Request, Response};
+use crate::host::http::{Answer, Request, Response};
 use crate::host::log;
 use crate::instance::Instance;
 use crate::pipeline::Origin;
 use crate::security::login_failed;
 use crate::state::{now, user_state};
 
-const JSON: &str = "application/json; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// The OpenAPI description of the API, served at `api/openapi.json`.
@@ -46,25 +45,8 @@ fn hardened(r: Response) -> Response {
         )
 }
 
-pub(super) fn json_response(status: u16, v: &Value) -> Response {
-    Response::new(status, JSON, v.to_string())
-}
-
-pub(super) fn error(status: u16, message: &str) -> Response {
-    json_response(status, &render::error(message, &[]))
-}
-
-pub(super) fn field_errors(status: u16, message: &str, fields: &[FieldError]) -> Response {
-    json_response(status, &render::error(message, fields))
-}
-
 fn not_found() -> Response {
     Response::new(404, TEXT, "Not found\n".into())
-}
-
-/// Where the console is, with `http.conf`'s prefix: `/deviceuser/` or `/asterisk/deviceuser/`.
-pub(super) fn base() -> String {
-    format!("{}/deviceuser/", http::prefix())
 }
 
 fn respond(inst: &Instance, req: &Request) -> Response {
@@ -237,22 +219,6 @@ fn cookie(req: &Request, token: &str, max_age: u64) -> String {
         base(),
         if req.tls { "; Secure" } else { "" }
     )
-}
-
-/// Reads the JSON body of a request.
-pub(super) fn body(req: &Request) -> Result<Value, Response> {
-    let is_json = req
-        .header("Content-Type")
-        .and_then(|t| t.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-    match req.json_body() {
-        Body::Json(text) => serde_json::from_str(&text)
-            .map_err(|e| error(400, &format!("malformed JSON body: {e}"))),
-        Body::TooLarge => Err(error(413, "the body is too large")),
-        Body::Malformed => Err(error(400, "malformed JSON body")),
-        Body::None if is_json => Err(error(400, "a JSON body is required")),
-        Body::None => Err(error(415, "expected Content-Type: application/json")),
-    }
 }
 
 fn text_field<'a>(v: &'a Value, field: &str) -> Result<&'a str, Response> {
@@ -463,9 +429,4 @@ fn logout(inst: &Instance, session: &Session, kind: Kind, id: &str) -> Response 
             )
         }
     }
-}
-
-/// The state token of a device (`PJSIP/1000`), for the device list.
-pub(super) fn device_state_token(dial: &str) -> &'static str {
-    render::state_token(&device_state(dial).name(), false)
 }

@@ -16,7 +16,7 @@ use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::Snapshot;
 use serde_json::{json, Value};
 
-use super::api::{base, body, device_state_token, error, field_errors, json_response};
+use super::reply::{base, body, device_state_token, error, field_errors, json_response};
 use crate::config_file::CONFIG_FILE;
 use crate::host::config_edit::Editable;
 use crate::host::http::{Request, Response};

@@ -9,7 +9,8 @@ use deviceuser_core::console::auth::{self, Provenance};
 use deviceuser_core::console::routes::Method;
 use serde_json::json;
 
-use super::api::{error, session_of};
+use super::api::session_of;
+use super::reply::error;
 use crate::host::http::{Answer, Request, Response};
 use crate::host::log;
 use crate::host::websocket::{Frame, Pipe, Session};

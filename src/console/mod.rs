@@ -8,6 +8,7 @@ mod api;
 mod assets;
 mod edit;
 mod feed;
+mod reply;
 
 pub use api::serve;
 pub use feed::{run as feed, upgrade};

@@ -14,8 +14,9 @@ use std::fmt;
 
 use compact_str::CompactString;
 
-use crate::config::{Identified, RawSection};
+use crate::idmap::Identified;
 use crate::password;
+use crate::raw::RawSection;
 
 /// The section type of console users.
 pub const SECTION_TYPE: &str = "console_user";
@@ -136,7 +137,7 @@ pub fn parse(sec: &RawSection) -> (Option<ConsoleUser>, Vec<Finding>) {
                         line: var.line,
                         message: format!(
                             "bad role {} (expected supervisor or admin)",
-                            crate::logtext::quoted(&crate::config::shown(v))
+                            crate::logtext::quoted(&crate::raw::shown(v))
                         ),
                         error: true,
                     });
@@ -214,7 +215,7 @@ pub fn parse(sec: &RawSection) -> (Option<ConsoleUser>, Vec<Finding>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RawVar;
+    use crate::raw::RawVar;
 
     fn section(vars: &[(&str, &str)]) -> RawSection {
         RawSection {
