@@ -302,7 +302,7 @@ mod tests {
     use crate::config::Override;
     use crate::table::{BindingTable, LoginMode};
 
-    fn nop(_: &crate::Changes) {}
+    fn nop(_: &crate::table::Changes) {}
 
     /// 2024-01-15 00:00:00 UTC.
     const DAY0: u64 = 1_705_276_800;

@@ -114,7 +114,11 @@ mod tests {
 
         // Restored bindings are not logins either, but restored ones; the session 100 had
         // since 50 on lobby ends when it logs out at 80.
-        let (c, _) = t.restore(vec![crate::Binding::new("100", "1001", 40)], 60, |_| {});
+        let (c, _) = t.restore(
+            vec![crate::table::Binding::new("100", "1001", 40)],
+            60,
+            |_| {},
+        );
         st.apply(&c, 60);
         st.restored(&c);
         assert_eq!(st.user("100").unwrap().logins, 0);

@@ -213,7 +213,7 @@ impl Snapshot {
 
     /// [`dial`](Self::dial) of the user's devices for which `keep` holds (e.g. devices of
     /// nodes that are up).
-    pub fn dial_where(&self, user: &str, keep: impl Fn(&crate::Device) -> bool) -> String {
+    pub fn dial_where(&self, user: &str, keep: impl Fn(&crate::config::Device) -> bool) -> String {
         let mut dial = String::new();
         for d in self.devices_of(user) {
             let Some(dev) = self.config.device(d).filter(|d| keep(d)) else {
