@@ -7,7 +7,7 @@ mod hotdesk_common;
 
 use std::time::Duration;
 
-use common::sip::{secret, Sipp};
+use common::sip::Sipp;
 use common::Asterisk;
 use hotdesk_common::{self as hd, LONG};
 
@@ -36,24 +36,7 @@ fn start(name: &str, users: &[(&str, &str)]) -> Asterisk {
 
 /// An MWI subscriber as `endpoint` (message-summary on its AOR).
 fn subscriber(ast: &Asterisk, endpoint: &str) -> Sipp {
-    let pw = secret(endpoint);
-    Sipp::spawn(
-        ast,
-        "subscribe-mwi.xml",
-        &[
-            "-s",
-            endpoint,
-            "-key",
-            "from_user",
-            endpoint,
-            "-au",
-            endpoint,
-            "-ap",
-            &pw,
-            "-m",
-            "1",
-        ],
-    )
+    Sipp::subscriber(ast, "subscribe-mwi.xml", endpoint, endpoint)
 }
 
 /// Leaves one message in `mailbox` (of context default) and waits until it is counted.

@@ -142,10 +142,17 @@ impl Sipp {
     /// A watcher: SUBSCRIBEs as `endpoint` to `exten` (Event: presence, pidf) and
     /// answers every NOTIFY. Read the bodies with [`Sipp::notify_bodies`].
     pub fn watcher(ast: &Asterisk, endpoint: &str, exten: &str) -> Sipp {
+        Self::subscriber(ast, "subscribe-pidf.xml", endpoint, exten)
+    }
+
+    /// One SUBSCRIBE dialog of `scenario_name` as `endpoint` (authenticated with its
+    /// secret) to `exten`, answering every NOTIFY: [`Sipp::watcher`] for presence,
+    /// `subscribe-mwi.xml` for message-summary on the endpoint's own AOR.
+    pub fn subscriber(ast: &Asterisk, scenario_name: &str, endpoint: &str, exten: &str) -> Sipp {
         let pw = secret(endpoint);
         Self::spawn(
             ast,
-            "subscribe-pidf.xml",
+            scenario_name,
             &[
                 "-s",
                 exten,
