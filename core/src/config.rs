@@ -366,6 +366,10 @@ pub struct Config {
     /// the device state path asks for every change.
     unregister_policy: bool,
     time_policy: bool,
+    /// Whether any queue or mailbox is configured: asked by every commit, so also decided
+    /// once per config rather than by a walk of the users.
+    queues: bool,
+    mailboxes: bool,
 }
 
 /// Positions in `Config::devices` by dial string, ASCII case ignored (see
@@ -1323,10 +1327,18 @@ impl Config {
             dial_index: DialIndex::default(),
             unregister_policy: false,
             time_policy: false,
+            queues: false,
+            mailboxes: false,
         };
         config.reindex();
         config.unregister_policy = scan_unregister_policy(&config);
         config.time_policy = scan_time_policy(&config);
+        config.queues = !config.general.queues.is_empty()
+            || config
+                .users
+                .values()
+                .any(|u| u.queues.as_ref().is_some_and(|q| !q.is_empty()));
+        config.mailboxes = config.users.values().any(|u| u.mailbox.is_some());
         Ok(Parsed {
             config,
             warnings: r.warnings,
@@ -1426,16 +1438,12 @@ impl Config {
 
     /// Whether any user has queues.
     pub fn has_queues(&self) -> bool {
-        !self.general.queues.is_empty()
-            || self
-                .users
-                .values()
-                .any(|u| u.queues.as_ref().is_some_and(|q| !q.is_empty()))
+        self.queues
     }
 
-    /// Whether any user has a mailbox.
+    /// Whether any user has a mailbox (decided when the config was read).
     pub fn has_mailboxes(&self) -> bool {
-        self.users.values().any(|u| u.mailbox.is_some())
+        self.mailboxes
     }
 
     /// Whether `logout_on_unregister` is on for any device (decided when the config was read).
