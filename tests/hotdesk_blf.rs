@@ -152,8 +152,9 @@ fn followed(ast: &Asterisk) -> (usize, usize) {
 }
 
 /// The module follows the state of bound devices only, including a device that never
-/// published a state (so has no state topic yet): its first change and every later one reach
-/// the user's hint, and a freed device is no longer followed.
+/// published a state (so had no state topic yet: the login has Asterisk make it): its first
+/// change and every later one reach the user's hint, without a subscription to all device
+/// state traffic, and a freed device is no longer followed.
 #[test]
 fn a_bound_device_is_followed_from_its_first_state_change_on() {
     let conf = format!(
@@ -167,16 +168,16 @@ fn a_bound_device_is_followed_from_its_first_state_change_on() {
     ast.cli("deviceuser login 4101 fresh");
     assert_eq!(
         followed(&ast),
-        (followed0 + 1, pending0 + 1),
-        "the bound device is followed, pending its first state"
+        (followed0 + 1, pending0),
+        "the bound device is followed through its own topic before its first state"
+    );
+    assert_eq!(
+        ast.stats_counter("All device state traffic followed (for devices not published yet)"),
+        "no",
+        "a device that never published needs no subscription to all device state traffic"
     );
     ast.cli("devstate change Custom:fresh-dev INUSE");
     hd::wait_hint(&ast, "4101", "InUse");
-    assert_eq!(
-        followed(&ast),
-        (followed0 + 1, pending0),
-        "no longer pending once it published"
-    );
     ast.cli("devstate change Custom:fresh-dev NOT_INUSE");
     hd::wait_hint(&ast, "4101", "Idle");
     ast.cli("devstate change Custom:fresh-dev RINGING");
@@ -271,13 +272,10 @@ fn devices_bound_in_a_burst_are_followed_as_the_table_says() {
     assert!(drained(), "the logouts' work is applied");
     wait_hints("Unavailable");
     assert_eq!(followed(&ast), followed0, "no freed device is followed");
-    // The subscription to all traffic, made while devices had never published, ends at the
-    // policy thread's next round once none is pending.
-    assert!(
-        common::wait_until(common::TIMEOUT, || ast.stats_counter(
-            "All device state traffic followed (for devices not published yet)"
-        ) == "no"),
-        "the subscription to all device state traffic outlives the pending devices"
+    assert_eq!(
+        ast.stats_counter("All device state traffic followed (for devices not published yet)"),
+        "no",
+        "every bound device is followed through its own topic"
     );
     let before = received();
     for n in 1..=N {

@@ -4,8 +4,10 @@
 //! state topics of bound devices forward into it ([`Follower::watch`]) and its subscription
 //! listens to it alone, so a state change of a device nobody is logged in on never reaches
 //! the module: no message, no wake-up of its thread. A bound device that has never published
-//! a state has no topic to forward yet; until its first change it is followed through a
-//! subscription to all device state traffic that exists only while such devices are bound.
+//! a state has no topic yet: [`Follower::watch`] has Asterisk's topic pool make it (the topic
+//! its first publication would make), so its first change comes through a forward like any
+//! other. Only if Asterisk cannot make the topic is the device followed through a
+//! subscription to all device state traffic, until its first change.
 //!
 //! The subscriptions' callbacks get the follower as their data pointer; [`Follower::close`]
 //! (also run on drop) ends them and waits for their last message before the follower goes.
@@ -302,7 +304,10 @@ impl Follower {
         if w.forwards.contains_key(&key) || w.pending.contains(&key) {
             return;
         }
-        match self.forward(device, false) {
+        // Made now rather than at the device's first change: the first change of a device
+        // then costs what any change costs, and no subscription to all device state traffic
+        // (which sees every other device's changes too) is needed meanwhile.
+        match self.forward(device, true) {
             Some(f) => {
                 w.forwards.insert(key, f);
             }
