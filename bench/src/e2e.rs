@@ -274,24 +274,12 @@ impl Unfiltered {
         want: usize,
         quiet: Duration,
     ) -> Res<(usize, Option<Instant>)> {
-        let mut last_progress = Instant::now();
-        let mut last_count = 0;
-        loop {
+        deviceuser_kit::wait_progress(want, quiet, || {
             if let Some(e) = &self.seen.lock().unwrap().closed {
                 return Err(e.clone());
             }
-            let (n, at) = self.count(class, state);
-            if n >= want {
-                return Ok((n, at));
-            }
-            if n != last_count {
-                last_count = n;
-                last_progress = Instant::now();
-            } else if last_progress.elapsed() > quiet {
-                return Ok((n, at));
-            }
-            thread::sleep(Duration::from_millis(2));
-        }
+            Ok(self.count(class, state))
+        })
     }
 }
 

@@ -190,6 +190,31 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     poll(timeout, || f().then_some(())).is_some()
 }
 
+/// Polls `count` (how many of something arrived, and what goes with that count) until it
+/// reaches `want`, or stays the same for `quiet`; returns its last answer. An error from
+/// `count` ends the wait.
+pub fn wait_progress<T>(
+    want: usize,
+    quiet: Duration,
+    mut count: impl FnMut() -> Result<(usize, T), String>,
+) -> Result<(usize, T), String> {
+    let mut last_progress = Instant::now();
+    let mut last_count = 0;
+    loop {
+        let (n, at) = count()?;
+        if n >= want {
+            return Ok((n, at));
+        }
+        if n != last_count {
+            last_count = n;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > quiet {
+            return Ok((n, at));
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// The last `lines` lines of `text`.
 pub fn tail(text: &str, lines: usize) -> String {
     let v: Vec<&str> = text.lines().collect();
