@@ -340,19 +340,27 @@ pub enum LoginError {
     Store(StoreError),
 }
 
+/// A refusal as text: the store's, or the fixed `text` of the others.
+fn refusal(f: &mut fmt::Formatter<'_>, text: Result<&str, &StoreError>) -> fmt::Result {
+    match text {
+        Ok(t) => f.write_str(t),
+        Err(e) => write!(f, "not saved, nothing changed: {e}"),
+    }
+}
+
 impl fmt::Display for LoginError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let LoginError::Store(e) = self {
-            return write!(f, "not saved, nothing changed: {e}");
-        }
-        f.write_str(match self {
-            LoginError::NoSuchUser => "no such user",
-            LoginError::NoSuchDevice => "no such device",
-            LoginError::FixedDevice => "device is fixed to its default user",
-            LoginError::NoPassword => "user has no password",
-            LoginError::Denied => "user is already logged in on another device",
-            LoginError::Store(_) => unreachable!("written above"),
-        })
+        refusal(
+            f,
+            match self {
+                LoginError::NoSuchUser => Ok("no such user"),
+                LoginError::NoSuchDevice => Ok("no such device"),
+                LoginError::FixedDevice => Ok("device is fixed to its default user"),
+                LoginError::NoPassword => Ok("user has no password"),
+                LoginError::Denied => Ok("user is already logged in on another device"),
+                LoginError::Store(e) => Err(e),
+            },
+        )
     }
 }
 
@@ -371,16 +379,16 @@ pub enum LogoutError {
 
 impl fmt::Display for LogoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let LogoutError::Store(e) = self {
-            return write!(f, "not saved, nothing changed: {e}");
-        }
-        f.write_str(match self {
-            LogoutError::NoSuchUser => "no such user",
-            LogoutError::NoSuchDevice => "no such device",
-            LogoutError::NotLoggedIn => "not logged in",
-            LogoutError::FixedDevice => "device is fixed to its default user",
-            LogoutError::Store(_) => unreachable!("written above"),
-        })
+        refusal(
+            f,
+            match self {
+                LogoutError::NoSuchUser => Ok("no such user"),
+                LogoutError::NoSuchDevice => Ok("no such device"),
+                LogoutError::NotLoggedIn => Ok("not logged in"),
+                LogoutError::FixedDevice => Ok("device is fixed to its default user"),
+                LogoutError::Store(e) => Err(e),
+            },
+        )
     }
 }
 
