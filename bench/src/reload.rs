@@ -52,6 +52,10 @@ impl Hints {
     pub fn name(self) -> String {
         match self {
             Hints::None => "without the module, no hints".into(),
+            Hints::StaticPhones(1) => format!(
+                "without the module, one hint on a user's phone in extensions.conf (`{},hint,PJSIP/d1`)",
+                user(1)
+            ),
             Hints::StaticPhones(n) => format!(
                 "without the module, {n} hints on the users' phones in extensions.conf (`<user>,hint,PJSIP/d<n>`)"
             ),
@@ -238,6 +242,7 @@ pub fn variant(h: Hints) -> Res<Variant> {
 pub fn variants() -> Vec<Hints> {
     vec![
         Hints::None,
+        Hints::StaticPhones(1),
         Hints::ModuleNoHints,
         Hints::HintContext(0),
         Hints::HintContext(1000),

@@ -2148,6 +2148,29 @@ fn reload_rows(rep: &mut Report, failures: &mut Vec<String>) {
             target.then_some(r <= 1.5),
         );
     }
+    // Asterisk's own cost of holding a hint at all, whoever owns it: the same PBX without the
+    // module but with one hint of its own.
+    if let Some(one) = (done.iter()).find(|v| v.hints == reload::Hints::StaticPhones(1)) {
+        for v in (done.iter()).filter(|v| {
+            matches!(
+                v.hints,
+                reload::Hints::HintContext(0) | reload::Hints::Pattern(0)
+            )
+        }) {
+            rep.row(
+                &format!(
+                    "4r. `dialplan reload`, {} ({} hint), vs the same PBX without the module with one hint of its own",
+                    v.hints.name(),
+                    v.hints_before
+                ),
+                ms(v.median()),
+                ms(one.median()),
+                ratio(v.median().as_secs_f64(), one.median().as_secs_f64()),
+                "(report)",
+                None,
+            );
+        }
+    }
     for v in &done {
         let reload::Hints::HintContext(n) = v.hints else {
             continue;
