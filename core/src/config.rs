@@ -357,7 +357,7 @@ pub struct Config {
     pub devices: IdMap<Device>,
     pub users: IdMap<User>,
     /// Users of the administration console (`type = console_user`); none = no console.
-    pub console_users: IdMap<crate::console::ConsoleUser>,
+    pub console_users: IdMap<crate::console_users::ConsoleUser>,
     /// Dial strings (compared without regard to ASCII case) -> positions in `devices`, to
     /// recognise the device behind a channel or a device state quickly: it is consulted for
     /// every device state change of a bound device. Found without allocating.
@@ -1162,7 +1162,7 @@ impl Config {
         let mut general = General::default();
         let mut devices: BTreeMap<String, DeviceDraft> = BTreeMap::new();
         let mut users: BTreeMap<String, (User, u32)> = BTreeMap::new();
-        let mut console_users: BTreeMap<String, (crate::console::ConsoleUser, u32)> =
+        let mut console_users: BTreeMap<String, (crate::console_users::ConsoleUser, u32)> =
             BTreeMap::new();
 
         for sec in &raw.sections {
@@ -1213,7 +1213,7 @@ impl Config {
                     continue;
                 }
             };
-            let console_user = ty_value == crate::console::users::SECTION_TYPE;
+            let console_user = ty_value == crate::console_users::SECTION_TYPE;
             if ty_value != "device" && ty_value != "user" && !console_user {
                 r.error(
                     &sec.name,
@@ -1231,7 +1231,7 @@ impl Config {
                 continue;
             }
             if console_user {
-                let (u, findings) = crate::console::users::parse(sec);
+                let (u, findings) = crate::console_users::parse(sec);
                 for f in findings {
                     match f.error {
                         true => r.error(&sec.name, f.key.as_deref(), f.line, f.message),

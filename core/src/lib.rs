@@ -31,6 +31,7 @@ pub mod ari;
 pub mod astdb;
 pub mod config;
 pub mod console;
+pub mod console_users;
 pub mod dialplan;
 pub mod failure;
 pub mod freepbx;

@@ -1,4 +1,5 @@
-//! Console users: sections of `res_deviceuser.conf` with `type = console_user`.
+//! Console users: sections of `res_deviceuser.conf` with `type = console_user`, read with the
+//! rest of the configuration (the console itself is in [`crate::console`]).
 //!
 //! ```text
 //! [alice]
