@@ -777,6 +777,107 @@ fn pairs_per_second(ast: &Asterisk, sessions: usize, pairs_each: usize) -> f64 {
     (sessions * pairs_each) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// One throughput run: pairs per second, the CPU time each process spent per pair (µs) and
+/// the load average after it; as a median of runs, with the lowest and highest rates.
+struct Run {
+    rate: f64,
+    low: f64,
+    high: f64,
+    /// Per pair, by the processes given to [`Run::measure`].
+    cpu: Vec<f64>,
+    /// Per pair, by PostgreSQL (the server and its connections' processes).
+    pg: f64,
+    load: String,
+}
+
+impl Run {
+    /// Runs `f`, which makes `pairs` pairs; `pg` is PostgreSQL's PID (0: none).
+    fn measure(pairs: usize, pids: &[u32], pg: u32, f: impl FnOnce()) -> Run {
+        use common::process::{cpu_seconds, tree_cpu_seconds};
+        let pg_cpu = || if pg == 0 { 0.0 } else { tree_cpu_seconds(pg) };
+        let before: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+        let pg_before = pg_cpu();
+        let t = std::time::Instant::now();
+        f();
+        let rate = pairs as f64 / t.elapsed().as_secs_f64();
+        let per_pair = |s: f64| s * 1e6 / pairs as f64;
+        let cpu = (pids.iter().zip(&before))
+            .map(|(p, b)| per_pair(cpu_seconds(*p) - b))
+            .collect();
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        Run {
+            rate,
+            low: rate,
+            high: rate,
+            cpu,
+            pg: per_pair(pg_cpu() - pg_before),
+            load: load.split_whitespace().next().unwrap_or("?").to_string(),
+        }
+    }
+
+    /// The run of median rate, with the range of all.
+    fn median(mut runs: Vec<Run>) -> Run {
+        runs.sort_by(|x, y| x.rate.total_cmp(&y.rate));
+        let (low, high) = (runs[0].rate, runs[runs.len() - 1].rate);
+        let mut m = runs.swap_remove(runs.len() / 2);
+        (m.low, m.high) = (low, high);
+        m
+    }
+}
+
+/// What node a sends PostgreSQL for `sessions × pairs_each` pairs, as PostgreSQL logged it:
+/// the statements per pair by kind, and their median duration in the server.
+fn statements_per_pair(c: &Cluster, sessions: usize, pairs_each: usize) -> String {
+    let set = |v: &str| {
+        c.pg.psql(&format!(
+            "ALTER SYSTEM SET log_min_duration_statement = {v}"
+        ));
+        c.pg.psql("SELECT pg_reload_conf()");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    set("0");
+    let mark = c.pg.log().len();
+    pairs_per_second(&c.a, sessions, pairs_each);
+    set("-1");
+    let log = c.pg.log();
+    let (mut kinds, mut durations) = (std::collections::BTreeMap::new(), Vec::new());
+    for line in log[mark..].lines() {
+        let Some((head, stmt)) = line.split_once(" ms  statement: ") else {
+            continue;
+        };
+        if stmt.contains("log_min_duration_statement") || stmt.contains("pg_reload_conf") {
+            continue;
+        }
+        let kind = stmt.split(" WHERE").next().unwrap_or(stmt);
+        let kind = kind
+            .split(" (")
+            .next()
+            .unwrap_or(kind)
+            .split(" SET")
+            .next()
+            .unwrap_or(kind);
+        *kinds.entry(kind.to_string()).or_insert(0usize) += 1;
+        if let Some(d) = head
+            .rsplit("duration: ")
+            .next()
+            .and_then(|d| d.parse::<f64>().ok())
+        {
+            durations.push(d);
+        }
+    }
+    durations.sort_by(f64::total_cmp);
+    let pairs = (sessions * pairs_each) as f64;
+    let kinds: Vec<String> = kinds
+        .iter()
+        .map(|(k, n)| format!("`{k}` {:.2}", *n as f64 / pairs))
+        .collect();
+    format!(
+        "per pair {}; median duration in the server {:.3} ms",
+        kinds.join(", "),
+        durations.get(durations.len() / 2).copied().unwrap_or(0.0)
+    )
+}
+
 /// The benchmark of several nodes: `scripts/bench.sh` runs it (`--only cluster`); it writes
 /// `docs/cluster-benchmark.md`. Nothing is asserted about times.
 #[test]
@@ -854,9 +955,12 @@ fn cluster_benchmark() {
     ));
     ami_a.logout_ok("4102");
 
-    // 3. Login+logout throughput: realtime (node a) against AstDB (a node of its own).
-    let realtime = pairs_per_second(&c.a, 4, 500);
+    // 3. Login+logout throughput, each figure the median of three runs with the CPU each
+    // process spent per pair (the machine is shared: runs of different kinds alternate).
+    let pg_pid = c.pg.pid().expect("PostgreSQL runs");
     let pg_version = c.pg.psql("SHOW server_version").trim().to_string();
+    // What PostgreSQL receives per pair: every statement logged for 400 pairs.
+    let statements = statements_per_pair(&c, 4, 100);
     // The ceiling of one connection: the same statements from psql, one after the other.
     let sql: String = (0..2000)
         .map(|i| {
@@ -869,15 +973,115 @@ fn cluster_benchmark() {
         .collect();
     let file = c.pg.dir.join("pairs.sql");
     std::fs::write(&file, sql).unwrap();
-    let t = std::time::Instant::now();
-    c.pg.psql_file(&file);
-    let psql_rate = 2000.0 / t.elapsed().as_secs_f64();
+    let psql_run = || Run::measure(2000, &[], pg_pid, || c.pg.psql_file(&file));
+    let realtime_run = || {
+        Run::measure(4 * 500, &[c.a.pid, c.b.pid], pg_pid, || {
+            pairs_per_second(&c.a, 4, 500);
+        })
+    };
+    let (mut distributed, mut alone, mut psql) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        distributed.push(realtime_run());
+        psql.push(psql_run());
+    }
+    // The database path alone: no node distributes its states.
+    for node in [&c.a, &c.b] {
+        node.cli("module unload res_pjsip_publish_asterisk.so");
+        let left = node.cli("module show like res_pjsip_publish_asterisk");
+        assert!(left.contains("0 modules loaded"), "{left}");
+    }
+    for _ in 0..3 {
+        alone.push(realtime_run());
+        psql.push(psql_run());
+    }
     drop((c, watcher));
     let astdb_conf = format!("{}\n{}", hd::sample_deviceuser_conf(), bench_sections(None));
     let astdb = hd::builder("cl-bench-astdb")
         .conf("res_deviceuser.conf", &astdb_conf)
         .start();
-    let astdb_rate = pairs_per_second(&astdb, 4, 500);
+    // Pipelined, and one pair at a time (each action waits for its answer): commits that
+    // come one by one, as they do when each waits for the database, cost each their own
+    // batch of deferred work (publishing the user's state).
+    let (mut astdb_runs, mut one_by_one) = (Vec::new(), Vec::new());
+    let mut ami = astdb.ami();
+    for _ in 0..3 {
+        astdb_runs.push(Run::measure(4 * 500, &[astdb.pid], 0, || {
+            pairs_per_second(&astdb, 4, 500);
+        }));
+        one_by_one.push(Run::measure(1000, &[astdb.pid], 0, || {
+            for i in 0..1000 {
+                let user = STORM_USERS[i % STORM_USERS.len()];
+                ami.login_ok(user, &format!("ba{}", i % BENCH_DEVICES));
+                ami.logout_ok(user);
+            }
+        }));
+    }
+    let (distributed, alone) = (Run::median(distributed), Run::median(alone));
+    let (psql, astdb_run) = (Run::median(psql), Run::median(astdb_runs));
+    let one_by_one = Run::median(one_by_one);
+    let na = "–".to_string();
+    let us = |v: Option<f64>| v.map_or(na.clone(), |v| format!("{v:.0} µs"));
+    let row = |what: &str, r: &Run, a: Option<f64>, b: Option<f64>, pg: Option<f64>| {
+        format!(
+            "| {what} | {:.0} ({:.0}–{:.0}) | {} | {} | {} | {} |\n",
+            r.rate,
+            r.low,
+            r.high,
+            us(a),
+            us(b),
+            us(pg),
+            r.load
+        )
+    };
+    let throughput = [
+        row(
+            "`storage = realtime` on node a, its user states distributed to b (the cluster as \
+             configured)",
+            &distributed,
+            Some(distributed.cpu[0]),
+            Some(distributed.cpu[1]),
+            Some(distributed.pg),
+        ),
+        row(
+            "`storage = realtime` on node a, `res_pjsip_publish_asterisk` unloaded on both \
+             nodes: the database path alone",
+            &alone,
+            Some(alone.cpu[0]),
+            Some(alone.cpu[1]),
+            Some(alone.pg),
+        ),
+        row(
+            "`storage = astdb`, a lone node (nothing distributed), same run",
+            &astdb_run,
+            Some(astdb_run.cpu[0]),
+            None,
+            None,
+        ),
+        row(
+            "`storage = astdb`, the same lone node, one pair at a time over one AMI session \
+             (each action waits for its answer; 1,000 pairs)",
+            &one_by_one,
+            Some(one_by_one.cpu[0]),
+            None,
+            None,
+        ),
+        row(
+            "For scale: the same INSERT and DELETE sent by `psql` over one connection, one \
+             after the other (2,000 pairs; 6 runs)",
+            &psql,
+            None,
+            None,
+            Some(psql.pg),
+        ),
+    ]
+    .concat();
+    report.push_str(&format!(
+        "\n| Throughput of login+logout pairs (4 AMI sessions × 500 pipelined pairs; median of 3 \
+         runs, lowest–highest) | pairs/s | CPU per pair: node a | node b | PostgreSQL | load \
+         average (1 min) after the median run |\n|---|---|---|---|---|---|\n{throughput}\n\
+         What PostgreSQL received from node a for 400 pairs (every statement logged, \
+         `log_min_duration_statement = 0`): {statements}.\n"
+    ));
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -887,19 +1091,24 @@ fn cluster_benchmark() {
          Two Asterisk nodes and PostgreSQL {pg} (the tests' server: `fsync=off`, \
          `full_page_writes=off`, local TCP) on one machine of {cores} cores, load average at the \
          end `{load}`. Debug or release module as `DEVICEUSER_MODULE` says: `{module}`.\n\n\
-         | Measure | p50 | p99 | max |\n|---|---|---|---|\n{report}\n\
-         | Throughput (4 AMI sessions × 500 pipelined login+logout pairs) | pairs/s |\n|---|---|\n\
-         | `storage = realtime` (PostgreSQL through res_config_pgsql) | {realtime:.0} |\n\
-         | `storage = astdb`, same run | {astdb_rate:.0} |\n\
-         | For scale: the same INSERT and DELETE statements sent by `psql` over one connection, one after the other (2,000 pairs) | {psql_rate:.0} |\n",
+         | Measure | p50 | p99 | max |\n|---|---|---|---|\n{report}",
         pg = pg_version,
         load = load.trim(),
         module = common::module_source().display(),
     );
     eprintln!("{text}");
+    // The reading of the figures is written by hand under its heading, and kept.
+    let path = common::repo().join("docs/cluster-benchmark.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let reading = old
+        .find(READING_HEADING)
+        .map_or(String::new(), |at| format!("\n{}", &old[at..]));
     std::fs::create_dir_all(common::repo().join("docs")).unwrap();
-    std::fs::write(common::repo().join("docs/cluster-benchmark.md"), text).unwrap();
+    std::fs::write(path, format!("{text}{reading}")).unwrap();
 }
+
+/// The heading of docs/cluster-benchmark.md under which the figures are read (by hand).
+const READING_HEADING: &str = "## Reading the figures";
 
 #[test]
 fn a_node_cut_off_from_the_database_shows_again_when_it_returns() {

@@ -1,5 +1,5 @@
-//! What the kit reads from `/proc` about a process (liveness, CPU time per process and per
-//! thread, context switches, RSS) and the signals it sends.
+//! What the kit reads from `/proc` about a process (liveness, CPU time per process, per
+//! process tree and per thread, context switches, RSS) and the signals it sends.
 use std::collections::HashMap;
 use std::fs;
 use std::process::{Command, Stdio};
@@ -44,14 +44,39 @@ pub fn clock_ticks() -> f64 {
     })
 }
 
-/// utime + stime of a process (all its threads), in seconds.
-pub fn cpu_seconds(pid: u32) -> f64 {
+/// The fields of `/proc/<pid>/stat` after the command name: field 3 (state) is index 0.
+fn stat_fields(pid: u32) -> Vec<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the command name: field 3 (state) is index 0, so utime (14) and stime (15) are 11, 12.
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / clock_ticks()
+    rest.split_whitespace()
+        .map(|v| v.parse::<u64>().unwrap_or(0))
+        .collect()
+}
+
+/// Field `n` of `/proc/<pid>/stat` (numbered from 1, as in proc(5)), 0 when missing.
+fn stat_field(f: &[u64], n: usize) -> u64 {
+    f.get(n - 3).copied().unwrap_or(0)
+}
+
+/// utime + stime of a process (all its threads), in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let f = stat_fields(pid);
+    (stat_field(&f, 14) + stat_field(&f, 15)) as f64 / clock_ticks()
+}
+
+/// CPU time of a process and its children, in seconds: its own, that of its children that
+/// exited and were waited for (cutime + cstime), and that of its living children (a server
+/// that forks a process per connection, as PostgreSQL does, is measured whole).
+pub fn tree_cpu_seconds(pid: u32) -> f64 {
+    let f = stat_fields(pid);
+    let own = stat_field(&f, 14) + stat_field(&f, 15) + stat_field(&f, 16) + stat_field(&f, 17);
+    let children: u64 = (fs::read_dir("/proc").into_iter().flatten().flatten())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .map(stat_fields)
+        .filter(|c| stat_field(c, 4) == u64::from(pid))
+        .map(|c| stat_field(&c, 14) + stat_field(&c, 15))
+        .sum();
+    (own + children) as f64 / clock_ticks()
 }
 
 /// `(tid, content)` of the file `name` of each of the process's threads.
