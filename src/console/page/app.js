@@ -343,6 +343,8 @@ function fillRow(tr, u) {
   c[0].textContent = u.id;
   c[1].textContent = u.fullname;
   c[2].textContent = u.devices.length ? u.devices.map((d) => `${d.id} (${d.description})`).join(', ') : t('none');
+  // One line per row: the whole list is in the cell's tooltip when it does not fit.
+  c[2].title = c[2].textContent;
   c[3].replaceChildren(stateBadge(u.dnd ? 'dnd' : u.state));
   const s = since(u);
   c[4].textContent = s ? fmtTime(s) : t('none');
