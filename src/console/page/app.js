@@ -130,6 +130,15 @@ const enc = encodeURIComponent;
 function showLogin() {
   state.session = null;
   if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
+  // Nothing of the last console user's stays in the page (the next may have another role);
+  // answers still on their way are ignored.
+  state.boardSeq++; state.devicesSeq++; state.usersSeq++;
+  state.board = null; state.pending = null; state.view = []; state.rows = new Map();
+  state.devices = []; state.users = [];
+  $('#board-rows').replaceChildren();
+  $('#board-count').textContent = '';
+  renderDevices();
+  renderUsers();
   $('#tabs').hidden = true;
   $('#logout').hidden = true;
   for (const id of ['board', 'devices', 'users']) $('#' + id).hidden = true;
