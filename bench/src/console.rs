@@ -49,6 +49,8 @@ pub struct Results {
     /// them must arrive), and the frames they came in.
     pub events_per_board: Vec<usize>,
     pub frames_per_board: Vec<usize>,
+    /// The frames' bytes (payloads).
+    pub bytes_per_board: Vec<usize>,
     pub events_expected: usize,
 }
 
@@ -131,15 +133,16 @@ impl Board {
 
     /// Drains what arrived: the number of login and logout events among it (the events'
     /// keys are sorted, so each carries `"type":"login"` or `"type":"logout"` verbatim), and
-    /// of frames.
-    fn count_bindings(&self, quiet: Duration) -> (usize, usize) {
-        let (mut n, mut frames) = (0, 0);
+    /// of frames and of their bytes.
+    fn count_bindings(&self, quiet: Duration) -> (usize, usize, usize) {
+        let (mut n, mut frames, mut bytes) = (0, 0, 0);
         while let Ok((_, text)) = self.frames.recv_timeout(quiet) {
             n += text.matches("\"type\":\"login\"").count();
             n += text.matches("\"type\":\"logout\"").count();
             frames += 1;
+            bytes += text.len();
         }
-        (n, frames)
+        (n, frames, bytes)
     }
 }
 
@@ -323,7 +326,8 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
         }))
         .collect();
     let (mut without_boards, mut with_boards) = (Vec::new(), Vec::new());
-    let (mut events_per_board, mut frames_per_board) = (vec![0; p.boards], vec![0; p.boards]);
+    let (mut events_per_board, mut frames_per_board, mut bytes_per_board) =
+        (vec![0; p.boards], vec![0; p.boards], vec![0; p.boards]);
     let driver_cpu = || process::cpu_seconds(std::process::id());
     for _ in 0..p.rounds {
         inst.settle();
@@ -343,9 +347,10 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
         inst.settle();
         let (cpu, own) = (inst.cpu() - cpu0, driver_cpu() - own0);
         for (i, board) in boards.iter().enumerate() {
-            let (n, frames) = board.count_bindings(Duration::from_millis(500));
+            let (n, frames, bytes) = board.count_bindings(Duration::from_millis(500));
             events_per_board[i] += n;
             frames_per_board[i] += frames;
+            bytes_per_board[i] += bytes;
         }
         with_boards.push((b, cpu, own));
         drop(boards);
@@ -362,6 +367,7 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
         with_boards,
         events_per_board,
         frames_per_board,
+        bytes_per_board,
         events_expected: 2 * p.pairs * p.rounds,
     })
 }
