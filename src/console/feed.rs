@@ -11,8 +11,8 @@ use serde_json::json;
 use super::api::session_of;
 use super::reply::error;
 use crate::host::http::{Answer, Request, Response};
+use crate::host::log;
 use crate::host::websocket::{Frame, Session};
-use crate::host::{log, thread};
 use crate::instance::Instance;
 use crate::state::now;
 
@@ -23,8 +23,6 @@ const WRITE_TIMEOUT_MS: i32 = 2000;
 const MAX_FRAME: usize = 32 * 1024;
 /// How often an idle connection checks that its session is still open.
 const RECHECK: Duration = Duration::from_secs(5);
-/// Nice steps below Asterisk's threads at which a board's thread runs.
-const BOARD_NICE: i32 = 10;
 /// The pause between two frames of one feed grows with the size of the first: after a frame
 /// of a few events (actions one at a time) the next may follow [`GATHER_MIN`] later; after a
 /// frame of many (a burst), [`GATHER_PER_EVENT`] per event up to [`GATHER_MAX`], so that
@@ -84,9 +82,6 @@ pub fn run(inst: &Instance, ws: Session, headers: &[(String, String)]) {
     };
     ws.set_nonblock();
     ws.set_write_timeout(WRITE_TIMEOUT_MS);
-    // The connection's own thread (it ends with the connection): when logins and the boards
-    // both want the CPU, logins go first and the boards' frames gather more events.
-    thread::lower_priority(BOARD_NICE);
     let feed = inst.state().feed();
     let sub = feed.subscribe();
     let hello =

@@ -102,16 +102,3 @@ impl Drop for Worker {
         }
     }
 }
-
-/// Lowers the calling thread's scheduling priority by `steps` nice steps (Linux: per thread),
-/// for work that can wait while call processing wants the CPU. Only ever lowers it (an
-/// unprivileged thread may not raise it again): for a thread that ends with that work.
-pub fn lower_priority(steps: i32) {
-    // SAFETY: gettid takes nothing; getpriority and setpriority with PRIO_PROCESS and a
-    // thread id read and change that thread only; a failure changes nothing.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, (now + steps).min(19));
-    }
-}

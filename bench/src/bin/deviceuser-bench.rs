@@ -2199,7 +2199,7 @@ fn reload_rows(rep: &mut Report, failures: &mut Vec<String>) {
 const CONSOLE_USERS: usize = 10_000;
 /// Boards open during the console's login bursts.
 const BOARDS: usize = 50;
-const CONSOLE_ROUNDS: usize = 5;
+const CONSOLE_ROUNDS: usize = 9;
 const FEED_LATENCY_PAIRS: usize = 300;
 
 fn console(rep: &mut Report) -> Res<()> {
@@ -2315,6 +2315,7 @@ fn console(rep: &mut Report) -> Res<()> {
     };
     let frames: usize = r.frames_per_board.iter().sum();
     let events: usize = r.events_per_board.iter().sum();
+    let bytes: usize = r.bytes_per_board.iter().sum();
     let paints = match &r.first_paint {
         Ok(s) => s
             .iter()
@@ -2350,12 +2351,14 @@ fn console(rep: &mut Report) -> Res<()> {
             ms(*r.feed_latency.last().unwrap_or(&Duration::ZERO))
         ),
         format!(
-            "- Bursts ({PAIRS} logouts then {PAIRS} logins, pipelined on one AMI session), pairs/s per round, sorted, with Asterisk's CPU time per pair until idle and the driver's own (its AMI session, and with boards their {BOARDS} clients' threads, which read every frame): without boards {}; with {BOARDS} boards {}. The boards' clients run on the same cores as Asterisk. Each board received its {} login and logout events (state events beside them) in {:.0} frames on average ({:.0} login/logout events a frame).",
+            "- Bursts ({PAIRS} logouts then {PAIRS} logins, pipelined on one AMI session), pairs/s per round, sorted, with Asterisk's CPU time per pair until idle and the driver's own (its AMI session, and with boards their {BOARDS} clients' threads, which read every frame): without boards {}; with {BOARDS} boards {}. The boards' clients run on the same cores as Asterisk. Each board received its {} login and logout events (state events beside them) in {:.0} frames on average ({:.0} login/logout events a frame), {:.1} MB per board in all: {:.0} MB of WebSocket payload for the {BOARDS} boards per burst.",
             list(&r.without_boards),
             list(&r.with_boards),
             r.events_expected,
             frames as f64 / r.frames_per_board.len().max(1) as f64,
-            events as f64 / frames.max(1) as f64
+            events as f64 / frames.max(1) as f64,
+            bytes as f64 / r.bytes_per_board.len().max(1) as f64 / 1e6,
+            bytes as f64 / CONSOLE_ROUNDS as f64 / 1e6
         ),
     ];
     rep.detail("Console", lines.join("\n") + "\n");
