@@ -3,44 +3,162 @@
 //! subscribed (the console's open boards, over WebSockets). Commits reach it through its
 //! sink (`sinks::FeedSink`), published user states through the publisher (`state`).
 //!
-//! Events are made only while someone subscribes, serialized once, and queued per
-//! subscriber; the subscriber's own thread sends them. A commit never waits for a client: a
-//! subscriber that falls [`MAX_QUEUED`] events behind is closed (its board reconnects and
-//! reloads), and it is woken only when its queue goes from empty to not empty.
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+//! Events are made only while someone subscribes and serialized once, into one log that
+//! every subscriber reads from its own position; each subscriber's thread sends what it
+//! read. What a commit does does not grow with the number of subscribers: it appends the
+//! events' text to the log and, if subscribers have read everything and wait, rings the one
+//! doorbell they all wait on. The log is text in chunks of about [`CHUNK_BYTES`]: readers
+//! share the full chunks (no copy per event and subscriber) and copy only the part of a
+//! chunk they start or end in. A commit never waits for a client: the log keeps at most
+//! [`MAX_QUEUED`] events, and a subscriber that falls further behind is closed (its board
+//! reconnects and reloads).
+use std::collections::VecDeque;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 
-/// Events a subscriber may have waiting before it is dropped.
-pub const MAX_QUEUED: usize = 50_000;
+use crate::host::doorbell::Doorbell;
 
-pub type Wake = Box<dyn Fn() + Send + Sync>;
+/// Events a subscriber may have left to read before it is dropped.
+pub const MAX_QUEUED: usize = 50_000;
+/// A chunk of the log is full from this size on.
+const CHUNK_BYTES: usize = 16 * 1024;
+/// Once the log holds this many full chunks, a subscriber that reads drops those every
+/// subscriber has read.
+const TRIM_AT: usize = 16;
 
 #[derive(Default)]
 pub struct Feed {
+    log: Mutex<Log>,
+    /// For the count and for trimming; a commit never goes through them.
     subscribers: Mutex<Vec<Arc<Subscriber>>>,
     count: AtomicUsize,
-    /// Closed for good (unload): new subscriptions start closed.
-    closed: AtomicBool,
 }
 
-pub struct Subscriber {
-    queue: Mutex<Queue>,
-    wake: Wake,
+/// Events in order, each followed by a comma.
+#[derive(Default)]
+struct Chunk {
+    /// The sequence number of the first event.
+    first: u64,
+    text: String,
+    /// Where each event starts in `text`.
+    starts: Vec<u32>,
+}
+
+impl Chunk {
+    fn end(&self) -> u64 {
+        self.first + self.starts.len() as u64
+    }
+
+    /// The text of the events from sequence number `from` on.
+    fn from(&self, from: u64) -> &str {
+        match usize::try_from(from.saturating_sub(self.first))
+            .ok()
+            .and_then(|i| self.starts.get(i))
+        {
+            Some(&at) => &self.text[at as usize..],
+            None => "",
+        }
+    }
 }
 
 #[derive(Default)]
-struct Queue {
-    events: Vec<Arc<str>>,
+struct Log {
+    /// Full chunks, oldest first.
+    full: VecDeque<Arc<Chunk>>,
+    /// The chunk being written (starting where the last full one ends).
+    open: Chunk,
+    /// What subscribers that have read everything wait on; rung (and forgotten) by the next
+    /// append.
+    doorbell: Option<Arc<Doorbell>>,
+    /// Closed for good (unload): every subscription ends, and those made from now on.
     closed: bool,
 }
 
-/// What a subscriber takes from its queue.
+impl Log {
+    fn first(&self) -> u64 {
+        self.full.front().map_or(self.open.first, |c| c.first)
+    }
+
+    fn end(&self) -> u64 {
+        self.open.end()
+    }
+
+    fn ring(&mut self) {
+        if let Some(bell) = self.doorbell.take() {
+            bell.ring();
+        }
+    }
+
+    /// Drops the full chunks that end at or before `read`.
+    fn drop_before(&mut self, read: u64) {
+        while self.full.front().is_some_and(|c| c.end() <= read) {
+            self.full.pop_front();
+        }
+    }
+}
+
+pub struct Subscriber {
+    /// The sequence number of the next event this subscriber reads.
+    next: AtomicU64,
+}
+
+/// Text of events a subscriber read: full chunks of the log (shared) or a copied part.
+enum Piece {
+    Shared(Arc<Chunk>, u64),
+    Copied(String),
+}
+
+impl Piece {
+    fn text(&self) -> &str {
+        match self {
+            Piece::Shared(c, from) => c.from(*from),
+            Piece::Copied(s) => s,
+        }
+    }
+}
+
+/// What a subscriber takes from the log.
 pub struct Taken {
-    pub events: Vec<Arc<str>>,
+    pieces: Vec<Piece>,
+    /// The events taken.
+    pub count: usize,
     /// The feed closed the subscription (unload, or the subscriber fell too far behind).
     pub closed: bool,
+}
+
+impl Taken {
+    /// The events as JSON arrays of at most about `max` bytes (a chunk of the log, larger
+    /// than that only if `max` is less than [`CHUNK_BYTES`] or one event is, goes alone).
+    pub fn frames(&self, max: usize) -> Vec<String> {
+        let mut frames = Vec::new();
+        let mut frame = String::new();
+        for p in &self.pieces {
+            // Each event is followed by a comma: the last one's becomes the closing bracket.
+            let text = p.text();
+            if text.is_empty() {
+                continue;
+            }
+            if frame.len() > 1 && frame.len() + text.len() > max {
+                frame.pop();
+                frame.push(']');
+                frames.push(std::mem::take(&mut frame));
+            }
+            if frame.is_empty() {
+                frame.reserve(max.min(text.len() + 1));
+                frame.push('[');
+            }
+            frame.push_str(text);
+        }
+        if frame.len() > 1 {
+            frame.pop();
+            frame.push(']');
+            frames.push(frame);
+        }
+        frames
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -48,17 +166,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Feed {
-    /// Subscribes; `wake` is called (from the thread of a commit) when events arrive in an
-    /// empty queue or the subscription is closed.
-    pub fn subscribe(&self, wake: Wake) -> Arc<Subscriber> {
+    /// Subscribes: the subscriber reads the events sent from now on.
+    pub fn subscribe(&self) -> Arc<Subscriber> {
+        // Lock order: the log, then the subscribers.
+        let log = lock(&self.log);
         let s = Arc::new(Subscriber {
-            queue: Mutex::new(Queue::default()),
-            wake,
+            next: AtomicU64::new(log.end()),
         });
         let mut subs = lock(&self.subscribers);
-        if self.closed.load(Ordering::SeqCst) {
-            lock(&s.queue).closed = true;
-        }
         subs.push(Arc::clone(&s));
         self.count.store(subs.len(), Ordering::SeqCst);
         s
@@ -80,56 +195,90 @@ impl Feed {
         if self.subscribers() == 0 {
             return;
         }
-        let events: Vec<Arc<str>> = make()
-            .into_iter()
-            .map(|e| Arc::from(e.to_string()))
-            .collect();
+        let events = make();
         if events.is_empty() {
             return;
         }
-        for s in lock(&self.subscribers).iter() {
-            let wake = {
-                let mut q = lock(&s.queue);
-                if q.closed {
-                    continue;
-                }
-                let was_empty = q.events.is_empty();
-                if q.events.len() + events.len() > MAX_QUEUED {
-                    q.events.clear();
-                    q.closed = true;
-                    true
-                } else {
-                    q.events.extend(events.iter().cloned());
-                    was_empty
-                }
-            };
-            if wake {
-                (s.wake)();
+        let mut log = lock(&self.log);
+        if log.closed {
+            return;
+        }
+        for e in events {
+            let open = &mut log.open;
+            open.starts.push(open.text.len() as u32);
+            let _ = write!(open.text, "{e},");
+            if open.text.len() >= CHUNK_BYTES {
+                let end = open.end();
+                let full = std::mem::replace(
+                    open,
+                    Chunk {
+                        first: end,
+                        ..Chunk::default()
+                    },
+                );
+                log.full.push_back(Arc::new(full));
             }
+        }
+        // A subscriber left this far behind is closed when it next reads.
+        let end = log.end();
+        log.drop_before(end.saturating_sub(MAX_QUEUED as u64));
+        log.ring();
+    }
+
+    /// What `s` waits on when it has read everything: `None` if there is something to read
+    /// (or the subscription is closed) now.
+    pub fn doorbell(&self, s: &Subscriber) -> Result<Option<Arc<Doorbell>>, String> {
+        let mut log = lock(&self.log);
+        if log.closed || s.next.load(Ordering::SeqCst) != log.end() {
+            return Ok(None);
+        }
+        if log.doorbell.is_none() {
+            log.doorbell = Some(Arc::new(Doorbell::new()?));
+        }
+        Ok(log.doorbell.clone())
+    }
+
+    /// The events `s` has not read yet.
+    pub fn take(&self, s: &Subscriber) -> Taken {
+        let mut log = lock(&self.log);
+        let next = s.next.load(Ordering::SeqCst);
+        if log.closed || next < log.first() {
+            return Taken {
+                pieces: Vec::new(),
+                count: 0,
+                closed: true,
+            };
+        }
+        let end = log.end();
+        let mut pieces = Vec::new();
+        for c in log.full.iter().filter(|c| c.end() > next) {
+            pieces.push(Piece::Shared(Arc::clone(c), next.max(c.first)));
+        }
+        let rest = log.open.from(next);
+        if !rest.is_empty() {
+            pieces.push(Piece::Copied(rest.to_owned()));
+        }
+        s.next.store(end, Ordering::SeqCst);
+        if log.full.len() >= TRIM_AT {
+            let read = lock(&self.subscribers)
+                .iter()
+                .map(|x| x.next.load(Ordering::SeqCst))
+                .min()
+                .unwrap_or(end);
+            log.drop_before(read);
+        }
+        Taken {
+            pieces,
+            count: (end - next) as usize,
+            closed: false,
         }
     }
 
     /// Closes every subscription, and those made from now on (unload).
     pub fn close_all(&self) {
-        let subs = lock(&self.subscribers);
-        self.closed.store(true, Ordering::SeqCst);
-        for s in subs.iter() {
-            s.close();
-        }
-    }
-}
-
-impl Subscriber {
-    pub fn take(&self) -> Taken {
-        let mut q = lock(&self.queue);
-        Taken {
-            events: std::mem::take(&mut q.events),
-            closed: q.closed,
-        }
-    }
-
-    pub fn close(&self) {
-        lock(&self.queue).closed = true;
-        (self.wake)();
+        let mut log = lock(&self.log);
+        log.closed = true;
+        log.full.clear();
+        log.ring();
     }
 }

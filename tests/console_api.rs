@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use common::ami::act;
 use console_common::{self as cc, request, Client, Ws, ADMIN, SUPERVISOR};
 use hotdesk_common as hd;
 
@@ -879,5 +880,56 @@ fn the_live_feed_pushes_commits_and_states_to_logged_in_pages_only() {
     assert!(out.contains("Loaded") || out.contains("loaded"), "{out}");
     let admin = Client::login(port, ADMIN.0, ADMIN.1).expect("console back after load");
     assert_eq!(admin.get("board").status, 200);
+    hd::assert_alive(&ast);
+}
+
+#[test]
+fn every_open_feed_receives_every_event_of_a_burst_once_and_in_order() {
+    let (b, port) = cc::builder("console-feed-burst", "");
+    let ast = b.start();
+    let admin = admin(port);
+    let origin = format!("http://127.0.0.1:{port}");
+    let mut feeds: Vec<Ws> = (0..5)
+        .map(|_| {
+            let mut ws = Ws::connect(port, &admin.cookie, &origin).expect("feed");
+            ws.wait_event(Duration::from_secs(5), |e| e["type"] == "hello")
+                .expect("hello");
+            ws
+        })
+        .collect();
+    // Enough events for the feed's log to fill several of its chunks while the feeds read.
+    const PAIRS: usize = 500;
+    let burst: Vec<_> = (0..PAIRS)
+        .flat_map(|_| {
+            [
+                act(&[
+                    ("Action", "DeviceUserLogin"),
+                    ("User", "4101"),
+                    ("Device", "1000"),
+                ]),
+                act(&[("Action", "DeviceUserLogout"), ("User", "4101")]),
+            ]
+        })
+        .collect();
+    let r = ast.ami().pipeline(&burst).expect("burst");
+    assert_eq!(r.failed, 0, "{:?}", r.first_failure);
+    let binding = |e: &serde_json::Value| e["type"] == "login" || e["type"] == "logout";
+    for (n, ws) in feeds.iter_mut().enumerate() {
+        for i in 0..2 * PAIRS {
+            let e = ws
+                .wait_event(Duration::from_secs(10), binding)
+                .unwrap_or_else(|| panic!("feed {n}: only {i} of {} events", 2 * PAIRS));
+            let kind = if i % 2 == 0 { "login" } else { "logout" };
+            assert_eq!(
+                (e["type"].as_str(), e["user"].as_str()),
+                (Some(kind), Some("4101")),
+                "feed {n}, event {i}"
+            );
+        }
+        assert!(
+            ws.wait_event(Duration::from_millis(500), binding).is_none(),
+            "feed {n}: an event twice"
+        );
+    }
     hd::assert_alive(&ast);
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use deviceuser_kit::ami::{act, Ami, Burst};
 use deviceuser_kit::web::{self, Client, Driver, Ws};
-use deviceuser_kit::{free_port, Asterisk, Builder};
+use deviceuser_kit::{free_port, process, Asterisk, Builder};
 
 use crate::conf::{self, device, user};
 
@@ -37,17 +37,37 @@ pub struct Results {
     /// Asterisk's CPU time per `GET api/board`.
     pub board_cpu: Duration,
     pub board_bytes: usize,
-    /// From navigation start: the board in the document, then painted (sorted by paint).
-    pub first_paint: Result<Vec<(Duration, Duration)>, String>,
+    /// Page loads, sorted by paint.
+    pub first_paint: Result<Vec<Paint>, String>,
     /// AMI action sent → event at a feed client, sorted.
     pub feed_latency: Vec<Duration>,
     /// Login/logout bursts without boards open, and with them, each with Asterisk's CPU
-    /// time until it was idle again.
-    pub without_boards: Vec<(Burst, f64)>,
-    pub with_boards: Vec<(Burst, f64)>,
-    /// Events each board received during the bursts with boards (all of them must arrive).
+    /// time until it was idle again and the driver's own (its boards' clients included).
+    pub without_boards: Vec<(Burst, f64, f64)>,
+    pub with_boards: Vec<(Burst, f64, f64)>,
+    /// Login and logout events each board received during the bursts with boards (all of
+    /// them must arrive), and the frames they came in.
     pub events_per_board: Vec<usize>,
+    pub frames_per_board: Vec<usize>,
+    /// The frames' bytes (payloads).
+    pub bytes_per_board: Vec<usize>,
     pub events_expected: usize,
+}
+
+/// One load of the page, times from navigation start (the page's Navigation and Resource
+/// Timing and its own marks).
+#[derive(Clone, Copy)]
+pub struct Paint {
+    /// The page's script has run (`DOMContentLoaded` ended).
+    pub script: Duration,
+    /// `GET api/board` sent, and its answer received in full.
+    pub board_sent: Duration,
+    pub board_received: Duration,
+    /// The first screen of rows in the document, then painted.
+    pub rendered: Duration,
+    pub painted: Duration,
+    /// Board rows in the document.
+    pub rows: u64,
 }
 
 fn check(b: &Burst, what: &str) -> Result<(), String> {
@@ -62,7 +82,8 @@ fn check(b: &Burst, what: &str) -> Result<(), String> {
 
 /// A feed client on its own thread: every frame, with the time it arrived. Frames are
 /// parsed only when a test waits for an event; counting logins and logouts is a substring
-/// count, so 50 boards on the machine under test cost it little.
+/// count over each frame (a frame carries many events), so 50 boards on the machine under
+/// test cost it little: no JSON parsing, no rendering.
 struct Board {
     stop: Arc<AtomicBool>,
     frames: mpsc::Receiver<(Instant, String)>,
@@ -110,15 +131,18 @@ impl Board {
         }
     }
 
-    /// Drains what arrived; the number of login and logout events among it (the events'
-    /// keys are sorted, so each carries `"type":"login"` or `"type":"logout"` verbatim).
-    fn count_bindings(&self, quiet: Duration) -> usize {
-        let mut n = 0;
+    /// Drains what arrived: the number of login and logout events among it (the events'
+    /// keys are sorted, so each carries `"type":"login"` or `"type":"logout"` verbatim), and
+    /// of frames and of their bytes.
+    fn count_bindings(&self, quiet: Duration) -> (usize, usize, usize) {
+        let (mut n, mut frames, mut bytes) = (0, 0, 0);
         while let Ok((_, text)) = self.frames.recv_timeout(quiet) {
             n += text.matches("\"type\":\"login\"").count();
             n += text.matches("\"type\":\"logout\"").count();
+            frames += 1;
+            bytes += text.len();
         }
-        n
+        (n, frames, bytes)
     }
 }
 
@@ -131,7 +155,7 @@ impl Drop for Board {
     }
 }
 
-fn first_paint(inst: &Asterisk, port: u16) -> Result<Vec<(Duration, Duration)>, String> {
+fn first_paint(inst: &Asterisk, port: u16) -> Result<Vec<Paint>, String> {
     if !std::path::Path::new(web::CHROMIUM).exists()
         || !std::path::Path::new(web::CHROMEDRIVER).exists()
     {
@@ -157,28 +181,33 @@ fn first_paint(inst: &Asterisk, port: u16) -> Result<Vec<(Duration, Duration)>, 
             let v = b.js(
                 "const r = performance.getEntriesByName('board-rendered')[0];
                  const p = performance.getEntriesByName('board-painted')[0];
-                 const rows = document.querySelectorAll('#board-rows tr').length;
-                 return r && p ? [r.startTime, p.startTime, rows] : null;",
+                 const n = performance.getEntriesByType('navigation')[0];
+                 const a = performance.getEntriesByType('resource')
+                   .filter((e) => e.name.endsWith('/api/board')).pop();
+                 const rows = document.querySelectorAll('#board-rows tr[data-user]').length;
+                 return r && p && n && a ? [n.domContentLoadedEventEnd, a.startTime,
+                   a.responseEnd, r.startTime, p.startTime, rows] : null;",
                 json!([]),
             );
             v.as_array().map(|a| {
-                (
-                    a[0].as_f64().unwrap_or(0.0),
-                    a[1].as_f64().unwrap_or(0.0),
-                    a[2].as_u64().unwrap_or(0),
-                )
+                let d = |i: usize| Duration::from_secs_f64(a[i].as_f64().unwrap_or(0.0) / 1e3);
+                Paint {
+                    script: d(0),
+                    board_sent: d(1),
+                    board_received: d(2),
+                    rendered: d(3),
+                    painted: d(4),
+                    rows: a[5].as_u64().unwrap_or(0),
+                }
             })
         })
         .ok_or("the board was not painted within 60 s")?;
-        if marks.2 == 0 {
+        if marks.rows == 0 {
             return Err("the board was painted without rows".into());
         }
-        samples.push((
-            Duration::from_secs_f64(marks.0 / 1e3),
-            Duration::from_secs_f64(marks.1 / 1e3),
-        ));
+        samples.push(marks);
     }
-    samples.sort_by_key(|s| s.1);
+    samples.sort_by_key(|s| s.painted);
     Ok(samples)
 }
 
@@ -296,27 +325,34 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
             ])
         }))
         .collect();
-    let (mut without_boards, mut with_boards, mut events_per_board) =
-        (Vec::new(), Vec::new(), vec![0; p.boards]);
+    let (mut without_boards, mut with_boards) = (Vec::new(), Vec::new());
+    let (mut events_per_board, mut frames_per_board, mut bytes_per_board) =
+        (vec![0; p.boards], vec![0; p.boards], vec![0; p.boards]);
+    let driver_cpu = || process::cpu_seconds(std::process::id());
     for _ in 0..p.rounds {
         inst.settle();
-        let cpu0 = inst.cpu();
+        let (cpu0, own0) = (inst.cpu(), driver_cpu());
         let b = ami.pipeline(&burst)?;
         check(&b, "burst without boards")?;
         inst.settle();
-        without_boards.push((b, inst.cpu() - cpu0));
+        without_boards.push((b, inst.cpu() - cpu0, driver_cpu() - own0));
         let boards: Vec<Board> = (0..p.boards)
             .map(|_| Board::open(port, &client.cookie))
             .collect::<Result<_, _>>()?;
         inst.settle();
-        let cpu0 = inst.cpu();
+        let (cpu0, own0) = (inst.cpu(), driver_cpu());
         let b = ami.pipeline(&burst)?;
         check(&b, "burst with boards")?;
-        for (i, board) in boards.iter().enumerate() {
-            events_per_board[i] += board.count_bindings(Duration::from_millis(500));
-        }
+        // The boards' clients read while the burst runs; what they read is counted after it.
         inst.settle();
-        with_boards.push((b, inst.cpu() - cpu0));
+        let (cpu, own) = (inst.cpu() - cpu0, driver_cpu() - own0);
+        for (i, board) in boards.iter().enumerate() {
+            let (n, frames, bytes) = board.count_bindings(Duration::from_millis(500));
+            events_per_board[i] += n;
+            frames_per_board[i] += frames;
+            bytes_per_board[i] += bytes;
+        }
+        with_boards.push((b, cpu, own));
         drop(boards);
     }
     without_boards.sort_by_key(|b| b.0.elapsed);
@@ -330,6 +366,8 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
         without_boards,
         with_boards,
         events_per_board,
+        frames_per_board,
+        bytes_per_board,
         events_expected: 2 * p.pairs * p.rounds,
     })
 }

@@ -2,7 +2,6 @@
 //! open boards every commit and user state change as they happen, a JSON array of events
 //! per frame. Only a logged-in console user's page may open it (same origin, session
 //! cookie); it ends with the session, at unload, or when the client falls too far behind.
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deviceuser_core::console::auth::{self, Provenance};
@@ -13,7 +12,7 @@ use super::api::session_of;
 use super::reply::error;
 use crate::host::http::{Answer, Request, Response};
 use crate::host::log;
-use crate::host::websocket::{Frame, Pipe, Session};
+use crate::host::websocket::{Frame, Session};
 use crate::instance::Instance;
 use crate::state::now;
 
@@ -24,10 +23,22 @@ const WRITE_TIMEOUT_MS: i32 = 2000;
 const MAX_FRAME: usize = 32 * 1024;
 /// How often an idle connection checks that its session is still open.
 const RECHECK: Duration = Duration::from_secs(5);
-/// Frames of one feed are at least this far apart: an event after a quiet moment goes out at
-/// once, and a burst goes out as a few frames of many events rather than a frame (and a
-/// thread wake-up) per event for every open board.
-const GATHER: Duration = Duration::from_millis(5);
+/// The pause between two frames of one feed grows with the size of the first: after a frame
+/// of a few events (actions one at a time) the next may follow [`GATHER_MIN`] later; after a
+/// frame of many (a burst), [`GATHER_PER_EVENT`] per event up to [`GATHER_MAX`], so that
+/// during a burst each board gets a frame of many events every few tens of milliseconds
+/// rather than a frame (and a thread wake-up) per commit. An event after a quiet moment (the
+/// pause over) goes out at once.
+const GATHER_MIN: Duration = Duration::from_millis(5);
+const GATHER_PER_EVENT: Duration = Duration::from_millis(1);
+const GATHER_MAX: Duration = Duration::from_millis(40);
+
+/// The pause after a frame of `events` events.
+fn pause_after(events: usize) -> Duration {
+    GATHER_PER_EVENT
+        .saturating_mul(u32::try_from(events).unwrap_or(u32::MAX))
+        .clamp(GATHER_MIN, GATHER_MAX)
+}
 
 /// The URI handler of `/deviceuser/ws`: upgrades a logged-in page's request.
 pub fn upgrade(inst: &Instance, req: &Request) -> Answer {
@@ -69,49 +80,18 @@ pub fn run(inst: &Instance, ws: Session, headers: &[(String, String)]) {
         ws.close(1008);
         return;
     };
-    let pipe = match Pipe::new() {
-        Ok(p) => Arc::new(p),
-        Err(e) => {
-            log::warning(&format!("console feed: {e}"));
-            ws.close(1011);
-            return;
-        }
-    };
     ws.set_nonblock();
     ws.set_write_timeout(WRITE_TIMEOUT_MS);
     let feed = inst.state().feed();
-    let waker = Arc::clone(&pipe);
-    let sub = feed.subscribe(Box::new(move || waker.wake()));
+    let sub = feed.subscribe();
     let hello =
         json!([{"type": "hello", "user": session.user.as_str(), "role": session.role.as_str()}]);
     let mut code = 1000;
     if ws.send_text(&hello.to_string()) {
         let mut checked = Instant::now();
-        let mut last_frame = Instant::now();
+        // When the last frame went out, and the pause that follows it.
+        let mut last_frame: Option<(Instant, Duration)> = None;
         loop {
-            let ready = ws.wait(&pipe, RECHECK);
-            if ready.input {
-                if let Frame::Close = ws.read() {
-                    break;
-                }
-            }
-            if ready.woken {
-                pipe.drain();
-                if let Some(rest) = GATHER.checked_sub(last_frame.elapsed()) {
-                    std::thread::sleep(rest);
-                }
-            }
-            let taken = sub.take();
-            if !send_events(&ws, &taken.events) {
-                break;
-            }
-            if !taken.events.is_empty() {
-                last_frame = Instant::now();
-            }
-            if taken.closed {
-                code = 1001;
-                break;
-            }
             if checked.elapsed() >= RECHECK {
                 checked = Instant::now();
                 if inst.access().sessions().peek(&token, now()).is_none() {
@@ -119,31 +99,45 @@ pub fn run(inst: &Instance, ws: Session, headers: &[(String, String)]) {
                     break;
                 }
             }
+            let bell = match feed.doorbell(&sub) {
+                Ok(b) => b,
+                Err(e) => {
+                    log::warning(&format!("console feed: {e}"));
+                    code = 1011;
+                    break;
+                }
+            };
+            // With everything read, wait for the doorbell; with events to send, for the end of
+            // the pause after the last frame (reading what the client sends meanwhile).
+            let wait = match (&bell, last_frame) {
+                (Some(_), _) => Some(RECHECK),
+                (None, Some((at, pause))) => pause.checked_sub(at.elapsed()),
+                (None, None) => None,
+            };
+            if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+                if ws.wait(bell.as_deref(), wait) {
+                    if let Frame::Close = ws.read() {
+                        break;
+                    }
+                    continue;
+                }
+                if bell.is_some() {
+                    continue;
+                }
+            }
+            let taken = feed.take(&sub);
+            if !taken.frames(MAX_FRAME).iter().all(|f| ws.send_text(f)) {
+                break;
+            }
+            if taken.count > 0 {
+                last_frame = Some((Instant::now(), pause_after(taken.count)));
+            }
+            if taken.closed {
+                code = 1001;
+                break;
+            }
         }
     }
     feed.unsubscribe(&sub);
     ws.close(code);
-}
-
-/// Sends events as JSON arrays in frames of at most [`MAX_FRAME`] bytes (an event larger than
-/// that, which the module never makes, goes alone); false if the client is gone.
-fn send_events(ws: &Session, events: &[Arc<str>]) -> bool {
-    let mut frame =
-        String::with_capacity(MAX_FRAME.min(events.iter().map(|e| e.len() + 1).sum::<usize>() + 2));
-    for e in events {
-        if frame.len() > 1 && frame.len() + e.len() + 2 > MAX_FRAME {
-            frame.push(']');
-            if !ws.send_text(&frame) {
-                return false;
-            }
-            frame.clear();
-        }
-        frame.push(if frame.is_empty() { '[' } else { ',' });
-        frame.push_str(e);
-    }
-    if frame.is_empty() {
-        return true;
-    }
-    frame.push(']');
-    ws.send_text(&frame)
 }

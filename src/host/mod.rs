@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod config_edit;
 pub mod devstate;
+pub mod doorbell;
 pub mod guard;
 pub mod hints;
 pub mod http;

@@ -9,6 +9,7 @@ use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 use std::time::Duration;
 
+use super::doorbell::Doorbell;
 use crate::sys;
 
 type UriCb = unsafe extern "C" fn(
@@ -202,12 +203,6 @@ pub enum Frame {
     Close,
 }
 
-/// What [`Session::wait`] saw.
-pub struct Ready {
-    pub input: bool,
-    pub woken: bool,
-}
-
 /// An established session, owned by the callback it was handed to; dropping it releases it.
 pub struct Session {
     ptr: *mut sys::ast_websocket,
@@ -237,22 +232,17 @@ impl Session {
         unsafe { (self.api.set_timeout)(self.ptr, ms) };
     }
 
-    /// Waits up to `timeout` for input on the session or a wake-up through `pipe`.
-    pub fn wait(&self, pipe: &Pipe, timeout: Duration) -> Ready {
+    /// Waits up to `timeout` for input on the session or, if given, for `bell` to ring;
+    /// whether there is input.
+    pub fn wait(&self, bell: Option<&Doorbell>, timeout: Duration) -> bool {
         // SAFETY: a live session; a 0 ms wait also reports what TLS has buffered.
         if unsafe { (self.api.wait_for_input)(self.ptr, 0) } > 0 {
-            return Ready {
-                input: true,
-                woken: false,
-            };
+            return true;
         }
         // SAFETY: a live session.
         let fd = unsafe { (self.api.fd)(self.ptr) };
         if fd < 0 {
-            return Ready {
-                input: true,
-                woken: false,
-            };
+            return true;
         }
         let mut fds = [
             libc::pollfd {
@@ -261,24 +251,18 @@ impl Session {
                 revents: 0,
             },
             libc::pollfd {
-                fd: pipe.read,
+                fd: bell.map_or(-1, Doorbell::fd),
                 events: libc::POLLIN,
                 revents: 0,
             },
         ];
         let ms = timeout.as_millis().min(i32::MAX as u128) as c_int;
-        // SAFETY: two valid pollfd entries.
+        // SAFETY: two valid pollfd entries (poll skips a negative descriptor).
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
         if n <= 0 {
-            return Ready {
-                input: false,
-                woken: false,
-            };
+            return false;
         }
-        Ready {
-            input: fds[0].revents != 0,
-            woken: fds[1].revents != 0,
-        }
+        fds[0].revents != 0
     }
 
     /// Reads one frame (answering pings itself); `Close` also on errors.
@@ -333,49 +317,5 @@ impl Drop for Session {
     fn drop(&mut self) {
         // SAFETY: the reference handed to the established callback, released once.
         unsafe { (self.api.unref)(self.ptr) };
-    }
-}
-
-/// A self-pipe: another thread wakes a session's loop by writing one byte.
-pub struct Pipe {
-    read: c_int,
-    write: c_int,
-}
-
-impl Pipe {
-    pub fn new() -> Result<Pipe, String> {
-        let mut fds = [0 as c_int; 2];
-        // SAFETY: fds has room for the two descriptors.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(format!("pipe2 failed: {}", std::io::Error::last_os_error()));
-        }
-        Ok(Pipe {
-            read: fds[0],
-            write: fds[1],
-        })
-    }
-
-    /// Wakes the waiter (a full pipe is already a wake-up).
-    pub fn wake(&self) {
-        let b = 1u8;
-        // SAFETY: our open descriptor; non-blocking, a failed write (full) is fine.
-        unsafe { libc::write(self.write, (&b as *const u8).cast(), 1) };
-    }
-
-    /// Empties the pipe after a wake-up.
-    pub fn drain(&self) {
-        let mut buf = [0u8; 64];
-        // SAFETY: our open, non-blocking descriptor and a buffer of its size.
-        while unsafe { libc::read(self.read, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-    }
-}
-
-impl Drop for Pipe {
-    fn drop(&mut self) {
-        // SAFETY: our descriptors, closed once.
-        unsafe {
-            libc::close(self.read);
-            libc::close(self.write);
-        }
     }
 }

@@ -2223,7 +2223,7 @@ fn reload_rows(rep: &mut Report, failures: &mut Vec<String>) {
 const CONSOLE_USERS: usize = 10_000;
 /// Boards open during the console's login bursts.
 const BOARDS: usize = 50;
-const CONSOLE_ROUNDS: usize = 5;
+const CONSOLE_ROUNDS: usize = 9;
 const FEED_LATENCY_PAIRS: usize = 300;
 
 fn console(rep: &mut Report) -> Res<()> {
@@ -2262,18 +2262,19 @@ fn console(rep: &mut Report) -> Res<()> {
     );
     match &r.first_paint {
         Ok(samples) => {
-            let (rendered, painted) = samples[samples.len() / 2];
+            let mid = samples[samples.len() / 2];
             rep.row(
                 &format!(
-                    "console: the board's first paint in headless Chromium, from navigation start ({CONSOLE_USERS} rows; median of {} loads; in the document after {})",
+                    "console: the board's first paint in headless Chromium, from navigation start ({CONSOLE_USERS} users; median of {} loads; the first screen's {} rows in the document after {})",
                     samples.len(),
-                    ms(rendered)
+                    mid.rows,
+                    ms(mid.rendered)
                 ),
-                ms(painted),
+                ms(mid.painted),
                 "–".into(),
                 "–".into(),
                 "< 1 s",
-                Some(painted < Duration::from_secs(1)),
+                Some(mid.painted < Duration::from_secs(1)),
             );
         }
         Err(e) => rep.detail("Console first paint", format!("not measured: {e}")),
@@ -2293,8 +2294,9 @@ fn console(rep: &mut Report) -> Res<()> {
         "p99 < 50 ms",
         Some(p99 < Duration::from_millis(50)),
     );
-    let per_pair = |b: &(Burst, f64)| b.0.elapsed.as_secs_f64() / PAIRS as f64;
-    let cpu_pair = |b: &(Burst, f64)| b.1 * 1e6 / PAIRS as f64;
+    let per_pair = |b: &(Burst, f64, f64)| b.0.elapsed.as_secs_f64() / PAIRS as f64;
+    let cpu_pair = |b: &(Burst, f64, f64)| b.1 * 1e6 / PAIRS as f64;
+    let driver_pair = |b: &(Burst, f64, f64)| b.2 * 1e6 / PAIRS as f64;
     let (mid_with, mid_without) = (
         &r.with_boards[r.with_boards.len() / 2],
         &r.without_boards[r.without_boards.len() / 2],
@@ -2322,18 +2324,37 @@ fn console(rep: &mut Report) -> Res<()> {
         "within 5 %",
         Some(delivered && with <= without * 1.05),
     );
-    let list = |v: &[(Burst, f64)]| {
+    let list = |v: &[(Burst, f64, f64)]| {
         v.iter()
-            .map(|b| format!("{:.0} ({:.0} µs CPU)", 1.0 / per_pair(b), cpu_pair(b)))
+            .map(|b| {
+                format!(
+                    "{:.0} ({:.0} µs CPU; driver {:.0} µs)",
+                    1.0 / per_pair(b),
+                    cpu_pair(b),
+                    driver_pair(b)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let frames: usize = r.frames_per_board.iter().sum();
+    let events: usize = r.events_per_board.iter().sum();
+    let bytes: usize = r.bytes_per_board.iter().sum();
     let paints = match &r.first_paint {
         Ok(s) => s
             .iter()
-            .map(|(a, b)| format!("{} / {}", ms(*a), ms(*b)))
+            .map(|p| {
+                format!(
+                    "{} / {} / {} / {} / {}",
+                    ms(p.script),
+                    ms(p.board_sent),
+                    ms(p.board_received),
+                    ms(p.rendered),
+                    ms(p.painted)
+                )
+            })
             .collect::<Vec<_>>()
-            .join(", "),
+            .join("; "),
         Err(e) => e.clone(),
     };
     let lines = [
@@ -2345,7 +2366,7 @@ fn console(rep: &mut Report) -> Res<()> {
             ms(*r.board_api.last().unwrap()),
             ms(r.board_cpu)
         ),
-        format!("- First paint: a fresh load of the page in headless Chromium with the session cookie set; the page marks `board-rendered` when the rows are in the document and `board-painted` two animation frames later; times from navigation start (rendered / painted): {paints}."),
+        format!("- First paint: a fresh load of the page in headless Chromium with the session cookie set; the page keeps only the rows in and near the window in the document, marks `board-rendered` when they are there and `board-painted` two animation frames later; the loads follow one another at once. Times from navigation start (the page's script run / `GET api/board` sent / its answer received / rendered / painted): {paints}."),
         format!(
             "- Feed latency: a WebSocket client on its own thread timestamps each frame as it arrives; the AMI session sends one logout or login at a time and waits for it. p50 {}, p90 {}, p99 {}, max {}.",
             ms(p50),
@@ -2354,9 +2375,14 @@ fn console(rep: &mut Report) -> Res<()> {
             ms(*r.feed_latency.last().unwrap_or(&Duration::ZERO))
         ),
         format!(
-            "- Bursts ({PAIRS} logouts then {PAIRS} logins, pipelined on one AMI session), pairs/s per round, sorted, with Asterisk's CPU time per pair until idle: without boards {}; with {BOARDS} boards {}. The boards' clients run on the same cores as Asterisk.",
+            "- Bursts ({PAIRS} logouts then {PAIRS} logins, pipelined on one AMI session), pairs/s per round, sorted, with Asterisk's CPU time per pair until idle and the driver's own (its AMI session, and with boards their {BOARDS} clients' threads, which read every frame): without boards {}; with {BOARDS} boards {}. The boards' clients run on the same cores as Asterisk. Each board received its {} login and logout events (state events beside them) in {:.0} frames on average ({:.0} login/logout events a frame), {:.1} MB per board in all: {:.0} MB of WebSocket payload for the {BOARDS} boards per burst.",
             list(&r.without_boards),
-            list(&r.with_boards)
+            list(&r.with_boards),
+            r.events_expected,
+            frames as f64 / r.frames_per_board.len().max(1) as f64,
+            events as f64 / frames.max(1) as f64,
+            bytes as f64 / r.bytes_per_board.len().max(1) as f64 / 1e6,
+            bytes as f64 / CONSOLE_ROUNDS as f64 / 1e6
         ),
     ];
     rep.detail("Console", lines.join("\n") + "\n");

@@ -54,7 +54,10 @@ const I18N = {
 const $ = (sel, root) => (root || document).querySelector(sel);
 const state = {
   lang: 'en', session: null, board: null, rows: new Map(), devices: [], users: [], tab: 'board',
-  ws: null, retry: 0, boardSeq: 0, devicesSeq: 0, usersSeq: 0, renderSeq: 0, pending: null,
+  ws: null, retry: 0, boardSeq: 0, devicesSeq: 0, usersSeq: 0, pending: null,
+  // The board's users that match the search, the rows in the document (first, end) and
+  // their height in pixels.
+  view: [], shown: [0, 0], rowHeight: 0,
 };
 
 function t(key, ...args) {
@@ -127,6 +130,15 @@ const enc = encodeURIComponent;
 function showLogin() {
   state.session = null;
   if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
+  // Nothing of the last console user's stays in the page (the next may have another role);
+  // answers still on their way are ignored.
+  state.boardSeq++; state.devicesSeq++; state.usersSeq++;
+  state.board = null; state.pending = null; state.view = []; state.rows = new Map();
+  state.devices = []; state.users = [];
+  $('#board-rows').replaceChildren();
+  $('#board-count').textContent = '';
+  renderDevices();
+  renderUsers();
   $('#tabs').hidden = true;
   $('#logout').hidden = true;
   for (const id of ['board', 'devices', 'users']) $('#' + id).hidden = true;
@@ -192,6 +204,7 @@ function selectTab(name, focus) {
     $('#' + n).hidden = !on;
   }
   if (focus) $('#tab-' + name).focus();
+  if (name === 'board') renderWindow();
   if (name === 'devices') loadDevices();
   if (name === 'users') loadUsers();
 }
@@ -248,8 +261,12 @@ function boardUser(id) {
   return state.board && state.byId ? state.byId.get(id) : null;
 }
 
+function boardDevice(id) {
+  return state.board && state.devById ? state.devById.get(id) : null;
+}
+
 function describe(device) {
-  const d = state.board && state.board.devices.find((x) => x.id === device);
+  const d = boardDevice(device);
   return d ? d.description : device;
 }
 
@@ -258,14 +275,14 @@ function apply(e, quiet) {
   if (!state.board) return;
   const u = e.user !== undefined ? boardUser(e.user) : null;
   if (e.type === 'login') {
-    const d = state.board.devices.find((x) => x.id === e.device);
+    const d = boardDevice(e.device);
     if (d) d.user = e.user;
     if (u && !u.devices.some((x) => x.id === e.device)) {
       u.devices.push({ id: e.device, description: describe(e.device), since: e.since });
       u.devices.sort((a, b) => (a.id < b.id ? -1 : 1));
     }
   } else if (e.type === 'logout') {
-    const d = state.board.devices.find((x) => x.id === e.device);
+    const d = boardDevice(e.device);
     if (d && d.user === e.user) d.user = null;
     if (u) u.devices = u.devices.filter((x) => x.id !== e.device);
   } else if (e.type === 'dnd') {
@@ -291,6 +308,7 @@ async function loadBoard() {
   if (!r.ok) return;
   state.board = r.data;
   state.byId = new Map(r.data.users.map((u) => [u.id, u]));
+  state.devById = new Map(r.data.devices.map((d) => [d.id, d]));
   state.clockSkew = Date.now() / 1000 - r.data.now;
   for (const e of pending) apply(e, true);
   renderBoard();
@@ -334,6 +352,8 @@ function fillRow(tr, u) {
   c[0].textContent = u.id;
   c[1].textContent = u.fullname;
   c[2].textContent = u.devices.length ? u.devices.map((d) => `${d.id} (${d.description})`).join(', ') : t('none');
+  // One line per row: the whole list is in the cell's tooltip when it does not fit.
+  c[2].title = c[2].textContent;
   c[3].replaceChildren(stateBadge(u.dnd ? 'dnd' : u.state));
   const s = since(u);
   c[4].textContent = s ? fmtTime(s) : t('none');
@@ -350,15 +370,11 @@ function fillRow(tr, u) {
   }
   actions.push(el('button', { type: 'button', 'data-action': 'dnd', 'aria-pressed': String(!!u.dnd), text: t('dnd') }));
   c[6].replaceChildren(...actions);
-  const q = $('#board-search').value;
-  tr.hidden = q ? !matches(tr, q) : false;
 }
 
 function deviceMode(id) {
-  if (!state.modes || state.modes.size !== state.board.devices.length) {
-    state.modes = new Map(state.board.devices.map((d) => [d.id, d.mode]));
-  }
-  return state.modes.get(id);
+  const d = boardDevice(id);
+  return d ? d.mode : undefined;
 }
 
 function boardClick(ev) {
@@ -376,42 +392,93 @@ function matches(tr, q) {
   return !q || tr.textContent.toLowerCase().includes(q);
 }
 
-/** Rows rendered at once; the rest follow in chunks between frames, so a board of thousands
- *  of users shows its first screen at once. */
-const FIRST_ROWS = 200;
-const CHUNK_ROWS = 1000;
+/** Whether a board user matches the search: extension, name, devices or state. */
+function userMatches(u, q) {
+  if (!q) return true;
+  const text = [u.id, u.fullname, t('st_' + (u.dnd ? 'dnd' : u.state)),
+    ...u.devices.map((d) => `${d.id} ${d.description}`)].join(' ').toLowerCase();
+  return text.includes(q);
+}
 
+/** The board's rows: only those in and near the window are in the document (a board of
+ *  thousands of users keeps a few dozen rows), between two spacer rows as tall as the rows
+ *  they stand for; scrolling (with the mouse or the keyboard: a focused row scrolls into
+ *  view) brings in the others. */
+const OVERSCAN = 20;
+const DEFAULT_ROW_HEIGHT = 36;
+
+function boardQuery() {
+  return ($('#board-search').value || '').trim().toLowerCase();
+}
+
+/** Filters the board by the search, then shows the rows in the window. */
 function renderBoard() {
-  const body = $('#board-rows');
-  const render = ++state.renderSeq;
+  const q = boardQuery();
+  state.view = q ? state.board.users.filter((u) => userMatches(u, q)) : state.board.users;
   state.rows = new Map();
-  state.modes = null;
-  state.byId = new Map(state.board.users.map((u) => [u.id, u]));
-  const users = state.board.users;
-  const append = (from, to) => {
-    const frag = document.createDocumentFragment();
-    for (const u of users.slice(from, to)) {
-      const tr = boardRow(u);
-      state.rows.set(u.id, tr);
-      frag.append(tr);
-    }
-    body.append(frag);
-  };
-  body.replaceChildren();
-  append(0, FIRST_ROWS);
+  state.shown = [0, 0];
+  $('#board-rows').replaceChildren();
+  renderWindow();
   renderCount();
   // For measurements (the benchmark reads them): the first screen is in the document, then
-  // painted; the other rows follow after that paint.
+  // painted.
   performance.mark('board-rendered');
-  const more = (from) => {
-    if (render !== state.renderSeq || from >= users.length) return;
-    append(from, from + CHUNK_ROWS);
-    setTimeout(() => more(from + CHUNK_ROWS), 0);
-  };
-  requestAnimationFrame(() => requestAnimationFrame(() => {
-    performance.mark('board-painted');
-    more(FIRST_ROWS);
-  }));
+  requestAnimationFrame(() => requestAnimationFrame(() => performance.mark('board-painted')));
+}
+
+function spacer(height) {
+  const td = el('td', { colSpan: 7 });
+  td.style.cssText = `height:${height}px;padding:0;border:0`;
+  return el('tr', { class: 'spacer', 'aria-hidden': 'true' }, td);
+}
+
+/** Puts the rows of the window (and OVERSCAN more each side) in the document, keeping the
+ *  rows already there (and the focus in them). */
+function renderWindow() {
+  if (!state.board || state.tab !== 'board') return;
+  const body = $('#board-rows');
+  const view = state.view;
+  const h = state.rowHeight || DEFAULT_ROW_HEIGHT;
+  const top = body.getBoundingClientRect().top;
+  const first = Math.max(0, Math.min(view.length, Math.floor(-top / h) - OVERSCAN));
+  const end = Math.max(first, Math.min(view.length, Math.ceil((innerHeight - top) / h) + OVERSCAN));
+  const rows = new Map();
+  const trs = [];
+  for (let i = first; i < end; i++) {
+    const u = view[i];
+    const tr = state.rows.get(u.id) || boardRow(u);
+    rows.set(u.id, tr);
+    trs.push(tr);
+  }
+  const focused = body.contains(document.activeElement) ? document.activeElement : null;
+  state.rows = rows;
+  state.shown = [first, end];
+  body.replaceChildren(spacer(first * h), ...trs, spacer((view.length - end) * h));
+  if (focused && focused.isConnected && document.activeElement !== focused) focused.focus({ preventScroll: true });
+  if (!state.rowHeight && trs.length) {
+    state.rowHeight = trs[0].getBoundingClientRect().height || DEFAULT_ROW_HEIGHT;
+    if (Math.abs(state.rowHeight - h) > 1) renderWindow();
+  }
+}
+
+/** Work for the next frame: the window's rows after a scroll, the view after an event that
+ *  may change what the search matches, the count. */
+const pendingWork = { window: false, filter: false, count: false };
+function schedule(what) {
+  const idle = !pendingWork.window && !pendingWork.filter && !pendingWork.count;
+  pendingWork[what] = true;
+  if (!idle) return;
+  requestAnimationFrame(() => {
+    const w = { ...pendingWork };
+    pendingWork.window = pendingWork.filter = pendingWork.count = false;
+    if (!state.board) return;
+    if (w.filter) {
+      const q = boardQuery();
+      state.view = q ? state.board.users.filter((u) => userMatches(u, q)) : state.board.users;
+    }
+    if (w.filter || w.window) renderWindow();
+    if (w.count) renderCount();
+  });
 }
 
 function renderCount() {
@@ -423,7 +490,8 @@ function renderCount() {
 function updateRow(u) {
   const tr = state.rows.get(u.id);
   if (tr) fillRow(tr, u);
-  renderCount();
+  if (boardQuery()) schedule('filter');
+  schedule('count');
 }
 
 function tick() {
@@ -632,9 +700,9 @@ document.addEventListener('DOMContentLoaded', async () => {
   for (const n of TABS) $('#tab-' + n).addEventListener('click', () => selectTab(n, false));
   $('#tabs').addEventListener('keydown', tabKeys);
   $('#board-rows').addEventListener('click', boardClick);
-  $('#board-search').addEventListener('input', (e) => {
-    for (const tr of state.rows.values()) tr.hidden = !matches(tr, e.target.value);
-  });
+  $('#board-search').addEventListener('input', () => { if (state.board) renderBoard(); });
+  addEventListener('scroll', () => schedule('window'), { passive: true });
+  addEventListener('resize', () => schedule('window'));
   $('#devices-search').addEventListener('input', renderDevices);
   $('#users-search').addEventListener('input', renderUsers);
   $('#add-device').addEventListener('click', () => openDevice(null));
