@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use compact_str::CompactString;
 
-use super::users::Role;
+use crate::console_users::Role;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "deviceuser_session";

@@ -5,8 +5,8 @@
 //! (linking the URIs, reading requests, writing `res_deviceuser.conf` through Asterisk's
 //! config writer) live in the module; the decisions live here:
 //!
-//! - [`users`]: console users (`type = console_user` sections) and their roles (read with the
-//!   rest of the configuration, so kept beside it in [`crate::console_users`]);
+//! - console users (`type = console_user` sections) and their roles are read with the rest
+//!   of the configuration, so they are kept beside it, in [`crate::console_users`];
 //! - [`auth`]: sessions, login lockout, the checks against cross-site requests, cookies;
 //! - [`routes`]: which operation a method and path name (and the table the OpenAPI file is
 //!   checked against);
@@ -17,6 +17,3 @@ pub mod auth;
 pub mod edit;
 pub mod render;
 pub mod routes;
-
-pub use crate::console_users as users;
-pub use users::{ConsoleUser, Role};

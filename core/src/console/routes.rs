@@ -4,7 +4,7 @@
 //!
 //! [`OPERATIONS`] is the one list of API operations: the router finds requests in it, the
 //! module dispatches on its [`Op`]s, and a test checks `docs/console-openapi.json` against it.
-use super::users::Permission;
+use crate::console_users::Permission;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Method {
