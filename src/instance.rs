@@ -15,7 +15,7 @@ use deviceuser_core::logtext::{quoted, value};
 use deviceuser_core::table::reload_drop_reason;
 use deviceuser_core::{
     BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot, Storage,
-    StoreError,
+    StoreError, StoreRefusal,
 };
 
 use crate::access::Access;
@@ -451,15 +451,14 @@ impl Instance {
 
     /// Runs a durable operation; when another node changed a row it writes, reads the table
     /// again and decides again, up to [`CONFLICT_RETRIES`] times.
-    fn durably<E>(
+    fn durably<E: StoreRefusal>(
         &self,
         mut op: impl FnMut() -> Result<Changes, E>,
-        conflict: impl Fn(&E) -> bool,
     ) -> Result<Changes, E> {
         let mut retries = 0;
         loop {
             match op() {
-                Err(e) if conflict(&e) && retries < CONFLICT_RETRIES => {
+                Err(e) if e.is_conflict() && retries < CONFLICT_RETRIES => {
                     retries += 1;
                     let _ = self.sync();
                 }
@@ -476,19 +475,16 @@ impl Instance {
         device: &str,
         mode: LoginMode,
     ) -> Result<Changes, LoginError> {
-        self.durably(
-            || {
-                self.state.table.login_durable(
-                    user,
-                    device,
-                    mode,
-                    now(),
-                    |_, c| self.prepare(origin, channel, c),
-                    |c| self.commit(origin, channel, Change::Bindings(c)),
-                )
-            },
-            |e| matches!(e, LoginError::Store(StoreError::Conflict(_))),
-        )
+        self.durably(|| {
+            self.state.table.login_durable(
+                user,
+                device,
+                mode,
+                now(),
+                |_, c| self.prepare(origin, channel, c),
+                |c| self.commit(origin, channel, Change::Bindings(c)),
+            )
+        })
     }
 
     pub fn logout_device(
@@ -498,18 +494,15 @@ impl Instance {
         device: &str,
         reason: Reason,
     ) -> Result<Changes, LogoutError> {
-        self.durably(
-            || {
-                self.state.table.logout_device_durable(
-                    device,
-                    reason,
-                    now(),
-                    |_, c| self.prepare(origin, channel, c),
-                    |c| self.commit(origin, channel, Change::Bindings(c)),
-                )
-            },
-            |e| matches!(e, LogoutError::Store(StoreError::Conflict(_))),
-        )
+        self.durably(|| {
+            self.state.table.logout_device_durable(
+                device,
+                reason,
+                now(),
+                |_, c| self.prepare(origin, channel, c),
+                |c| self.commit(origin, channel, Change::Bindings(c)),
+            )
+        })
     }
 
     pub fn logout_user(
@@ -519,18 +512,15 @@ impl Instance {
         user: &str,
         reason: Reason,
     ) -> Result<Changes, LogoutError> {
-        self.durably(
-            || {
-                self.state.table.logout_user_durable(
-                    user,
-                    reason,
-                    now(),
-                    |_, c| self.prepare(origin, channel, c),
-                    |c| self.commit(origin, channel, Change::Bindings(c)),
-                )
-            },
-            |e| matches!(e, LogoutError::Store(StoreError::Conflict(_))),
-        )
+        self.durably(|| {
+            self.state.table.logout_user_durable(
+                user,
+                reason,
+                now(),
+                |_, c| self.prepare(origin, channel, c),
+                |c| self.commit(origin, channel, Change::Bindings(c)),
+            )
+        })
     }
 
     /// With `storage = realtime`: the shared database and the other nodes.

@@ -65,5 +65,5 @@ pub use policy::{Lockout, Unregistered};
 pub use stats::Stats;
 pub use table::{
     Binding, BindingTable, Changes, LoginError, LoginMode, LogoutError, Reason, Snapshot,
-    StoreError,
+    StoreError, StoreRefusal,
 };

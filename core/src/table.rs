@@ -327,6 +327,17 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// A refusal that may come from the durable store.
+pub trait StoreRefusal {
+    /// The store's error, if the store refused the change.
+    fn store_error(&self) -> Option<&StoreError>;
+
+    /// Whether another node changed a row meanwhile (reading the store again may help).
+    fn is_conflict(&self) -> bool {
+        matches!(self.store_error(), Some(StoreError::Conflict(_)))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginError {
     NoSuchUser,
@@ -366,6 +377,15 @@ impl fmt::Display for LoginError {
 
 impl std::error::Error for LoginError {}
 
+impl StoreRefusal for LoginError {
+    fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            LoginError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogoutError {
     NoSuchUser,
@@ -393,6 +413,15 @@ impl fmt::Display for LogoutError {
 }
 
 impl std::error::Error for LogoutError {}
+
+impl StoreRefusal for LogoutError {
+    fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            LogoutError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// A writer's working copy; all changes to the maps go through `bind` and `unbind`.
 struct Tx {
