@@ -279,14 +279,7 @@ impl Publishing<'_> {
     pub fn forget(&mut self, user: &str) {
         if let Some(last) = self.last.remove(user) {
             if last != DeviceState::UNAVAILABLE {
-                devstate::publish(&device_name(user), DeviceState::UNAVAILABLE);
-                self.count.fetch_add(1, Ordering::Relaxed);
-                self.feed.send(|| {
-                    vec![deviceuser_core::console::render::state_event(
-                        user,
-                        &DeviceState::UNAVAILABLE.name(),
-                    )]
-                });
+                self.send(user, DeviceState::UNAVAILABLE);
             }
         }
     }
@@ -297,12 +290,18 @@ impl Publishing<'_> {
         if !always && self.last.get(user) == Some(&state) {
             return;
         }
+        self.send(user, state);
+        self.last.insert(CompactString::from(user), state);
+    }
+
+    /// Publishes `state` as `user`'s (under this node's EID with several nodes), counts it and
+    /// puts it on the console's live feed.
+    fn send(&self, user: &str, state: DeviceState) {
         if self.cluster {
             devstate::publish_as(&device_name(user), state, &devstate::Eid::own());
         } else {
             devstate::publish(&device_name(user), state);
         }
-        self.last.insert(CompactString::from(user), state);
         self.count.fetch_add(1, Ordering::Relaxed);
         self.feed.send(|| {
             vec![deviceuser_core::console::render::state_event(
