@@ -198,12 +198,7 @@ fn a_user_logged_in_elsewhere_is_told_and_another_user_may_log_in() {
     ast.ami().login_ok("4101", "1000");
     let mut phone = Baresip::start(&ast, "1001", false);
     let mark = ast.log_mark();
-    phone.dial(&ast, "*11");
-    assert!(
-        phone.wait_event("CALL_ESTABLISHED", LONG).is_some(),
-        "{}",
-        phone.report()
-    );
+    phone.dial_answered(&ast, "*11", LONG);
     // The n-th time each prompt plays, and what the caller types then.
     for (prompt, n, digits) in [
         ("agent-user", 1, "4101#"),

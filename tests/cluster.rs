@@ -92,14 +92,6 @@ impl Cluster {
     }
 }
 
-/// Dials `number` from the phone and waits until Asterisk answered.
-fn dial_answered(phone: &mut Baresip, ast: &Asterisk, number: &str) {
-    phone.dial(ast, number);
-    if phone.wait_event("CALL_ESTABLISHED", LONG).is_none() {
-        panic!("call to {number} not answered:\n{}", phone.report());
-    }
-}
-
 /// Waits until `prompt` played since `mark`, then types `digits`.
 fn answer_prompt(phone: &mut Baresip, ast: &Asterisk, mark: usize, prompt: &str, digits: &str) {
     let ep = phone.endpoint.clone();
@@ -167,7 +159,7 @@ fn login_on_a_shows_and_rings_on_b() {
 
     // Phone login on node a: *11, then user and PIN typed (RFC 4733) at the prompts.
     let mark = a.log_mark();
-    dial_answered(&mut phone_1001, a, "*11");
+    phone_1001.dial_answered(a, "*11", LONG);
     answer_prompt(&mut phone_1001, a, mark, "agent-user", "4102#");
     answer_prompt(&mut phone_1001, a, mark, "agent-pass", "2345#");
     assert_eq!(

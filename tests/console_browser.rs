@@ -227,12 +227,7 @@ fn the_console_in_a_browser_from_adding_a_device_to_a_supervisor_logging_a_user_
     });
     let mut phone = Baresip::start(&ast, "3000", false);
     let mark = ast.log_mark();
-    phone.dial(&ast, "*11");
-    assert!(
-        phone.wait_event("CALL_ESTABLISHED", LONG).is_some(),
-        "{}",
-        phone.report()
-    );
+    phone.dial_answered(&ast, "*11", LONG);
     assert!(hd::wait(
         || ast.prompts_played(mark, "3000", "agent-user") >= 1
     ));

@@ -9,14 +9,6 @@ use common::sip::Baresip;
 use common::Asterisk;
 use hotdesk_common::{self as hd, LONG};
 
-/// Dials `number` from the phone and waits until Asterisk answered.
-fn dial_answered(phone: &mut Baresip, ast: &Asterisk, number: &str) {
-    phone.dial(ast, number);
-    if phone.wait_event("CALL_ESTABLISHED", LONG).is_none() {
-        panic!("call to {number} not answered:\n{}", phone.report());
-    }
-}
-
 /// Waits until `prompt` played `n` times since `mark`, then types `digits`.
 fn answer_prompt(
     phone: &mut Baresip,
@@ -64,7 +56,7 @@ fn login_by_prompts_then_logout_with_star12() {
     hd::wait_hint(&ast, "4101", "Unavailable");
 
     let mark = ast.log_mark();
-    dial_answered(&mut phone, &ast, "*11");
+    phone.dial_answered(&ast, "*11", LONG);
     answer_prompt(&mut phone, &ast, mark, "agent-user", 1, "4101#");
     answer_prompt(&mut phone, &ast, mark, "agent-pass", 1, "1234#");
     let status = hd::wait_status(&ast, mark, "1000", "UserLogin");
@@ -92,7 +84,7 @@ fn login_by_prompts_then_logout_with_star12() {
     hd::wait_hint(&ast, "4101", "Idle");
 
     let mark = ast.log_mark();
-    dial_answered(&mut phone, &ast, "*12");
+    phone.dial_answered(&ast, "*12", LONG);
     let status = hd::wait_status(&ast, mark, "1000", "UserLogout");
     assert_eq!(
         status.as_deref(),
@@ -121,7 +113,7 @@ fn star11_with_user_asks_only_for_the_pin_and_allows_a_retry() {
     let ast = hd::start("hd-login-ext");
     let mut phone = Baresip::start(&ast, "1001", false);
     let mark = ast.log_mark();
-    dial_answered(&mut phone, &ast, "*114102");
+    phone.dial_answered(&ast, "*114102", LONG);
     answer_prompt(&mut phone, &ast, mark, "agent-pass", 1, "1111#");
     // "Password incorrect. Please enter your password followed by the pound key."
     answer_prompt(&mut phone, &ast, mark, "auth-incorrect", 1, "2345#");
@@ -156,7 +148,7 @@ fn wrong_pin_three_times_fails_without_logging_the_pin() {
     let ast = hd::start("hd-login-wrong");
     let mut phone = Baresip::start(&ast, "1000", false);
     let mark = ast.log_mark();
-    dial_answered(&mut phone, &ast, "*114101");
+    phone.dial_answered(&ast, "*114101", LONG);
     answer_prompt(&mut phone, &ast, mark, "agent-pass", 1, "975318#");
     for n in 1..=2 {
         answer_prompt(&mut phone, &ast, mark, "auth-incorrect", n, "975318#");
@@ -185,7 +177,7 @@ fn unknown_user_by_prompts_is_nouser() {
     let ast = hd::start_with_general("hd-login-nouser", "max_attempts = 2");
     let mut phone = Baresip::start(&ast, "1002", false);
     let mark = ast.log_mark();
-    dial_answered(&mut phone, &ast, "*11");
+    phone.dial_answered(&ast, "*11", LONG);
     answer_prompt(&mut phone, &ast, mark, "agent-user", 1, "9999#");
     // The PIN is still asked, so a caller cannot probe which users exist.
     answer_prompt(&mut phone, &ast, mark, "agent-pass", 1, "1234#");
@@ -212,7 +204,7 @@ fn no_input_times_out_and_fails() {
     let ast = hd::start_with_general("hd-login-empty", "max_attempts = 1");
     let mut phone = Baresip::start(&ast, "1000", false);
     let mark = ast.log_mark();
-    dial_answered(&mut phone, &ast, "*11");
+    phone.dial_answered(&ast, "*11", LONG);
     // Nothing typed: the 5 s digit timeout ends the only attempt.
     let status = hd::wait_status(&ast, mark, "1000", "UserLogin");
     assert_eq!(status.as_deref(), Some("NOUSER"), "{}", ast.log_since(mark));
@@ -232,7 +224,7 @@ fn hangup_during_the_prompt_is_hangup_and_harmless() {
     let ast = hd::start("hd-login-hangup");
     let mut phone = Baresip::start(&ast, "1000", false);
     let mark = ast.log_mark();
-    dial_answered(&mut phone, &ast, "*11");
+    phone.dial_answered(&ast, "*11", LONG);
     answer_prompt(&mut phone, &ast, mark, "agent-user", 1, "4101#");
     assert!(hd::wait(
         || ast.prompts_played(mark, "1000", "agent-pass") >= 1

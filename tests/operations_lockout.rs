@@ -16,12 +16,7 @@ fn wrong_pins_by_dtmf_lock_the_user_out_then_the_lock_expires() {
     let mut ami = ast.ami_events();
     let mut phone = Baresip::start(&ast, "1000", false);
     let mark = ast.log_mark();
-    phone.dial(&ast, "*114101");
-    assert!(
-        phone.wait_event("CALL_ESTABLISHED", LONG).is_some(),
-        "{}",
-        phone.report()
-    );
+    phone.dial_answered(&ast, "*114101", LONG);
     for (n, prompt) in [
         (1, "agent-pass"),
         (1, "auth-incorrect"),

@@ -54,12 +54,7 @@ fn unload_is_refused_while_a_login_prompt_runs_and_the_login_completes() {
     let mut phone = Baresip::start(&ast, "1000", false);
 
     let mark = ast.log_mark();
-    phone.dial(&ast, "*11");
-    assert!(
-        phone.wait_event("CALL_ESTABLISHED", LONG).is_some(),
-        "*11 not answered:\n{}",
-        phone.report()
-    );
+    phone.dial_answered(&ast, "*11", LONG);
     assert!(
         wait_until(LONG, || ast.prompts_played(mark, "1000", "agent-user") >= 1),
         "the user prompt never played:\n{}",

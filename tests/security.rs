@@ -109,12 +109,7 @@ fn a_pin_typed_at_the_prompt_is_in_no_log_at_verbose_and_debug_10() {
     ast.cli("core set verbose 10");
     let mut phone = common::sip::Baresip::start(&ast, "1000", false);
     let mark = ast.log_mark();
-    phone.dial(&ast, "*11");
-    assert!(
-        phone.wait_event("CALL_ESTABLISHED", hd::LONG).is_some(),
-        "{}",
-        phone.report()
-    );
+    phone.dial_answered(&ast, "*11", hd::LONG);
     for (prompt, digits) in [
         ("agent-user", "4101#"),
         ("agent-pass", &format!("{LONG_PIN}#")),

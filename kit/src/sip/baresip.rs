@@ -199,6 +199,15 @@ impl Baresip {
         self.command("dial", &format!("sip:{number}@127.0.0.1:{}", ast.sip_port))
     }
 
+    /// Dials `number` and waits up to `timeout` until Asterisk answered; panics with the
+    /// phone's report if it did not.
+    pub fn dial_answered(&mut self, ast: &Asterisk, number: &str, timeout: Duration) {
+        self.dial(ast, number);
+        if self.wait_event("CALL_ESTABLISHED", timeout).is_none() {
+            panic!("call to {number} not answered:\n{}", self.report());
+        }
+    }
+
     /// Sends DTMF digits (RFC 4733), one at a time with a pause between them.
     pub fn send_dtmf(&mut self, digits: &str) {
         for d in digits.chars() {
