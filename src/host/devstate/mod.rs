@@ -264,13 +264,23 @@ pub fn cached_devices_of(eid: &Eid, prefix: &str) -> Vec<String> {
 
 /// The existing state topic of `device`, with a reference the caller releases; NULL if no one
 /// ever created it. Found in stasis' registry of topics, without touching the topic pool.
+/// Asked for every `DeviceUser:` publication: the name is built in one allocation, from the
+/// pool's name as Asterisk holds it.
 pub(super) fn device_topic(device: &str) -> *mut sys::stasis_topic {
-    // SAFETY: the all-devices topic is a global; stasis_topic_name returns its name.
-    let Some(pool) = (unsafe { from_c(sys::stasis_topic_name(sys::ast_device_state_topic_all())) })
-    else {
+    // SAFETY: the all-devices topic is a global; stasis_topic_name returns its name, which
+    // lives as long as that topic.
+    let pool = unsafe { sys::stasis_topic_name(sys::ast_device_state_topic_all()) };
+    if pool.is_null() {
         return std::ptr::null_mut();
-    };
-    let name = cstring(&format!("{pool}/{device}"));
-    // SAFETY: valid C string; a found topic comes with a reference (the caller's contract).
-    unsafe { sys::stasis_topic_get(name.as_ptr()) }
+    }
+    // SAFETY: non-NULL and NUL-terminated (above).
+    let pool = unsafe { std::ffi::CStr::from_ptr(pool) }.to_bytes();
+    let mut name = Vec::with_capacity(pool.len() + device.len() + 2);
+    name.extend_from_slice(pool);
+    name.push(b'/');
+    name.extend(device.bytes().filter(|&b| b != 0));
+    name.push(0);
+    // SAFETY: a NUL-terminated byte string without interior NULs; a found topic comes with a
+    // reference (the caller's contract).
+    unsafe { sys::stasis_topic_get(name.as_ptr().cast()) }
 }
