@@ -523,6 +523,15 @@ fn storm_bindings(ast: &Asterisk) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Sets its flag when dropped, on a panic as well.
+struct SetOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn storm_on_both_nodes_with_the_database_stopped_and_started_again() {
     let seconds: u64 = std::env::var("DEVICEUSER_CLUSTER_STORM_SECS")
@@ -539,6 +548,8 @@ fn storm_on_both_nodes_with_the_database_stopped_and_started_again() {
     let (ra, rb) = std::thread::scope(|s| {
         let ha = s.spawn(|| storm_node(&c.a, "a", 0x9e37_79b9_7f4a_7c15, &stop));
         let hb = s.spawn(|| storm_node(&c.b, "b", 0xd1b5_4a32_d192_ed03, &stop));
+        // A failure below ends the storms too, so the scope can end and report it.
+        let _end_storms = SetOnDrop(&stop);
         // The database goes away for 3 s a third of the way through, and comes back.
         std::thread::sleep(Duration::from_secs(seconds / 3));
         c.pg.stop();

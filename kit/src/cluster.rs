@@ -168,15 +168,39 @@ impl Postgres {
         pg
     }
 
-    /// Starts the server (again) on the same folder and port; waits until it answers.
+    /// Starts the server (again) on the same folder and port; waits until it answers. The
+    /// port is one of the machine's ephemeral ports: while the server was down, a client's
+    /// reconnecting socket (Asterisk retries at once) may hold it for a moment, and the
+    /// server then exits unable to listen; it is started again until it listens or 30 s pass.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "PostgreSQL is already running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let child = self.spawn();
+            self.child = Some(child);
+            let ready = wait_until(Duration::from_secs(30), || {
+                !self.is_running() || self.try_psql("SELECT 1").is_ok()
+            });
+            if ready && self.is_running() {
+                return;
+            }
+            if !ready || Instant::now() >= deadline {
+                self.stop();
+                panic!("PostgreSQL did not start:\n{}", self.log());
+            }
+            // It exited (is_running reaped it): try again once the port is free.
+            self.child = None;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn spawn(&self) -> Child {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("postgres.log"))
             .unwrap();
-        let child = as_postgres_user(&pg_bin_dir().join("postgres"))
+        as_postgres_user(&pg_bin_dir().join("postgres"))
             .arg("-D")
             .arg(self.dir.join("data"))
             .args(["-p", &self.port.to_string()])
@@ -188,12 +212,7 @@ impl Postgres {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("cannot start postgres");
-        self.child = Some(child);
-        let ready = wait_until(Duration::from_secs(30), || {
-            self.try_psql("SELECT 1").is_ok()
-        });
-        assert!(ready, "PostgreSQL did not start:\n{}", self.log());
+            .expect("cannot start postgres")
     }
 
     /// Stops the server by its PID (fast shutdown: SIGINT) and waits for it to exit.
