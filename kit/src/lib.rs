@@ -146,25 +146,51 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
     PORTS.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
-/// A port that is free on 127.0.0.1 for both UDP and TCP right now, and that this
-/// process has not handed out before.
+/// The ports [`free_port`] chooses from: below the machine's ephemeral range
+/// (`net.ipv4.ip_local_port_range`), or above it when too little room is left below.
+///
+/// A server's port must never be one the kernel may give a client as its own: while a server
+/// is down (a database stopped, an Asterisk killed), a client reconnecting to its port may be
+/// given that very port as its local one, and a TCP connection to oneself then holds the
+/// port, so the server cannot listen when it starts again.
+fn server_ports() -> std::ops::Range<u32> {
+    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut it = text.split_whitespace().map(|n| n.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    if low >= 12000 {
+        10000..low
+    } else {
+        (high + 1).max(10000)..65536
+    }
+}
+
+/// A port that is free on 127.0.0.1 for both UDP and TCP right now, outside the ephemeral
+/// range ([`server_ports`]), and that this process has not handed out before. Processes
+/// start at different random places in the range, so test binaries running side by side
+/// rarely try the same port (and when they do, one of them finds it taken).
 pub fn free_port() -> u16 {
-    for _ in 0..200 {
-        let udp = match UdpSocket::bind("127.0.0.1:0") {
-            Ok(s) => s,
-            Err(_) => continue,
-        };
-        let port = udp.local_addr().unwrap().port();
-        let tcp_ok = TcpListener::bind(("127.0.0.1", port)).is_ok();
-        drop(udp);
-        if !tcp_ok {
+    use std::hash::{BuildHasher, Hasher};
+    let range = server_ports();
+    let span = range.end - range.start;
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    let start = (hasher.finish() % u64::from(span)) as u32;
+    for step in 0..span {
+        let port = (range.start + (start + step * 7919) % span) as u16;
+        if handed_out().lock().unwrap().contains(&port) {
             continue;
         }
-        if handed_out().lock().unwrap().insert(port) {
+        let free = UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free && handed_out().lock().unwrap().insert(port) {
             return port;
         }
     }
-    panic!("cannot find a free port on 127.0.0.1");
+    panic!("cannot find a free port on 127.0.0.1 in {range:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -226,4 +252,25 @@ pub fn read_lossy(p: &Path) -> String {
     fs::read(p)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_ports_are_never_ephemeral_and_never_handed_out_twice() {
+        let text = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        let bounds: Vec<u32> = text
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let ephemeral = bounds[0]..=bounds[1];
+        let mut seen = HashSet::new();
+        for _ in 0..50 {
+            let port = free_port();
+            assert!(!ephemeral.contains(&u32::from(port)), "{port} is ephemeral");
+            assert!(seen.insert(port), "{port} handed out twice");
+        }
+    }
 }
