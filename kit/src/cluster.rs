@@ -169,9 +169,9 @@ impl Postgres {
     }
 
     /// Starts the server (again) on the same folder and port; waits until it answers. The
-    /// port is one of the machine's ephemeral ports: while the server was down, a client's
-    /// reconnecting socket (Asterisk retries at once) may hold it for a moment, and the
-    /// server then exits unable to listen; it is started again until it listens or 30 s pass.
+    /// port lies outside the ephemeral range ([`crate::free_port`]), yet another process may
+    /// still hold it a moment: the server then exits unable to listen, and is started again
+    /// until it listens or 30 s pass.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "PostgreSQL is already running");
         let deadline = Instant::now() + Duration::from_secs(30);
