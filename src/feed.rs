@@ -12,11 +12,19 @@
 //! chunk they start or end in. A commit never waits for a client: the log keeps at most
 //! [`MAX_QUEUED`] events, and a subscriber that falls further behind is closed (its board
 //! reconnects and reloads).
+//!
+//! A subscriber may ask for its events compressed ([`Feed::take`] with `whole_chunks`): each
+//! full chunk is then compressed once ([`Chunk::packed`], raw DEFLATE ending in a sync flush,
+//! so that chunks compressed apart can follow each other in one stream) and the compressed
+//! bytes are shared by every such subscriber, who reads whole chunks while a burst fills them.
 use std::collections::VecDeque;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use miniz_oxide::deflate::core::{
+    compress_to_output, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus,
+};
 use serde_json::Value;
 
 use crate::host::doorbell::Doorbell;
@@ -32,6 +40,8 @@ const TRIM_AT: usize = 16;
 #[derive(Default)]
 pub struct Feed {
     log: Mutex<Log>,
+    /// The compressor chunks are compressed with, one at a time (its tables are large).
+    packer: Mutex<Option<Box<CompressorOxide>>>,
     /// For the count and for trimming; a commit never goes through them.
     subscribers: Mutex<Vec<Arc<Subscriber>>>,
     count: AtomicUsize,
@@ -45,11 +55,37 @@ struct Chunk {
     text: String,
     /// Where each event starts in `text`.
     starts: Vec<u32>,
+    /// `text` compressed, once the chunk is full and a subscriber asks for it.
+    packed: OnceLock<Vec<u8>>,
 }
 
 impl Chunk {
     fn end(&self) -> u64 {
         self.first + self.starts.len() as u64
+    }
+
+    /// The chunk's text as raw DEFLATE (RFC 1951) blocks ending in a sync flush (an empty
+    /// stored block): a stream of its own data only, which may be followed by another
+    /// chunk's. Made by the first subscriber that needs it.
+    fn packed(&self, packer: &Mutex<Option<Box<CompressorOxide>>>) -> &[u8] {
+        self.packed.get_or_init(|| {
+            let mut slot = lock(packer);
+            let c = slot.get_or_insert_with(|| {
+                // Level 1: most of what there is to gain on text this repetitive, at the
+                // least CPU; negative window bits: no zlib header.
+                Box::new(CompressorOxide::new(create_comp_flags_from_zip_params(
+                    1, -15, 0,
+                )))
+            });
+            c.reset();
+            let mut out = Vec::with_capacity(self.text.len() / 8 + 64);
+            let (status, _) = compress_to_output(c, self.text.as_bytes(), TDEFLFlush::Sync, |b| {
+                out.extend_from_slice(b);
+                true
+            });
+            debug_assert_eq!(status, TDEFLStatus::Okay);
+            out
+        })
     }
 
     /// The text of the events from sequence number `from` on.
@@ -118,7 +154,24 @@ impl Piece {
             Piece::Copied(s) => s,
         }
     }
+
+    /// The whole chunk, if this piece is one.
+    fn whole(&self) -> Option<&Chunk> {
+        match self {
+            Piece::Shared(c, from) if *from == c.first => Some(c),
+            _ => None,
+        }
+    }
 }
+
+/// A frame to send: a JSON array of events, or compressed events ([`Taken::packed_frames`]).
+pub enum Out {
+    Text(String),
+    Packed(Vec<u8>),
+}
+
+/// The final empty block that ends a raw DEFLATE stream of sync-flushed chunks.
+const DEFLATE_END: [u8; 2] = [0x03, 0x00];
 
 /// What a subscriber takes from the log.
 pub struct Taken {
@@ -136,28 +189,75 @@ impl Taken {
         let mut frames = Vec::new();
         let mut frame = String::new();
         for p in &self.pieces {
-            // Each event is followed by a comma: the last one's becomes the closing bracket.
-            let text = p.text();
-            if text.is_empty() {
-                continue;
-            }
-            if frame.len() > 1 && frame.len() + text.len() > max {
-                frame.pop();
-                frame.push(']');
-                frames.push(std::mem::take(&mut frame));
-            }
-            if frame.is_empty() {
-                frame.reserve(max.min(text.len() + 1));
-                frame.push('[');
-            }
-            frame.push_str(text);
+            push_text(&mut frames, &mut frame, p.text(), max);
         }
-        if frame.len() > 1 {
-            frame.pop();
-            frame.push(']');
-            frames.push(frame);
-        }
+        end_text(&mut frames, frame);
         frames
+    }
+
+    /// The events in order as frames of at most about `max` bytes: whole chunks of the log
+    /// compressed (each frame a raw DEFLATE stream of the chunks' events, each event followed
+    /// by a comma), the parts of chunks as JSON arrays.
+    pub fn packed_frames(&self, max: usize, feed: &Feed) -> Vec<Out> {
+        let mut out = Vec::new();
+        let mut texts = Vec::new();
+        let mut text = String::new();
+        let mut packed: Vec<u8> = Vec::new();
+        let end_packed = |out: &mut Vec<Out>, packed: &mut Vec<u8>| {
+            if !packed.is_empty() {
+                packed.extend_from_slice(&DEFLATE_END);
+                out.push(Out::Packed(std::mem::take(packed)));
+            }
+        };
+        for p in &self.pieces {
+            match p.whole() {
+                Some(chunk) => {
+                    if !text.is_empty() {
+                        end_text(&mut texts, std::mem::take(&mut text));
+                        out.extend(texts.drain(..).map(Out::Text));
+                    }
+                    let bytes = chunk.packed(&feed.packer);
+                    if !packed.is_empty() && packed.len() + bytes.len() > max {
+                        end_packed(&mut out, &mut packed);
+                    }
+                    packed.extend_from_slice(bytes);
+                }
+                None => {
+                    end_packed(&mut out, &mut packed);
+                    push_text(&mut texts, &mut text, p.text(), max);
+                    out.extend(texts.drain(..).map(Out::Text));
+                }
+            }
+        }
+        end_packed(&mut out, &mut packed);
+        end_text(&mut texts, text);
+        out.extend(texts.into_iter().map(Out::Text));
+        out
+    }
+}
+
+/// Adds events (each followed by a comma) to the JSON array being built in `frame`, first
+/// ending it into `frames` if they would make it larger than `max`.
+fn push_text(frames: &mut Vec<String>, frame: &mut String, text: &str, max: usize) {
+    if text.is_empty() {
+        return;
+    }
+    if frame.len() > 1 && frame.len() + text.len() > max {
+        end_text(frames, std::mem::take(frame));
+    }
+    if frame.is_empty() {
+        frame.reserve(max.min(text.len() + 1));
+        frame.push('[');
+    }
+    frame.push_str(text);
+}
+
+/// Ends the JSON array `frame` (its last event's comma becomes the closing bracket).
+fn end_text(frames: &mut Vec<String>, mut frame: String) {
+    if frame.len() > 1 {
+        frame.pop();
+        frame.push(']');
+        frames.push(frame);
     }
 }
 
@@ -238,8 +338,10 @@ impl Feed {
         Ok(log.doorbell.clone())
     }
 
-    /// The events `s` has not read yet.
-    pub fn take(&self, s: &Subscriber) -> Taken {
+    /// The events `s` has not read yet. With `whole_chunks`, if full chunks of the log are
+    /// among them, the open chunk's part is left for a later take, by when it may be full
+    /// (and shared compressed) too.
+    pub fn take(&self, s: &Subscriber, whole_chunks: bool) -> Taken {
         let mut log = lock(&self.log);
         let next = s.next.load(Ordering::SeqCst);
         if log.closed || next < log.first() {
@@ -249,14 +351,18 @@ impl Feed {
                 closed: true,
             };
         }
-        let end = log.end();
+        let mut end = log.end();
         let mut pieces = Vec::new();
         for c in log.full.iter().filter(|c| c.end() > next) {
             pieces.push(Piece::Shared(Arc::clone(c), next.max(c.first)));
         }
-        let rest = log.open.from(next);
-        if !rest.is_empty() {
-            pieces.push(Piece::Copied(rest.to_owned()));
+        if whole_chunks && !pieces.is_empty() {
+            end = log.open.first;
+        } else {
+            let rest = log.open.from(next);
+            if !rest.is_empty() {
+                pieces.push(Piece::Copied(rest.to_owned()));
+            }
         }
         s.next.store(end, Ordering::SeqCst);
         if log.full.len() >= TRIM_AT {

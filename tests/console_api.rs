@@ -796,6 +796,19 @@ fn the_live_feed_pushes_commits_and_states_to_logged_in_pages_only() {
         .err()
         .expect("refused");
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    for (query, expect) in [
+        (
+            "compress=gzip",
+            "compress: expected deflate or none, not 'gzip'",
+        ),
+        ("since=0", "unknown parameter 'since'"),
+    ] {
+        let refused = Ws::connect_query(port, &admin.cookie, &origin, query)
+            .err()
+            .expect("refused");
+        assert!(refused.starts_with("HTTP/1.1 400"), "{query}: {refused}");
+        assert!(refused.contains(expect), "{query}: {refused}");
+    }
 
     let mut ws = Ws::connect(port, &admin.cookie, &origin).expect("feed");
     let hello = ws
@@ -889,9 +902,16 @@ fn every_open_feed_receives_every_event_of_a_burst_once_and_in_order() {
     let ast = b.start();
     let admin = admin(port);
     let origin = format!("http://127.0.0.1:{port}");
-    let mut feeds: Vec<Ws> = (0..5)
-        .map(|_| {
-            let mut ws = Ws::connect(port, &admin.cookie, &origin).expect("feed");
+    // Three plain feeds, three that ask for compressed bursts.
+    let compressed = |n: usize| n >= 3;
+    let mut feeds: Vec<Ws> = (0..6)
+        .map(|n| {
+            let query = if compressed(n) {
+                "compress=deflate"
+            } else {
+                ""
+            };
+            let mut ws = Ws::connect_query(port, &admin.cookie, &origin, query).expect("feed");
             ws.wait_event(Duration::from_secs(5), |e| e["type"] == "hello")
                 .expect("hello");
             ws
@@ -914,10 +934,16 @@ fn every_open_feed_receives_every_event_of_a_burst_once_and_in_order() {
     let r = ast.ami().pipeline(&burst).expect("burst");
     assert_eq!(r.failed, 0, "{:?}", r.first_failure);
     let binding = |e: &serde_json::Value| e["type"] == "login" || e["type"] == "logout";
+    let mut sequences = Vec::new();
     for (n, ws) in feeds.iter_mut().enumerate() {
+        // Every event (states too), in order, as this feed received it.
+        let mut seen = Vec::new();
         for i in 0..2 * PAIRS {
             let e = ws
-                .wait_event(Duration::from_secs(10), binding)
+                .wait_event(Duration::from_secs(10), |e| {
+                    seen.push(e.clone());
+                    binding(e)
+                })
                 .unwrap_or_else(|| panic!("feed {n}: only {i} of {} events", 2 * PAIRS));
             let kind = if i % 2 == 0 { "login" } else { "logout" };
             assert_eq!(
@@ -927,8 +953,29 @@ fn every_open_feed_receives_every_event_of_a_burst_once_and_in_order() {
             );
         }
         assert!(
-            ws.wait_event(Duration::from_millis(500), binding).is_none(),
+            ws.wait_event(Duration::from_millis(500), |e| {
+                seen.push(e.clone());
+                binding(e)
+            })
+            .is_none(),
             "feed {n}: an event twice"
+        );
+        if compressed(n) {
+            assert!(
+                ws.binary_frames > 0,
+                "feed {n}: the burst came uncompressed"
+            );
+        } else {
+            assert_eq!(ws.binary_frames, 0, "feed {n}: a binary frame unasked");
+        }
+        sequences.push(seen);
+    }
+    for (n, seq) in sequences.iter().enumerate().skip(1) {
+        assert!(
+            seq == &sequences[0],
+            "feed {n} received other events than feed 0 ({} against {})",
+            seq.len(),
+            sequences[0].len()
         );
     }
     hd::assert_alive(&ast);

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use common::ami::act;
 use common::sip::Baresip;
 use console_common::{self as cc, Client, ADMIN, SUPERVISOR};
 use hotdesk_common::{self as hd, LONG};
@@ -292,6 +293,42 @@ fn the_console_in_a_browser_from_adding_a_device_to_a_supervisor_logging_a_user_
     assert!(common::wait_until(Duration::from_secs(5), || b
         .text("#board-rows tr[data-user=\"4102\"] td.devices")
         .contains("1001")));
+
+    // A burst reaches the page compressed (binary frames, inflated by the browser's
+    // DecompressionStream) and the board ends showing its last commit.
+    let binary_before = b.js("return state.frames.binary", json!([]));
+    let mut burst = Vec::new();
+    for _ in 0..400 {
+        burst.push(act(&[
+            ("Action", "DeviceUserLogin"),
+            ("User", "4101"),
+            ("Device", "1000"),
+        ]));
+        burst.push(act(&[("Action", "DeviceUserLogout"), ("User", "4101")]));
+    }
+    burst.push(act(&[
+        ("Action", "DeviceUserLogin"),
+        ("User", "4101"),
+        ("Device", "1000"),
+    ]));
+    let r = ast.ami().pipeline(&burst).expect("burst");
+    assert_eq!(r.failed, 0, "{:?}", r.first_failure);
+    assert!(
+        common::wait_until(Duration::from_secs(10), || b
+            .text("#board-rows tr[data-user=\"4101\"] td.devices")
+            .contains("1000")),
+        "the board does not show the burst's last login: {}",
+        b.text("#board-rows tr[data-user=\"4101\"]")
+    );
+    let binary_after = b.js("return state.frames.binary", json!([]));
+    assert!(
+        binary_after.as_u64() > binary_before.as_u64(),
+        "no compressed frame during the burst ({binary_before} then {binary_after})"
+    );
+    ast.ami().logout_ok("4101");
+    assert!(common::wait_until(Duration::from_secs(5), || !b
+        .text("#board-rows tr[data-user=\"4101\"] td.devices")
+        .contains("1000")));
 
     // A supervisor logs the user out from the board; the phone's next call is refused.
     b.click("#logout");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use deviceuser_kit::ami::{act, Ami, Burst};
-use deviceuser_kit::web::{self, Client, Driver, Ws};
+use deviceuser_kit::web::{self, Client, Driver, Message, Ws};
 use deviceuser_kit::{free_port, process, Asterisk, Builder};
 
 use crate::conf::{self, device, user};
@@ -41,17 +41,28 @@ pub struct Results {
     pub first_paint: Result<Vec<Paint>, String>,
     /// AMI action sent → event at a feed client, sorted.
     pub feed_latency: Vec<Duration>,
-    /// Login/logout bursts without boards open, and with them, each with Asterisk's CPU
-    /// time until it was idle again and the driver's own (its boards' clients included).
+    /// Login/logout bursts without boards open, each with Asterisk's CPU time until it was
+    /// idle again and the driver's own.
     pub without_boards: Vec<(Burst, f64, f64)>,
-    pub with_boards: Vec<(Burst, f64, f64)>,
-    /// Login and logout events each board received during the bursts with boards (all of
-    /// them must arrive), and the frames they came in.
+    /// With boards that ask for compressed bursts (as the page does), and with boards that
+    /// do not.
+    pub compressed: Boards,
+    pub plain: Boards,
+    pub events_expected: usize,
+}
+
+/// The bursts with boards of one kind open.
+#[derive(Default)]
+pub struct Boards {
+    /// Each burst, with Asterisk's CPU time until it was idle again and the driver's own
+    /// (its boards' clients included).
+    pub bursts: Vec<(Burst, f64, f64)>,
+    /// Login and logout events each board received during the bursts (all of them must
+    /// arrive), and the frames they came in.
     pub events_per_board: Vec<usize>,
     pub frames_per_board: Vec<usize>,
-    /// The frames' bytes (payloads).
+    /// The frames' bytes (payloads, as sent).
     pub bytes_per_board: Vec<usize>,
-    pub events_expected: usize,
 }
 
 /// One load of the page, times from navigation start (the page's Navigation and Resource
@@ -81,18 +92,21 @@ fn check(b: &Burst, what: &str) -> Result<(), String> {
 }
 
 /// A feed client on its own thread: every frame, with the time it arrived. Frames are
-/// parsed only when a test waits for an event; counting logins and logouts is a substring
-/// count over each frame (a frame carries many events), so 50 boards on the machine under
-/// test cost it little: no JSON parsing, no rendering.
+/// parsed only when a test waits for an event; counting logins and logouts (compressed
+/// frames inflated first) is a substring count over each frame (a frame carries many
+/// events), done after a burst, so 50 boards on the machine under test cost it little: no
+/// JSON parsing, no rendering.
 struct Board {
     stop: Arc<AtomicBool>,
-    frames: mpsc::Receiver<(Instant, String)>,
+    frames: mpsc::Receiver<(Instant, Message)>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Board {
-    fn open(port: u16, cookie: &str) -> Result<Board, String> {
-        let mut ws = Ws::connect(port, cookie, &format!("http://127.0.0.1:{port}"))
+    /// A board; `compressed`: one that asks for compressed bursts, as the page does.
+    fn open(port: u16, cookie: &str, compressed: bool) -> Result<Board, String> {
+        let query = if compressed { "compress=deflate" } else { "" };
+        let mut ws = Ws::connect_query(port, cookie, &format!("http://127.0.0.1:{port}"), query)
             .map_err(|e| format!("feed refused: {e}"))?;
         ws.wait_event(Duration::from_secs(10), |e| e["type"] == "hello")
             .ok_or("no hello on the feed")?;
@@ -101,10 +115,10 @@ impl Board {
         let stop2 = Arc::clone(&stop);
         let thread = thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
-                let Some(text) = ws.next_text(Duration::from_millis(200)) else {
+                let Some(m) = ws.next_message(Duration::from_millis(200)) else {
                     continue;
                 };
-                if tx.send((Instant::now(), text)).is_err() {
+                if tx.send((Instant::now(), m)).is_err() {
                     return;
                 }
             }
@@ -121,8 +135,11 @@ impl Board {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            let (at, text) = self.frames.recv_timeout(left).ok()?;
-            let Ok(Value::Array(events)) = serde_json::from_str::<Value>(&text) else {
+            let (at, m) = self.frames.recv_timeout(left).ok()?;
+            let Ok(Value::Array(events)) = m
+                .into_json()
+                .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
+            else {
                 continue;
             };
             if events.iter().any(&pred) {
@@ -134,15 +151,19 @@ impl Board {
     /// Drains what arrived: the number of login and logout events among it (the events'
     /// keys are sorted, so each carries `"type":"login"` or `"type":"logout"` verbatim), and
     /// of frames and of their bytes.
-    fn count_bindings(&self, quiet: Duration) -> (usize, usize, usize) {
+    fn count_bindings(&self, quiet: Duration) -> Result<(usize, usize, usize), String> {
         let (mut n, mut frames, mut bytes) = (0, 0, 0);
-        while let Ok((_, text)) = self.frames.recv_timeout(quiet) {
+        while let Ok((_, m)) = self.frames.recv_timeout(quiet) {
+            bytes += match &m {
+                Message::Text(t) => t.len(),
+                Message::Binary(b) => b.len(),
+            };
+            let text = m.into_json()?;
             n += text.matches("\"type\":\"login\"").count();
             n += text.matches("\"type\":\"logout\"").count();
             frames += 1;
-            bytes += text.len();
         }
-        (n, frames, bytes)
+        Ok((n, frames, bytes))
     }
 }
 
@@ -283,7 +304,7 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
     );
     let mut feed_latency = Vec::new();
     {
-        let board = Board::open(port, &client.cookie)?;
+        let board = Board::open(port, &client.cookie, true)?;
         for i in 0..p.latency_pairs {
             let n = 1 + i % p.users;
             let (u, d) = (user(n), device(n));
@@ -310,7 +331,7 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
     inst.settle();
 
     eprintln!(
-        "[bench]   {} login/logout pairs with 0 and {} boards open, {} rounds each",
+        "[bench]   {} login/logout pairs with 0 and {} boards open (compressed, plain), {} rounds each",
         p.pairs, p.boards, p.rounds
     );
     // Users logged in already: the bursts log them out, then in again (each action changes
@@ -325,9 +346,14 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
             ])
         }))
         .collect();
-    let (mut without_boards, mut with_boards) = (Vec::new(), Vec::new());
-    let (mut events_per_board, mut frames_per_board, mut bytes_per_board) =
-        (vec![0; p.boards], vec![0; p.boards], vec![0; p.boards]);
+    let mut without_boards = Vec::new();
+    let new_boards = || Boards {
+        events_per_board: vec![0; p.boards],
+        frames_per_board: vec![0; p.boards],
+        bytes_per_board: vec![0; p.boards],
+        ..Boards::default()
+    };
+    let (mut compressed, mut plain) = (new_boards(), new_boards());
     let driver_cpu = || process::cpu_seconds(std::process::id());
     for _ in 0..p.rounds {
         inst.settle();
@@ -336,27 +362,29 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
         check(&b, "burst without boards")?;
         inst.settle();
         without_boards.push((b, inst.cpu() - cpu0, driver_cpu() - own0));
-        let boards: Vec<Board> = (0..p.boards)
-            .map(|_| Board::open(port, &client.cookie))
-            .collect::<Result<_, _>>()?;
-        inst.settle();
-        let (cpu0, own0) = (inst.cpu(), driver_cpu());
-        let b = ami.pipeline(&burst)?;
-        check(&b, "burst with boards")?;
-        // The boards' clients read while the burst runs; what they read is counted after it.
-        inst.settle();
-        let (cpu, own) = (inst.cpu() - cpu0, driver_cpu() - own0);
-        for (i, board) in boards.iter().enumerate() {
-            let (n, frames, bytes) = board.count_bindings(Duration::from_millis(500));
-            events_per_board[i] += n;
-            frames_per_board[i] += frames;
-            bytes_per_board[i] += bytes;
+        for (kind, into) in [(true, &mut compressed), (false, &mut plain)] {
+            let boards: Vec<Board> = (0..p.boards)
+                .map(|_| Board::open(port, &client.cookie, kind))
+                .collect::<Result<_, _>>()?;
+            inst.settle();
+            let (cpu0, own0) = (inst.cpu(), driver_cpu());
+            let b = ami.pipeline(&burst)?;
+            check(&b, "burst with boards")?;
+            // The boards' clients read while the burst runs; what they read is counted after.
+            inst.settle();
+            let (cpu, own) = (inst.cpu() - cpu0, driver_cpu() - own0);
+            for (i, board) in boards.iter().enumerate() {
+                let (n, frames, bytes) = board.count_bindings(Duration::from_millis(500))?;
+                into.events_per_board[i] += n;
+                into.frames_per_board[i] += frames;
+                into.bytes_per_board[i] += bytes;
+            }
+            into.bursts.push((b, cpu, own));
         }
-        with_boards.push((b, cpu, own));
-        drop(boards);
     }
     without_boards.sort_by_key(|b| b.0.elapsed);
-    with_boards.sort_by_key(|b| b.0.elapsed);
+    compressed.bursts.sort_by_key(|b| b.0.elapsed);
+    plain.bursts.sort_by_key(|b| b.0.elapsed);
     Ok(Results {
         board_api,
         board_cpu,
@@ -364,10 +392,8 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
         first_paint,
         feed_latency,
         without_boards,
-        with_boards,
-        events_per_board,
-        frames_per_board,
-        bytes_per_board,
+        compressed,
+        plain,
         events_expected: 2 * p.pairs * p.rounds,
     })
 }

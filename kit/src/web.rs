@@ -211,14 +211,57 @@ pub struct Ws {
     buf: Vec<u8>,
     /// Events of frames already read that no wait has consumed yet.
     events: std::collections::VecDeque<Value>,
+    /// Binary (compressed) frames received so far.
+    pub binary_frames: usize,
+}
+
+/// A data frame of the feed.
+pub enum Message {
+    /// A JSON array of events.
+    Text(String),
+    /// Compressed events (`?compress=deflate`): see [`events_of_packed`].
+    Binary(Vec<u8>),
+}
+
+impl Message {
+    /// The frame's events as the text of a JSON array.
+    pub fn into_json(self) -> Result<String, String> {
+        match self {
+            Message::Text(t) => Ok(t),
+            Message::Binary(b) => events_of_packed(&b),
+        }
+    }
+}
+
+/// The JSON array text of a compressed frame: a raw DEFLATE stream (RFC 1951) of events,
+/// each followed by a comma.
+pub fn events_of_packed(bytes: &[u8]) -> Result<String, String> {
+    let raw = miniz_oxide::inflate::decompress_to_vec(bytes)
+        .map_err(|e| format!("not a raw DEFLATE stream: {e:?}"))?;
+    let text = String::from_utf8(raw).map_err(|e| format!("not UTF-8: {e}"))?;
+    let events = text
+        .strip_suffix(',')
+        .ok_or_else(|| format!("events not ended by a comma: {text:.80}"))?;
+    Ok(format!("[{events}]"))
 }
 
 impl Ws {
     /// Opens the feed with a session cookie; `Err` with the HTTP answer if refused.
     pub fn connect(port: u16, cookie: &str, origin: &str) -> Result<Ws, String> {
+        Ws::connect_query(port, cookie, origin, "")
+    }
+
+    /// Opens the feed with a query (`compress=deflate`, say); `Err` with the HTTP answer if
+    /// refused.
+    pub fn connect_query(port: u16, cookie: &str, origin: &str, query: &str) -> Result<Ws, String> {
         let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
         let req = format!(
-            "GET /deviceuser/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+            "GET /deviceuser/ws{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: deviceuser\r\n\
              Origin: {origin}\r\nCookie: {cookie}\r\n\r\n"
@@ -248,18 +291,34 @@ impl Ws {
             s,
             buf: rest,
             events: Default::default(),
+            binary_frames: 0,
         })
     }
 
-    /// The next text frame within `timeout` (pings and other frames are skipped); `None`
-    /// on timeout, close or error.
+    /// The next frame's events as JSON array text within `timeout` (compressed frames
+    /// inflated; pings and other frames are skipped); `None` on timeout, close or error.
     pub fn next_text(&mut self, timeout: Duration) -> Option<String> {
+        let m = self.next_message(timeout)?;
+        Some(m.into_json().expect("a valid compressed frame"))
+    }
+
+    /// The next data frame within `timeout` (pings and other frames are skipped); `None` on
+    /// timeout, close or error.
+    pub fn next_message(&mut self, timeout: Duration) -> Option<Message> {
         let deadline = Instant::now() + scaled(timeout);
         loop {
             if let Some((opcode, payload, used)) = frame(&self.buf) {
                 self.buf.drain(..used);
                 match opcode {
-                    1 => return Some(String::from_utf8_lossy(&payload).into_owned()),
+                    1 => {
+                        return Some(Message::Text(
+                            String::from_utf8_lossy(&payload).into_owned(),
+                        ))
+                    }
+                    2 => {
+                        self.binary_frames += 1;
+                        return Some(Message::Binary(payload));
+                    }
                     8 => return None,
                     _ => continue,
                 }
@@ -281,7 +340,7 @@ impl Ws {
     pub fn wait_event(
         &mut self,
         timeout: Duration,
-        pred: impl Fn(&Value) -> bool,
+        mut pred: impl FnMut(&Value) -> bool,
     ) -> Option<Value> {
         let deadline = Instant::now() + scaled(timeout);
         loop {

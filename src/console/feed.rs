@@ -2,6 +2,11 @@
 //! open boards every commit and user state change as they happen, a JSON array of events
 //! per frame. Only a logged-in console user's page may open it (same origin, session
 //! cookie); it ends with the session, at unload, or when the client falls too far behind.
+//!
+//! `?compress=deflate` asks for bursts compressed: while events come faster than they are
+//! sent, they go out as binary frames, each a raw DEFLATE stream (RFC 1951) of events each
+//! followed by a comma, compressed once for every board that asked; other frames stay JSON
+//! arrays.
 use std::time::{Duration, Instant};
 
 use deviceuser_core::console::auth::{self, Provenance};
@@ -10,7 +15,8 @@ use serde_json::json;
 
 use super::api::session_of;
 use super::reply::error;
-use crate::host::http::{Answer, Request, Response};
+use crate::feed::Out;
+use crate::host::http::{Answer, Lists, Request, Response};
 use crate::host::log;
 use crate::host::websocket::{Frame, Session};
 use crate::instance::Instance;
@@ -64,6 +70,9 @@ pub fn upgrade(inst: &Instance, req: &Request) -> Answer {
     if session_of(inst, req.header("Cookie")).is_none() {
         return Answer::Respond(error(401, "not logged in"));
     }
+    if let Err(e) = compressed(&req.query) {
+        return Answer::Respond(error(400, &e));
+    }
     Answer::Upgrade
 }
 
@@ -74,12 +83,33 @@ fn cookie_of(headers: &[(String, String)]) -> Option<&str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// Whether the query asks for compressed bursts (`compress=deflate`); an error for any
+/// other parameter or value.
+fn compressed(query: &[(String, String)]) -> Result<bool, String> {
+    let mut deflate = false;
+    for (name, value) in query {
+        match (name.as_str(), value.as_str()) {
+            ("compress", "deflate") => deflate = true,
+            ("compress", "none") => deflate = false,
+            ("compress", other) => {
+                return Err(format!(
+                    "compress: expected deflate or none, not '{}'",
+                    other.escape_default()
+                ))
+            }
+            (other, _) => return Err(format!("unknown parameter '{}'", other.escape_default())),
+        }
+    }
+    Ok(deflate)
+}
+
 /// Serves one established feed until it ends.
-pub fn run(inst: &Instance, ws: Session, headers: &[(String, String)]) {
-    let Some((token, session)) = session_of(inst, cookie_of(headers)) else {
+pub fn run(inst: &Instance, ws: Session, request: &Lists) {
+    let Some((token, session)) = session_of(inst, cookie_of(&request.headers)) else {
         ws.close(1008);
         return;
     };
+    let deflate = compressed(&request.query).unwrap_or(false);
     ws.set_nonblock();
     ws.set_write_timeout(WRITE_TIMEOUT_MS);
     let feed = inst.state().feed();
@@ -125,8 +155,19 @@ pub fn run(inst: &Instance, ws: Session, headers: &[(String, String)]) {
                     continue;
                 }
             }
-            let taken = feed.take(&sub);
-            if !taken.frames(MAX_FRAME).iter().all(|f| ws.send_text(f)) {
+            let taken = feed.take(&sub, deflate);
+            let sent = if deflate {
+                taken
+                    .packed_frames(MAX_FRAME, feed)
+                    .iter()
+                    .all(|f| match f {
+                        Out::Text(t) => ws.send_text(t),
+                        Out::Packed(b) => ws.send_binary(b),
+                    })
+            } else {
+                taken.frames(MAX_FRAME).iter().all(|f| ws.send_text(f))
+            };
+            if !sent {
                 break;
             }
             if taken.count > 0 {

@@ -84,8 +84,7 @@ macro_rules! http_uri {
             ) -> () {
                 // SAFETY: res_http_websocket hands over an established session it holds a
                 // reference for, with the request's lists.
-                unsafe { $crate::host::http::run_session($proto, session, headers, $root, $established) }
-                let _ = params;
+                unsafe { $crate::host::http::run_session($proto, session, params, headers, $root, $established) }
             }
             websocket = Some(($proto, established));
         )?
@@ -108,6 +107,8 @@ pub struct Request {
     /// The path below the URI, as sent (not percent-decoded), without the query.
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The query's parameters, as Asterisk decoded them.
+    pub query: Vec<(String, String)>,
     /// Whether the request came over TLS.
     pub tls: bool,
 }
@@ -421,7 +422,7 @@ fn method_of(m: sys::ast_http_method) -> Method {
     }
 }
 
-/// The headers of a request as pairs.
+/// A request's list of headers or of query parameters, as pairs.
 ///
 /// # Safety
 /// `headers` is NULL or a valid variable list.
@@ -479,6 +480,8 @@ pub unsafe fn run<I>(
             path: unsafe { from_c(uri) }.unwrap_or_default(),
             // SAFETY: the request's header list.
             headers: unsafe { header_list(headers) },
+            // SAFETY: the request's query parameter list.
+            query: unsafe { header_list(params) },
             tls,
         };
         handler(&module, &request)
@@ -512,28 +515,40 @@ fn internal_error() -> Response {
     )
 }
 
+/// The headers and query parameters of the request that opened a WebSocket session.
+pub struct Lists {
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+}
+
 /// Runs a WebSocket protocol's handler on an established session.
 ///
 /// # Safety
-/// `session` and `headers` are what res_http_websocket passed to `session_established`.
+/// `session`, `params` and `headers` are what res_http_websocket passed to
+/// `session_established`.
 pub unsafe fn run_session<I>(
     name: &CStr,
     session: *mut sys::ast_websocket,
+    params: *mut sys::ast_variable,
     headers: *mut sys::ast_variable,
     root: fn() -> Option<Arc<I>>,
-    handler: fn(&I, websocket::Session, &[(String, String)]),
+    handler: fn(&I, websocket::Session, &Lists),
 ) {
     // SAFETY: per contract: the reference is handed over to the Session.
     let Some(session) = (unsafe { websocket::Session::from_established(session) }) else {
         return;
     };
-    // SAFETY: the request's header list.
-    let headers = unsafe { header_list(headers) };
+    let lists = Lists {
+        // SAFETY: the request's header list.
+        headers: unsafe { header_list(headers) },
+        // SAFETY: the request's query parameter list.
+        query: unsafe { header_list(params) },
+    };
     guard(
         name.to_str().unwrap_or("websocket"),
         (),
         move || match root() {
-            Some(module) => handler(&module, session, &headers),
+            Some(module) => handler(&module, session, &lists),
             None => session.close(1001),
         },
     );

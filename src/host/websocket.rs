@@ -293,14 +293,26 @@ impl Session {
 
     /// Sends a text frame; false if the session failed (it is then closing).
     pub fn send_text(&self, text: &str) -> bool {
-        let mut bytes = text.as_bytes().to_vec();
-        // SAFETY: a live session; the payload is copied into the frame.
+        self.send(
+            sys::ast_websocket_opcode_AST_WEBSOCKET_OPCODE_TEXT,
+            text.as_bytes(),
+        )
+    }
+
+    /// Sends a binary frame; false if the session failed (it is then closing).
+    pub fn send_binary(&self, bytes: &[u8]) -> bool {
+        self.send(sys::ast_websocket_opcode_AST_WEBSOCKET_OPCODE_BINARY, bytes)
+    }
+
+    fn send(&self, opcode: sys::ast_websocket_opcode, payload: &[u8]) -> bool {
+        // SAFETY: a live session; the payload is only read (the prototype lacks const: it
+        // is copied into the frame).
         let rc = unsafe {
             (self.api.write)(
                 self.ptr,
-                sys::ast_websocket_opcode_AST_WEBSOCKET_OPCODE_TEXT,
-                bytes.as_mut_ptr().cast(),
-                bytes.len() as u64,
+                opcode,
+                payload.as_ptr().cast_mut().cast(),
+                payload.len() as u64,
             )
         };
         rc == 0

@@ -58,6 +58,8 @@ const state = {
   // The board's users that match the search, the rows in the document (first, end) and
   // their height in pixels.
   view: [], shown: [0, 0], rowHeight: 0,
+  // Live-feed frames received, by kind.
+  frames: { text: 0, binary: 0 },
 };
 
 function t(key, ...args) {
@@ -228,20 +230,34 @@ function renderFeedStatus() {
   s.textContent = state.session ? t(on ? 'feed_on' : 'feed_off') : '';
 }
 
+// Frames are JSON arrays of events; with `?compress=deflate`, bursts may come as binary
+// frames: raw DEFLATE of events each followed by a comma.
+async function decodeFrame(data) {
+  if (typeof data === 'string') return JSON.parse(data);
+  const inflated = new Blob([data]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
+  const text = await new Response(inflated).text();
+  return JSON.parse('[' + text.slice(0, -1) + ']');
+}
+
 function connect() {
   if (!state.session) return;
-  const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + new URL('ws', document.baseURI).pathname;
+  const compress = typeof DecompressionStream === 'function' ? '?compress=deflate' : '';
+  const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + new URL('ws', document.baseURI).pathname + compress;
   const ws = new WebSocket(url, 'deviceuser');
+  ws.binaryType = 'arraybuffer';
   state.ws = ws;
+  // Frames are decoded one after the other, so that events apply in the order sent.
+  let decoded = Promise.resolve();
   ws.onopen = () => { state.retry = 0; renderFeedStatus(); loadBoard(); };
   ws.onmessage = (m) => {
-    let events;
-    try { events = JSON.parse(m.data); } catch (_) { return; }
-    for (const e of events) {
-      // While the board loads, events wait and are applied to it once it arrives (each
-      // event sets a state, so applying one the board already shows changes nothing).
-      if (state.pending && e.type !== 'config') state.pending.push(e); else apply(e);
-    }
+    state.frames[typeof m.data === 'string' ? 'text' : 'binary'] += 1;
+    decoded = decoded.then(() => decodeFrame(m.data)).then((events) => {
+      for (const e of events) {
+        // While the board loads, events wait and are applied to it once it arrives (each
+        // event sets a state, so applying one the board already shows changes nothing).
+        if (state.pending && e.type !== 'config') state.pending.push(e); else apply(e);
+      }
+    }).catch((err) => console.warn('live feed:', err));
   };
   ws.onclose = () => {
     if (state.ws !== ws) return;
