@@ -150,10 +150,24 @@ impl Board {
 
     /// Drains what arrived: the number of login and logout events among it (the events'
     /// keys are sorted, so each carries `"type":"login"` or `"type":"logout"` verbatim), and
-    /// of frames and of their bytes.
-    fn count_bindings(&self, quiet: Duration) -> Result<(usize, usize, usize), String> {
+    /// of frames and of their bytes. Called once Asterisk is idle after a burst: it waits up
+    /// to `quiet` for each frame until `expected` events are counted, then takes only what
+    /// is already there.
+    fn count_bindings(
+        &self,
+        expected: usize,
+        quiet: Duration,
+    ) -> Result<(usize, usize, usize), String> {
         let (mut n, mut frames, mut bytes) = (0, 0, 0);
-        while let Ok((_, m)) = self.frames.recv_timeout(quiet) {
+        loop {
+            let next = if n < expected {
+                self.frames.recv_timeout(quiet).ok()
+            } else {
+                self.frames.try_recv().ok()
+            };
+            let Some((_, m)) = next else {
+                break;
+            };
             bytes += match &m {
                 Message::Text(t) => t.len(),
                 Message::Binary(b) => b.len(),
@@ -355,31 +369,40 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
     };
     let (mut compressed, mut plain) = (new_boards(), new_boards());
     let driver_cpu = || process::cpu_seconds(std::process::id());
-    for _ in 0..p.rounds {
-        inst.settle();
-        let (cpu0, own0) = (inst.cpu(), driver_cpu());
-        let b = ami.pipeline(&burst)?;
-        check(&b, "burst without boards")?;
-        inst.settle();
-        without_boards.push((b, inst.cpu() - cpu0, driver_cpu() - own0));
-        for (kind, into) in [(true, &mut compressed), (false, &mut plain)] {
-            let boards: Vec<Board> = (0..p.boards)
-                .map(|_| Board::open(port, &client.cookie, kind))
-                .collect::<Result<_, _>>()?;
+    // The three kinds of burst take turns, in an order that rotates each round, so that none
+    // always follows another (bursts of one kind vary by 2× on this machine from one to the
+    // next: the median of many rounds is compared).
+    for round in 0..p.rounds {
+        for turn in 0..3 {
+            let kind = (round + turn) % 3;
+            let boards: Vec<Board> = match kind {
+                0 => Vec::new(),
+                k => (0..p.boards)
+                    .map(|_| Board::open(port, &client.cookie, k == 1))
+                    .collect::<Result<_, _>>()?,
+            };
             inst.settle();
             let (cpu0, own0) = (inst.cpu(), driver_cpu());
             let b = ami.pipeline(&burst)?;
-            check(&b, "burst with boards")?;
+            check(&b, "burst")?;
             // The boards' clients read while the burst runs; what they read is counted after.
             inst.settle();
-            let (cpu, own) = (inst.cpu() - cpu0, driver_cpu() - own0);
+            let cpu_own = (inst.cpu() - cpu0, driver_cpu() - own0);
+            let into = match kind {
+                0 => {
+                    without_boards.push((b, cpu_own.0, cpu_own.1));
+                    continue;
+                }
+                1 => &mut compressed,
+                _ => &mut plain,
+            };
             for (i, board) in boards.iter().enumerate() {
-                let (n, frames, bytes) = board.count_bindings(Duration::from_millis(500))?;
+                let (n, frames, bytes) = board.count_bindings(2 * p.pairs, Duration::from_millis(500))?;
                 into.events_per_board[i] += n;
                 into.frames_per_board[i] += frames;
                 into.bytes_per_board[i] += bytes;
             }
-            into.bursts.push((b, cpu, own));
+            into.bursts.push((b, cpu_own.0, cpu_own.1));
         }
     }
     without_boards.sort_by_key(|b| b.0.elapsed);

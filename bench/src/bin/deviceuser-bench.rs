@@ -2223,7 +2223,7 @@ fn reload_rows(rep: &mut Report, failures: &mut Vec<String>) {
 const CONSOLE_USERS: usize = 10_000;
 /// Boards open during the console's login bursts.
 const BOARDS: usize = 50;
-const CONSOLE_ROUNDS: usize = 9;
+const CONSOLE_ROUNDS: usize = 25;
 const FEED_LATENCY_PAIRS: usize = 300;
 
 fn console(rep: &mut Report) -> Res<()> {
@@ -2317,7 +2317,7 @@ fn console(rep: &mut Report) -> Res<()> {
         delivered_all &= delivered;
         rep.row(
             &format!(
-                "console: login+logout throughput with {BOARDS} {kind} open vs none ({PAIRS} pairs pipelined; median of {CONSOLE_ROUNDS} rounds each, alternating; Asterisk CPU per pair {:.0} µs vs {:.0} µs; every board received {})",
+                "console: login+logout throughput with {BOARDS} {kind} open vs none ({PAIRS} pairs pipelined; median of {CONSOLE_ROUNDS} bursts each, the three kinds taking turns in a rotating order; Asterisk CPU per pair {:.0} µs vs {:.0} µs; every board received {})",
                 cpu_pair(mid_with),
                 cpu_pair(mid_without),
                 if delivered {
