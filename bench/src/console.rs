@@ -57,6 +57,9 @@ pub struct Boards {
     /// Each burst, with Asterisk's CPU time until it was idle again and the driver's own
     /// (its boards' clients included).
     pub bursts: Vec<(Burst, f64, f64)>,
+    /// For each burst, the time Asterisk's threads serving the boards (those that appeared
+    /// when the boards connected: one per feed) ran until Asterisk was idle again, seconds.
+    pub board_threads: Vec<f64>,
     /// Login and logout events each board received during the bursts (all of them must
     /// arrive), and the frames they came in.
     pub events_per_board: Vec<usize>,
@@ -375,6 +378,7 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
     for round in 0..p.rounds {
         for turn in 0..3 {
             let kind = (round + turn) % 3;
+            let threads_before = process::thread_run_ns(inst.pid);
             let boards: Vec<Board> = match kind {
                 0 => Vec::new(),
                 k => (0..p.boards)
@@ -382,12 +386,21 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
                     .collect::<Result<_, _>>()?,
             };
             inst.settle();
-            let (cpu0, own0) = (inst.cpu(), driver_cpu());
+            // The threads that serve the boards: those that were not there before.
+            let board_ns = || -> u64 {
+                process::thread_run_ns(inst.pid)
+                    .iter()
+                    .filter(|(tid, _)| !threads_before.contains_key(tid))
+                    .map(|(_, ns)| ns)
+                    .sum()
+            };
+            let (cpu0, own0, boards0) = (inst.cpu(), driver_cpu(), board_ns());
             let b = ami.pipeline(&burst)?;
             check(&b, "burst")?;
             // The boards' clients read while the burst runs; what they read is counted after.
             inst.settle();
             let cpu_own = (inst.cpu() - cpu0, driver_cpu() - own0);
+            let board_secs = board_ns().saturating_sub(boards0) as f64 / 1e9;
             let into = match kind {
                 0 => {
                     without_boards.push((b, cpu_own.0, cpu_own.1));
@@ -403,6 +416,7 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
                 into.bytes_per_board[i] += bytes;
             }
             into.bursts.push((b, cpu_own.0, cpu_own.1));
+            into.board_threads.push(board_secs);
         }
     }
     without_boards.sort_by_key(|b| b.0.elapsed);

@@ -64,6 +64,25 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (stat_field(&f, 14) + stat_field(&f, 15)) as f64 / clock_ticks()
 }
 
+/// Time each thread of a process has run on a CPU, in nanoseconds, by thread id (the
+/// scheduler's own count, `/proc/<pid>/task/<tid>/schedstat`: exact, where `stat`'s times
+/// are in clock ticks).
+pub fn thread_run_ns(pid: u32) -> std::collections::HashMap<u32, u64> {
+    let mut out = std::collections::HashMap::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let ns = fs::read_to_string(t.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+        if let Some(ns) = ns {
+            out.insert(tid, ns);
+        }
+    }
+    out
+}
+
 /// CPU time of a process and its children, in seconds: its own, that of its children that
 /// exited and were waited for (cutime + cstime), and that of its living children (a server
 /// that forks a process per connection, as PostgreSQL does, is measured whole).

@@ -2297,6 +2297,17 @@ fn console(rep: &mut Report) -> Res<()> {
     let per_pair = |b: &(Burst, f64, f64)| b.0.elapsed.as_secs_f64() / PAIRS as f64;
     let cpu_pair = |b: &(Burst, f64, f64)| b.1 * 1e6 / PAIRS as f64;
     let driver_pair = |b: &(Burst, f64, f64)| b.2 * 1e6 / PAIRS as f64;
+    // Per pair, µs: the median and the largest of the bursts' time in the threads serving
+    // the boards.
+    let board_threads = |b: &deviceuser_bench::console::Boards| {
+        let mut t = b.board_threads.clone();
+        t.sort_by(f64::total_cmp);
+        let per_pair = |s: f64| s * 1e6 / PAIRS as f64;
+        (
+            per_pair(t.get(t.len() / 2).copied().unwrap_or(0.0)),
+            per_pair(t.last().copied().unwrap_or(0.0)),
+        )
+    };
     let mid_without = &r.without_boards[r.without_boards.len() / 2];
     let without = per_pair(mid_without);
     let mut delivered_all = true;
@@ -2317,9 +2328,10 @@ fn console(rep: &mut Report) -> Res<()> {
         delivered_all &= delivered;
         rep.row(
             &format!(
-                "console: login+logout throughput with {BOARDS} {kind} open vs none ({PAIRS} pairs pipelined; median of {CONSOLE_ROUNDS} bursts each, the three kinds taking turns in a rotating order; Asterisk CPU per pair {:.0} µs vs {:.0} µs; every board received {})",
+                "console: login+logout throughput with {BOARDS} {kind} open vs none ({PAIRS} pairs pipelined; median of {CONSOLE_ROUNDS} bursts each, the three kinds taking turns in a rotating order; Asterisk CPU per pair {:.0} µs vs {:.0} µs; the threads of Asterisk serving the boards {:.1} µs per pair, median of the bursts; every board received {})",
                 cpu_pair(mid_with),
                 cpu_pair(mid_without),
+                board_threads(boards).0,
                 if delivered {
                     format!("all {} events", r.events_expected)
                 } else {
@@ -2360,9 +2372,12 @@ fn console(rep: &mut Report) -> Res<()> {
         let frames: usize = b.frames_per_board.iter().sum();
         let events: usize = b.events_per_board.iter().sum();
         let bytes: usize = b.bytes_per_board.iter().sum();
+        let (median_threads, max_threads) = board_threads(b);
         format!(
-            "with {BOARDS} such boards {}; each board received its {} login and logout events (state events beside them) in {:.0} frames on average ({:.0} login/logout events a frame), {:.2} MB per board in all: {:.2} MB of WebSocket payload for the {BOARDS} boards per burst",
+            "with {BOARDS} such boards {}; Asterisk's threads serving the {BOARDS} boards ran {:.2} µs per pair in all (median burst; max {:.2} µs), measured by the scheduler's own count per thread; each board received its {} login and logout events (state events beside them) in {:.0} frames on average ({:.0} login/logout events a frame), {:.2} MB per board in all: {:.2} MB of WebSocket payload for the {BOARDS} boards per burst",
             list(&b.bursts),
+            median_threads,
+            max_threads,
             r.events_expected,
             frames as f64 / b.frames_per_board.len().max(1) as f64,
             events as f64 / frames.max(1) as f64,
