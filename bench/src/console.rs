@@ -410,7 +410,8 @@ pub fn run(p: &Params, builder: Builder) -> Result<Results, String> {
                 _ => &mut plain,
             };
             for (i, board) in boards.iter().enumerate() {
-                let (n, frames, bytes) = board.count_bindings(2 * p.pairs, Duration::from_millis(500))?;
+                let (n, frames, bytes) =
+                    board.count_bindings(2 * p.pairs, Duration::from_millis(500))?;
                 into.events_per_board[i] += n;
                 into.frames_per_board[i] += frames;
                 into.bytes_per_board[i] += bytes;

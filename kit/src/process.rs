@@ -69,7 +69,11 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 /// are in clock ticks).
 pub fn thread_run_ns(pid: u32) -> std::collections::HashMap<u32, u64> {
     let mut out = std::collections::HashMap::new();
-    for t in fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+    for t in fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
