@@ -164,7 +164,7 @@ impl Piece {
     }
 }
 
-/// A frame to send: a JSON array of events, or compressed events ([`Taken::packed_frames`]).
+/// A frame to send: a JSON array of events, or compressed events ([`Taken::frames`]).
 pub enum Out {
     Text(String),
     Packed(Vec<u8>),
@@ -183,81 +183,60 @@ pub struct Taken {
 }
 
 impl Taken {
-    /// The events as JSON arrays of at most about `max` bytes (a chunk of the log, larger
-    /// than that only if `max` is less than [`CHUNK_BYTES`] or one event is, goes alone).
-    pub fn frames(&self, max: usize) -> Vec<String> {
-        let mut frames = Vec::new();
-        let mut frame = String::new();
-        for p in &self.pieces {
-            push_text(&mut frames, &mut frame, p.text(), max);
-        }
-        end_text(&mut frames, frame);
-        frames
-    }
-
-    /// The events in order as frames of at most about `max` bytes: whole chunks of the log
-    /// compressed (each frame a raw DEFLATE stream of the chunks' events, each event followed
-    /// by a comma), the parts of chunks as JSON arrays.
-    pub fn packed_frames(&self, max: usize, feed: &Feed) -> Vec<Out> {
+    /// The events in order as frames of at most about `max` bytes (a chunk of the log, larger
+    /// than that only if `max` is less than [`CHUNK_BYTES`] or one event is, goes alone): JSON
+    /// arrays, except that with `compress` whole chunks of the log go compressed (each such
+    /// frame a raw DEFLATE stream of the chunks' events, each event followed by a comma).
+    pub fn frames(&self, max: usize, compress: Option<&Feed>) -> Vec<Out> {
         let mut out = Vec::new();
-        let mut texts = Vec::new();
+        // The JSON array and the compressed stream being built.
         let mut text = String::new();
         let mut packed: Vec<u8> = Vec::new();
-        let end_packed = |out: &mut Vec<Out>, packed: &mut Vec<u8>| {
-            if !packed.is_empty() {
-                packed.extend_from_slice(&DEFLATE_END);
-                out.push(Out::Packed(std::mem::take(packed)));
-            }
-        };
         for p in &self.pieces {
-            match p.whole() {
-                Some(chunk) => {
-                    if !text.is_empty() {
-                        end_text(&mut texts, std::mem::take(&mut text));
-                        out.extend(texts.drain(..).map(Out::Text));
-                    }
-                    let bytes = chunk.packed(&feed.packer);
-                    if !packed.is_empty() && packed.len() + bytes.len() > max {
-                        end_packed(&mut out, &mut packed);
-                    }
-                    packed.extend_from_slice(bytes);
-                }
-                None => {
+            if let (Some(feed), Some(chunk)) = (compress, p.whole()) {
+                end_text(&mut out, &mut text);
+                let bytes = chunk.packed(&feed.packer);
+                if !packed.is_empty() && packed.len() + bytes.len() > max {
                     end_packed(&mut out, &mut packed);
-                    push_text(&mut texts, &mut text, p.text(), max);
-                    out.extend(texts.drain(..).map(Out::Text));
                 }
+                packed.extend_from_slice(bytes);
+                continue;
             }
+            end_packed(&mut out, &mut packed);
+            let events = p.text();
+            if events.is_empty() {
+                continue;
+            }
+            if text.len() > 1 && text.len() + events.len() > max {
+                end_text(&mut out, &mut text);
+            }
+            if text.is_empty() {
+                text.reserve(max.min(events.len() + 1));
+                text.push('[');
+            }
+            text.push_str(events);
         }
         end_packed(&mut out, &mut packed);
-        end_text(&mut texts, text);
-        out.extend(texts.into_iter().map(Out::Text));
+        end_text(&mut out, &mut text);
         out
     }
 }
 
-/// Adds events (each followed by a comma) to the JSON array being built in `frame`, first
-/// ending it into `frames` if they would make it larger than `max`.
-fn push_text(frames: &mut Vec<String>, frame: &mut String, text: &str, max: usize) {
-    if text.is_empty() {
-        return;
+/// Ends the JSON array being built, if any, into a frame (its last event's comma becomes the
+/// closing bracket).
+fn end_text(out: &mut Vec<Out>, text: &mut String) {
+    if text.len() > 1 {
+        text.pop();
+        text.push(']');
+        out.push(Out::Text(std::mem::take(text)));
     }
-    if frame.len() > 1 && frame.len() + text.len() > max {
-        end_text(frames, std::mem::take(frame));
-    }
-    if frame.is_empty() {
-        frame.reserve(max.min(text.len() + 1));
-        frame.push('[');
-    }
-    frame.push_str(text);
 }
 
-/// Ends the JSON array `frame` (its last event's comma becomes the closing bracket).
-fn end_text(frames: &mut Vec<String>, mut frame: String) {
-    if frame.len() > 1 {
-        frame.pop();
-        frame.push(']');
-        frames.push(frame);
+/// Ends the compressed stream being built, if any, into a frame (with the final empty block).
+fn end_packed(out: &mut Vec<Out>, packed: &mut Vec<u8>) {
+    if !packed.is_empty() {
+        packed.extend_from_slice(&DEFLATE_END);
+        out.push(Out::Packed(std::mem::take(packed)));
     }
 }
 

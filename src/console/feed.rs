@@ -76,13 +76,6 @@ pub fn upgrade(inst: &Instance, req: &Request) -> Answer {
     Answer::Upgrade
 }
 
-fn cookie_of(headers: &[(String, String)]) -> Option<&str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("Cookie"))
-        .map(|(_, v)| v.as_str())
-}
-
 /// Whether the query asks for compressed bursts (`compress=deflate`); an error for any
 /// other parameter or value.
 fn compressed(query: &[(String, String)]) -> Result<bool, String> {
@@ -105,7 +98,7 @@ fn compressed(query: &[(String, String)]) -> Result<bool, String> {
 
 /// Serves one established feed until it ends.
 pub fn run(inst: &Instance, ws: Session, request: &Lists) {
-    let Some((token, session)) = session_of(inst, cookie_of(&request.headers)) else {
+    let Some((token, session)) = session_of(inst, request.header("Cookie")) else {
         ws.close(1008);
         return;
     };
@@ -156,17 +149,13 @@ pub fn run(inst: &Instance, ws: Session, request: &Lists) {
                 }
             }
             let taken = feed.take(&sub, deflate);
-            let sent = if deflate {
-                taken
-                    .packed_frames(MAX_FRAME, feed)
-                    .iter()
-                    .all(|f| match f {
-                        Out::Text(t) => ws.send_text(t),
-                        Out::Packed(b) => ws.send_binary(b),
-                    })
-            } else {
-                taken.frames(MAX_FRAME).iter().all(|f| ws.send_text(f))
-            };
+            let sent = taken
+                .frames(MAX_FRAME, deflate.then_some(feed))
+                .iter()
+                .all(|f| match f {
+                    Out::Text(t) => ws.send_text(t),
+                    Out::Packed(b) => ws.send_binary(b),
+                });
             if !sent {
                 break;
             }

@@ -127,10 +127,7 @@ pub enum Body {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
 
     /// Reads the body (once) if it is `application/json`.
@@ -425,10 +422,10 @@ fn method_of(m: sys::ast_http_method) -> Method {
 /// A request's list of headers or of query parameters, as pairs.
 ///
 /// # Safety
-/// `headers` is NULL or a valid variable list.
-unsafe fn header_list(headers: *mut sys::ast_variable) -> Vec<(String, String)> {
+/// `list` is NULL or a valid variable list.
+unsafe fn variable_list(list: *mut sys::ast_variable) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut v = headers;
+    let mut v = list;
     while !v.is_null() {
         // SAFETY: a live element of the list.
         let (n, value, next) = unsafe { (from_c((*v).name), from_c((*v).value), (*v).next) };
@@ -479,9 +476,9 @@ pub unsafe fn run<I>(
             // SAFETY: NULL or the path string of this request.
             path: unsafe { from_c(uri) }.unwrap_or_default(),
             // SAFETY: the request's header list.
-            headers: unsafe { header_list(headers) },
+            headers: unsafe { variable_list(headers) },
             // SAFETY: the request's query parameter list.
-            query: unsafe { header_list(params) },
+            query: unsafe { variable_list(params) },
             tls,
         };
         handler(&module, &request)
@@ -521,6 +518,20 @@ pub struct Lists {
     pub query: Vec<(String, String)>,
 }
 
+impl Lists {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_in(&self.headers, name)
+    }
+}
+
+/// The value of the header `name` (case-insensitive) among `headers`.
+fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// Runs a WebSocket protocol's handler on an established session.
 ///
 /// # Safety
@@ -540,9 +551,9 @@ pub unsafe fn run_session<I>(
     };
     let lists = Lists {
         // SAFETY: the request's header list.
-        headers: unsafe { header_list(headers) },
+        headers: unsafe { variable_list(headers) },
         // SAFETY: the request's query parameter list.
-        query: unsafe { header_list(params) },
+        query: unsafe { variable_list(params) },
     };
     guard(
         name.to_str().unwrap_or("websocket"),
